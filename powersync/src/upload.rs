@@ -76,11 +76,13 @@ pub(crate) async fn upload_loop<C: BackendConnector>(
                     return UploadExit::Stopped;
                 }
                 failures = failures.saturating_add(1);
+            } else if last_head.is_some() {
+                // The previous upload completed something: progress resets the backoff.
+                failures = 0;
             }
             db.inner.status.send_modify(|s| s.uploading = true);
             match connector.upload_data(&db).await {
                 Ok(()) => {
-                    failures = 0;
                     last_head = Some(head);
                     db.inner.status.send_modify(|s| s.upload_error = None);
                 }
