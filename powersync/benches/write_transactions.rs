@@ -138,7 +138,7 @@ fn main() {
             let db = PowerSyncDatabase::open(dir.path().join("wrapper.db"), &schema(), options)
                 .await
                 .unwrap();
-            db.write_transaction(|tx| seed(tx)).await.unwrap();
+            db.write_transaction(seed).await.unwrap();
             db
         });
         let (mut bare_rates, mut wrapper_rates) = (Vec::new(), Vec::new());
