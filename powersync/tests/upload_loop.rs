@@ -60,7 +60,7 @@ impl BackendConnector for RecordingBackend {
         else {
             return Ok(());
         };
-        if self.write_during_upload && call % 3 == 0 {
+        if self.write_during_upload && call.is_multiple_of(3) {
             db.execute(
                 "INSERT INTO todos(id, description) VALUES (uuid(), 'during upload')",
                 [],
