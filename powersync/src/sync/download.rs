@@ -180,10 +180,10 @@ impl<C: BackendConnector> DownloadContext<C> {
                     Ok(Some(Line::Text(text))) => self.control("line_text", Payload::Text(text), &mut step).await,
                     Ok(Some(Line::Binary(blob))) => self.control("line_binary", Payload::Binary(blob), &mut step).await,
                     Ok(None) => {
-                        if self.db.core_version().at_least(0, 4, 6) {
-                            if let Err(e) = self.control("connection", Payload::Text("end".into()), &mut step).await {
-                                return failed(e);
-                            }
+                        if self.db.core_version().at_least(0, 4, 6)
+                            && let Err(e) = self.control("connection", Payload::Text("end".into()), &mut step).await
+                        {
+                            return failed(e);
                         }
                         return Iteration::Reconnect { immediately: step.close.unwrap_or(false), error: None, synced };
                     }
