@@ -5,6 +5,7 @@
 //!   ([`check::convergence`]), causal consistency of max-write-wins registers
 //!   ([`check::causal`]) and endpoint log checks ([`check::logs`]).
 
+pub mod check;
 pub mod error;
 pub mod history;
 

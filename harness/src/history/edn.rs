@@ -47,10 +47,10 @@ pub fn parse_one(text: &str) -> Result<Json> {
 /// Parses a Jepsen `history.edn`.
 pub fn read_history(text: &str) -> Result<History> {
     let mut forms = parse_forms(text)?;
-    if forms.len() == 1 && forms[0].is_array() {
-        if let Some(Json::Array(inner)) = forms.pop() {
-            forms = inner;
-        }
+    if forms.len() == 1
+        && let Some(Json::Array(inner)) = forms.first()
+    {
+        forms = inner.clone();
     }
     let ops = forms
         .iter()

@@ -1,0 +1,410 @@
+//! Hand-made histories, one per anomaly the harness relies on, checked at each model it reports.
+
+use super::*;
+use crate::history::edn;
+
+/// Builds a history from `(process, type, mops)` transactions written in EDN. With
+/// `concurrent`, all invocations come first, then all completions (no real-time order between
+/// the transactions); otherwise each transaction completes before the next is invoked.
+fn history(concurrent: bool, txns: &[(u64, &str, &str)]) -> History {
+    let mut lines = Vec::new();
+    let invoke = |i: usize, (p, _, mops): &(u64, &str, &str)| {
+        let h = edn::read_history(&format!(
+            "{{:type :ok, :process {p}, :f :txn, :value {mops}}}"
+        ))
+        .unwrap();
+        let mut op = h.ops[0].clone();
+        op.op_type = OpType::Invoke;
+        if let Value::ListAppend(ms) = &mut op.value {
+            for m in ms {
+                if let ListAppendMop::Read { list, .. } = m {
+                    *list = None;
+                }
+            }
+        }
+        let _ = i;
+        op
+    };
+    let complete = |(p, t, mops): &(u64, &str, &str)| {
+        edn::read_history(&format!(
+            "{{:type :{t}, :process {p}, :f :txn, :value {mops}}}"
+        ))
+        .unwrap()
+        .ops[0]
+            .clone()
+    };
+    if concurrent {
+        for (i, t) in txns.iter().enumerate() {
+            lines.push(invoke(i, t));
+        }
+        for t in txns {
+            lines.push(complete(t));
+        }
+    } else {
+        for (i, t) in txns.iter().enumerate() {
+            lines.push(invoke(i, t));
+            lines.push(complete(t));
+        }
+    }
+    for (i, op) in lines.iter_mut().enumerate() {
+        op.index = i as u64;
+        op.time = i as i64 * 1_000_000;
+    }
+    History::new(lines)
+}
+
+fn verdict(h: &History, model: &str) -> Verdict {
+    check(h, model).unwrap()
+}
+
+/// Asserts the history is invalid at `model` and that `anomaly` is among those reported.
+#[track_caller]
+fn assert_invalid(h: &History, model: &str, anomaly: &str) {
+    let v = verdict(h, model);
+    assert_eq!(v.valid, Validity::Invalid, "{model}: {v:#?}");
+    assert!(
+        v.anomaly_types.iter().any(|t| t == anomaly),
+        "{model}: expected {anomaly}, got {:?}",
+        v.anomaly_types
+    );
+}
+
+#[track_caller]
+fn assert_valid(h: &History, model: &str) {
+    let v = verdict(h, model);
+    assert_eq!(v.valid, Validity::Valid, "{model}: {v:#?}");
+    assert!(v.anomaly_types.is_empty());
+}
+
+const MODELS: [&str; 6] = [
+    "read-committed",
+    "monotonic-atomic-view",
+    "repeatable-read",
+    "snapshot-isolation",
+    "serializable",
+    "strict-serializable",
+];
+
+#[test]
+fn serial_history_is_valid_at_every_model() {
+    let h = history(
+        false,
+        &[
+            (0, "ok", "[[:append 1 1] [:r 1 [1]]]"),
+            (1, "ok", "[[:r 1 [1]] [:append 2 1] [:append 1 2]]"),
+            (0, "ok", "[[:r 1 [1 2]] [:r 2 [1]]]"),
+            (1, "fail", "[[:append 3 1]]"),
+            (0, "ok", "[[:r 3 nil] [:r 2 [1]]]"),
+        ],
+    );
+    for m in MODELS
+        .iter()
+        .chain(&["strong-session-serializable", "read-uncommitted"])
+    {
+        assert_valid(&h, m);
+    }
+}
+
+#[test]
+fn g0_write_cycle() {
+    // x's order says T1 before T2, y's order says T2 before T1.
+    let h = history(
+        true,
+        &[
+            (0, "ok", "[[:append 1 1] [:append 2 1]]"),
+            (1, "ok", "[[:append 1 2] [:append 2 2]]"),
+            (2, "ok", "[[:r 1 [1 2]] [:r 2 [2 1]]]"),
+        ],
+    );
+    assert_invalid(&h, "read-uncommitted", "G0");
+    for m in MODELS {
+        assert_invalid(&h, m, "G0");
+    }
+}
+
+#[test]
+fn g1a_aborted_read() {
+    let h = history(
+        true,
+        &[
+            (0, "fail", "[[:append 1 1]]"),
+            (1, "ok", "[[:r 1 [1]] [:append 2 1]]"),
+            (2, "ok", "[[:r 2 [1]]]"),
+        ],
+    );
+    for m in MODELS {
+        assert_invalid(&h, m, "G1a");
+    }
+    assert_valid(&h, "read-uncommitted");
+}
+
+#[test]
+fn info_writes_are_not_aborted() {
+    // The same shape with an indeterminate writer: reading its append is fine.
+    let h = history(
+        true,
+        &[
+            (0, "info", "[[:append 1 1]]"),
+            (1, "ok", "[[:r 1 [1]] [:append 2 1]]"),
+            (2, "ok", "[[:r 2 [1]]]"),
+        ],
+    );
+    for m in MODELS {
+        assert_valid(&h, m);
+    }
+}
+
+#[test]
+fn g1b_intermediate_read() {
+    let h = history(
+        true,
+        &[
+            (0, "ok", "[[:append 1 1] [:append 1 2]]"),
+            (1, "ok", "[[:r 1 [1]]]"),
+        ],
+    );
+    for m in MODELS {
+        assert_invalid(&h, m, "G1b");
+    }
+    assert_valid(&h, "read-uncommitted");
+}
+
+#[test]
+fn g1c_circular_information_flow() {
+    // Elle's README example.
+    let h = history(
+        true,
+        &[
+            (0, "ok", "[[:append 1 1] [:r 2 [1]]]"),
+            (1, "ok", "[[:append 1 2] [:append 2 1]]"),
+            (2, "ok", "[[:r 1 [1 2]]]"),
+        ],
+    );
+    for m in MODELS {
+        assert_invalid(&h, m, "G1c");
+    }
+    assert_valid(&h, "read-uncommitted");
+}
+
+#[test]
+fn g_single_item_fractured_read() {
+    // The seed's PowerSync-to-PostgreSQL shape: a reader sees one of a transaction's writes
+    // but not the other.
+    let h = history(
+        true,
+        &[
+            (0, "ok", "[[:append 1 1] [:append 2 1]]"),
+            (1, "ok", "[[:r 1 [1]] [:r 2 nil]]"),
+        ],
+    );
+    assert_valid(&h, "read-committed");
+    for m in [
+        "consistent-view",
+        "repeatable-read",
+        "snapshot-isolation",
+        "serializable",
+        "strict-serializable",
+    ] {
+        assert_invalid(&h, m, "G-single-item");
+    }
+}
+
+#[test]
+fn g2_item_write_skew() {
+    let h = history(
+        true,
+        &[
+            (0, "ok", "[[:r 1 nil] [:r 2 nil] [:append 1 1]]"),
+            (1, "ok", "[[:r 1 nil] [:r 2 nil] [:append 2 1]]"),
+        ],
+    );
+    assert_valid(&h, "snapshot-isolation");
+    assert_valid(&h, "read-committed");
+    for m in ["repeatable-read", "serializable", "strict-serializable"] {
+        assert_invalid(&h, m, "G2-item");
+    }
+}
+
+#[test]
+fn internal_inconsistency() {
+    let h = history(true, &[(0, "ok", "[[:append 1 1] [:r 1 []]]")]);
+    for m in [
+        "serializable",
+        "snapshot-isolation",
+        "strict-serializable",
+        "read-atomic",
+    ] {
+        assert_invalid(&h, m, "internal");
+    }
+    // Elle's 2026 fix: a nil read then a non-empty read of the same key.
+    let h = history(
+        true,
+        &[
+            (0, "ok", "[[:append 1 1]]"),
+            (1, "ok", "[[:r 1 nil] [:r 1 [1]]]"),
+        ],
+    );
+    assert_invalid(&h, "serializable", "internal");
+}
+
+#[test]
+fn duplicate_elements() {
+    let h = history(
+        true,
+        &[(0, "ok", "[[:append 1 1]]"), (1, "ok", "[[:r 1 [1 1]]]")],
+    );
+    assert_invalid(&h, "read-uncommitted", "duplicate-elements");
+    for m in MODELS {
+        assert_invalid(&h, m, "duplicate-elements");
+    }
+}
+
+#[test]
+fn incompatible_order() {
+    let h = history(
+        true,
+        &[
+            (0, "ok", "[[:append 1 1]]"),
+            (1, "ok", "[[:append 1 2]]"),
+            (2, "ok", "[[:r 1 [1 2]]]"),
+            (3, "ok", "[[:r 1 [2 1]]]"),
+        ],
+    );
+    for m in MODELS {
+        assert_invalid(&h, m, "incompatible-order");
+    }
+}
+
+#[test]
+fn stale_read_is_serializable_but_not_strict() {
+    // T1 completes its append before T2 is invoked, yet T2 reads the empty list.
+    let h = history(
+        false,
+        &[(0, "ok", "[[:append 1 1]]"), (1, "ok", "[[:r 1 nil]]")],
+    );
+    assert_valid(&h, "serializable");
+    assert_invalid(&h, "strict-serializable", "G-single-item-realtime");
+}
+
+#[test]
+fn read_your_writes_violation_needs_a_session_model() {
+    let h = history(
+        false,
+        &[(0, "ok", "[[:append 1 1]]"), (0, "ok", "[[:r 1 nil]]")],
+    );
+    // Process 0's second transaction misses its first: only session models see it...
+    let concurrent = history(
+        true,
+        &[(0, "ok", "[[:append 1 1]]"), (1, "ok", "[[:r 1 nil]]")],
+    );
+    assert_valid(&concurrent, "strong-session-serializable");
+    assert_invalid(&h, "strong-session-serializable", "G-single-item-process");
+    assert_invalid(&h, "strict-serializable", "G-single-item-realtime");
+}
+
+#[test]
+fn lost_update() {
+    let h = history(
+        true,
+        &[
+            (0, "ok", "[[:r 1 [5]] [:append 1 1]]"),
+            (1, "ok", "[[:r 1 [5]] [:append 1 2]]"),
+            (2, "ok", "[[:append 1 5]]"),
+            (3, "ok", "[[:r 1 [5 1 2]]]"),
+        ],
+    );
+    assert_invalid(&h, "repeatable-read", "lost-update");
+    assert_valid(&h, "read-committed");
+}
+
+#[test]
+fn final_reads_are_checked_too() {
+    // The seed's final reads use f = r-final; they must not be dropped.
+    let mut h = history(
+        true,
+        &[
+            (0, "ok", "[[:append 1 1] [:append 1 2]]"),
+            (1, "ok", "[[:r 1 [1]]]"),
+        ],
+    );
+    for op in &mut h.ops {
+        if op.client() == Some(1) {
+            op.f = "r-final".into();
+            op.final_read = true;
+        }
+    }
+    assert_invalid(&h, "read-committed", "G1b");
+}
+
+#[test]
+fn unknown_models_and_wrong_workloads_are_errors() {
+    let h = history(true, &[(0, "ok", "[[:append 1 1]]")]);
+    assert!(matches!(check(&h, "bogus"), Err(Error::UnknownModel(_))));
+    assert_eq!(canonical_model("PL-2").unwrap(), "read-committed");
+    assert_eq!(
+        canonical_model("strong-session-PL-2").unwrap(),
+        "strong-session-read-committed"
+    );
+    let mww =
+        edn::read_history("{:type :ok, :process 0, :f :txn, :value [[:readAll nil {}]]}").unwrap();
+    assert!(matches!(
+        check(&mww, "serializable"),
+        Err(Error::WrongWorkload { .. })
+    ));
+}
+
+#[test]
+fn a_process_edge_that_is_also_rw_still_rules_out_session_models() {
+    // Process 0 reads T2's append to 1 before T2 runs, and misses T2's append to 2: the edge
+    // T1 -> T2 is both process order and rw, T2 -> T1 is wr: a G1c-process cycle.
+    let h = history(
+        false,
+        &[
+            (0, "ok", "[[:r 1 [1]] [:r 2 nil]]"),
+            (0, "ok", "[[:append 1 1] [:append 2 1]]"),
+        ],
+    );
+    assert_valid(&h, "read-committed");
+    let v = verdict(&h, "strong-session-read-committed");
+    assert_eq!(v.valid, Validity::Invalid, "{v:#?}");
+}
+
+#[test]
+fn duplicate_appends_make_the_verdict_unknown() {
+    // adya checks unique appends only on invocations; a completions-only file slipped through.
+    let h = History::new(
+        history(
+            true,
+            &[
+                (0, "ok", "[[:append 1 1]]"),
+                (1, "ok", "[[:append 1 1]]"),
+                (2, "ok", "[[:r 1 [1]]]"),
+            ],
+        )
+        .ops
+        .into_iter()
+        .filter(|o| o.op_type != OpType::Invoke)
+        .collect(),
+    );
+    let v = verdict(&h, "serializable");
+    assert_eq!(v.valid, Validity::Unknown, "{v:#?}");
+    assert_eq!(v.anomaly_types, ["duplicate-appends"]);
+}
+
+#[test]
+fn invocations_without_completion_are_indeterminate() {
+    // T0 never completes, but T1 observed its append: T0 must count as possibly committed.
+    let mut h = history(
+        true,
+        &[(0, "ok", "[[:append 1 1]]"), (1, "ok", "[[:r 1 [1]]]")],
+    );
+    h.ops.remove(2);
+    assert_valid(&h, "serializable");
+    // And an in-flight append nobody saw, next to a committed read, changes nothing.
+    let mut h = history(
+        true,
+        &[(0, "ok", "[[:append 1 1]]"), (1, "ok", "[[:r 1 nil]] ")],
+    );
+    h.ops.remove(2);
+    assert_valid(&h, "serializable");
+}
