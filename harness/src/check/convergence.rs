@@ -30,6 +30,12 @@ use crate::history::{
     Element, History, Key, ListAppendMop, MWW_NIL, MwwMop, Op, OpType, Process, Value,
 };
 
+/// For one node: key → each distinct final list read → the indices of the reads.
+type FinalLists = BTreeMap<Key, BTreeMap<Vec<Element>, Vec<u64>>>;
+
+/// A node's final `readAll` (key → value) and the index of the read.
+type FinalRead = (BTreeMap<Key, i64>, u64);
+
 /// The name PostgreSQL's final state goes by among the nodes.
 pub const POSTGRES: &str = "postgres";
 
@@ -84,8 +90,7 @@ pub fn list_append(history: &History, postgres: Option<&BTreeMap<Key, Vec<Elemen
         }
     }
     // node -> key -> distinct final lists read (with the op indices that read them).
-    let mut finals: BTreeMap<String, BTreeMap<Key, BTreeMap<Vec<Element>, Vec<u64>>>> =
-        BTreeMap::new();
+    let mut finals: BTreeMap<String, FinalLists> = BTreeMap::new();
     for node in expected_nodes(history) {
         finals.entry(node).or_default();
     }
@@ -219,7 +224,7 @@ pub fn mww(history: &History, postgres: Option<&BTreeMap<Key, i64>>) -> Verdict 
     let mut max_observed: BTreeMap<Key, i64> =
         max_ok_write.iter().map(|(k, (v, _))| (*k, *v)).collect();
     let mut last_read: BTreeMap<(u64, Key), (i64, u64)> = BTreeMap::new();
-    let mut finals: BTreeMap<String, Option<(BTreeMap<Key, i64>, u64)>> = expected_nodes(history)
+    let mut finals: BTreeMap<String, Option<FinalRead>> = expected_nodes(history)
         .into_iter()
         .map(|n| (n, None))
         .collect();
