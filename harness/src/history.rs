@@ -14,6 +14,7 @@
 //! endpoint's HTTP bodies into micro-operations.
 
 pub mod edn;
+pub mod generate;
 pub mod json;
 pub mod wire;
 

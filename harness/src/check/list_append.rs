@@ -27,7 +27,7 @@ use adya::history as ah;
 
 use super::{Anomaly, Validity, Verdict};
 use crate::error::{Error, Result};
-use crate::history::{History, ListAppendMop, OpType, Process, Value};
+use crate::history::{History, ListAppendMop, Op, OpType, Process, Value};
 
 /// Options for a list-append check.
 #[derive(Debug, Clone)]
@@ -68,11 +68,11 @@ pub fn check(history: &History, model: &str) -> Result<Verdict> {
 /// Checks a list-append history with the given options.
 pub fn check_with(history: &History, opts: &Opts) -> Result<Verdict> {
     let model = canonical_model(&opts.model)?;
-    let completed = with_completions(history);
-    if let Some(dup) = duplicate_append(&completed) {
+    let unfinished = unfinished_invocations(history);
+    if let Some(dup) = duplicate_append(history, &unfinished) {
         return Ok(dup);
     }
-    let h = to_adya(&completed)?;
+    let h = to_adya(history, &unfinished)?;
     let adya_opts = adya::Opts {
         models: vec![model.to_owned()],
         timeout: opts.cycle_search_timeout,
@@ -82,8 +82,8 @@ pub fn check_with(history: &History, opts: &Opts) -> Result<Verdict> {
     Ok(from_report(report))
 }
 
-/// The history with an `info` completion appended for every client invocation that has none.
-fn with_completions(history: &History) -> History {
+/// Positions of client invocations that have no completion.
+fn unfinished_invocations(history: &History) -> Vec<usize> {
     let mut pending: HashMap<u64, usize> = HashMap::new();
     for (i, op) in history.ops.iter().enumerate() {
         if let Some(p) = op.client() {
@@ -94,27 +94,17 @@ fn with_completions(history: &History) -> History {
             }
         }
     }
-    let mut out = history.clone();
     let mut unfinished: Vec<usize> = pending.into_values().collect();
     unfinished.sort_unstable();
-    let first = history.ops.iter().map(|o| o.index + 1).max().unwrap_or(0);
-    let end = history.ops.last().map_or(0, |o| o.time);
-    for (index, i) in (first..).zip(unfinished) {
-        let mut op = history.ops[i].clone();
-        op.op_type = OpType::Info;
-        op.index = index;
-        op.time = end;
-        op.error = Some("no completion recorded".into());
-        out.ops.push(op);
-    }
-    out
+    unfinished
 }
 
 /// Elle's precondition: every `(key, element)` appended by at most one transaction. Checked on
-/// completions, which every operation has once [`with_completions`] ran.
-fn duplicate_append(history: &History) -> Option<Verdict> {
+/// completions and on invocations that never completed.
+fn duplicate_append(history: &History, unfinished: &[usize]) -> Option<Verdict> {
     let mut seen: HashMap<(i64, i64), u64> = HashMap::new();
-    for op in history.completions() {
+    let completions = history.completions();
+    for op in completions.chain(unfinished.iter().map(|&i| &history.ops[i])) {
         let Value::ListAppend(mops) = &op.value else {
             continue;
         };
@@ -143,11 +133,25 @@ fn duplicate_append(history: &History) -> Option<Verdict> {
     None
 }
 
-/// Translates the list-append client operations of a history into adya's history.
-fn to_adya(history: &History) -> Result<ah::History> {
+/// Translates the list-append client operations of a history into adya's history, with an
+/// `info` completion at the end for each unfinished invocation.
+fn to_adya(history: &History, unfinished: &[usize]) -> Result<ah::History> {
     let mut interner = ah::Interner::default();
-    let mut ops = Vec::with_capacity(history.ops.len());
-    for op in &history.ops {
+    let mut ops = Vec::with_capacity(history.ops.len() + unfinished.len());
+    let first_free = history.ops.iter().map(|o| o.index + 1).max().unwrap_or(0);
+    let end = history.ops.last().map_or(0, |o| o.time);
+    let synthetic: Vec<Op> = unfinished
+        .iter()
+        .zip(first_free..)
+        .map(|(&i, index)| {
+            let mut op = history.ops[i].clone();
+            op.op_type = OpType::Info;
+            op.index = index;
+            op.time = end;
+            op
+        })
+        .collect();
+    for op in history.ops.iter().chain(&synthetic) {
         let Process::Client(process) = op.process else {
             continue;
         };
