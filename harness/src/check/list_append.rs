@@ -18,7 +18,11 @@
 //! - **unfinished invocations**: an invocation with no completion (a client still waiting when
 //!   the history ended) was dropped by adya, so its writes, if observed, had no writer and the
 //!   graph lost edges. Jepsen records such operations as `info`; the harness appends an `info`
-//!   completion (same value, reads unknown) for each before checking.
+//!   completion (same value, reads unknown) for each before checking;
+//! - **edges with several relations**: adya types an edge by its strongest relation only, so a
+//!   G0/G1c cycle needing an edge that is both rw and process (or real-time) order is reported
+//!   only as `strong-session-PL-2-cycle-exists` (still invalid) with no cycle. [`cycles`] finds
+//!   and explains the concrete `G1c-process` / `G0-process` / `-realtime` cycle, as Elle does.
 
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
@@ -79,7 +83,37 @@ pub fn check_with(history: &History, opts: &Opts) -> Result<Verdict> {
         ..adya::Opts::default()
     };
     let report = adya::check(&h, adya::Workload::ListAppend, &adya_opts);
-    Ok(from_report(report))
+    let mut verdict = from_report(report);
+    make_cycles_concrete(&h, &mut verdict, opts.cycle_search_timeout);
+    Ok(verdict)
+}
+
+/// Replaces the cycle-exists anomalies [`cycles`] handles with concrete cycles.
+fn make_cycles_concrete(h: &ah::History, verdict: &mut Verdict, budget: Duration) {
+    let kinds: Vec<String> = verdict
+        .anomaly_types
+        .iter()
+        .filter(|k| cycles::handles(k))
+        .cloned()
+        .collect();
+    if kinds.is_empty() {
+        return;
+    }
+    let deps = cycles::Dependencies::new(h);
+    for kind in kinds {
+        let Some(scc) = verdict.anomalies.get(&kind).and_then(|v| v.first()) else {
+            continue;
+        };
+        if let Some(a) = deps.concrete(&kind, &scc.ops, budget) {
+            verdict.anomalies.remove(&kind);
+            verdict.anomalies.entry(a.kind.clone()).or_default().push(a);
+        }
+    }
+    verdict.anomaly_types = verdict.anomalies.keys().cloned().collect();
+    let types: Vec<&str> = verdict.anomaly_types.iter().map(String::as_str).collect();
+    let (not, also_not) = adya::model::boundary(&types);
+    verdict.not = not.into_iter().collect();
+    verdict.also_not = also_not.into_iter().collect();
 }
 
 /// Positions of client invocations that have no completion.
@@ -227,6 +261,8 @@ fn from_report(report: adya::Report) -> Verdict {
         also_not: report.also_not,
     }
 }
+
+mod cycles;
 
 #[cfg(test)]
 mod tests;

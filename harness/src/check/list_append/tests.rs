@@ -365,8 +365,47 @@ fn a_process_edge_that_is_also_rw_still_rules_out_session_models() {
         ],
     );
     assert_valid(&h, "read-committed");
+    // adya alone says only "strong-session-PL-2-cycle-exists"; Elle names the cycle.
+    assert_invalid(&h, "strong-session-read-committed", "G1c-process");
     let v = verdict(&h, "strong-session-read-committed");
+    assert_eq!(v.anomaly_types, ["G1c-process"]);
+    assert_eq!(v.not, ["strong-session-read-committed"]);
+    let steps = &v.anomalies["G1c-process"][0].detail["steps"];
+    let rels: Vec<&str> = steps
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["rel"].as_str().unwrap())
+        .collect();
+    assert_eq!(rels.len(), 2);
+    assert!(
+        rels.contains(&"wr") && rels.contains(&"process"),
+        "{rels:?}"
+    );
+}
+
+#[test]
+fn g0_process_through_an_rw_and_process_edge() {
+    // Process 0 runs T1 then T2, yet key 1's order puts T2's append before T1's (ww T2 -> T1).
+    // The process edge T1 -> T2 is also rw (T1 read key 3 empty, T2 created it), so adya types
+    // it rw and its G0-process search cannot use it.
+    let h = history(
+        false,
+        &[
+            (0, "ok", "[[:append 1 2] [:r 3 nil]]"),
+            (0, "ok", "[[:append 1 1] [:append 3 1]]"),
+            (1, "ok", "[[:r 1 [1 2]]]"),
+        ],
+    );
+    assert_valid(&h, "read-uncommitted");
+    let v = verdict(&h, "strong-session-read-uncommitted");
     assert_eq!(v.valid, Validity::Invalid, "{v:#?}");
+    assert_eq!(v.anomaly_types, ["G0-process"]);
+    assert!(
+        v.anomalies["G0-process"][0]
+            .explanation
+            .contains("process 0 executed")
+    );
 }
 
 #[test]
