@@ -56,6 +56,9 @@ pub struct Anomaly {
 pub struct Verdict {
     /// Which checker produced this verdict (`list-append`, `strong-convergence`, ...).
     pub checker: String,
+    /// The consistency model checked, for checkers that take one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub model: Option<String>,
     /// Valid, invalid or unknown.
     #[serde(rename = "valid?")]
     pub valid: Validity,
@@ -89,6 +92,7 @@ impl Verdict {
             anomalies,
             not: Vec::new(),
             also_not: Vec::new(),
+            model: None,
         }
     }
 

@@ -43,6 +43,9 @@ pub enum Error {
     /// The consistency model name is not one the checker knows.
     #[error("unknown consistency model {0:?}")]
     UnknownModel(String),
+    /// The anomaly name is not one the list-append checker detects.
+    #[error("unknown anomaly type {0:?}")]
+    UnknownAnomaly(String),
     /// The history holds operations of a different workload than requested.
     #[error("operation {index} does not belong to the {expected} workload")]
     WrongWorkload {

@@ -30,6 +30,9 @@ enum Command {
         /// The consistency model list-append histories must satisfy (Elle's names).
         #[arg(long, default_value = "strict-serializable")]
         model: String,
+        /// list-append: anomalies to reject besides the model's (comma-separated Elle names).
+        #[arg(long, value_delimiter = ',')]
+        anomalies: Vec<String>,
         /// The workload; detected from the history when omitted.
         #[arg(long, value_enum)]
         workload: Option<WorkloadArg>,
@@ -62,13 +65,13 @@ fn detect(history: &History) -> Option<WorkloadArg> {
 fn verdicts(
     history: &History,
     workload: WorkloadArg,
-    model: &str,
+    opts: &list_append::Opts,
     key_count: Option<usize>,
 ) -> harness::Result<Vec<Verdict>> {
     let has_final_reads = history.ops.iter().any(|op| op.final_read);
     Ok(match workload {
         WorkloadArg::ListAppend => {
-            let mut v = vec![list_append::check(history, model)?];
+            let mut v = vec![list_append::check_with(history, opts)?];
             if has_final_reads {
                 v.push(convergence::list_append(history, None));
             }
@@ -85,8 +88,12 @@ fn verdicts(
 }
 
 fn table(verdicts: &[Verdict]) -> String {
-    let mut out = format!("{:<22} {:<8} anomalies\n", "checker", "valid?");
+    let mut out = format!("{:<40} {:<8} anomalies\n", "checker", "valid?");
     for v in verdicts {
+        let checker = match &v.model {
+            Some(m) => format!("{} ({m})", v.checker),
+            None => v.checker.clone(),
+        };
         let valid = serde_json::to_string(&v.valid).unwrap_or_default();
         let found: Vec<String> = v
             .anomalies
@@ -94,13 +101,13 @@ fn table(verdicts: &[Verdict]) -> String {
             .map(|(k, xs)| format!("{k} ({})", xs.len()))
             .collect();
         out.push_str(&format!(
-            "{:<22} {:<8} {}\n",
-            v.checker,
+            "{:<40} {:<8} {}\n",
+            checker,
             valid.trim_matches('"'),
             found.join(", ")
         ));
         if !v.not.is_empty() {
-            out.push_str(&format!("{:<31}not: {}\n", "", v.not.join(", ")));
+            out.push_str(&format!("{:<49}not: {}\n", "", v.not.join(", ")));
         }
     }
     for v in verdicts {
@@ -120,15 +127,20 @@ fn main() -> ExitCode {
     let Command::Check {
         history,
         model,
+        anomalies,
         workload,
         key_count,
         json,
     } = Cli::parse().command;
+    let opts = list_append::Opts {
+        anomalies,
+        ..list_append::Opts::new(&model)
+    };
     let result = History::read_file(&history).and_then(|h| {
         let workload = workload
             .or_else(|| detect(&h))
             .unwrap_or(WorkloadArg::ListAppend);
-        verdicts(&h, workload, &model, key_count)
+        verdicts(&h, workload, &opts, key_count)
     });
     match result {
         Ok(vs) => {

@@ -38,8 +38,44 @@ use crate::history::{History, ListAppendMop, Op, OpType, Process, Value};
 pub struct Opts {
     /// The consistency model the history must satisfy (Elle's names).
     pub model: String,
+    /// Anomalies to treat as failures besides those the model proscribes (Elle's
+    /// `:anomalies`), e.g. `G-single-item` next to `strong-session-PL-2`, as the seed's causal
+    /// checker did. Elle's `monotonic-atomic-view`, like Elle's, proscribes only what
+    /// read-committed does, so a fractured read (`G-single-item`) needs this or a stronger model.
+    pub anomalies: Vec<String>,
     /// Budget for the cycle search in each strongly connected component (Elle: 1 s).
     pub cycle_search_timeout: Duration,
+}
+
+/// The anomaly types the list-append checker detects (and accepts in [`Opts::anomalies`]).
+pub const ANOMALY_TYPES: &[&str] = &[
+    "G0",
+    "G1",
+    "G1a",
+    "G1b",
+    "G1c",
+    "G-single",
+    "G-single-item",
+    "G-nonadjacent",
+    "G-nonadjacent-item",
+    "G2",
+    "G2-item",
+    "internal",
+    "future-read",
+    "incompatible-order",
+    "duplicate-elements",
+    "dirty-update",
+    "lost-update",
+];
+
+/// Whether `name` is a detected anomaly type, possibly with a `-process` / `-realtime` suffix.
+fn known_anomaly(name: &str) -> bool {
+    let base = name
+        .strip_suffix("-process")
+        .or_else(|| name.strip_suffix("-realtime"))
+        .filter(|b| b.starts_with('G'))
+        .unwrap_or(name);
+    ANOMALY_TYPES.contains(&base)
 }
 
 impl Opts {
@@ -47,6 +83,7 @@ impl Opts {
     pub fn new(model: &str) -> Opts {
         Opts {
             model: model.to_owned(),
+            anomalies: Vec::new(),
             cycle_search_timeout: Duration::from_secs(1),
         }
     }
@@ -72,6 +109,9 @@ pub fn check(history: &History, model: &str) -> Result<Verdict> {
 /// Checks a list-append history with the given options.
 pub fn check_with(history: &History, opts: &Opts) -> Result<Verdict> {
     let model = canonical_model(&opts.model)?;
+    if let Some(bad) = opts.anomalies.iter().find(|a| !known_anomaly(a)) {
+        return Err(Error::UnknownAnomaly(bad.clone()));
+    }
     let unfinished = unfinished_invocations(history);
     if let Some(dup) = duplicate_append(history, &unfinished) {
         return Ok(dup);
@@ -79,11 +119,13 @@ pub fn check_with(history: &History, opts: &Opts) -> Result<Verdict> {
     let h = to_adya(history, &unfinished)?;
     let adya_opts = adya::Opts {
         models: vec![model.to_owned()],
+        anomalies: opts.anomalies.clone(),
         timeout: opts.cycle_search_timeout,
         ..adya::Opts::default()
     };
     let report = adya::check(&h, adya::Workload::ListAppend, &adya_opts);
     let mut verdict = from_report(report);
+    verdict.model = Some(model.to_owned());
     make_cycles_concrete(&h, &mut verdict, opts.cycle_search_timeout);
     Ok(verdict)
 }
@@ -259,6 +301,7 @@ fn from_report(report: adya::Report) -> Verdict {
             .collect(),
         not: report.not,
         also_not: report.also_not,
+        model: None,
     }
 }
 

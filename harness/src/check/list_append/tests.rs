@@ -210,6 +210,41 @@ fn g_single_item_fractured_read() {
 }
 
 #[test]
+fn extra_anomalies_make_a_weak_model_strict_about_them() {
+    // Elle's monotonic-atomic-view forbids only what read-committed forbids, so a fractured
+    // read passes it unless G-single-item is named, as the seed's causal checker did.
+    let h = history(
+        true,
+        &[
+            (0, "ok", "[[:append 1 1] [:append 2 1]]"),
+            (1, "ok", "[[:r 1 [1]] [:r 2 nil]]"),
+        ],
+    );
+    assert_valid(&h, "monotonic-atomic-view");
+    let opts = Opts {
+        anomalies: vec!["G-single-item".into()],
+        ..Opts::new("monotonic-atomic-view")
+    };
+    let v = check_with(&h, &opts).unwrap();
+    assert_eq!(v.valid, Validity::Invalid);
+    assert_eq!(v.anomaly_types, ["G-single-item"]);
+    assert_eq!(v.model.as_deref(), Some("monotonic-atomic-view"));
+    let bad = Opts {
+        anomalies: vec!["G-cursor".into()],
+        ..Opts::new("serializable")
+    };
+    assert!(matches!(
+        check_with(&h, &bad),
+        Err(Error::UnknownAnomaly(_))
+    ));
+    let process = Opts {
+        anomalies: vec!["G-single-item-process".into()],
+        ..Opts::new("strong-session-PL-2")
+    };
+    assert!(check_with(&h, &process).is_ok());
+}
+
+#[test]
 fn g2_item_write_skew() {
     let h = history(
         true,
