@@ -4,7 +4,9 @@
 //! Run with `cargo bench -p harness --bench list_append_checker` (release profile). Prints the
 //! wall-clock time of each step and the process's peak resident set size (`VmHWM` from
 //! `/proc/self/status`, which includes the generated history itself). Optional arguments:
-//! the number of transactions, then the models to check.
+//! the number of transactions, then the models to check; `--broken` generates from a store
+//! with snapshot reads and no write-conflict check instead (many anomalies, so the cycle search
+//! does real work).
 
 use std::time::Instant;
 
@@ -25,6 +27,7 @@ fn show(field: &str) -> String {
 
 fn main() {
     // `cargo bench` passes `--bench`; ignore flags.
+    let broken = std::env::args().any(|a| a == "--broken");
     let args: Vec<String> = std::env::args()
         .skip(1)
         .filter(|a| !a.starts_with('-'))
@@ -39,10 +42,12 @@ fn main() {
     let t = Instant::now();
     let history = generate::list_append(&GenOpts {
         txns,
+        snapshot_reads: broken,
         ..GenOpts::default()
     });
     println!(
-        "generated {txns} txns ({} ops) in {:.2} s; RSS {}",
+        "generated {}{txns} txns ({} ops) in {:.2} s; RSS {}",
+        if broken { "broken-store " } else { "" },
         history.ops.len(),
         t.elapsed().as_secs_f64(),
         show("VmRSS")

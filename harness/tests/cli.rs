@@ -3,12 +3,25 @@
 use std::path::PathBuf;
 use std::process::Command;
 
-fn write(name: &str, text: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("harness-cli-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let path = dir.join(name);
+/// A temporary file, removed when dropped.
+struct TempFile(PathBuf);
+
+impl TempFile {
+    fn to_str(&self) -> &str {
+        self.0.to_str().unwrap()
+    }
+}
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+fn write(name: &str, text: &str) -> TempFile {
+    let path = std::env::temp_dir().join(format!("harness-cli-{}-{name}", std::process::id()));
     std::fs::write(&path, text).unwrap();
-    path
+    TempFile(path)
 }
 
 fn run(args: &[&str]) -> (i32, String) {
@@ -32,10 +45,10 @@ const FRACTURED: &str = "\
 #[test]
 fn an_invalid_edn_history_exits_1_with_the_anomaly() {
     let path = write("fractured.edn", FRACTURED);
-    let (code, out) = run(&["check", path.to_str().unwrap(), "--model", "serializable"]);
+    let (code, out) = run(&["check", path.to_str(), "--model", "serializable"]);
     assert_eq!(code, 1, "{out}");
     assert!(out.contains("G-single-item"), "{out}");
-    let (code, out) = run(&["check", path.to_str().unwrap(), "--model", "read-committed"]);
+    let (code, out) = run(&["check", path.to_str(), "--model", "read-committed"]);
     assert_eq!(code, 0, "{out}");
 }
 
@@ -48,7 +61,7 @@ fn json_lines_and_json_output() {
     );
     let (code, out) = run(&[
         "check",
-        path.to_str().unwrap(),
+        path.to_str(),
         "--model",
         "strict-serializable",
         "--json",
@@ -66,7 +79,7 @@ fn mww_histories_run_the_causal_and_convergence_checkers() {
         "{:index 0 :type :ok :process 0 :node \"n1\" :f :txn :value [[:readAll nil {0 -1}] [:writeSome nil {0 0}]]}\n\
          {:index 1 :type :ok :process 0 :node \"n1\" :f :r-final :final-read? true :value [[:readAll nil {0 -1}] [:writeSome nil {}]]}\n",
     );
-    let (code, out) = run(&["check", path.to_str().unwrap(), "--workload", "mww"]);
+    let (code, out) = run(&["check", path.to_str(), "--workload", "mww"]);
     assert_eq!(code, 1, "{out}");
     assert!(out.contains("read-your-writes"), "{out}");
     assert!(out.contains("divergent-final-reads"), "{out}");
@@ -77,9 +90,9 @@ fn unreadable_input_exits_2() {
     let (code, out) = run(&["check", "/nonexistent/history.edn"]);
     assert_eq!(code, 2, "{out}");
     let path = write("bad.jsonl", "{\"type\":\"ok\"\n");
-    let (code, _) = run(&["check", path.to_str().unwrap()]);
+    let (code, _) = run(&["check", path.to_str()]);
     assert_eq!(code, 2);
     let path = write("ok.edn", FRACTURED);
-    let (code, out) = run(&["check", path.to_str().unwrap(), "--model", "no-such-model"]);
+    let (code, out) = run(&["check", path.to_str(), "--model", "no-such-model"]);
     assert_eq!(code, 2, "{out}");
 }

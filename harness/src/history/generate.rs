@@ -7,6 +7,14 @@
 //! the history is strict serializable. Each transaction has `mops_per_txn` micro-ops, each an
 //! append or a read (even odds) of one of `active_keys` keys; like Elle's generator, a key is
 //! retired for a fresh one after `max_writes_per_key` appends, which keeps reads short.
+//!
+//! With `snapshot_reads`, the store is broken on purpose: a transaction reads the keys it
+//! touches as they were when it was invoked (plus its own appends) but applies its appends at
+//! completion, i.e. snapshot isolation without the first-committer-wins rule. Its reads do not
+//! fit one order per key (incompatible-order) and its appends' orders contradict each other
+//! (G0 and more); the benchmark uses such histories to time the checker on anomalies.
+
+use std::collections::HashMap;
 
 use super::{History, ListAppendMop, Op, OpType, Process, Value};
 
@@ -25,6 +33,8 @@ pub struct GenOpts {
     pub concurrency: usize,
     /// Random seed.
     pub seed: u64,
+    /// Break the store: reads see the state as of invocation (see the module docs).
+    pub snapshot_reads: bool,
 }
 
 impl Default for GenOpts {
@@ -36,6 +46,7 @@ impl Default for GenOpts {
             max_writes_per_key: 100,
             concurrency: 10,
             seed: 1,
+            snapshot_reads: false,
         }
     }
 }
@@ -74,9 +85,10 @@ pub fn list_append(opts: &GenOpts) -> History {
     let mut slots: Vec<(i64, usize)> = (0..opts.active_keys.max(1) as i64)
         .map(|k| (k, 0))
         .collect();
-    let mut lists: std::collections::HashMap<i64, Vec<i64>> = Default::default();
+    let mut lists: HashMap<i64, Vec<i64>> = HashMap::new();
     let mut next_element = 0i64;
-    let mut pending: Vec<Option<Vec<ListAppendMop>>> = vec![None; concurrency];
+    type Snapshot = HashMap<i64, Vec<i64>>;
+    let mut pending: Vec<Option<(Vec<ListAppendMop>, Option<Snapshot>)>> = vec![None; concurrency];
     let mut ops = Vec::with_capacity(opts.txns * 2);
     let mut invoked = 0;
     let mut completed = 0;
@@ -114,22 +126,36 @@ pub fn list_append(opts: &GenOpts) -> History {
                     })
                     .collect();
                 push(&mut ops, OpType::Invoke, p, mops.clone());
-                pending[p] = Some(mops);
+                let snapshot = opts.snapshot_reads.then(|| {
+                    mops.iter()
+                        .map(|m| (m.key(), lists.get(&m.key()).cloned().unwrap_or_default()))
+                        .collect()
+                });
+                pending[p] = Some((mops, snapshot));
                 invoked += 1;
             }
             None => {}
-            Some(mops) => {
+            Some((mops, mut snapshot)) => {
                 let done: Vec<ListAppendMop> = mops
                     .into_iter()
                     .map(|m| match m {
                         ListAppendMop::Append { key, element } => {
                             lists.entry(key).or_default().push(element);
+                            if let Some(view) = snapshot.as_mut() {
+                                view.entry(key).or_default().push(element);
+                            }
                             ListAppendMop::Append { key, element }
                         }
-                        ListAppendMop::Read { key, .. } => ListAppendMop::Read {
-                            key,
-                            list: lists.get(&key).cloned(),
-                        },
+                        ListAppendMop::Read { key, .. } => {
+                            let list = match &snapshot {
+                                Some(view) => view.get(&key).filter(|l| !l.is_empty()),
+                                None => lists.get(&key),
+                            };
+                            ListAppendMop::Read {
+                                key,
+                                list: list.cloned(),
+                            }
+                        }
                     })
                     .collect();
                 for m in &done {

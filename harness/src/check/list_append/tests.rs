@@ -527,3 +527,18 @@ fn generated_strict_serializable_history_is_valid_and_a_corruption_is_caught() {
     );
     assert_eq!(edn::read_history(&edn::write_history(&h)).unwrap(), h);
 }
+
+#[test]
+fn generated_history_from_a_store_without_write_conflicts_is_caught() {
+    use crate::history::generate::{self, GenOpts};
+    let h = generate::list_append(&GenOpts {
+        txns: 300,
+        active_keys: 5,
+        snapshot_reads: true,
+        ..GenOpts::default()
+    });
+    // Transactions append on top of stale snapshots: the reads no longer fit one order per key
+    // and the appends' orders contradict each other.
+    assert_invalid(&h, "read-committed", "incompatible-order");
+    assert_invalid(&h, "read-uncommitted", "G0");
+}
