@@ -53,20 +53,20 @@ impl<'h> Dependencies<'h> {
     pub(super) fn new(h: &'h ah::History) -> Dependencies<'h> {
         let mut a = adya::list_append::analyze(h);
         let builder = a.data.take().unwrap_or_default();
-        // adya numbers exactly the possibly committed (ok / info) operations.
-        let mut op_of = Vec::new();
+        // adya numbers the possibly committed (ok / info) operations it linked; number the
+        // rest, then one past the end: that count bounds every vertex adya handed out.
         let mut vertex = HashMap::new();
         for (pos, op) in h.ops.iter().enumerate() {
             if matches!(op.kind, ah::OpType::Ok | ah::OpType::Info) {
-                let v = a.vertex(pos);
-                vertex.insert(pos, v);
-                op_of.push(pos);
+                vertex.insert(pos, a.vertex(pos));
             }
         }
+        let n = a.vertex(usize::MAX) as usize;
+        let mut op_of = vec![usize::MAX; n];
         for (&pos, &v) in &vertex {
             op_of[v as usize] = pos;
         }
-        let mut adj = builder.finish(op_of.len()).adj;
+        let mut adj = builder.finish(n).adj;
         let mut link = |a: usize, b: usize, rel: u8| {
             if let (Some(&va), Some(&vb)) = (vertex.get(&a), vertex.get(&b)) {
                 match adj[va as usize].iter_mut().find(|(w, _)| *w == vb) {
@@ -164,8 +164,16 @@ impl<'h> Dependencies<'h> {
         None
     }
 
+    /// The history index of a vertex's operation (every vertex on a cycle has one).
+    fn index(&self, v: u32) -> u64 {
+        self.h
+            .ops
+            .get(self.op_of[v as usize])
+            .map_or(u64::MAX, |op| op.index)
+    }
+
     fn name(&self, v: u32) -> String {
-        format!("T{}", self.h.ops[self.op_of[v as usize]].index)
+        format!("T{}", self.index(v))
     }
 
     /// Elle's classification and a step-by-step explanation of a cycle `(from, relation)`.
@@ -182,17 +190,21 @@ impl<'h> Dependencies<'h> {
         for (i, &(from, rel)) in steps.iter().enumerate() {
             let to = steps[(i + 1) % steps.len()].0;
             let (a, b) = (self.name(from), self.name(to));
-            let (pa, pb) = (self.op_of[from as usize], self.op_of[to as usize]);
+            let pa = self.op_of[from as usize];
             let why = match rel {
                 WW => format!("{b} appended to a key after {a} did, as the reads show"),
                 WR => format!("{b} observed {a}'s append"),
                 PROCESS => format!(
                     "process {} executed {a} before {b}",
-                    self.h.ops[pa].process.unwrap_or_default()
+                    self.h
+                        .ops
+                        .get(pa)
+                        .and_then(|o| o.process)
+                        .unwrap_or_default()
                 ),
                 _ => format!(
                     "{a} completed at index {} before the invocation of {b}",
-                    self.h.ops[pa].index
+                    self.index(from)
                 ),
             };
             let last = i + 1 == steps.len();
@@ -201,17 +213,12 @@ impl<'h> Dependencies<'h> {
                 if last { "However, " } else { "" },
                 if last { ": a contradiction!" } else { "." }
             ));
-            detail.push(
-                json!({"from": self.h.ops[pa].index, "to": self.h.ops[pb].index,
-                               "rel": adya::graph::rel_name(rel), "why": why}),
-            );
+            detail.push(json!({"from": self.index(from), "to": self.index(to),
+                               "rel": adya::graph::rel_name(rel), "why": why}));
         }
         Anomaly {
             kind: format!("{base}{suffix}"),
-            ops: steps
-                .iter()
-                .map(|(v, _)| self.h.ops[self.op_of[*v as usize]].index)
-                .collect(),
+            ops: steps.iter().map(|(v, _)| self.index(*v)).collect(),
             explanation: text,
             detail: json!({ "steps": detail }),
         }
