@@ -1,5 +1,5 @@
-//! Generated list-append histories from a simulated strict-serializable store, for tests and
-//! benchmarks.
+//! Generated histories from simulated stores, for tests and benchmarks: list-append
+//! ([`list_append`]) and max-write-wins ([`mww`]).
 //!
 //! `concurrency` client processes each run one transaction at a time. At every step a random
 //! process either invokes a new transaction or completes its pending one; a transaction takes
@@ -16,7 +16,9 @@
 
 use std::collections::HashMap;
 
-use super::{History, ListAppendMop, Op, OpType, Process, Value};
+use std::collections::BTreeMap;
+
+use super::{History, ListAppendMop, MwwMop, Op, OpType, Process, Value};
 
 /// Parameters of a generated history.
 #[derive(Debug, Clone)]
@@ -175,6 +177,113 @@ pub fn list_append(opts: &GenOpts) -> History {
         }
     }
     History::new(ops)
+}
+
+/// Parameters of a generated max-write-wins history.
+#[derive(Debug, Clone)]
+pub struct MwwGenOpts {
+    /// Number of transactions before the final reads.
+    pub txns: usize,
+    /// Keys `0..key_count`.
+    pub key_count: usize,
+    /// Distinct keys written per transaction.
+    pub keys_per_txn: usize,
+    /// Client processes.
+    pub concurrency: usize,
+    /// Nodes; process `p` talks to node `n{p % nodes + 1}`.
+    pub nodes: usize,
+    /// Random seed.
+    pub seed: u64,
+}
+
+impl Default for MwwGenOpts {
+    fn default() -> MwwGenOpts {
+        MwwGenOpts {
+            txns: 1000,
+            key_count: 10,
+            keys_per_txn: 4,
+            concurrency: 6,
+            nodes: 3,
+            seed: 1,
+        }
+    }
+}
+
+/// Generates a max-write-wins history from one serial store (so it is causal and converges),
+/// in the latest era's shape: each transaction `[readAll, writeSome]` writes the global
+/// counter's value, taken at invocation, to random keys; at completion it reads every key and
+/// keeps only the writes not below what it read, as the endpoint does. Then every process
+/// makes a final read. Returns the history and the store's final state.
+pub fn mww(opts: &MwwGenOpts) -> (History, BTreeMap<i64, i64>) {
+    let mut rng = Rng::new(opts.seed);
+    let concurrency = opts.concurrency.max(1);
+    let keys = opts.key_count.max(1);
+    let mut store: BTreeMap<i64, i64> = (0..keys as i64).map(|k| (k, super::MWW_NIL)).collect();
+    let mut pending: Vec<Option<BTreeMap<i64, i64>>> = vec![None; concurrency];
+    let mut ops: Vec<Op> = Vec::with_capacity(opts.txns * 2 + concurrency * 2);
+    let push = |ops: &mut Vec<Op>, op_type, p: usize, f: &str, mops: Vec<MwwMop>| {
+        let index = ops.len() as u64;
+        ops.push(Op {
+            index,
+            time: index as i64 * 1000,
+            op_type,
+            process: Process::Client(p as u64),
+            f: f.into(),
+            value: Value::Mww(mops),
+            node: Some(format!("n{}", p % opts.nodes.max(1) + 1)),
+            final_read: f == "r-final",
+            error: None,
+        });
+    };
+    let (mut invoked, mut completed, mut next_value) = (0, 0, 0i64);
+    let mut step = |ops: &mut Vec<Op>, p: usize, writes: BTreeMap<i64, i64>, f: &str| {
+        let read = store.clone();
+        let kept: BTreeMap<i64, i64> = writes
+            .into_iter()
+            .filter(|(k, v)| store.get(k).is_none_or(|cur| v >= cur))
+            .collect();
+        store.extend(&kept);
+        push(
+            ops,
+            OpType::Ok,
+            p,
+            f,
+            vec![MwwMop::ReadAll(read), MwwMop::WriteSome(kept)],
+        );
+    };
+    while completed < opts.txns {
+        let p = rng.below(concurrency);
+        match pending[p].take() {
+            None if invoked < opts.txns => {
+                let mut writes = BTreeMap::new();
+                while writes.len() < opts.keys_per_txn.min(keys) {
+                    writes.insert(rng.below(keys) as i64, next_value);
+                }
+                next_value += 1;
+                let request = vec![
+                    MwwMop::ReadAll(BTreeMap::new()),
+                    MwwMop::WriteSome(writes.clone()),
+                ];
+                push(&mut ops, OpType::Invoke, p, "txn", request);
+                pending[p] = Some(writes);
+                invoked += 1;
+            }
+            None => {}
+            Some(writes) => {
+                step(&mut ops, p, writes, "txn");
+                completed += 1;
+            }
+        }
+    }
+    for p in 0..concurrency {
+        let request = vec![
+            MwwMop::ReadAll(BTreeMap::new()),
+            MwwMop::WriteSome(BTreeMap::new()),
+        ];
+        push(&mut ops, OpType::Invoke, p, "r-final", request);
+        step(&mut ops, p, BTreeMap::new(), "r-final");
+    }
+    (History::new(ops), store)
 }
 
 #[cfg(test)]
