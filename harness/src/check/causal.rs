@@ -22,7 +22,7 @@
 //! A write whose completion comes after its reader's in the history has no snapshot yet when
 //! the reader is checked; that read then constrains nothing (no false alarms, fewer checks).
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::rc::Rc;
 
 use serde_json::json;
@@ -74,7 +74,29 @@ const INITIAL: Expect = Expect {
     since: None,
 };
 
-type State = BTreeMap<Key, Expect>;
+/// One process's expectations, per key slot.
+struct ProcessState {
+    expect: Vec<Expect>,
+    /// Per slot, the value whose writer's snapshot was last merged (`-1`: none).
+    merged: Vec<i64>,
+}
+
+impl ProcessState {
+    fn new(slots: usize) -> ProcessState {
+        ProcessState {
+            expect: vec![INITIAL; slots],
+            merged: vec![MWW_NIL; slots],
+        }
+    }
+}
+
+/// A writer's state right after its transaction: per slot, the value and whether the writer
+/// wrote it itself (else it had read it).
+struct Snapshot {
+    writer: u64,
+    values: Vec<i64>,
+    written: Vec<bool>,
+}
 
 /// Checks the causal consistency of a max-write-wins history.
 pub fn check(history: &History, opts: &Opts) -> Verdict {
@@ -114,8 +136,21 @@ pub fn check(history: &History, opts: &Opts) -> Verdict {
         .flatten()
         .collect();
 
-    let mut states: HashMap<u64, State> = HashMap::new();
-    let mut snapshots: HashMap<(Key, i64), (u64, Rc<State>)> = HashMap::new();
+    // Dense slots for every key any ok transaction touches.
+    let slot_keys: BTreeSet<Key> = keys
+        .iter()
+        .copied()
+        .chain(oks.iter().flat_map(|(_, mops)| {
+            mops.iter().flat_map(|m| match m {
+                MwwMop::ReadAll(kv) | MwwMop::WriteSome(kv) => kv.keys().copied(),
+            })
+        }))
+        .collect();
+    let slot: HashMap<Key, usize> = slot_keys.iter().enumerate().map(|(i, k)| (*k, i)).collect();
+    let n = slot.len();
+
+    let mut processes: HashMap<u64, ProcessState> = HashMap::new();
+    let mut snapshots: HashMap<(Key, i64), Rc<Snapshot>> = HashMap::new();
     for (op, mops) in oks {
         let Some(process) = op.client() else { continue };
         let (reads, writes) = match mops.as_slice() {
@@ -143,37 +178,38 @@ pub fn check(history: &History, opts: &Opts) -> Verdict {
                 detail: json!({"missing": missing}),
             });
         }
-        let state = states.entry(process).or_default();
-        // 1. What the writers of everything read had seen or written.
+        let ps = processes
+            .entry(process)
+            .or_insert_with(|| ProcessState::new(n));
+        // 1. What the writers of everything read had seen or written. States only grow, so a
+        //    snapshot this process merged before changes nothing and is skipped.
         for (&k, &v) in reads {
-            if v == MWW_NIL {
+            let s = slot[&k];
+            if v == MWW_NIL || ps.merged[s] == v {
                 continue;
             }
-            let Some((writer, snap)) = snapshots.get(&(k, v)) else {
+            let Some(snap) = snapshots.get(&(k, v)) else {
                 continue;
             };
-            for (&k2, e) in snap.iter() {
-                let cur = state.get(&k2).copied().unwrap_or(INITIAL);
-                if e.value > cur.value {
-                    let why = if e.why == Why::ReadYourWrites {
-                        Why::MonotonicWrites
-                    } else {
-                        Why::WritesFollowReads
-                    };
-                    state.insert(
-                        k2,
-                        Expect {
-                            value: e.value,
-                            why,
-                            since: Some(*writer),
+            ps.merged[s] = v;
+            for (i, &value) in snap.values.iter().enumerate() {
+                if value > ps.expect[i].value {
+                    ps.expect[i] = Expect {
+                        value,
+                        why: if snap.written[i] {
+                            Why::MonotonicWrites
+                        } else {
+                            Why::WritesFollowReads
                         },
-                    );
+                        since: Some(snap.writer),
+                    };
                 }
             }
         }
         // 2. Check the reads, then remember them.
         for (&k, &v) in reads {
-            let expect = state.get(&k).copied().unwrap_or(INITIAL);
+            let s = slot[&k];
+            let expect = ps.expect[s];
             if v < MWW_NIL || (v != MWW_NIL && !possible.contains(&(k, v))) {
                 found.push(Anomaly {
                     kind: "read-unwritten-value".into(),
@@ -205,27 +241,25 @@ pub fn check(history: &History, opts: &Opts) -> Verdict {
             // A process reading its own write still counts it as written (for monotonic
             // writes); any other read it made itself is what it must not go back on.
             if v > expect.value || (v == expect.value && expect.why != Why::ReadYourWrites) {
-                state.insert(
-                    k,
-                    Expect {
-                        value: v,
-                        why: Why::MonotonicReads,
-                        since: Some(op.index),
-                    },
-                );
+                ps.expect[s] = Expect {
+                    value: v,
+                    why: Why::MonotonicReads,
+                    since: Some(op.index),
+                };
             }
         }
         // 3. Writes: unique, above what this process has seen; then they are what it expects.
         for (&k, &v) in writes {
-            if let Some((first, _)) = snapshots.get(&(k, v)) {
+            let s = slot[&k];
+            if let Some(first) = snapshots.get(&(k, v)) {
                 found.push(Anomaly {
                     kind: "duplicate-writes".into(),
-                    ops: vec![*first, op.index],
+                    ops: vec![first.writer, op.index],
                     explanation: format!("{v} was written to key {k} twice"),
                     detail: json!({"key": k, "value": v}),
                 });
             }
-            let expect = state.get(&k).copied().unwrap_or(INITIAL);
+            let expect = ps.expect[s];
             if v <= expect.value {
                 found.push(Anomaly {
                     kind: "write-below-observed".into(),
@@ -239,21 +273,27 @@ pub fn check(history: &History, opts: &Opts) -> Verdict {
             }
         }
         for (&k, &v) in writes {
-            state.insert(
-                k,
-                Expect {
+            let s = slot[&k];
+            if v >= ps.expect[s].value {
+                ps.expect[s] = Expect {
                     value: v,
                     why: Why::ReadYourWrites,
                     since: Some(op.index),
-                },
-            );
+                };
+            }
         }
         if !writes.is_empty() {
-            let snap = Rc::new(state.clone());
+            let snap = Rc::new(Snapshot {
+                writer: op.index,
+                values: ps.expect.iter().map(|e| e.value).collect(),
+                written: ps
+                    .expect
+                    .iter()
+                    .map(|e| e.why == Why::ReadYourWrites)
+                    .collect(),
+            });
             for (&k, &v) in writes {
-                snapshots
-                    .entry((k, v))
-                    .or_insert_with(|| (op.index, Rc::clone(&snap)));
+                snapshots.entry((k, v)).or_insert_with(|| Rc::clone(&snap));
             }
         }
     }
