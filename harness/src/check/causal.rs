@@ -136,7 +136,8 @@ pub fn check(history: &History, opts: &Opts) -> Verdict {
         .flatten()
         .collect();
 
-    // Dense slots for every key any ok transaction touches.
+    // Dense slots for every key any ok transaction touches (so `slot[&k]` below always finds
+    // the keys of the transactions it is used on).
     let slot_keys: BTreeSet<Key> = keys
         .iter()
         .copied()

@@ -113,7 +113,8 @@ pub fn check_with(history: &History, opts: &Opts) -> Result<Verdict> {
         return Err(Error::UnknownAnomaly(bad.clone()));
     }
     let unfinished = unfinished_invocations(history);
-    if let Some(dup) = duplicate_append(history, &unfinished) {
+    if let Some(mut dup) = duplicate_append(history, &unfinished) {
+        dup.model = Some(model.to_owned());
         return Ok(dup);
     }
     let h = to_adya(history, &unfinished)?;
