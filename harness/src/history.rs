@@ -170,8 +170,8 @@ impl History {
         History { ops }
     }
 
-    /// Parses a history in either textual form: EDN if the first operation starts with `{:`
-    /// or a tagged literal, else JSON lines (or one JSON array of operations).
+    /// Parses a history in either textual form: EDN if the first operation starts with `{:`, a
+    /// tagged literal or a comment, else JSON lines (or one JSON array of operations).
     pub fn parse(text: &str) -> Result<History> {
         let start: String = text
             .chars()
@@ -179,7 +179,7 @@ impl History {
             .skip_while(|c| *c == '[')
             .take(2)
             .collect();
-        if start.starts_with('#') || start == "{:" {
+        if start.starts_with(['#', ';']) || start == "{:" {
             edn::read_history(text)
         } else {
             json::read_history(text)

@@ -383,6 +383,14 @@ mod tests {
     }
 
     #[test]
+    fn detects_edn_behind_comments_and_vectors() {
+        let line = "{:index 0, :time 1, :type :ok, :process 0, :f :txn, :value [[:r 3 nil]]}";
+        let one = History::parse(line).unwrap();
+        assert_eq!(History::parse(&format!("; history\n{line}")).unwrap(), one);
+        assert_eq!(History::parse(&format!("[{line}]")).unwrap(), one);
+    }
+
+    #[test]
     fn writes_elle_format() {
         let h = read_history(
             "{:index 0, :time 123, :type :invoke, :process 0, :f :txn, :value [[:append 3 7] [:r 3 nil]]}",

@@ -8,7 +8,7 @@ use crate::history::edn;
 /// the transactions); otherwise each transaction completes before the next is invoked.
 fn history(concurrent: bool, txns: &[(u64, &str, &str)]) -> History {
     let mut lines = Vec::new();
-    let invoke = |i: usize, (p, _, mops): &(u64, &str, &str)| {
+    let invoke = |(p, _, mops): &(u64, &str, &str)| {
         let h = edn::read_history(&format!(
             "{{:type :ok, :process {p}, :f :txn, :value {mops}}}"
         ))
@@ -22,7 +22,6 @@ fn history(concurrent: bool, txns: &[(u64, &str, &str)]) -> History {
                 }
             }
         }
-        let _ = i;
         op
     };
     let complete = |(p, t, mops): &(u64, &str, &str)| {
@@ -34,15 +33,15 @@ fn history(concurrent: bool, txns: &[(u64, &str, &str)]) -> History {
             .clone()
     };
     if concurrent {
-        for (i, t) in txns.iter().enumerate() {
-            lines.push(invoke(i, t));
+        for t in txns {
+            lines.push(invoke(t));
         }
         for t in txns {
             lines.push(complete(t));
         }
     } else {
-        for (i, t) in txns.iter().enumerate() {
-            lines.push(invoke(i, t));
+        for t in txns {
+            lines.push(invoke(t));
             lines.push(complete(t));
         }
     }
