@@ -541,3 +541,45 @@ fn generated_history_from_a_store_without_write_conflicts_is_caught() {
     assert_invalid(&h, "read-committed", "incompatible-order");
     assert_invalid(&h, "read-uncommitted", "G0");
 }
+
+#[test]
+fn reading_your_own_intermediate_state_is_fine() {
+    let h = history(
+        true,
+        &[(
+            0,
+            "ok",
+            "[[:append 1 1] [:r 1 [1]] [:append 1 2] [:r 1 [1 2]]]",
+        )],
+    );
+    let v = verdict(&h, "serializable");
+    assert!(
+        !v.anomaly_types
+            .iter()
+            .any(|t| t == "G1b" || t == "internal"),
+        "{v:#?}"
+    );
+}
+
+#[test]
+fn future_read() {
+    // The transaction reads its own append before making it.
+    let h = history(true, &[(0, "ok", "[[:r 1 [1]] [:append 1 1]]")]);
+    assert_invalid(&h, "read-atomic", "future-read");
+    assert_invalid(&h, "serializable", "future-read");
+}
+
+#[test]
+fn dirty_update() {
+    // A committed append builds on an aborted one.
+    let h = history(
+        true,
+        &[
+            (0, "fail", "[[:append 1 1]]"),
+            (1, "ok", "[[:append 1 2]]"),
+            (2, "ok", "[[:r 1 [1 2]]]"),
+        ],
+    );
+    assert_invalid(&h, "read-committed", "dirty-update");
+    assert_invalid(&h, "read-committed", "G1a");
+}
