@@ -3,7 +3,9 @@
 //! (`pg_logical_slot_peek_binary_changes` + `pg_replication_slot_advance`, sync-protocol.md
 //! §5.2).
 //!
-//! Each poll: read `w = pg_current_wal_lsn()`, peek every change committed before `w`, turn
+//! Each poll: read `w = pg_current_wal_flush_lsn()` (logical decoding only reads flushed WAL,
+//! so with `synchronous_commit=off` the insert position may be ahead of what a peek can
+//! return), peek every change committed before `w`, turn
 //! each committed source transaction into ops (op ids assigned in commit order), persist ops,
 //! rows and `processed_lsn` in one transaction, advance the slot, then publish to the
 //! [`Store`]. Transactions whose commit LSN is below the persisted `processed_lsn` were already
@@ -337,7 +339,7 @@ impl Replicator {
     pub async fn poll(&mut self) -> Result<usize, Error> {
         let w = parse_lsn(
             self.client
-                .query_one("SELECT pg_current_wal_lsn()::text", &[])
+                .query_one("SELECT pg_current_wal_flush_lsn()::text", &[])
                 .await?
                 .get::<_, &str>(0),
         )?;

@@ -4,7 +4,7 @@
 //! on 127.0.0.1 and starts the server with `pg_ctl`. Settings: `wal_level=logical` (logical
 //! decoding for the stand-in), `max_replication_slots=20`, `max_wal_senders=20`,
 //! trust authentication for the local user `postgres`, the unix socket inside the temporary
-//! directory, and **`fsync=off`, `synchronous_commit=off`, `full_page_writes=off` for speed**:
+//! directory, and **`fsync=off` and `full_page_writes=off` for speed**:
 //! a crash of the *machine* may corrupt the cluster, which does not matter for a throwaway test
 //! database (a killed server process is still safe).
 //!
@@ -203,7 +203,6 @@ impl TestPostgres {
              max_replication_slots = 20\n\
              max_wal_senders = 20\n\
              fsync = off\n\
-             synchronous_commit = off\n\
              full_page_writes = off\n\
              shared_buffers = 64MB\n\
              max_connections = 100\n",
