@@ -29,6 +29,11 @@ impl ChildGuard {
         self.child.as_ref().map(Child::id)
     }
 
+    /// Takes the child's stdout pipe (if it was spawned with `Stdio::piped()`).
+    pub fn take_stdout(&mut self) -> Option<std::process::ChildStdout> {
+        self.child.as_mut().and_then(|c| c.stdout.take())
+    }
+
     /// Kills the child with SIGKILL (like `kill -9`) and waits for it to exit.
     pub fn kill(&mut self) -> Result<(), Error> {
         if let Some(mut child) = self.child.take() {
