@@ -40,7 +40,10 @@ async fn full_sync(url: &str) -> (Vec<u64>, BTreeMap<String, String>) {
     let mut lines = Lines::new(open_stream(url, &token("u1"), &body).await);
     let batch = lines.until_complete().await;
     let all = ops(&batch);
-    let ids: Vec<u64> = all.iter().map(|o| o["op_id"].as_str().unwrap().parse().unwrap()).collect();
+    let ids: Vec<u64> = all
+        .iter()
+        .map(|o| o["op_id"].as_str().unwrap().parse().unwrap())
+        .collect();
     let mut rows = BTreeMap::new();
     let mut sum = 0u32;
     for op in &all {
@@ -128,7 +131,10 @@ async fn sigkill_and_restart_loses_nothing_and_reuses_no_op_id() {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
     loop {
         let (ids, rows) = full_sync(&url2).await;
-        assert!(ids.windows(2).all(|w| w[0] < w[1]), "op ids strictly increasing");
+        assert!(
+            ids.windows(2).all(|w| w[0] < w[1]),
+            "op ids strictly increasing"
+        );
         assert_eq!(ids.first(), Some(&1));
         if rows == want {
             // Op ids are handed out without gaps, so a lost or duplicated op would show as
@@ -137,7 +143,10 @@ async fn sigkill_and_restart_loses_nothing_and_reuses_no_op_id() {
             assert_eq!(ids.len() as u64, last, "no gaps, no duplicates: {ids:?}");
             break;
         }
-        assert!(tokio::time::Instant::now() < deadline, "did not converge: {rows:?} vs {want:?}");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "did not converge: {rows:?} vs {want:?}"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
