@@ -1,0 +1,183 @@
+//! The HTTP routes: `POST /sync/stream`, `GET /write-checkpoint2.json`, `GET /probes/*`, and a
+//! JSON 404 for everything else.
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::{Body, Bytes};
+use axum::extract::{Query, State};
+use axum::http::{HeaderMap, HeaderValue, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use serde::Deserialize;
+use serde_json::json;
+use tokio::sync::{Mutex, mpsc, watch};
+use tokio_postgres::Client;
+
+use crate::api_error::ApiError;
+use crate::auth::{Claims, KeyStore};
+use crate::config::Config;
+use crate::replication::connect;
+use crate::storage::Storage;
+use crate::store::Store;
+use crate::stream::StreamContext;
+
+/// State shared by the handlers.
+pub struct AppState {
+    /// Bucket data.
+    pub store: Arc<Store>,
+    /// Token verification.
+    pub keys: KeyStore,
+    /// Persistent storage (write checkpoints).
+    pub storage: Storage,
+    /// Connection used for write checkpoints; reconnected when broken.
+    pub client: Mutex<Option<Client>>,
+    /// The configuration.
+    pub config: Config,
+    /// Fires on shutdown.
+    pub shutdown: watch::Receiver<bool>,
+}
+
+/// Builds the router.
+pub fn router(state: Arc<AppState>) -> Router {
+    Router::new()
+        .route("/sync/stream", post(sync_stream))
+        .route("/write-checkpoint2.json", get(write_checkpoint))
+        .route("/probes/liveness", get(probe))
+        .route("/probes/readiness", get(readiness))
+        .route("/probes/startup", get(readiness))
+        .fallback(|| async { ApiError::not_found() })
+        .with_state(state)
+}
+
+fn authenticate(state: &AppState, headers: &HeaderMap) -> Result<Claims, ApiError> {
+    let value = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok());
+    state.keys.authenticate(value)
+}
+
+async fn probe() -> Response {
+    axum::Json(json!({"ready": true})).into_response()
+}
+
+async fn readiness(State(state): State<Arc<AppState>>) -> Response {
+    if state.store.is_ready() {
+        axum::Json(json!({"ready": true})).into_response()
+    } else {
+        ApiError::no_sync_rules().into_response()
+    }
+}
+
+/// The request body of `/sync/stream` (extra fields are allowed, as in the service).
+#[derive(Debug, Deserialize)]
+struct SyncRequest {
+    #[serde(default)]
+    buckets: Option<Vec<BucketRequest>>,
+    #[serde(default)]
+    client_id: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+struct BucketRequest {
+    name: String,
+    after: String,
+}
+
+fn user_key(sub: &str, client_id: Option<&str>) -> String {
+    match client_id {
+        Some(c) if !c.is_empty() => format!("{sub}/{c}"),
+        _ => sub.to_owned(),
+    }
+}
+
+async fn sync_stream(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let claims = authenticate(&state, &headers)?;
+    let request: SyncRequest =
+        serde_json::from_slice(&body).map_err(|e| ApiError::validation(&e.to_string()))?;
+    let mut positions = HashMap::new();
+    for b in request.buckets.unwrap_or_default() {
+        let after = b.after.parse::<u64>().map_err(|_| {
+            ApiError::validation(&format!("bucket {}: bad after {:?}", b.name, b.after))
+        })?;
+        positions.insert(b.name, after);
+    }
+    if !state.store.is_ready() {
+        return Err(ApiError::no_sync_rules());
+    }
+    let rules = &state.config.sync_rules;
+    let ctx = StreamContext {
+        store: state.store.clone(),
+        user_key: user_key(&claims.sub, request.client_id.as_deref()),
+        positions,
+        exp: claims.exp,
+        keepalive: state.config.keepalive_interval,
+        expire_warning: state.config.expire_warning,
+        chunk_ops: state.config.data_chunk_ops.max(1),
+        bucket_streams: rules
+            .buckets()
+            .iter()
+            .enumerate()
+            .map(|(i, b)| (b.name.clone(), i))
+            .collect(),
+        stream_names: rules
+            .buckets()
+            .iter()
+            .map(|b| b.definition.clone())
+            .collect(),
+        shutdown: state.shutdown.clone(),
+    };
+    let (tx, rx) = mpsc::channel::<Bytes>(16);
+    tokio::spawn(ctx.run(tx));
+    let stream = futures_util::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|b| (Ok::<_, Infallible>(b), rx))
+    });
+    let mut response = Body::from_stream(stream).into_response();
+    let h = response.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/x-ndjson"),
+    );
+    h.insert("x-accel-buffering", HeaderValue::from_static("no"));
+    Ok(response)
+}
+
+#[derive(Debug, Deserialize)]
+struct WriteCheckpointQuery {
+    client_id: Option<String>,
+}
+
+async fn write_checkpoint(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    query: Result<Query<WriteCheckpointQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Response, ApiError> {
+    let claims = authenticate(&state, &headers)?;
+    let Query(query) = query.map_err(|e| ApiError::validation(&e.to_string()))?;
+    let key = user_key(&claims.sub, query.client_id.as_deref());
+    let mut guard = state.client.lock().await;
+    if guard.as_ref().is_none_or(Client::is_closed) {
+        *guard = Some(
+            connect(&state.config.postgres_uri)
+                .await
+                .map_err(|e| ApiError::unavailable(&format!("source database: {e}")))?,
+        );
+    }
+    let Some(client) = guard.as_ref() else {
+        return Err(ApiError::unavailable("source database unavailable"));
+    };
+    let (id, lsn) = state
+        .storage
+        .next_write_checkpoint(client, &key)
+        .await
+        .map_err(|e| ApiError::unavailable(&format!("write checkpoint: {e}")))?;
+    drop(guard);
+    state.store.add_write_checkpoint(&key, id, lsn);
+    Ok(axum::Json(json!({"data": {"write_checkpoint": id.to_string()}})).into_response())
+}

@@ -1,0 +1,125 @@
+//! A stand-in for the PowerSync service's client-facing protocol over a real PostgreSQL, for
+//! testing sync on one machine. See `standin/README.md` for its scope and what it leaves out.
+//!
+//! ```no_run
+//! # async fn demo(config: standin::Config) -> Result<(), standin::Error> {
+//! let standin = standin::StandIn::start(config).await?;
+//! println!("sync endpoint: {}", standin.url());
+//! standin.shutdown().await;
+//! # Ok(()) }
+//! ```
+
+pub mod api_error;
+pub mod auth;
+pub mod checksum;
+pub mod config;
+pub mod decode;
+mod error;
+pub mod http;
+pub mod replication;
+pub mod rows;
+pub mod rules;
+pub mod storage;
+pub mod store;
+pub mod stream;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use tokio::sync::{Mutex, watch};
+use tokio::task::JoinHandle;
+
+pub use config::Config;
+pub use error::Error;
+pub use rules::SyncRules;
+
+/// A running stand-in: HTTP server plus replication worker.
+#[derive(Debug)]
+pub struct StandIn {
+    addr: SocketAddr,
+    store: Arc<store::Store>,
+    shutdown: watch::Sender<bool>,
+    server: JoinHandle<()>,
+    replication: JoinHandle<()>,
+}
+
+impl StandIn {
+    /// Starts the stand-in: binds the listener, connects to PostgreSQL, takes the initial
+    /// snapshot (or resumes from the persisted state) and starts replicating. Returns once
+    /// clients can be served.
+    pub async fn start(config: Config) -> Result<StandIn, Error> {
+        let keys = auth::KeyStore::new(
+            &config.jwks,
+            config.audience.clone(),
+            config.max_token_lifetime,
+        )?;
+        let bucket_names: Vec<String> = config
+            .sync_rules
+            .buckets()
+            .iter()
+            .map(|b| b.name.clone())
+            .collect();
+        let store = Arc::new(store::Store::new(&bucket_names));
+        let replicator = replication::Replicator::init(&config, store.clone(), true).await?;
+        let listener = tokio::net::TcpListener::bind(config.listen)
+            .await
+            .map_err(Error::Http)?;
+        let addr = listener.local_addr().map_err(Error::Http)?;
+        let (shutdown, shutdown_rx) = watch::channel(false);
+        let state = Arc::new(http::AppState {
+            store: store.clone(),
+            keys,
+            storage: storage::Storage::new(&config.storage_schema),
+            client: Mutex::new(None),
+            config: config.clone(),
+            shutdown: shutdown_rx.clone(),
+        });
+        let mut server_shutdown = shutdown_rx.clone();
+        let server = tokio::spawn(async move {
+            let result = axum::serve(listener, http::router(state))
+                .with_graceful_shutdown(async move {
+                    let _ = server_shutdown.wait_for(|s| *s).await;
+                })
+                .await;
+            if let Err(e) = result {
+                tracing::error!("HTTP server failed: {e}");
+            }
+        });
+        let replication = tokio::spawn(replication::run(
+            config,
+            store.clone(),
+            replicator,
+            shutdown_rx,
+        ));
+        tracing::info!("stand-in listening on http://{addr}");
+        Ok(StandIn {
+            addr,
+            store,
+            shutdown,
+            server,
+            replication,
+        })
+    }
+
+    /// The base URL clients use, e.g. `http://127.0.0.1:41234`.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// The listening address.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The current checkpoint (`last_op_id` of the newest checkpoint).
+    pub fn checkpoint(&self) -> u64 {
+        self.store.view().checkpoint
+    }
+
+    /// Stops accepting connections, ends open streams and the replication worker.
+    pub async fn shutdown(self) {
+        let _ = self.shutdown.send(true);
+        let _ = self.replication.await;
+        let _ = self.server.await;
+    }
+}

@@ -1,0 +1,607 @@
+//! Replication from the source PostgreSQL: initial snapshot, then logical decoding with the
+//! `pgoutput` plugin through a logical slot, polled on an ordinary connection
+//! (`pg_logical_slot_peek_binary_changes` + `pg_replication_slot_advance`, sync-protocol.md
+//! §5.2).
+//!
+//! Each poll: read `w = pg_current_wal_flush_lsn()` (logical decoding only reads flushed WAL,
+//! so with `synchronous_commit=off` the insert position may be ahead of what a peek can
+//! return), peek every change committed before `w`, turn
+//! each committed source transaction into ops (op ids assigned in commit order), persist ops,
+//! rows and `processed_lsn` in one transaction, advance the slot, then publish to the
+//! [`Store`]. Transactions whose commit LSN is below the persisted `processed_lsn` were already
+//! stored (a crash between persisting and advancing) and are skipped.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use tokio_postgres::{Client, NoTls, SimpleQueryMessage};
+
+use crate::Error;
+use crate::checksum::{put_checksum, remove_checksum, subkey};
+use crate::config::Config;
+use crate::decode::{self, Message, Value, format_lsn, parse_lsn};
+use crate::rows::{ColumnType, previous_text, row_data};
+use crate::rules::{SourceTable, SyncRules};
+use crate::storage::{PersistedState, RowChanges, Storage, quote_ident};
+use crate::store::{Op, OpKind, Store};
+
+/// The publication the service (and the stand-in) replicates.
+pub const PUBLICATION: &str = "powersync";
+
+/// Session settings that make text output match what the mapping expects.
+const SESSION_SETTINGS: &str = "SET TimeZone = 'UTC'; SET DateStyle = 'ISO, MDY'; \
+     SET extra_float_digits = 1; SET IntervalStyle = 'postgres'; SET bytea_output = 'hex'";
+
+/// Safety limit on rows per peek (whole transactions are always returned).
+const PEEK_LIMIT: i32 = 200_000;
+
+/// Connects to PostgreSQL and applies the session settings.
+pub async fn connect(uri: &str) -> Result<Client, Error> {
+    let (client, connection) = tokio_postgres::connect(uri, NoTls).await?;
+    tokio::spawn(async move {
+        if let Err(e) = connection.await {
+            tracing::debug!("PostgreSQL connection ended: {e}");
+        }
+    });
+    client.batch_execute(SESSION_SETTINGS).await?;
+    Ok(client)
+}
+
+fn table_key(t: &SourceTable) -> String {
+    format!("{}.{}", t.schema, t.name)
+}
+
+struct RelationInfo {
+    table_key: String,
+    columns: Vec<ColumnType>,
+    id_index: Option<usize>,
+    targets: Vec<(String, String)>,
+}
+
+/// A change of one row inside a transaction, before op ids are assigned.
+enum Change {
+    Put {
+        table: usize,
+        values: Vec<Value>,
+    },
+    Update {
+        table: usize,
+        old: Option<Vec<Value>>,
+        new: Vec<Value>,
+    },
+    Delete {
+        table: usize,
+        old: Vec<Value>,
+    },
+    Truncate {
+        tables: Vec<usize>,
+    },
+}
+
+/// The replication worker. Owns the source connection and the rows currently in buckets.
+pub struct Replicator {
+    client: Client,
+    storage: Storage,
+    rules: SyncRules,
+    slot: String,
+    store: Arc<Store>,
+    /// Relations by OID, from the current peek's Relation messages.
+    relations: HashMap<u32, usize>,
+    relation_infos: Vec<RelationInfo>,
+    current: HashMap<String, HashMap<String, String>>,
+    last_op_id: u64,
+    processed_lsn: u64,
+    slot_confirmed: u64,
+}
+
+impl Replicator {
+    /// Connects, sets up storage and either takes the initial snapshot or loads the persisted
+    /// state. When `load_store` is true the store is filled from storage (first start).
+    pub async fn init(config: &Config, store: Arc<Store>, load_store: bool) -> Result<Self, Error> {
+        let client = connect(&config.postgres_uri).await?;
+        let storage = Storage::new(&config.storage_schema);
+        let has_pub = client
+            .query_opt(
+                "SELECT 1 FROM pg_publication WHERE pubname = $1",
+                &[&PUBLICATION],
+            )
+            .await?
+            .is_some();
+        if !has_pub {
+            return Err(Error::Source(format!(
+                "publication `{PUBLICATION}` does not exist: run \
+                 `CREATE PUBLICATION {PUBLICATION} FOR TABLE ...` (or FOR ALL TABLES)"
+            )));
+        }
+        let wal_level: String = client.query_one("SHOW wal_level", &[]).await?.get(0);
+        if wal_level != "logical" {
+            return Err(Error::Source(format!(
+                "wal_level is `{wal_level}`, needs `logical`"
+            )));
+        }
+        storage.create(&client).await?;
+        let mut rep = Replicator {
+            client,
+            storage,
+            rules: config.sync_rules.clone(),
+            slot: config.slot_name.clone(),
+            store,
+            relations: HashMap::new(),
+            relation_infos: Vec::new(),
+            current: HashMap::new(),
+            last_op_id: 0,
+            processed_lsn: 0,
+            slot_confirmed: 0,
+        };
+        let slot_lsn = rep.slot_confirmed_lsn().await?;
+        match (rep.storage.state(&rep.client).await?, slot_lsn) {
+            (Some(state), Some(confirmed)) => {
+                rep.last_op_id = state.last_op_id;
+                rep.processed_lsn = state.processed_lsn;
+                rep.slot_confirmed = confirmed;
+                rep.current = rep.storage.load_rows(&rep.client).await?;
+                if load_store {
+                    let ops = rep.storage.load_ops(&rep.client).await?;
+                    for (key, id, lsn) in rep.storage.load_write_checkpoints(&rep.client).await? {
+                        rep.store.add_write_checkpoint(&key, id, lsn);
+                    }
+                    rep.store.apply(ops, state.last_op_id, state.processed_lsn);
+                }
+                if confirmed < state.processed_lsn {
+                    rep.advance_slot(state.processed_lsn).await?;
+                }
+            }
+            (state, _) => {
+                if state.is_some() {
+                    tracing::warn!(
+                        "replication slot `{}` is missing: taking a new initial snapshot",
+                        rep.slot
+                    );
+                }
+                rep.last_op_id = state.map(|s| s.last_op_id).unwrap_or(0);
+                rep.snapshot(load_store).await?;
+            }
+        }
+        Ok(rep)
+    }
+
+    async fn slot_confirmed_lsn(&self) -> Result<Option<u64>, Error> {
+        let row = self
+            .client
+            .query_opt(
+                "SELECT confirmed_flush_lsn::text FROM pg_replication_slots WHERE slot_name = $1",
+                &[&self.slot],
+            )
+            .await?;
+        match row {
+            Some(r) => match r.get::<_, Option<&str>>(0) {
+                Some(lsn) => Ok(Some(parse_lsn(lsn)?)),
+                None => Ok(None),
+            },
+            None => Ok(None),
+        }
+    }
+
+    async fn advance_slot(&mut self, lsn: u64) -> Result<(), Error> {
+        if lsn > self.slot_confirmed {
+            self.client
+                .execute(
+                    "SELECT pg_replication_slot_advance($1, $2::text::pg_lsn)",
+                    &[&self.slot, &format_lsn(lsn)],
+                )
+                .await?;
+            self.slot_confirmed = lsn;
+        }
+        Ok(())
+    }
+
+    /// Creates the slot (dropping a stale one), then stores a PUT for every existing row of
+    /// every published table the sync rules read.
+    async fn snapshot(&mut self, publish: bool) -> Result<(), Error> {
+        self.client
+            .execute(
+                "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots \
+                 WHERE slot_name = $1",
+                &[&self.slot],
+            )
+            .await?;
+        let row = self
+            .client
+            .query_one(
+                "SELECT lsn::text FROM pg_create_logical_replication_slot($1, 'pgoutput')",
+                &[&self.slot],
+            )
+            .await?;
+        let slot_lsn = parse_lsn(row.get::<_, &str>(0))?;
+        self.slot_confirmed = slot_lsn;
+        self.storage.clear_for_snapshot(&self.client).await?;
+        self.current.clear();
+
+        let published: Vec<(String, String)> = self
+            .client
+            .query(
+                "SELECT schemaname::text, tablename::text FROM pg_publication_tables \
+                 WHERE pubname = $1",
+                &[&PUBLICATION],
+            )
+            .await?
+            .into_iter()
+            .map(|r| (r.get(0), r.get(1)))
+            .collect();
+        // Changes committed after the slot was created are also replayed from the slot;
+        // a row seen twice just gets a second PUT with the same data.
+        self.client
+            .batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+            .await?;
+        let mut ops = Vec::new();
+        let mut rows = RowChanges::new();
+        for table in self.rules.tables() {
+            if !published.contains(&(table.schema.clone(), table.name.clone())) {
+                tracing::warn!(
+                    "table {}.{} is in the sync rules but not in publication `{PUBLICATION}`: \
+                     it is not replicated",
+                    table.schema,
+                    table.name
+                );
+                continue;
+            }
+            let sql = format!(
+                "SELECT * FROM {}.{}",
+                quote_ident(&table.schema),
+                quote_ident(&table.name)
+            );
+            let statement = self.client.prepare(&sql).await?;
+            let columns: Vec<ColumnType> = statement
+                .columns()
+                .iter()
+                .map(|c| ColumnType {
+                    name: c.name().to_owned(),
+                    type_oid: c.type_().oid(),
+                })
+                .collect();
+            let targets = self.rules.targets(&table);
+            let key = table_key(&table);
+            for message in self.client.simple_query(&sql).await? {
+                if let SimpleQueryMessage::Row(row) = message {
+                    let values: Vec<Option<&str>> =
+                        (0..columns.len()).map(|i| row.get(i)).collect();
+                    let (id, data) = row_data(&columns, &values);
+                    for (bucket, object_type) in &targets {
+                        ops.push(self.put(bucket, object_type, &id, &data));
+                    }
+                    self.current
+                        .entry(key.clone())
+                        .or_default()
+                        .insert(id.clone(), data.clone());
+                    rows.insert((key.clone(), id), Some(data));
+                }
+            }
+        }
+        self.client.batch_execute("COMMIT").await?;
+        let state = PersistedState {
+            last_op_id: self.last_op_id,
+            processed_lsn: slot_lsn,
+        };
+        self.storage
+            .persist(&mut self.client, &ops, &rows, state)
+            .await?;
+        self.processed_lsn = slot_lsn;
+        if publish {
+            self.store.apply(ops, self.last_op_id, slot_lsn);
+        }
+        tracing::info!(
+            "initial snapshot stored: checkpoint {}, slot at {}",
+            self.last_op_id,
+            format_lsn(slot_lsn)
+        );
+        Ok(())
+    }
+
+    fn next_op(
+        &mut self,
+        bucket: &str,
+        kind: OpKind,
+        object_type: &str,
+        id: &str,
+        data: Option<String>,
+        checksum: u32,
+    ) -> Op {
+        self.last_op_id += 1;
+        Op {
+            op_id: self.last_op_id,
+            bucket: bucket.to_owned(),
+            kind,
+            object_type: object_type.to_owned(),
+            object_id: id.to_owned(),
+            data,
+            checksum,
+        }
+    }
+
+    fn put(&mut self, bucket: &str, object_type: &str, id: &str, data: &str) -> Op {
+        let checksum = put_checksum(object_type, id, data);
+        self.next_op(
+            bucket,
+            OpKind::Put,
+            object_type,
+            id,
+            Some(data.to_owned()),
+            checksum,
+        )
+    }
+
+    fn remove(&mut self, bucket: &str, object_type: &str, id: &str) -> Op {
+        let checksum = remove_checksum(&subkey(object_type, id));
+        self.next_op(bucket, OpKind::Remove, object_type, id, None, checksum)
+    }
+
+    /// Runs one poll: returns the number of ops produced.
+    pub async fn poll(&mut self) -> Result<usize, Error> {
+        let w = parse_lsn(
+            self.client
+                .query_one("SELECT pg_current_wal_flush_lsn()::text", &[])
+                .await?
+                .get::<_, &str>(0),
+        )?;
+        if w <= self.slot_confirmed {
+            return Ok(0);
+        }
+        let rows = self
+            .client
+            .query(
+                "SELECT data FROM pg_logical_slot_peek_binary_changes($1, $2::text::pg_lsn, $3, \
+                 'proto_version', '1', 'publication_names', $4, 'messages', 'true')",
+                &[&self.slot, &format_lsn(w), &PEEK_LIMIT, &PUBLICATION],
+            )
+            .await?;
+        let complete = rows.len() < PEEK_LIMIT as usize;
+        self.relations.clear();
+        self.relation_infos.clear();
+        let mut ops = Vec::new();
+        let mut row_changes = RowChanges::new();
+        let mut tx: Option<Vec<Change>> = None;
+        let mut last_end = None;
+        for row in &rows {
+            let data: &[u8] = row.get(0);
+            match decode::decode(data)? {
+                Message::Begin { .. } => tx = Some(Vec::new()),
+                Message::Commit {
+                    commit_lsn,
+                    end_lsn,
+                } => {
+                    let changes = tx.take().unwrap_or_default();
+                    last_end = Some(end_lsn);
+                    if commit_lsn < self.processed_lsn {
+                        continue; // already persisted before a crash
+                    }
+                    for change in changes {
+                        self.apply_change(change, &mut ops, &mut row_changes);
+                    }
+                }
+                Message::Relation(rel) => self.add_relation(rel),
+                Message::Insert { relation, new } => {
+                    if let (Some(changes), Some(&table)) =
+                        (tx.as_mut(), self.relations.get(&relation))
+                    {
+                        changes.push(Change::Put { table, values: new });
+                    }
+                }
+                Message::Update { relation, old, new } => {
+                    if let (Some(changes), Some(&table)) =
+                        (tx.as_mut(), self.relations.get(&relation))
+                    {
+                        changes.push(Change::Update { table, old, new });
+                    }
+                }
+                Message::Delete { relation, old } => {
+                    if let (Some(changes), Some(&table)) =
+                        (tx.as_mut(), self.relations.get(&relation))
+                    {
+                        changes.push(Change::Delete { table, old });
+                    }
+                }
+                Message::Truncate { relations } => {
+                    if let Some(changes) = tx.as_mut() {
+                        let tables = relations
+                            .iter()
+                            .filter_map(|r| self.relations.get(r).copied())
+                            .collect();
+                        changes.push(Change::Truncate { tables });
+                    }
+                }
+                Message::Origin | Message::Type | Message::Message { .. } => {}
+            }
+        }
+        let position = if complete {
+            w
+        } else {
+            match last_end {
+                Some(end) => end,
+                None => return Err(Error::Decode("peek limit hit without a commit".to_owned())),
+            }
+        };
+        let count = ops.len();
+        if !ops.is_empty() || !row_changes.is_empty() {
+            let state = PersistedState {
+                last_op_id: self.last_op_id,
+                processed_lsn: position,
+            };
+            self.storage
+                .persist(&mut self.client, &ops, &row_changes, state)
+                .await?;
+            self.processed_lsn = position;
+        }
+        self.advance_slot(position).await?;
+        self.store.apply(ops, self.last_op_id, position);
+        Ok(count)
+    }
+
+    fn add_relation(&mut self, rel: decode::Relation) {
+        let table = SourceTable {
+            schema: rel.namespace,
+            name: rel.name,
+        };
+        let columns: Vec<ColumnType> = rel
+            .columns
+            .iter()
+            .map(|c| ColumnType {
+                name: c.name.clone(),
+                type_oid: c.type_oid,
+            })
+            .collect();
+        let info = RelationInfo {
+            table_key: table_key(&table),
+            id_index: columns.iter().position(|c| c.name == "id"),
+            columns,
+            targets: self.rules.targets(&table),
+        };
+        self.relations.insert(rel.id, self.relation_infos.len());
+        self.relation_infos.push(info);
+    }
+
+    fn id_of(&self, table: usize, values: &[Value]) -> Option<String> {
+        let info = &self.relation_infos[table];
+        match info.id_index.and_then(|i| values.get(i)) {
+            Some(Value::Text(t)) => Some(t.clone()),
+            Some(_) => None,
+            None => Some(String::new()),
+        }
+    }
+
+    fn apply_change(&mut self, change: Change, ops: &mut Vec<Op>, rows: &mut RowChanges) {
+        match change {
+            Change::Put { table, values } => self.put_row(table, values, None, ops, rows),
+            Change::Update { table, old, new } => {
+                let new_id = self.id_of(table, &new);
+                let old_id = old.as_ref().and_then(|o| self.id_of(table, o));
+                let previous_id = old_id.clone().or(new_id.clone());
+                if let (Some(old_id), Some(new_id)) = (&old_id, &new_id)
+                    && old_id != new_id
+                {
+                    self.remove_row(table, old_id, ops, rows);
+                }
+                self.put_row(table, new, previous_id, ops, rows);
+            }
+            Change::Delete { table, old } => match self.id_of(table, &old) {
+                Some(id) => self.remove_row(table, &id, ops, rows),
+                None => tracing::warn!(
+                    "DELETE on {} without the `id` column in the replica identity: ignored \
+                     (make `id` the primary key or use REPLICA IDENTITY FULL)",
+                    self.relation_infos[table].table_key
+                ),
+            },
+            Change::Truncate { tables } => {
+                for table in tables {
+                    let key = self.relation_infos[table].table_key.clone();
+                    let mut ids: Vec<String> = self
+                        .current
+                        .get(&key)
+                        .map(|m| m.keys().cloned().collect())
+                        .unwrap_or_default();
+                    ids.sort();
+                    for id in ids {
+                        self.remove_row(table, &id, ops, rows);
+                    }
+                }
+            }
+        }
+    }
+
+    fn put_row(
+        &mut self,
+        table: usize,
+        values: Vec<Value>,
+        previous_id: Option<String>,
+        ops: &mut Vec<Op>,
+        rows: &mut RowChanges,
+    ) {
+        let info = &self.relation_infos[table];
+        if info.targets.is_empty() {
+            return;
+        }
+        let previous =
+            previous_id.and_then(|id| self.current.get(&info.table_key).and_then(|m| m.get(&id)));
+        let texts: Vec<Option<String>> = values
+            .into_iter()
+            .zip(&info.columns)
+            .map(|(v, c)| match v {
+                Value::Text(t) => Some(t),
+                Value::Null => None,
+                Value::UnchangedToast => previous.and_then(|p| previous_text(p, &c.name)),
+            })
+            .collect();
+        let refs: Vec<Option<&str>> = texts.iter().map(|t| t.as_deref()).collect();
+        let (id, data) = row_data(&info.columns, &refs);
+        let key = info.table_key.clone();
+        let targets = info.targets.clone();
+        for (bucket, object_type) in &targets {
+            ops.push(self.put(bucket, object_type, &id, &data));
+        }
+        self.current
+            .entry(key.clone())
+            .or_default()
+            .insert(id.clone(), data.clone());
+        rows.insert((key, id), Some(data));
+    }
+
+    fn remove_row(&mut self, table: usize, id: &str, ops: &mut Vec<Op>, rows: &mut RowChanges) {
+        let info = &self.relation_infos[table];
+        let key = info.table_key.clone();
+        let known = self
+            .current
+            .get_mut(&key)
+            .and_then(|m| m.remove(id))
+            .is_some();
+        if !known {
+            return;
+        }
+        let targets = info.targets.clone();
+        for (bucket, object_type) in &targets {
+            ops.push(self.remove(bucket, object_type, id));
+        }
+        rows.insert((key, id.to_owned()), None);
+    }
+}
+
+/// Runs the replication loop until `shutdown` fires. On errors (e.g. a PostgreSQL restart)
+/// it reconnects and resumes from the persisted state.
+pub async fn run(
+    config: Config,
+    store: Arc<Store>,
+    mut replicator: Replicator,
+    mut shutdown: tokio::sync::watch::Receiver<bool>,
+) {
+    loop {
+        let result = tokio::select! {
+            _ = shutdown.changed() => return,
+            r = replicator.poll() => r,
+        };
+        let pause = match result {
+            Ok(n) if n > 0 => std::time::Duration::ZERO,
+            Ok(_) => config.poll_interval,
+            Err(e) => {
+                tracing::warn!("replication poll failed: {e}; reconnecting");
+                loop {
+                    tokio::select! {
+                        _ = shutdown.changed() => return,
+                        _ = tokio::time::sleep(std::time::Duration::from_millis(200)) => {}
+                    }
+                    match Replicator::init(&config, store.clone(), false).await {
+                        Ok(r) => {
+                            replicator = r;
+                            break;
+                        }
+                        Err(e) => tracing::warn!("replication reconnect failed: {e}"),
+                    }
+                }
+                std::time::Duration::ZERO
+            }
+        };
+        if !pause.is_zero() {
+            tokio::select! {
+                _ = shutdown.changed() => return,
+                _ = tokio::time::sleep(pause) => {}
+            }
+        }
+    }
+}

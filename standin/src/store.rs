@@ -1,0 +1,266 @@
+//! In-memory view of the stand-in's state that the HTTP streams read: ops per bucket, bucket
+//! checksums, the current checkpoint, the replicated position and the write checkpoints.
+//!
+//! The replicator persists everything in PostgreSQL first ([`crate::storage`]) and only then
+//! applies it here, so this view never runs ahead of what survives a crash.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::RwLock;
+
+use tokio::sync::watch;
+
+/// PUT or REMOVE (the stand-in does no compaction, so no MOVE or CLEAR).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OpKind {
+    /// The row's full data.
+    Put,
+    /// The row was removed from the bucket.
+    Remove,
+}
+
+impl OpKind {
+    /// The protocol name (`PUT`/`REMOVE`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OpKind::Put => "PUT",
+            OpKind::Remove => "REMOVE",
+        }
+    }
+
+    /// Parses the protocol name.
+    pub fn parse(text: &str) -> Option<Self> {
+        match text {
+            "PUT" => Some(OpKind::Put),
+            "REMOVE" => Some(OpKind::Remove),
+            _ => None,
+        }
+    }
+}
+
+/// One bucket operation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Op {
+    /// Storage-wide increasing op id.
+    pub op_id: u64,
+    /// The bucket it belongs to.
+    pub bucket: String,
+    /// PUT or REMOVE.
+    pub kind: OpKind,
+    /// Output table name.
+    pub object_type: String,
+    /// Row id.
+    pub object_id: String,
+    /// The row as a JSON string (PUT only).
+    pub data: Option<String>,
+    /// The op checksum.
+    pub checksum: u32,
+}
+
+/// Checksum and op count of a bucket up to the current checkpoint.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct BucketChecksum {
+    /// Wrapping u32 sum of all op checksums.
+    pub checksum: u32,
+    /// Number of ops.
+    pub count: u64,
+}
+
+#[derive(Debug, Default)]
+struct Bucket {
+    ops: Vec<Op>,
+    sum: BucketChecksum,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    ready: bool,
+    checkpoint: u64,
+    replicated_lsn: u64,
+    buckets: BTreeMap<String, Bucket>,
+    /// Per `"<sub>/<client_id>"`: (write checkpoint id, source LSN), ascending.
+    write_checkpoints: HashMap<String, Vec<(u64, u64)>>,
+}
+
+/// A consistent view of the checkpoint for one stream iteration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CheckpointView {
+    /// `last_op_id` of the checkpoint.
+    pub checkpoint: u64,
+    /// Every bucket with its checksum and count at that checkpoint.
+    pub buckets: BTreeMap<String, BucketChecksum>,
+    /// The source position covered by the checkpoint.
+    pub replicated_lsn: u64,
+}
+
+/// Shared state plus a version counter that wakes streams on every change.
+#[derive(Debug)]
+pub struct Store {
+    state: RwLock<State>,
+    version: watch::Sender<u64>,
+}
+
+impl Store {
+    /// An empty, not yet ready store with the given (always present) bucket names.
+    pub fn new(bucket_names: &[String]) -> Self {
+        let mut state = State::default();
+        for name in bucket_names {
+            state.buckets.insert(name.clone(), Bucket::default());
+        }
+        Store {
+            state: RwLock::new(state),
+            version: watch::channel(0).0,
+        }
+    }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, State> {
+        self.state.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, State> {
+        self.state.write().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn bump(&self) {
+        self.version.send_modify(|v| *v += 1);
+    }
+
+    /// A receiver that changes whenever the state does.
+    pub fn subscribe(&self) -> watch::Receiver<u64> {
+        self.version.subscribe()
+    }
+
+    /// Whether the initial snapshot is complete and clients may be served.
+    pub fn is_ready(&self) -> bool {
+        self.read().ready
+    }
+
+    /// Appends ops of whole source transactions (in op id order) and moves the checkpoint and
+    /// the replicated position forward; marks the store ready.
+    pub fn apply(&self, ops: Vec<Op>, checkpoint: u64, replicated_lsn: u64) {
+        {
+            let mut state = self.write();
+            for op in ops {
+                let bucket = state.buckets.entry(op.bucket.clone()).or_default();
+                bucket.sum.checksum = bucket.sum.checksum.wrapping_add(op.checksum);
+                bucket.sum.count += 1;
+                bucket.ops.push(op);
+            }
+            state.checkpoint = state.checkpoint.max(checkpoint);
+            state.replicated_lsn = state.replicated_lsn.max(replicated_lsn);
+            state.ready = true;
+        }
+        self.bump();
+    }
+
+    /// The current checkpoint with all bucket checksums.
+    pub fn view(&self) -> CheckpointView {
+        let state = self.read();
+        CheckpointView {
+            checkpoint: state.checkpoint,
+            buckets: state
+                .buckets
+                .iter()
+                .map(|(name, b)| (name.clone(), b.sum))
+                .collect(),
+            replicated_lsn: state.replicated_lsn,
+        }
+    }
+
+    /// Up to `limit` ops of `bucket` with `after < op_id <= upto`, in op id order.
+    pub fn ops(&self, bucket: &str, after: u64, upto: u64, limit: usize) -> Vec<Op> {
+        let state = self.read();
+        let Some(b) = state.buckets.get(bucket) else {
+            return Vec::new();
+        };
+        let start = b.ops.partition_point(|op| op.op_id <= after);
+        b.ops[start..]
+            .iter()
+            .take_while(|op| op.op_id <= upto)
+            .take(limit)
+            .cloned()
+            .collect()
+    }
+
+    /// Records write checkpoint `id` of `user_key`, taken at source position `lsn`.
+    pub fn add_write_checkpoint(&self, user_key: &str, id: u64, lsn: u64) {
+        {
+            let mut state = self.write();
+            let replicated = state.replicated_lsn;
+            let list = state
+                .write_checkpoints
+                .entry(user_key.to_owned())
+                .or_default();
+            list.push((id, lsn));
+            list.sort();
+            // Keep only the newest replicated entry and the ones not replicated yet.
+            if let Some(last_done) = list.iter().rposition(|&(_, l)| l <= replicated) {
+                list.drain(..last_done);
+            }
+        }
+        self.bump();
+    }
+
+    /// The highest write checkpoint of `user_key` whose position has been replicated.
+    pub fn write_checkpoint(&self, user_key: &str, replicated_lsn: u64) -> Option<u64> {
+        let state = self.read();
+        state
+            .write_checkpoints
+            .get(user_key)?
+            .iter()
+            .filter(|&&(_, lsn)| lsn <= replicated_lsn)
+            .map(|&(id, _)| id)
+            .max()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn put(op_id: u64, checksum: u32) -> Op {
+        Op {
+            op_id,
+            bucket: "global[]".into(),
+            kind: OpKind::Put,
+            object_type: "t".into(),
+            object_id: op_id.to_string(),
+            data: Some("{}".into()),
+            checksum,
+        }
+    }
+
+    #[test]
+    fn sums_wrap_and_ranges_respect_the_checkpoint() {
+        let store = Store::new(&["global[]".to_owned(), "empty[]".to_owned()]);
+        assert!(!store.is_ready());
+        store.apply(vec![put(1, u32::MAX), put(2, 5), put(3, 1)], 3, 100);
+        let view = store.view();
+        assert_eq!(view.checkpoint, 3);
+        assert_eq!(
+            view.buckets["global[]"],
+            BucketChecksum {
+                checksum: 5,
+                count: 3
+            }
+        );
+        assert_eq!(view.buckets["empty[]"], BucketChecksum::default());
+        let ids: Vec<u64> = store
+            .ops("global[]", 1, 2, 10)
+            .iter()
+            .map(|o| o.op_id)
+            .collect();
+        assert_eq!(ids, [2]);
+        assert_eq!(store.ops("global[]", 0, 3, 2).len(), 2);
+    }
+
+    #[test]
+    fn write_checkpoints_need_replication() {
+        let store = Store::new(&[]);
+        store.apply(vec![], 0, 100);
+        store.add_write_checkpoint("u/c", 1, 50);
+        store.add_write_checkpoint("u/c", 2, 150);
+        assert_eq!(store.write_checkpoint("u/c", 100), Some(1));
+        assert_eq!(store.write_checkpoint("u/c", 150), Some(2));
+        assert_eq!(store.write_checkpoint("other/c", 150), None);
+    }
+}

@@ -1,0 +1,173 @@
+//! Shared helpers of the stand-in's integration tests: a throwaway PostgreSQL with a
+//! publication, a stand-in configuration with test keys, and an NDJSON line reader.
+
+#![allow(dead_code)]
+
+use std::pin::Pin;
+use std::time::Duration;
+
+use futures_util::{Stream, StreamExt};
+use serde_json::Value;
+use standin::{Config, SyncRules};
+use testkit::{TestKey, TestPostgres};
+
+/// Default sync rules: one global bucket over `lww`.
+pub const LWW_RULES: &str =
+    "bucket_definitions:\n  global:\n    data:\n      - SELECT * FROM lww\n";
+
+/// Starts PostgreSQL, runs `setup_sql` and creates publication `powersync` for all tables
+/// in `public`.
+pub async fn postgres(setup_sql: &str) -> (TestPostgres, tokio_postgres::Client) {
+    let pg = TestPostgres::start().expect("start PostgreSQL");
+    let client = pg.client().await.expect("connect");
+    client.batch_execute(setup_sql).await.expect("setup SQL");
+    client
+        .batch_execute("CREATE PUBLICATION powersync FOR TABLES IN SCHEMA public")
+        .await
+        .expect("publication");
+    (pg, client)
+}
+
+/// A stand-in configuration over `pg` with the primary test key and fast polling.
+pub fn config(pg: &TestPostgres, rules: &str) -> Config {
+    let mut config = Config::new(
+        &pg.uri(),
+        SyncRules::parse(rules).expect("rules"),
+        TestKey::primary().jwks(),
+    );
+    config.poll_interval = Duration::from_millis(10);
+    config
+}
+
+/// A valid token for `sub` (5 minutes).
+pub fn token(sub: &str) -> String {
+    TestKey::primary().token(sub, 300).expect("sign")
+}
+
+/// Opens `/sync/stream` with `body` and returns the response.
+pub async fn open_stream(url: &str, token: &str, body: &Value) -> reqwest::Response {
+    reqwest::Client::new()
+        .post(format!("{url}/sync/stream"))
+        .header("Authorization", format!("Token {token}"))
+        .header("Content-Type", "application/json")
+        .header(
+            "Accept",
+            "application/vnd.powersync.bson-stream;q=0.9,application/x-ndjson;q=0.8",
+        )
+        .body(body.to_string())
+        .send()
+        .await
+        .expect("request")
+}
+
+type ByteStream = Pin<Box<dyn Stream<Item = reqwest::Result<bytes_alias::Bytes>> + Send>>;
+
+mod bytes_alias {
+    pub use axum::body::Bytes;
+}
+
+/// Reads NDJSON lines from a streaming response.
+pub struct Lines {
+    stream: ByteStream,
+    buf: Vec<u8>,
+}
+
+impl Lines {
+    /// Wraps a 200 NDJSON response.
+    pub fn new(response: reqwest::Response) -> Self {
+        assert_eq!(response.status(), 200);
+        assert_eq!(
+            response.headers()["content-type"],
+            "application/x-ndjson",
+            "NDJSON framing"
+        );
+        Lines {
+            stream: Box::pin(response.bytes_stream()),
+            buf: Vec::new(),
+        }
+    }
+
+    /// The next raw line, `None` when the stream ended. Panics after `timeout`.
+    pub async fn next_raw(&mut self, timeout: Duration) -> Option<String> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            if let Some(pos) = self.buf.iter().position(|&b| b == b'\n') {
+                let line: Vec<u8> = self.buf.drain(..=pos).collect();
+                return Some(String::from_utf8(line[..line.len() - 1].to_vec()).expect("UTF-8"));
+            }
+            let chunk = tokio::time::timeout_at(deadline, self.stream.next())
+                .await
+                .expect("timed out waiting for a sync line");
+            match chunk {
+                Some(Ok(bytes)) => self.buf.extend_from_slice(&bytes),
+                Some(Err(e)) => panic!("stream error: {e}"),
+                None => {
+                    assert!(self.buf.is_empty(), "partial line at end of stream");
+                    return None;
+                }
+            }
+        }
+    }
+
+    /// The next line parsed as JSON; panics on end of stream or timeout.
+    pub async fn next(&mut self) -> Value {
+        let raw = self
+            .next_raw(Duration::from_secs(20))
+            .await
+            .expect("stream ended");
+        serde_json::from_str(&raw).expect("line is JSON")
+    }
+
+    /// Lines up to and including the next `checkpoint_complete`, skipping keepalives.
+    pub async fn until_complete(&mut self) -> Vec<Value> {
+        let mut out = Vec::new();
+        loop {
+            let line = self.next().await;
+            if line.get("token_expires_in").is_some() {
+                continue;
+            }
+            let done = line.get("checkpoint_complete").is_some();
+            out.push(line);
+            if done {
+                return out;
+            }
+        }
+    }
+}
+
+/// The ops of all `data` lines in `lines`.
+pub fn ops(lines: &[Value]) -> Vec<Value> {
+    lines
+        .iter()
+        .filter_map(|l| l.get("data"))
+        .flat_map(|d| d["data"].as_array().cloned().unwrap_or_default())
+        .collect()
+}
+
+/// `last_op_id` of the `checkpoint_complete` in `lines`.
+pub fn completed(lines: &[Value]) -> u64 {
+    lines
+        .iter()
+        .find_map(|l| l.get("checkpoint_complete"))
+        .and_then(|c| c["last_op_id"].as_str())
+        .expect("checkpoint_complete")
+        .parse()
+        .expect("numeric op id")
+}
+
+/// Bucket entry `name` from a `checkpoint` or `checkpoint_diff` line.
+pub fn bucket<'a>(line: &'a Value, name: &str) -> Option<&'a Value> {
+    let (key, list) = if let Some(c) = line.get("checkpoint") {
+        (c, "buckets")
+    } else {
+        (line.get("checkpoint_diff")?, "updated_buckets")
+    };
+    key[list].as_array()?.iter().find(|b| b["bucket"] == name)
+}
+
+/// Field `name` of every op, as strings.
+pub fn strs(ops: &[Value], name: &str) -> Vec<String> {
+    ops.iter()
+        .map(|o| o[name].as_str().expect("string field").to_owned())
+        .collect()
+}

@@ -1,0 +1,53 @@
+//! The one error type of the testkit crate.
+
+use std::path::PathBuf;
+
+/// Everything that can go wrong in a test helper.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// PostgreSQL server binaries (`initdb`, `pg_ctl`, `postgres`) were not found.
+    #[error(
+        "PostgreSQL server binaries (initdb, pg_ctl) not found in `pg_config --bindir`, \
+         /usr/lib/postgresql/*/bin or PATH; install them with `apt-get install -y postgresql`"
+    )]
+    PostgresNotFound,
+    /// A helper command could not be started or exited unsuccessfully.
+    #[error("command `{command}` failed: {detail}")]
+    Command {
+        /// The command line, for the message.
+        command: String,
+        /// Exit status and captured output, or the spawn error.
+        detail: String,
+    },
+    /// Filesystem or process I/O failed.
+    #[error("I/O error on {path}: {source}")]
+    Io {
+        /// The path (or resource) involved.
+        path: PathBuf,
+        /// The underlying error.
+        source: std::io::Error,
+    },
+    /// A user needed to run PostgreSQL as non-root is missing from /etc/passwd.
+    #[error(
+        "running as root, but system user `{0}` does not exist (PostgreSQL refuses to run as root)"
+    )]
+    MissingUser(String),
+    /// A PostgreSQL client operation failed.
+    #[error("PostgreSQL client error: {0}")]
+    Postgres(#[from] tokio_postgres::Error),
+    /// Signing a test token failed.
+    #[error("JWT signing failed: {0}")]
+    Jwt(#[from] jsonwebtoken::errors::Error),
+    /// The server did not become ready in time.
+    #[error("timed out: {0}")]
+    Timeout(String),
+}
+
+impl Error {
+    pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        Error::Io {
+            path: path.into(),
+            source,
+        }
+    }
+}
