@@ -1,0 +1,2 @@
+//! Benchmark of `POST /sql-txn` (placeholder).
+fn main() {}

@@ -1,0 +1,161 @@
+//! `sqlite3-local`: plain SQLite through rusqlite, no PowerSync.
+//!
+//! One connection, owned by a dedicated writer thread that runs the jobs sent to it one after
+//! another, so transactions are serialized without locks. The file is opened in WAL mode with
+//! `synchronous=FULL`: a transaction is acknowledged only after its commit reached the WAL, so a
+//! SIGKILL (or power loss) loses nothing that was acknowledged.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use rusqlite::{Connection, TransactionBehavior};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::error::{Error, Result};
+use crate::model::lww::{self, LwwRow, MicroOp};
+use crate::store::{StoreStatus, TxnStore};
+
+/// How long a statement waits for a lock held by another connection.
+const BUSY_TIMEOUT: Duration = Duration::from_millis(30_000);
+/// Upper bound of the WAL file kept after a checkpoint, in bytes.
+const JOURNAL_SIZE_LIMIT: i64 = 6_291_456;
+/// Jobs that may wait for the writer before senders are made to wait.
+const QUEUE_DEPTH: usize = 256;
+
+/// A job for the writer thread, with the channel its answer goes back on.
+enum Job {
+    Txn(Vec<MicroOp>, oneshot::Sender<Result<Vec<MicroOp>>>),
+    List(oneshot::Sender<Result<Vec<LwwRow>>>),
+    /// Close the connection and stop; jobs queued after it are dropped (their senders see
+    /// [`Error::StoreClosed`]).
+    Close(oneshot::Sender<Result<()>>),
+}
+
+/// The `sqlite3-local` store.
+#[derive(Debug)]
+pub struct Sqlite3Store {
+    path: PathBuf,
+    jobs: mpsc::Sender<Job>,
+    closed: AtomicBool,
+}
+
+impl std::fmt::Debug for Job {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Job::Txn(ops, _) => f.debug_tuple("Txn").field(ops).finish(),
+            Job::List(_) => f.write_str("List"),
+            Job::Close(_) => f.write_str("Close"),
+        }
+    }
+}
+
+impl Sqlite3Store {
+    /// Opens (creating if needed) the database at `path`, sets the pragmas, creates and seeds
+    /// the `lww` table, and starts the writer thread. Blocking: call it from a blocking context.
+    pub fn open(path: &Path) -> Result<Self> {
+        let conn = Connection::open(path)?;
+        configure(&conn)?;
+        lww::create_and_seed(&conn)?;
+        let (jobs, rx) = mpsc::channel(QUEUE_DEPTH);
+        std::thread::Builder::new()
+            .name("sqlite3-writer".into())
+            .spawn(move || run_writer(conn, rx))?;
+        Ok(Self {
+            path: path.to_owned(),
+            jobs,
+            closed: AtomicBool::new(false),
+        })
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    async fn send<T>(&self, job: impl FnOnce(oneshot::Sender<Result<T>>) -> Job) -> Result<T> {
+        if self.closed.load(Ordering::Acquire) {
+            return Err(Error::StoreClosed);
+        }
+        let (tx, rx) = oneshot::channel();
+        self.jobs
+            .send(job(tx))
+            .await
+            .map_err(|_| Error::StoreClosed)?;
+        rx.await.map_err(|_| Error::StoreClosed)?
+    }
+}
+
+/// Connection settings of the `sqlite3-local` store.
+fn configure(conn: &Connection) -> Result<()> {
+    conn.busy_timeout(BUSY_TIMEOUT)?;
+    let mode: String = conn.pragma_update_and_check(None, "journal_mode", "WAL", |r| r.get(0))?;
+    if !mode.eq_ignore_ascii_case("wal") {
+        return Err(Error::WalRefused(mode));
+    }
+    conn.pragma_update(None, "synchronous", "FULL")?;
+    conn.pragma_update(None, "journal_size_limit", JOURNAL_SIZE_LIMIT)?;
+    Ok(())
+}
+
+/// The writer thread: runs jobs in arrival order until a [`Job::Close`] (or until every sender
+/// is gone), then closes the connection.
+fn run_writer(mut conn: Connection, mut rx: mpsc::Receiver<Job>) {
+    while let Some(job) = rx.blocking_recv() {
+        match job {
+            Job::Txn(ops, reply) => {
+                let result = run_txn(&mut conn, ops);
+                // The requester may have gone away (client timeout); the outcome stands.
+                let _ = reply.send(result);
+            }
+            Job::List(reply) => {
+                let _ = reply.send(lww::list(&conn));
+            }
+            Job::Close(reply) => {
+                let _ = reply.send(conn.close().map_err(|(_, err)| Error::Sqlite(err)));
+                return;
+            }
+        }
+    }
+}
+
+/// One write transaction: BEGIN IMMEDIATE, the micro-ops, COMMIT (rolled back on any error).
+fn run_txn(conn: &mut Connection, ops: Vec<MicroOp>) -> Result<Vec<MicroOp>> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let out = lww::apply(&tx, ops)?;
+    tx.commit()?;
+    Ok(out)
+}
+
+impl TxnStore for Sqlite3Store {
+    async fn run_txn(&self, ops: Vec<MicroOp>) -> Result<Vec<MicroOp>> {
+        self.send(|reply| Job::Txn(ops, reply)).await
+    }
+
+    async fn list(&self) -> Result<Vec<LwwRow>> {
+        self.send(Job::List).await
+    }
+
+    async fn status(&self) -> StoreStatus {
+        StoreStatus {
+            closed: self.closed.load(Ordering::Acquire),
+            connected: false,
+            runtime_type: "Sqlite3Store",
+            status_connected: false,
+            last_synced_at: None,
+        }
+    }
+
+    async fn close(&self) -> Result<()> {
+        if self.closed.swap(true, Ordering::AcqRel) {
+            return Ok(());
+        }
+        // Jobs queued before this one still run first: the queue is FIFO.
+        let (tx, rx) = oneshot::channel();
+        self.jobs
+            .send(Job::Close(tx))
+            .await
+            .map_err(|_| Error::StoreClosed)?;
+        rx.await.map_err(|_| Error::StoreClosed)?
+    }
+}
