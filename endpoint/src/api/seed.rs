@@ -134,8 +134,9 @@ async fn db_action<S: TxnStore>(
         other => Err(Error::InvalidRequest {
             kind: RequestProblem::NotFound,
             problem: format!(
-                "unknown db action {}; the only one is \"list\"",
-                brief_str(other)
+                "unknown db action {} (GET /db/{}); the only one is \"list\"",
+                brief_str(other),
+                cut(other.to_owned())
             ),
         }),
     }
