@@ -35,11 +35,14 @@ async fn dotenv_wins_over_the_environment_and_flags_win_over_dotenv() {
     assert_no_error_in_log(&wd.log());
 }
 
+/// Extra environment, arguments, and a text the failure output must contain.
+type Case<'a> = (&'a [(&'a str, &'a str)], &'a [&'a str], &'a str);
+
 #[test]
 fn configuration_mistakes_exit_non_zero_with_a_message() {
     let wd = Workdir::new();
     let base = [("ENDPOINT_MODE", "sqlite3-local"), ("ENDPOINT_PORT", "0")];
-    let cases: [(&[(&str, &str)], &[&str], &str); 6] = [
+    let cases: [Case; 6] = [
         (
             &[("BACKEND_CONNECTOR", "FancyConnector")],
             &[],
