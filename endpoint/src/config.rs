@@ -359,7 +359,8 @@ fn resolve(args: Args, cwd: &Path) -> Result<Config> {
             user: args.pg_database_user,
             password: args.pg_database_password,
         },
-        jwks_private_key: args.jwks_private_key,
+        // An empty value (e.g. `JWKS_PRIVATE_KEY=` in compose) means unset.
+        jwks_private_key: args.jwks_private_key.filter(|key| !key.0.is_empty()),
         dotenv_file: None,
     })
 }
@@ -404,6 +405,8 @@ mod test {
         assert_eq!(c.postgres.host, "pg-db");
         assert_eq!(c.postgres.port, 5432);
         assert_eq!(c.postgres.password.expose(), "mypassword");
+        assert_eq!(c.jwks_private_key, None);
+        let c = config(&[], &dotenv(&[("JWKS_PRIVATE_KEY", "")])).unwrap();
         assert_eq!(c.jwks_private_key, None);
     }
 
