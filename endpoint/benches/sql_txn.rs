@@ -115,7 +115,11 @@ async fn client(id: u64, url: String, warm_until: Instant, stop_at: Instant) -> 
         if now >= stop_at {
             break;
         }
-        let (a, b, n) = (next(&mut rng) % 100, next(&mut rng) % 100, id * 1_000_000_000 + i);
+        let (a, b, n) = (
+            next(&mut rng) % 100,
+            next(&mut rng) % 100,
+            id * 1_000_000_000 + i,
+        );
         let body = format!(
             r#"{{"value":[{{"f":"r","k":{a},"v":null}},{{"f":"append","k":{a},"v":{n}}},{{"f":"r","k":{b},"v":null}},{{"f":"append","k":{b},"v":{n}}}]}}"#
         );
@@ -164,9 +168,16 @@ fn main() {
         (None, Some(s)) => format!("{} (spawned in {})", o.mode, s.dir.path().display()),
         (None, None) => unreachable!(),
     };
-    println!("sql_txn bench: {target}, {} clients, {:.1} s measured", o.clients, measured.as_secs_f64());
+    println!(
+        "sql_txn bench: {target}, {} clients, {:.1} s measured",
+        o.clients,
+        measured.as_secs_f64()
+    );
     println!("  transactions:  {}", all.len());
-    println!("  throughput:    {:.0} txn/s", all.len() as f64 / measured.as_secs_f64());
+    println!(
+        "  throughput:    {:.0} txn/s",
+        all.len() as f64 / measured.as_secs_f64()
+    );
     if !all.is_empty() {
         println!(
             "  latency:       p50 {:.3} ms, p99 {:.3} ms, max {:.3} ms",
