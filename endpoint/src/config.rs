@@ -457,6 +457,34 @@ mod test {
     }
 
     #[test]
+    fn a_seed_style_dotenv_file_is_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(".env");
+        std::fs::write(
+            &path,
+            "ENDPOINT_LOG_LEVEL=ALL\nENDPOINT_PORT=8089\nLOCAL_ONLY=false\n\
+             POWERSYNC_URL=http://powersync:8080\n# SQLITE3_PATH=/somewhere/else.sqlite3\n\
+             USER_ID=userId\nBACKEND_CONNECTOR=CrudBatchConnector\nPG_DATABASE_HOST=pg-db\n\
+             PG_DATABASE_PORT=5432\nPG_DATABASE_NAME=postgres\nPG_DATABASE_USER=postgres\n\
+             PG_DATABASE_PASSWORD=mypassword\nJWKS_PRIVATE_KEY=\"eyJrIjoidiJ9\"\n",
+        )
+        .unwrap();
+        let env = read_dotenv(&path).unwrap();
+        assert_eq!(env.as_ref().map(Vec::len), Some(12));
+        let c = config(&[], &env).unwrap();
+        assert_eq!(c.mode, Mode::Powersync);
+        assert_eq!(c.backend_connector, BackendConnector::CrudBatch);
+        assert_eq!(c.sqlite3_path, Path::new("/work/powersync.sqlite3"));
+        assert_eq!(
+            c.jwks_private_key.as_ref().map(Secret::expose),
+            Some("eyJrIjoidiJ9")
+        );
+        assert_eq!(read_dotenv(&dir.path().join("absent")).unwrap(), None);
+        std::fs::write(&path, "NOT A LINE\n").unwrap();
+        assert!(read_dotenv(&path).is_err());
+    }
+
+    #[test]
     fn log_levels_map_the_dart_names() {
         for (name, level) in [
             ("OFF", LevelFilter::OFF),

@@ -8,16 +8,23 @@ mod logging;
 mod model;
 mod store;
 
+use std::future::IntoFuture;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::process::ExitCode;
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::net::TcpListener;
+use tokio::sync::Notify;
 
 use crate::config::{Config, Mode};
 use crate::error::{Error, Result};
 use crate::store::TxnStore;
 use crate::store::sqlite3::Sqlite3Store;
+
+/// How long requests in flight may take to finish after SIGTERM/SIGINT (the seed's Jepsen client
+/// gives up on a request after 1 s).
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
 
 #[tokio::main]
 async fn main() -> ExitCode {
@@ -65,9 +72,27 @@ async fn serve<S: TxnStore>(store: Arc<S>, config: &Config) -> Result<()> {
         TcpListener::bind(SocketAddr::from((Ipv4Addr::UNSPECIFIED, config.port))).await?;
     tracing::info!("listening on {}", listener.local_addr()?);
     let app = api::seed::router(Arc::clone(&store), config.mode, config.local_only);
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown_signal())
-        .await?;
+    let signalled = Arc::new(Notify::new());
+    let server = axum::serve(listener, app).with_graceful_shutdown({
+        let signalled = Arc::clone(&signalled);
+        async move {
+            shutdown_signal().await;
+            signalled.notify_one();
+        }
+    });
+    // Requests in flight get DRAIN_TIMEOUT to finish; a client that keeps its connection busy
+    // longer does not keep the process alive.
+    let drain_deadline = async {
+        signalled.notified().await;
+        tokio::time::sleep(DRAIN_TIMEOUT).await;
+    };
+    tokio::select! {
+        served = server.into_future() => served?,
+        () = drain_deadline => tracing::warn!(
+            "connections still busy {} s after the signal; closing anyway",
+            DRAIN_TIMEOUT.as_secs()
+        ),
+    }
     store.close().await?;
     tracing::info!("shut down cleanly");
     Ok(())

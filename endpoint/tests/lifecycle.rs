@@ -128,3 +128,34 @@ async fn sigterm_and_sigint_shut_down_cleanly_and_data_stays() {
     assert_eq!(ep.rows().await[4]["v"], " 0 1");
     assert_no_error_in_log(&wd.log());
 }
+
+#[tokio::test]
+async fn a_stalled_client_delays_sigterm_shutdown_only_for_the_drain_timeout() {
+    use std::io::Write;
+
+    let wd = Workdir::new();
+    let mut ep = wd.start(&[], &[]);
+    // A request whose body never arrives keeps its connection busy.
+    let mut stalled = std::net::TcpStream::connect(("127.0.0.1", ep.port)).unwrap();
+    stalled
+        .write_all(b"POST /sql-txn HTTP/1.1\r\nhost: x\r\ncontent-length: 100\r\n\r\n{\"value\":")
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let start = std::time::Instant::now();
+    ep.signal(Signal::SIGTERM);
+    let status = ep
+        .wait_exit(Duration::from_secs(15))
+        .expect("it exits despite the stalled client");
+    let waited = start.elapsed();
+    assert!(status.success(), "{status}");
+    assert!(
+        waited >= Duration::from_secs(4),
+        "it should have waited for the request ({waited:?})"
+    );
+    let log = wd.log();
+    assert!(
+        log.contains("closing anyway") && log.contains("shut down cleanly"),
+        "{log}"
+    );
+    drop(stalled);
+}

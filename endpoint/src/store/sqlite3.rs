@@ -54,9 +54,12 @@ impl Sqlite3Store {
     /// Opens (creating if needed) the database at `path`, sets the pragmas, creates and seeds
     /// the `lww` table, and starts the writer thread. Blocking: call it from a blocking context.
     pub fn open(path: &Path) -> Result<Self> {
-        let conn = Connection::open(path)?;
+        let mut conn = Connection::open(path)?;
         configure(&conn)?;
-        lww::create_and_seed(&conn)?;
+        // One transaction: one fsync for the 100 seed rows, and all or none of them.
+        let tx = conn.transaction()?;
+        lww::create_and_seed(&tx)?;
+        tx.commit()?;
         let (jobs, rx) = mpsc::channel(QUEUE_DEPTH);
         std::thread::Builder::new()
             .name("sqlite3-writer".into())
@@ -157,5 +160,92 @@ impl TxnStore for Sqlite3Store {
             .await
             .map_err(|_| Error::StoreClosed)?;
         rx.await.map_err(|_| Error::StoreClosed)?
+    }
+}
+
+#[cfg(test)]
+mod test {
+    use super::*;
+
+    fn append(key: i64, value: i64) -> MicroOp {
+        MicroOp::Append { key, value }
+    }
+
+    fn read(key: i64) -> MicroOp {
+        MicroOp::Read { key, value: None }
+    }
+
+    #[tokio::test]
+    async fn opens_with_wal_and_full_sync_and_keeps_data_across_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.sqlite3");
+        let store = Sqlite3Store::open(&path).unwrap();
+        store.run_txn(vec![append(2, 5)]).await.unwrap();
+        store.close().await.unwrap();
+
+        let conn = Connection::open(&path).unwrap();
+        let mode: String = conn
+            .query_row("PRAGMA journal_mode", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(mode, "wal");
+        drop(conn);
+
+        let store = Sqlite3Store::open(&path).unwrap();
+        let out = store.run_txn(vec![read(2)]).await.unwrap();
+        assert_eq!(
+            out,
+            vec![MicroOp::Read {
+                key: 2,
+                value: Some("[5]".into())
+            }]
+        );
+        let rows = store.list().await.unwrap();
+        assert_eq!(rows.len(), lww::KEY_COUNT as usize);
+    }
+
+    #[test]
+    fn pragmas_are_set_on_the_connection() {
+        let dir = tempfile::tempdir().unwrap();
+        let conn = Connection::open(dir.path().join("p.sqlite3")).unwrap();
+        configure(&conn).unwrap();
+        let get = |name: &str| -> i64 {
+            conn.query_row(&format!("PRAGMA {name}"), [], |r| r.get(0))
+                .unwrap()
+        };
+        assert_eq!(get("synchronous"), 2, "FULL");
+        assert_eq!(get("busy_timeout"), 30_000);
+        assert_eq!(get("journal_size_limit"), JOURNAL_SIZE_LIMIT);
+    }
+
+    #[test]
+    fn an_in_memory_database_is_refused_for_lack_of_wal() {
+        let conn = Connection::open_in_memory().unwrap();
+        assert!(matches!(configure(&conn), Err(Error::WalRefused(mode)) if mode == "memory"));
+    }
+
+    #[tokio::test]
+    async fn a_failing_transaction_keeps_none_of_its_appends() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Sqlite3Store::open(&dir.path().join("t.sqlite3")).unwrap();
+        let err = store
+            .run_txn(vec![append(1, 1), append(100, 2)])
+            .await
+            .unwrap_err();
+        assert!(matches!(err, Error::KeyNotPresent(100)));
+        assert_eq!(store.list().await.unwrap()[1].v, "");
+    }
+
+    #[tokio::test]
+    async fn after_close_every_call_is_store_closed() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Sqlite3Store::open(&dir.path().join("t.sqlite3")).unwrap();
+        store.close().await.unwrap();
+        assert!(store.status().await.closed);
+        assert!(matches!(
+            store.run_txn(vec![read(0)]).await,
+            Err(Error::StoreClosed)
+        ));
+        assert!(matches!(store.list().await, Err(Error::StoreClosed)));
+        store.close().await.unwrap();
     }
 }
