@@ -13,9 +13,12 @@
 //! globally unique `n`. Requests of the warm-up are not counted. Printed: transactions per
 //! second and the p50/p99/max latency of the measured requests.
 
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+#[path = "../tests/common/mod.rs"]
+mod common;
+
 use std::time::{Duration, Instant};
+
+use common::Workdir;
 
 struct Options {
     url: Option<String>,
@@ -47,51 +50,6 @@ fn options() -> Options {
         }
     }
     o
-}
-
-/// The endpoint started by the bench; killed on drop.
-struct Spawned {
-    child: Child,
-    dir: tempfile::TempDir,
-}
-
-impl Drop for Spawned {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn spawn(mode: &str) -> (Spawned, String) {
-    let dir = tempfile::tempdir().unwrap();
-    let log: PathBuf = dir.path().join("endpoint.log");
-    let file = std::fs::File::create(&log).unwrap();
-    let child = Command::new(env!("CARGO_BIN_EXE_powersync_endpoint"))
-        .current_dir(dir.path())
-        .env_clear()
-        .env("ENDPOINT_MODE", mode)
-        .env("ENDPOINT_PORT", "0")
-        .env("ENDPOINT_LOG_LEVEL", "INFO")
-        .env("SQLITE3_PATH", dir.path().join("bench.sqlite3"))
-        .stdin(Stdio::null())
-        .stdout(file.try_clone().unwrap())
-        .stderr(file)
-        .spawn()
-        .unwrap();
-    let mut spawned = Spawned { child, dir };
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let text = std::fs::read_to_string(&log).unwrap_or_default();
-        if let Some(line) = text.lines().find(|l| l.contains("listening on ")) {
-            let port = line.rsplit(':').next().unwrap().trim().to_owned();
-            return (spawned, format!("http://127.0.0.1:{port}"));
-        }
-        if let Some(status) = spawned.child.try_wait().unwrap() {
-            panic!("endpoint exited with {status}:\n{text}");
-        }
-        assert!(Instant::now() < deadline, "endpoint did not start:\n{text}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
 }
 
 /// xorshift64*: a small deterministic generator for the keys.
@@ -140,12 +98,19 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
 
 fn main() {
     let o = options();
-    let (spawned, base) = match &o.url {
-        Some(url) => (None, url.trim_end_matches('/').to_owned()),
-        None => {
-            let (spawned, url) = spawn(&o.mode);
-            (Some(spawned), url)
-        }
+    // With --mode: the endpoint binary on a fresh database in a temporary directory, killed
+    // (and the directory removed) at the end.
+    let workdir = Workdir::new();
+    let spawned = o.url.is_none().then(|| {
+        workdir.start(
+            &[("ENDPOINT_MODE", &o.mode), ("ENDPOINT_LOG_LEVEL", "INFO")],
+            &[],
+        )
+    });
+    let base = match (&o.url, &spawned) {
+        (Some(url), _) => url.trim_end_matches('/').to_owned(),
+        (None, Some(endpoint)) => endpoint.url(""),
+        (None, None) => unreachable!("spawned when no --url"),
     };
     let url = format!("{base}/sql-txn");
     let runtime = tokio::runtime::Runtime::new().unwrap();
@@ -163,10 +128,9 @@ fn main() {
         (all, Instant::now().saturating_duration_since(warm_until))
     });
     all.sort();
-    let target = match (&o.url, &spawned) {
-        (Some(url), _) => url.clone(),
-        (None, Some(s)) => format!("{} (spawned in {})", o.mode, s.dir.path().display()),
-        (None, None) => unreachable!(),
+    let target = match &o.url {
+        Some(url) => url.clone(),
+        None => format!("{} (spawned in {})", o.mode, workdir.path().display()),
     };
     println!(
         "sql_txn bench: {target}, {} clients, {:.1} s measured",

@@ -40,16 +40,6 @@ pub struct Sqlite3Store {
     closed: AtomicBool,
 }
 
-impl std::fmt::Debug for Job {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Job::Txn(ops, _) => f.debug_tuple("Txn").field(ops).finish(),
-            Job::List(_) => f.write_str("List"),
-            Job::Close(_) => f.write_str("Close"),
-        }
-    }
-}
-
 impl Sqlite3Store {
     /// Opens (creating if needed) the database at `path`, sets the pragmas, creates and seeds
     /// the `lww` table, and starts the writer thread. Blocking: call it from a blocking context.
