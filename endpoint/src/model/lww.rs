@@ -78,14 +78,22 @@ pub fn create_and_seed(conn: &Connection) -> Result<()> {
          ) STRICT",
         [],
     )?;
+    seed_missing_keys(conn)
+}
+
+/// Inserts `(random uuid, k, '')` for every key in `0..KEY_COUNT` that has no row yet. Uses only
+/// `SELECT` and `INSERT`, so it works on the plain table and on a PowerSync `lww` view alike
+/// (e.g. a local-only one); run it inside a write transaction.
+pub fn seed_missing_keys(conn: &Connection) -> Result<()> {
     // A random version-4 UUID text made by SQLite, like the Postgres side's gen_random_uuid().
-    let mut seed = conn.prepare(
-        "INSERT OR IGNORE INTO lww (id, k, v)
+    let mut seed = conn.prepare_cached(
+        "INSERT INTO lww (id, k, v)
          SELECT substr(u, 1, 8) || '-' || substr(u, 9, 4) || '-4' || substr(u, 14, 3) || '-'
                 || substr('89ab', 1 + (abs(random()) % 4), 1) || substr(u, 18, 3) || '-'
                 || substr(u, 21, 12),
                 ?1, ''
-         FROM (SELECT lower(hex(randomblob(16))) AS u)",
+         FROM (SELECT lower(hex(randomblob(16))) AS u)
+         WHERE NOT EXISTS (SELECT 1 FROM lww WHERE k = ?1)",
     )?;
     for k in 0..KEY_COUNT {
         seed.execute(params![k])?;
@@ -110,10 +118,15 @@ pub fn apply(conn: &Connection, ops: Vec<MicroOp>) -> Result<Vec<MicroOp>> {
                     value: read_value(&stored),
                 })
             }
-            MicroOp::Append { key, value } => match append.execute(params![value, key])? {
-                1 => Ok(MicroOp::Append { key, value }),
-                _ => Err(Error::KeyNotPresent(key)),
-            },
+            MicroOp::Append { key, value } => {
+                // The row must exist (the seed era lost appends to missing keys silently). The
+                // UPDATE's change count cannot tell: on a PowerSync view the INSTEAD OF trigger
+                // does the write and SQLite reports 0 changes. So look first.
+                let exists = read.query_row(params![key], |_| Ok(())).optional()?;
+                exists.ok_or(Error::KeyNotPresent(key))?;
+                append.execute(params![value, key])?;
+                Ok(MicroOp::Append { key, value })
+            }
         })
         .collect()
 }
@@ -247,5 +260,139 @@ mod test {
             serde_json::to_string(&ops).unwrap(),
             r#"[{"f":"r","k":3,"v":"[1 4]"},{"f":"r","k":4,"v":null},{"f":"append","k":3,"v":7}]"#
         );
+    }
+}
+
+/// The same SQL on a real PowerSync database (the vendored default core), where `lww` is a view
+/// with CRUD triggers: what the PowerSync modes will run.
+#[cfg(test)]
+mod on_powersync_views {
+    use powersync::schema::{Column, Index, Table};
+    use powersync::{DatabaseOptions, PowerSyncDatabase, Schema, UpdateType};
+
+    use super::*;
+
+    /// The test's error: the endpoint's, or the wrapper's.
+    #[derive(Debug)]
+    struct Failure(String);
+
+    impl From<powersync::Error> for Failure {
+        fn from(e: powersync::Error) -> Self {
+            Self(e.to_string())
+        }
+    }
+
+    impl From<Error> for Failure {
+        fn from(e: Error) -> Self {
+            Self(e.to_string())
+        }
+    }
+
+    fn schema(local_only: bool) -> Schema {
+        let table = Table::new("lww", vec![Column::integer("k"), Column::text("v")])
+            .index(Index::new("lww_k", ["k"]));
+        Schema::new(vec![if local_only {
+            table.local_only()
+        } else {
+            table
+        }])
+    }
+
+    async fn open(dir: &tempfile::TempDir, local_only: bool) -> PowerSyncDatabase {
+        PowerSyncDatabase::open(
+            dir.path().join("ps.sqlite3"),
+            &schema(local_only),
+            DatabaseOptions::default(),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{e} (run vendor/fetch-cores --default)"))
+    }
+
+    async fn txn(db: &PowerSyncDatabase, ops: Vec<MicroOp>) -> Result<Vec<MicroOp>, Failure> {
+        db.write_transaction(move |tx| Ok(apply(tx, ops)?)).await
+    }
+
+    #[tokio::test]
+    async fn seed_apply_and_list_work_on_a_local_only_view() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = open(&dir, true).await;
+        db.write_transaction(|tx| Ok::<_, Failure>(seed_missing_keys(tx)?))
+            .await
+            .unwrap();
+        db.write_transaction(|tx| Ok::<_, Failure>(seed_missing_keys(tx)?))
+            .await
+            .unwrap();
+        let out = txn(
+            &db,
+            vec![
+                MicroOp::Append { key: 3, value: 7 },
+                MicroOp::Read {
+                    key: 3,
+                    value: None,
+                },
+            ],
+        )
+        .await
+        .unwrap();
+        assert_eq!(
+            out[1],
+            MicroOp::Read {
+                key: 3,
+                value: Some("[7]".into())
+            }
+        );
+        let rows = db
+            .read_transaction(|tx| Ok::<_, Failure>(list(tx)?))
+            .await
+            .unwrap();
+        assert_eq!(rows.len(), KEY_COUNT as usize);
+        assert_eq!(rows[3].v, " 7");
+        assert_eq!(
+            db.upload_queue_stats().await.unwrap().count,
+            0,
+            "local-only: nothing to upload"
+        );
+        db.close().await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn appends_on_a_synced_view_queue_one_patch_with_the_whole_list() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = open(&dir, false).await;
+        // Before the first sync there are no rows: the transaction fails and keeps nothing.
+        let err = txn(
+            &db,
+            vec![MicroOp::Read {
+                key: 0,
+                value: None,
+            }],
+        )
+        .await
+        .unwrap_err();
+        assert!(err.0.contains("key 0 has no row"), "{err:?}");
+
+        db.write_transaction(|tx| Ok::<_, Failure>(seed_missing_keys(tx)?))
+            .await
+            .unwrap();
+        let seeded = db.upload_queue_stats().await.unwrap().count;
+        assert_eq!(seeded, KEY_COUNT as u64, "one PUT per seeded row");
+        txn(
+            &db,
+            vec![
+                MicroOp::Append { key: 5, value: 1 },
+                MicroOp::Append { key: 5, value: 2 },
+            ],
+        )
+        .await
+        .unwrap();
+        let batch = db.crud_batch(1000).await.unwrap().unwrap();
+        let patches: Vec<_> = batch
+            .crud
+            .iter()
+            .filter(|e| e.op == UpdateType::Patch)
+            .collect();
+        assert_eq!(patches.len(), 2, "{patches:?}");
+        assert_eq!(patches[1].data.as_ref().unwrap()["v"], " 1 2");
+        db.close().await.unwrap();
     }
 }
