@@ -287,7 +287,7 @@ impl PowerSyncDatabase {
         write_checkpoint: Option<i64>,
     ) -> Result<()> {
         let new_api = self.core_version().at_least(0, 5, 0);
-        self.write_transaction(move |tx| {
+        self.internal_write_transaction(move |tx| {
             let head: Option<i64> =
                 tx.query_row("SELECT min(id) FROM ps_crud", [], |r| r.get(0))?;
             match head {

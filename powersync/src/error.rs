@@ -62,6 +62,18 @@ pub enum Error {
         head: i64,
     },
 
+    /// The sync service answered with an error status, or could not be reached.
+    #[error("sync service: {0}")]
+    Service(String),
+
+    /// The sync service rejected the credentials (HTTP 401).
+    #[error("sync service rejected the credentials: {0}")]
+    Unauthorized(String),
+
+    /// The connector could not provide credentials.
+    #[error("fetching credentials failed: {0}")]
+    Credentials(Arc<crate::connector::ConnectorError>),
+
     /// The database was closed.
     #[error("the database is closed")]
     Closed,

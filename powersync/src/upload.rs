@@ -119,7 +119,7 @@ pub(crate) async fn upload_loop<C: BackendConnector>(
         // Wait for the next local write (a write during the drain left a permit).
         tokio::select! {
             _ = db.inner.local_write.notified() => {}
-            _ = stop.wait_for(|s| *s) => return UploadExit::Stopped,
+            _ = stopped(&mut stop) => return UploadExit::Stopped,
         }
         if pause(&mut stop, options.throttle).await {
             return UploadExit::Stopped;
@@ -131,7 +131,12 @@ pub(crate) async fn upload_loop<C: BackendConnector>(
 async fn pause(stop: &mut watch::Receiver<bool>, delay: Duration) -> bool {
     let stopped = tokio::select! {
         _ = tokio::time::sleep(delay) => false,
-        _ = stop.wait_for(|s| *s) => true,
+        _ = stopped(stop) => true,
     };
     stopped || *stop.borrow()
+}
+
+/// Resolves once `stop` is true (or its sender is gone).
+pub(crate) async fn stopped(stop: &mut watch::Receiver<bool>) {
+    let _ = stop.wait_for(|s| *s).await;
 }

@@ -14,16 +14,14 @@ use powersync::{
 use tokio::sync::Mutex;
 
 fn fast_options() -> SyncOptions {
-    SyncOptions {
-        upload: UploadOptions {
-            throttle: Duration::from_millis(1),
-            retry: Backoff {
-                initial: Duration::from_millis(5),
-                max: Duration::from_millis(50),
-                jitter: 0.5,
-            },
+    SyncOptions::upload_only().with_upload(UploadOptions {
+        throttle: Duration::from_millis(1),
+        retry: Backoff {
+            initial: Duration::from_millis(5),
+            max: Duration::from_millis(50),
+            jitter: 0.5,
         },
-    }
+    })
 }
 
 /// A backend that stores what it receives; fails the first `fail_first` calls.
@@ -216,16 +214,14 @@ async fn a_connector_that_completes_nothing_is_retried_with_backoff_not_in_a_bus
         ..Default::default()
     };
     write_rows(&db, "s", 1).await;
-    let options = SyncOptions {
-        upload: UploadOptions {
-            throttle: Duration::from_millis(1),
-            retry: Backoff {
-                initial: Duration::from_millis(50),
-                max: Duration::from_millis(100),
-                jitter: 0.0,
-            },
+    let options = SyncOptions::upload_only().with_upload(UploadOptions {
+        throttle: Duration::from_millis(1),
+        retry: Backoff {
+            initial: Duration::from_millis(50),
+            max: Duration::from_millis(100),
+            jitter: 0.0,
         },
-    };
+    });
     db.connect(backend.clone(), options).await.unwrap();
     tokio::time::sleep(Duration::from_millis(600)).await;
     db.disconnect().await.unwrap();

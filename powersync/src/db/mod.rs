@@ -142,21 +142,31 @@ impl PowerSyncDatabase {
         R: Send + 'static,
         E: From<Error> + Send + 'static,
     {
-        let result = self
-            .with_writer(move |conn| -> Result<R, E> {
-                let tx = conn
-                    .transaction_with_behavior(TransactionBehavior::Immediate)
-                    .map_err(|e| E::from(e.into()))?;
-                let value = f(&tx)?;
-                tx.commit().map_err(|e| E::from(e.into()))?;
-                Ok(value)
-            })
-            .await
-            .map_err(E::from)?;
+        let result = self.internal_write_transaction(f).await;
         if result.is_ok() {
             self.inner.local_write.notify_one();
         }
         result
+    }
+
+    /// A write transaction that does not wake the upload loop: for the wrapper's own writes
+    /// (sync lines, CRUD completion), which never add to the upload queue.
+    pub(crate) async fn internal_write_transaction<R, E, F>(&self, f: F) -> Result<R, E>
+    where
+        F: FnOnce(&Transaction<'_>) -> Result<R, E> + Send + 'static,
+        R: Send + 'static,
+        E: From<Error> + Send + 'static,
+    {
+        self.with_writer(move |conn| -> Result<R, E> {
+            let tx = conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(|e| E::from(e.into()))?;
+            let value = f(&tx)?;
+            tx.commit().map_err(|e| E::from(e.into()))?;
+            Ok(value)
+        })
+        .await
+        .map_err(E::from)?
     }
 
     /// Runs `f` in a read transaction on a read-only connection (the writer for in-memory
