@@ -1,13 +1,14 @@
-//! The stand-in's persistent state in PostgreSQL, in a schema of its own: ops, the rows
-//! currently in buckets, the processed source position and write checkpoints.
+//! The stand-in's persistent state in PostgreSQL, in a schema of its own: ops, the processed
+//! source position and write checkpoints. (The rows currently in buckets are rebuilt from the
+//! ops at start-up, see [`crate::replication::current_rows`].)
 //!
 //! A batch of ops and the new processed position are written in **one transaction**, before
 //! the replication slot is advanced: a crash at any point either keeps the batch (and its op
 //! ids) or replays it from the slot, so no change is lost and no op id is reused.
 
-use std::collections::HashMap;
-
 use tokio_postgres::Client;
+use tokio_postgres::binary_copy::BinaryCopyInWriter;
+use tokio_postgres::types::Type;
 
 use crate::Error;
 use crate::decode::{format_lsn, parse_lsn};
@@ -32,9 +33,6 @@ pub struct PersistedState {
     /// Source position up to which all transactions are in `ops`.
     pub processed_lsn: u64,
 }
-
-/// A row's current data per `(source table key, row id)`; `None` = row removed.
-pub type RowChanges = HashMap<(String, String), Option<String>>;
 
 impl Storage {
     /// Storage in schema `schema`.
@@ -61,15 +59,11 @@ impl Storage {
                      op_id bigint NOT NULL, bucket text NOT NULL, op text NOT NULL,
                      object_type text NOT NULL, object_id text NOT NULL, data text,
                      checksum bigint NOT NULL, PRIMARY KEY (bucket, op_id));
-                 CREATE TABLE IF NOT EXISTS {rows} (
-                     source_table text NOT NULL, row_id text NOT NULL, data text NOT NULL,
-                     PRIMARY KEY (source_table, row_id));
                  CREATE TABLE IF NOT EXISTS {wc} (
                      user_key text PRIMARY KEY, id bigint NOT NULL, lsn pg_lsn NOT NULL);",
                 s = self.schema,
                 state = self.t("state"),
                 ops = self.t("ops"),
-                rows = self.t("current_rows"),
                 wc = self.t("write_checkpoints"),
             ))
             .await?;
@@ -96,80 +90,58 @@ impl Storage {
         .transpose()
     }
 
-    /// Forgets ops and rows (before a fresh initial snapshot). Write checkpoints and the op id
+    /// Forgets ops (before a fresh initial snapshot). Write checkpoints and the op id
     /// counter are kept, so ids stay monotonic.
     pub async fn clear_for_snapshot(&self, client: &Client) -> Result<(), Error> {
         client
-            .batch_execute(&format!(
-                "TRUNCATE {}, {}",
-                self.t("ops"),
-                self.t("current_rows")
-            ))
+            .batch_execute(&format!("TRUNCATE {}", self.t("ops")))
             .await?;
         Ok(())
     }
 
-    /// Writes ops, row changes and the new state in one transaction.
+    /// Writes ops and the new state in one transaction (ops with `COPY ... BINARY`).
     pub async fn persist(
         &self,
         client: &mut Client,
         ops: &[Op],
-        rows: &RowChanges,
         state: PersistedState,
     ) -> Result<(), Error> {
         let tx = client.transaction().await?;
         if !ops.is_empty() {
-            let ids: Vec<i64> = ops.iter().map(|o| o.op_id as i64).collect();
-            let buckets: Vec<&str> = ops.iter().map(|o| o.bucket.as_str()).collect();
-            let kinds: Vec<&str> = ops.iter().map(|o| o.kind.as_str()).collect();
-            let types: Vec<&str> = ops.iter().map(|o| o.object_type.as_str()).collect();
-            let oids: Vec<&str> = ops.iter().map(|o| o.object_id.as_str()).collect();
-            let data: Vec<Option<&str>> = ops.iter().map(|o| o.data.as_deref()).collect();
-            let sums: Vec<i64> = ops.iter().map(|o| i64::from(o.checksum)).collect();
-            tx.execute(
-                &format!(
-                    "INSERT INTO {} SELECT * FROM unnest($1::int8[], $2::text[], $3::text[], \
-                     $4::text[], $5::text[], $6::text[], $7::int8[])",
+            let sink = tx
+                .copy_in(&format!(
+                    "COPY {} (op_id, bucket, op, object_type, object_id, data, checksum) \
+                     FROM STDIN BINARY",
                     self.t("ops")
-                ),
-                &[&ids, &buckets, &kinds, &types, &oids, &data, &sums],
-            )
-            .await?;
-        }
-        if !rows.is_empty() {
-            let (mut del_t, mut del_i) = (Vec::new(), Vec::new());
-            let (mut up_t, mut up_i, mut up_d) = (Vec::new(), Vec::new(), Vec::new());
-            for ((table, id), data) in rows {
-                match data {
-                    None => {
-                        del_t.push(table.as_str());
-                        del_i.push(id.as_str());
-                    }
-                    Some(d) => {
-                        up_t.push(table.as_str());
-                        up_i.push(id.as_str());
-                        up_d.push(d.as_str());
-                    }
-                }
+                ))
+                .await?;
+            let types = [
+                Type::INT8,
+                Type::TEXT,
+                Type::TEXT,
+                Type::TEXT,
+                Type::TEXT,
+                Type::TEXT,
+                Type::INT8,
+            ];
+            let mut writer = std::pin::pin!(BinaryCopyInWriter::new(sink, &types));
+            for op in ops {
+                let id = op.op_id as i64;
+                let checksum = i64::from(op.checksum);
+                writer
+                    .as_mut()
+                    .write(&[
+                        &id,
+                        &op.bucket,
+                        &op.kind.as_str(),
+                        &op.object_type,
+                        &op.object_id,
+                        &op.data,
+                        &checksum,
+                    ])
+                    .await?;
             }
-            tx.execute(
-                &format!(
-                    "DELETE FROM {} r USING unnest($1::text[], $2::text[]) AS d(t, i) \
-                     WHERE r.source_table = d.t AND r.row_id = d.i",
-                    self.t("current_rows")
-                ),
-                &[&del_t, &del_i],
-            )
-            .await?;
-            tx.execute(
-                &format!(
-                    "INSERT INTO {} SELECT * FROM unnest($1::text[], $2::text[], $3::text[]) \
-                     ON CONFLICT (source_table, row_id) DO UPDATE SET data = excluded.data",
-                    self.t("current_rows")
-                ),
-                &[&up_t, &up_i, &up_d],
-            )
-            .await?;
+            writer.finish().await?;
         }
         tx.execute(
             &format!(
@@ -212,27 +184,6 @@ impl Storage {
                 })
             })
             .collect()
-    }
-
-    /// The current rows per source table key.
-    pub async fn load_rows(
-        &self,
-        client: &Client,
-    ) -> Result<HashMap<String, HashMap<String, String>>, Error> {
-        let rows = client
-            .query(
-                &format!(
-                    "SELECT source_table, row_id, data FROM {}",
-                    self.t("current_rows")
-                ),
-                &[],
-            )
-            .await?;
-        let mut out: HashMap<String, HashMap<String, String>> = HashMap::new();
-        for r in rows {
-            out.entry(r.get(0)).or_default().insert(r.get(1), r.get(2));
-        }
-        Ok(out)
     }
 
     /// All write checkpoints: `(user key, id, lsn)`.

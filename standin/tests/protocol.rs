@@ -525,14 +525,9 @@ async fn probes_unknown_routes_bad_bodies_and_token_expiry() {
     let mut lines = Lines::new(open_stream(&url, &short, &request(json!([]))).await);
     lines.until_complete().await;
     let mut keepalives = Vec::new();
-    loop {
-        match lines.next_raw(Duration::from_secs(10)).await {
-            Some(raw) => {
-                let v: Value = serde_json::from_str(&raw).unwrap();
-                keepalives.push(v["token_expires_in"].as_i64().expect("only keepalives"));
-            }
-            None => break,
-        }
+    while let Some(raw) = lines.next_raw(Duration::from_secs(10)).await {
+        let v: Value = serde_json::from_str(&raw).unwrap();
+        keepalives.push(v["token_expires_in"].as_i64().expect("only keepalives"));
     }
     assert_eq!(keepalives.last(), Some(&0), "{keepalives:?}");
     assert!(
