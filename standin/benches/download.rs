@@ -103,6 +103,7 @@ async fn main() {
     let mut started: Option<Instant> = None;
     let mut insert_done = None;
     let mut ops = 0usize;
+    let mut first_line: Option<Duration> = None;
     'outer: while let Some(chunk) = body.next().await {
         buf.extend_from_slice(&chunk.expect("body"));
         while let Some(pos) = buf.iter().position(|&b| b == b'\n') {
@@ -110,7 +111,8 @@ async fn main() {
             let line = String::from_utf8(line[..line.len() - 1].to_vec()).expect("utf-8");
             control(&conn, "line_text", Some(&line));
             let complete = line.starts_with("{\"checkpoint_complete\"");
-            if started.is_some() {
+            if let Some(t0) = started {
+                first_line.get_or_insert_with(|| t0.elapsed());
                 if line.starts_with("{\"data\"") {
                     ops += line.matches("\"op_id\"").count();
                 }
@@ -156,6 +158,10 @@ async fn main() {
         e2e.as_secs_f64(),
         rate(e2e),
         insert_done.unwrap_or_default().as_secs_f64()
+    );
+    println!(
+        "  first sync line after {:.3} s (replication latency: decode + staging)",
+        first_line.unwrap_or_default().as_secs_f64()
     );
     println!(
         "ceiling (powersync_control only):     {:>8.3} s  {:>10.0} ops/s",

@@ -417,15 +417,20 @@ impl Replicator {
         };
         let count = ops.len();
         if !ops.is_empty() {
+            // Streams may send these ops right away; checkpoint_complete waits for commit().
+            self.store.stage(ops.clone(), self.last_op_id);
             let state = PersistedState {
                 last_op_id: self.last_op_id,
                 processed_lsn: position,
             };
-            self.storage.persist(&mut self.client, &ops, state).await?;
+            if let Err(e) = self.storage.persist(&mut self.client, &ops, state).await {
+                self.store.rollback();
+                return Err(e);
+            }
             self.processed_lsn = position;
         }
+        self.store.commit(self.last_op_id, position);
         self.advance_slot(position).await?;
-        self.store.apply(ops, self.last_op_id, position);
         Ok(count)
     }
 

@@ -6,9 +6,9 @@
 //! the replication slot is advanced: a crash at any point either keeps the batch (and its op
 //! ids) or replays it from the slot, so no change is lost and no op id is reused.
 
+use axum::body::Bytes;
+use futures_util::SinkExt;
 use tokio_postgres::Client;
-use tokio_postgres::binary_copy::BinaryCopyInWriter;
-use tokio_postgres::types::Type;
 
 use crate::Error;
 use crate::decode::{format_lsn, parse_lsn};
@@ -58,7 +58,7 @@ impl Storage {
                  CREATE TABLE IF NOT EXISTS {ops} (
                      op_id bigint NOT NULL, bucket text NOT NULL, op text NOT NULL,
                      object_type text NOT NULL, object_id text NOT NULL, data text,
-                     checksum bigint NOT NULL, PRIMARY KEY (bucket, op_id));
+                     checksum bigint NOT NULL, PRIMARY KEY (op_id));
                  CREATE TABLE IF NOT EXISTS {wc} (
                      user_key text PRIMARY KEY, id bigint NOT NULL, lsn pg_lsn NOT NULL);",
                 s = self.schema,
@@ -115,33 +115,20 @@ impl Storage {
                     self.t("ops")
                 ))
                 .await?;
-            let types = [
-                Type::INT8,
-                Type::TEXT,
-                Type::TEXT,
-                Type::TEXT,
-                Type::TEXT,
-                Type::TEXT,
-                Type::INT8,
-            ];
-            let mut writer = std::pin::pin!(BinaryCopyInWriter::new(sink, &types));
+            let mut sink = std::pin::pin!(sink);
+            let mut buf = Vec::with_capacity(1 << 20);
+            buf.extend_from_slice(b"PGCOPY\n\xff\r\n\0");
+            buf.extend_from_slice(&0i32.to_be_bytes()); // flags
+            buf.extend_from_slice(&0i32.to_be_bytes()); // header extension length
             for op in ops {
-                let id = op.op_id as i64;
-                let checksum = i64::from(op.checksum);
-                writer
-                    .as_mut()
-                    .write(&[
-                        &id,
-                        &op.bucket,
-                        &op.kind.as_str(),
-                        &op.object_type,
-                        &op.object_id,
-                        &op.data,
-                        &checksum,
-                    ])
-                    .await?;
+                encode_op_row(&mut buf, op);
+                if buf.len() >= 1 << 20 {
+                    sink.send(Bytes::from(std::mem::take(&mut buf))).await?;
+                }
             }
-            writer.finish().await?;
+            buf.extend_from_slice(&(-1i16).to_be_bytes()); // trailer
+            sink.send(Bytes::from(buf)).await?;
+            sink.as_mut().finish().await?;
         }
         tx.execute(
             &format!(
@@ -240,6 +227,26 @@ impl Storage {
             .await?;
         Ok((id, lsn))
     }
+}
+
+/// Appends one row of `COPY ... BINARY` for the ops table: field count, then each field as
+/// length + bytes (length -1 for NULL), in the column order of the COPY statement.
+fn encode_op_row(buf: &mut Vec<u8>, op: &Op) {
+    fn field(buf: &mut Vec<u8>, bytes: &[u8]) {
+        buf.extend_from_slice(&(bytes.len() as i32).to_be_bytes());
+        buf.extend_from_slice(bytes);
+    }
+    buf.extend_from_slice(&7i16.to_be_bytes());
+    field(buf, &(op.op_id as i64).to_be_bytes());
+    field(buf, op.bucket.as_bytes());
+    field(buf, op.kind.as_str().as_bytes());
+    field(buf, op.object_type.as_bytes());
+    field(buf, op.object_id.as_bytes());
+    match &op.data {
+        Some(data) => field(buf, data.as_bytes()),
+        None => buf.extend_from_slice(&(-1i32).to_be_bytes()),
+    }
+    field(buf, &i64::from(op.checksum).to_be_bytes());
 }
 
 #[cfg(test)]
