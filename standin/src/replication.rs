@@ -160,6 +160,7 @@ impl Replicator {
                 }
                 rep.last_op_id = state.map(|s| s.last_op_id).unwrap_or(0);
                 rep.snapshot(load_store).await?;
+                rep.poll().await?;
             }
         }
         Ok(rep)
@@ -283,7 +284,10 @@ impl Replicator {
         self.storage.persist(&mut self.client, &ops, state).await?;
         self.processed_lsn = slot_lsn;
         if publish {
-            self.store.apply(ops, self.last_op_id, slot_lsn);
+            // Durable, but not served before the first poll has replayed every change
+            // committed up to now: clients never see a checkpoint between the snapshot and
+            // the changes that raced with it.
+            self.store.stage(ops, self.last_op_id);
         }
         tracing::info!(
             "initial snapshot stored: checkpoint {}, slot at {}",
@@ -340,6 +344,7 @@ impl Replicator {
                 .get::<_, &str>(0),
         )?;
         if w <= self.slot_confirmed {
+            self.store.commit(self.last_op_id, self.slot_confirmed);
             return Ok(0);
         }
         let rows = self
@@ -628,5 +633,47 @@ pub async fn run(
                 _ = tokio::time::sleep(pause) => {}
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn op(op_id: u64, bucket: &str, kind: OpKind, object_type: &str, id: &str) -> Op {
+        Op {
+            op_id,
+            bucket: bucket.into(),
+            kind,
+            object_type: object_type.into(),
+            object_id: id.into(),
+            data: (kind == OpKind::Put).then(|| format!("{{\"id\":\"{id}\",\"n\":{op_id}}}")),
+            checksum: 0,
+        }
+    }
+
+    #[test]
+    fn current_rows_are_rebuilt_from_the_op_log() {
+        let rules = SyncRules::parse(
+            "bucket_definitions:\n  a:\n    data:\n      - SELECT * FROM t AS x\n  \
+             b:\n    data:\n      - SELECT * FROM t AS x\n      - SELECT * FROM u\n",
+        )
+        .unwrap();
+        let ops = vec![
+            op(1, "a[]", OpKind::Put, "x", "1"),
+            op(2, "b[]", OpKind::Put, "x", "1"),
+            op(3, "b[]", OpKind::Put, "u", "9"),
+            op(4, "a[]", OpKind::Put, "x", "2"),
+            op(5, "b[]", OpKind::Put, "x", "2"),
+            op(6, "a[]", OpKind::Remove, "x", "1"),
+            op(7, "b[]", OpKind::Remove, "x", "1"),
+            op(8, "a[]", OpKind::Put, "x", "2"),
+            op(9, "b[]", OpKind::Put, "x", "2"),
+        ];
+        let rows = current_rows(&rules, &ops);
+        let t = &rows["public.t"];
+        assert_eq!(t.len(), 1);
+        assert_eq!(t["2"], r#"{"id":"2","n":8}"#);
+        assert_eq!(rows["public.u"]["9"], r#"{"id":"9","n":3}"#);
     }
 }

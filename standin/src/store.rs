@@ -159,14 +159,29 @@ impl Store {
     /// Marks everything up to `checkpoint` durable, moves the replicated position forward and
     /// marks the store ready.
     pub fn commit(&self, checkpoint: u64, replicated_lsn: u64) {
-        {
+        let changed = {
             let mut state = self.write();
+            let before = (
+                state.checkpoint,
+                state.durable,
+                state.replicated_lsn,
+                state.ready,
+            );
             state.checkpoint = state.checkpoint.max(checkpoint);
             state.durable = state.durable.max(checkpoint);
             state.replicated_lsn = state.replicated_lsn.max(replicated_lsn);
             state.ready = true;
+            before
+                != (
+                    state.checkpoint,
+                    state.durable,
+                    state.replicated_lsn,
+                    state.ready,
+                )
+        };
+        if changed {
+            self.bump();
         }
-        self.bump();
     }
 
     /// Stages and commits in one step (ops that are already durable).

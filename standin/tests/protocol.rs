@@ -540,3 +540,24 @@ async fn probes_unknown_routes_bad_bodies_and_token_expiry() {
     );
     standin.shutdown().await;
 }
+
+#[tokio::test]
+async fn survives_a_postgres_crash_restart() {
+    let (mut pg, db) = postgres(&format!("{LWW_TABLE}; INSERT INTO lww VALUES ('a', 1, 1)")).await;
+    drop(db);
+    let standin = StandIn::start(config(&pg, LWW_RULES)).await.unwrap();
+    let mut lines =
+        Lines::new(open_stream(&standin.url(), &token("u1"), &request(json!([]))).await);
+    assert_eq!(completed(&lines.until_complete().await), 1);
+
+    pg.restart().unwrap();
+    let db = pg.client().await.unwrap();
+    db.batch_execute("INSERT INTO lww VALUES ('b', 2, 2)")
+        .await
+        .unwrap();
+    // The replicator reconnects and resumes; the open stream gets the change.
+    let next = lines.until_complete().await;
+    assert_eq!(strs(&ops(&next), "object_id"), ["b"]);
+    assert_eq!(completed(&next), 2);
+    standin.shutdown().await;
+}
