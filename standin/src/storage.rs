@@ -229,6 +229,49 @@ impl Storage {
     }
 }
 
+impl Storage {
+    /// Checkpoint-request mode: stores `requested` for `user_key` if it is higher than the
+    /// stored id (recording the current WAL position), emits the source marker, and returns
+    /// the stored `(id, lsn)` afterwards, i.e. `max(stored, requested)`.
+    pub async fn request_checkpoint(
+        &self,
+        client: &Client,
+        user_key: &str,
+        requested: u64,
+    ) -> Result<(u64, u64), Error> {
+        client
+            .execute(
+                &format!(
+                    "INSERT INTO {wc} AS w (user_key, id, lsn) VALUES ($1, $2, pg_current_wal_lsn()) \
+                     ON CONFLICT (user_key) DO UPDATE SET id = excluded.id, lsn = excluded.lsn \
+                     WHERE w.id < excluded.id",
+                    wc = self.t("write_checkpoints")
+                ),
+                &[&user_key, &(requested as i64)],
+            )
+            .await?;
+        let row = client
+            .query_one(
+                &format!(
+                    "SELECT id, lsn::text FROM {} WHERE user_key = $1",
+                    self.t("write_checkpoints")
+                ),
+                &[&user_key],
+            )
+            .await?;
+        client
+            .execute(
+                "SELECT pg_logical_emit_message(false, 'powersync', 'ping')",
+                &[],
+            )
+            .await?;
+        Ok((
+            row.get::<_, i64>(0) as u64,
+            parse_lsn(row.get::<_, &str>(1))?,
+        ))
+    }
+}
+
 /// Appends one row of `COPY ... BINARY` for the ops table: field count, then each field as
 /// length + bytes (length -1 for NULL), in the column order of the COPY statement.
 fn encode_op_row(buf: &mut Vec<u8>, op: &Op) {

@@ -561,3 +561,45 @@ async fn survives_a_postgres_crash_restart() {
     assert_eq!(completed(&next), 2);
     standin.shutdown().await;
 }
+
+#[tokio::test]
+async fn checkpoint_requests_keep_the_maximum() {
+    let (pg, _db) = postgres(LWW_TABLE).await;
+    let standin = StandIn::start(config(&pg, LWW_RULES)).await.unwrap();
+    let url = standin.url();
+    let mut lines = Lines::new(open_stream(&url, &token("u1"), &request(json!([]))).await);
+    lines.until_complete().await;
+    let http = reqwest::Client::new();
+    let post = |body: Value| {
+        http.post(format!("{url}/sync/checkpoint-request"))
+            .header("Authorization", format!("Token {}", token("u1")))
+            .body(body.to_string())
+            .send()
+    };
+    let body: Value = post(json!({"client_id": "client-1", "checkpoint_request_id": "5"}))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(body, json!({"data": {"checkpoint_request_id": "5"}}));
+    let diff = lines.until_complete().await;
+    assert_eq!(diff[0]["checkpoint_diff"]["write_checkpoint"], "5");
+    // A stale id is a no-op that returns the stored one; numbers are accepted too.
+    let body: Value = post(json!({"client_id": "client-1", "checkpoint_request_id": 3}))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(body["data"]["checkpoint_request_id"], "5");
+    for bad in [
+        json!({"client_id": "c", "checkpoint_request_id": "x"}),
+        json!({"client_id": "c", "checkpoint_request_id": -1}),
+        json!({"client_id": "c"}),
+    ] {
+        let resp = post(bad.clone()).await.unwrap();
+        assert_eq!(resp.status(), 400, "{bad}");
+    }
+    standin.shutdown().await;
+}
