@@ -22,7 +22,7 @@ use crate::config::Config;
 use crate::decode::{self, Message, Value, format_lsn, parse_lsn};
 use crate::rows::{ColumnType, previous_text, row_data};
 use crate::rules::{SourceTable, SyncRules};
-use crate::storage::{PersistedState, Storage, quote_ident};
+use crate::storage::{PersistedState, Storage, encode_ops, quote_ident};
 use crate::store::{Op, OpKind, Store};
 
 /// The publication the service (and the stand-in) replicates.
@@ -281,7 +281,10 @@ impl Replicator {
             last_op_id: self.last_op_id,
             processed_lsn: slot_lsn,
         };
-        self.storage.persist(&mut self.client, &ops, state).await?;
+        let payload = (!ops.is_empty()).then(|| encode_ops(&ops));
+        self.storage
+            .persist(&mut self.client, payload, state)
+            .await?;
         self.processed_lsn = slot_lsn;
         if publish {
             // Durable, but not served before the first poll has replayed every change
@@ -423,12 +426,17 @@ impl Replicator {
         let count = ops.len();
         if !ops.is_empty() {
             // Streams may send these ops right away; checkpoint_complete waits for commit().
-            self.store.stage(ops.clone(), self.last_op_id);
+            let payload = encode_ops(&ops);
+            self.store.stage(ops, self.last_op_id);
             let state = PersistedState {
                 last_op_id: self.last_op_id,
                 processed_lsn: position,
             };
-            if let Err(e) = self.storage.persist(&mut self.client, &ops, state).await {
+            if let Err(e) = self
+                .storage
+                .persist(&mut self.client, Some(payload), state)
+                .await
+            {
                 self.store.rollback();
                 return Err(e);
             }

@@ -99,15 +99,16 @@ impl Storage {
         Ok(())
     }
 
-    /// Writes ops and the new state in one transaction (ops with `COPY ... BINARY`).
+    /// Writes ops (a payload from [`encode_ops`], loaded with `COPY ... BINARY`) and the new
+    /// state in one transaction.
     pub async fn persist(
         &self,
         client: &mut Client,
-        ops: &[Op],
+        copy_payload: Option<Bytes>,
         state: PersistedState,
     ) -> Result<(), Error> {
         let tx = client.transaction().await?;
-        if !ops.is_empty() {
+        if let Some(payload) = copy_payload {
             let sink = tx
                 .copy_in(&format!(
                     "COPY {} (op_id, bucket, op, object_type, object_id, data, checksum) \
@@ -116,18 +117,7 @@ impl Storage {
                 ))
                 .await?;
             let mut sink = std::pin::pin!(sink);
-            let mut buf = Vec::with_capacity(1 << 20);
-            buf.extend_from_slice(b"PGCOPY\n\xff\r\n\0");
-            buf.extend_from_slice(&0i32.to_be_bytes()); // flags
-            buf.extend_from_slice(&0i32.to_be_bytes()); // header extension length
-            for op in ops {
-                encode_op_row(&mut buf, op);
-                if buf.len() >= 1 << 20 {
-                    sink.send(Bytes::from(std::mem::take(&mut buf))).await?;
-                }
-            }
-            buf.extend_from_slice(&(-1i16).to_be_bytes()); // trailer
-            sink.send(Bytes::from(buf)).await?;
+            sink.send(payload).await?;
             sink.as_mut().finish().await?;
         }
         tx.execute(
@@ -270,6 +260,19 @@ impl Storage {
             parse_lsn(row.get::<_, &str>(1))?,
         ))
     }
+}
+
+/// Encodes ops as a complete `COPY ... BINARY` payload for [`Storage::persist`].
+pub fn encode_ops(ops: &[Op]) -> Bytes {
+    let mut buf = Vec::with_capacity(32 + ops.len() * 128);
+    buf.extend_from_slice(b"PGCOPY\n\xff\r\n\0");
+    buf.extend_from_slice(&0i32.to_be_bytes()); // flags
+    buf.extend_from_slice(&0i32.to_be_bytes()); // header extension length
+    for op in ops {
+        encode_op_row(&mut buf, op);
+    }
+    buf.extend_from_slice(&(-1i16).to_be_bytes()); // trailer
+    Bytes::from(buf)
 }
 
 /// Appends one row of `COPY ... BINARY` for the ops table: field count, then each field as

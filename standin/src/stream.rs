@@ -57,10 +57,7 @@ fn jitter(base: Duration) -> Duration {
     base.mul_f64(factor)
 }
 
-/// Appends `value` as a JSON string.
-fn push_str(out: &mut String, value: &str) {
-    out.push_str(&Value::String(value.to_owned()).to_string());
-}
+use crate::rows::push_json_string as push_str;
 
 /// Appends one oplog entry: ids and `data` as strings, as the core requires.
 fn push_op(out: &mut String, op: &Op) {
