@@ -93,9 +93,7 @@ impl PowerSyncStore {
             );
             let options = SyncOptions::default();
             match config.backend_connector {
-                BackendConnector::Batch => {
-                    db.connect(CrudBatchConnector(shared), options).await?
-                }
+                BackendConnector::Batch => db.connect(CrudBatchConnector(shared), options).await?,
                 BackendConnector::Transaction => {
                     db.connect(CrudTransactionConnector(shared), options)
                         .await?
