@@ -38,6 +38,8 @@ pub struct StreamContext {
     pub stream_names: Vec<String>,
     /// Fires on stand-in shutdown.
     pub shutdown: watch::Receiver<bool>,
+    /// Changes when the test asks to drop every open stream ([`crate::StandIn::disconnect_streams`]).
+    pub disconnect: watch::Receiver<u64>,
 }
 
 /// Serialises one NDJSON line.
@@ -170,6 +172,7 @@ impl StreamContext {
                         return;
                     }
                     _ = self.shutdown.changed() => return,
+                    _ = self.disconnect.changed() => return,
                     _ = tx.closed() => return,
                 }
             }

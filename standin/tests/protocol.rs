@@ -634,3 +634,36 @@ async fn replica_identity_full_and_integer_ids() {
     assert_eq!(changes[1]["subkey"], "counters/2");
     standin.shutdown().await;
 }
+
+#[tokio::test]
+async fn disconnect_streams_ends_open_streams_only() {
+    let (pg, db) = postgres(LWW_TABLE).await;
+    let standin = StandIn::start(config(&pg, LWW_RULES)).await.unwrap();
+    let mut lines =
+        Lines::new(open_stream(&standin.url(), &token("u1"), &request(json!([]))).await);
+    lines.until_complete().await;
+    standin.disconnect_streams();
+    assert_eq!(
+        lines.next_raw(Duration::from_secs(10)).await,
+        None,
+        "stream ended"
+    );
+    // A reconnecting client resumes from its position.
+    db.batch_execute("INSERT INTO lww VALUES ('a', 1, 1)")
+        .await
+        .unwrap();
+    let mut again = Lines::new(
+        open_stream(
+            &standin.url(),
+            &token("u1"),
+            &request(json!([{"name": "global[]", "after": "0"}])),
+        )
+        .await,
+    );
+    let mut seen = again.until_complete().await;
+    while completed(&seen) < 1 {
+        seen = again.until_complete().await;
+    }
+    assert_eq!(completed(&seen), 1);
+    standin.shutdown().await;
+}
