@@ -45,9 +45,9 @@ pub struct StandIn {
 }
 
 impl StandIn {
-    /// Starts the stand-in: binds the listener, connects to PostgreSQL, takes the initial
-    /// snapshot (or resumes from the persisted state) and starts replicating. Returns once
-    /// clients can be served.
+    /// Starts the stand-in: connects to PostgreSQL, takes the initial snapshot (or resumes from
+    /// the persisted state), binds the listener and starts replicating. Returns once clients
+    /// can be served.
     pub async fn start(config: Config) -> Result<StandIn, Error> {
         let keys = auth::KeyStore::new(
             &config.jwks,
@@ -115,9 +115,9 @@ impl StandIn {
         self.addr
     }
 
-    /// The current checkpoint (`last_op_id` of the newest checkpoint).
+    /// The newest durable checkpoint (`last_op_id` of the newest checkpoint streams complete).
     pub fn checkpoint(&self) -> u64 {
-        self.store.view().checkpoint
+        self.store.durable_checkpoint()
     }
 
     /// Ends every open `/sync/stream` response (a fault for tests: clients see the body end
