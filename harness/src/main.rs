@@ -1,0 +1,163 @@
+//! `harness`: re-checks stored Jepsen histories.
+//!
+//! `harness check <history.jsonl|.edn> --model strict-serializable [--workload list-append|mww]`
+//! prints a verdict table and exits 0 only when every checker found the history valid
+//! (1: invalid or unknown, 2: the history could not be read or the options are wrong).
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand, ValueEnum};
+use harness::check::{Verdict, causal, convergence, list_append};
+use harness::history::{History, Value};
+
+#[derive(Parser)]
+#[command(
+    name = "harness",
+    about = "Jepsen-style checks of PowerSync endpoint histories"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Re-check a stored history (JSON lines or EDN).
+    Check {
+        /// The history file.
+        history: PathBuf,
+        /// The consistency model list-append histories must satisfy (Elle's names).
+        #[arg(long, default_value = "strict-serializable")]
+        model: String,
+        /// list-append: anomalies to reject besides the model's (comma-separated Elle names).
+        #[arg(long, value_delimiter = ',')]
+        anomalies: Vec<String>,
+        /// The workload; detected from the history when omitted.
+        #[arg(long, value_enum)]
+        workload: Option<WorkloadArg>,
+        /// mww: the number of keys every readAll must return (default: every key seen).
+        #[arg(long)]
+        key_count: Option<usize>,
+        /// Print the verdicts as JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// The workloads the checker knows.
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum WorkloadArg {
+    /// Elle list-append transactions.
+    ListAppend,
+    /// Max-write-wins readAll/writeSome transactions.
+    Mww,
+}
+
+fn detect(history: &History) -> Option<WorkloadArg> {
+    history.completions().find_map(|op| match &op.value {
+        Value::ListAppend(m) if !m.is_empty() => Some(WorkloadArg::ListAppend),
+        Value::Mww(_) => Some(WorkloadArg::Mww),
+        _ => None,
+    })
+}
+
+fn verdicts(
+    history: &History,
+    workload: WorkloadArg,
+    opts: &list_append::Opts,
+    key_count: Option<usize>,
+) -> harness::Result<Vec<Verdict>> {
+    let has_final_reads = history.ops.iter().any(|op| op.final_read);
+    Ok(match workload {
+        WorkloadArg::ListAppend => {
+            let mut v = vec![list_append::check_with(history, opts)?];
+            if has_final_reads {
+                v.push(convergence::list_append(history, None));
+            }
+            v
+        }
+        WorkloadArg::Mww => {
+            let mut v = vec![causal::check(history, &causal::Opts { key_count })];
+            if has_final_reads {
+                v.push(convergence::mww(history, None));
+            }
+            v
+        }
+    })
+}
+
+fn table(verdicts: &[Verdict]) -> String {
+    let mut out = format!("{:<40} {:<8} anomalies\n", "checker", "valid?");
+    for v in verdicts {
+        let checker = match &v.model {
+            Some(m) => format!("{} ({m})", v.checker),
+            None => v.checker.clone(),
+        };
+        let valid = serde_json::to_string(&v.valid).unwrap_or_default();
+        let found: Vec<String> = v
+            .anomalies
+            .iter()
+            .map(|(k, xs)| format!("{k} ({})", xs.len()))
+            .collect();
+        out.push_str(&format!(
+            "{:<40} {:<8} {}\n",
+            checker,
+            valid.trim_matches('"'),
+            found.join(", ")
+        ));
+        if !v.not.is_empty() {
+            out.push_str(&format!("{:<49}not: {}\n", "", v.not.join(", ")));
+        }
+    }
+    for v in verdicts {
+        for (kind, xs) in &v.anomalies {
+            if let Some(first) = xs.first() {
+                out.push_str(&format!(
+                    "\n{} / {kind}, e.g.:\n{}\n",
+                    v.checker, first.explanation
+                ));
+            }
+        }
+    }
+    out
+}
+
+fn main() -> ExitCode {
+    let Command::Check {
+        history,
+        model,
+        anomalies,
+        workload,
+        key_count,
+        json,
+    } = Cli::parse().command;
+    let opts = list_append::Opts {
+        anomalies,
+        ..list_append::Opts::new(&model)
+    };
+    let result = History::read_file(&history).and_then(|h| {
+        let workload = workload
+            .or_else(|| detect(&h))
+            .unwrap_or(WorkloadArg::ListAppend);
+        verdicts(&h, workload, &opts, key_count)
+    });
+    match result {
+        Ok(vs) => {
+            if json {
+                println!("{}", serde_json::to_string_pretty(&vs).unwrap_or_default());
+            } else {
+                print!("{}", table(&vs));
+            }
+            if vs.iter().all(Verdict::is_valid) {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            }
+        }
+        Err(e) => {
+            eprintln!("harness: {e}");
+            ExitCode::from(2)
+        }
+    }
+}

@@ -1,0 +1,204 @@
+//! Connecting a database to its backend: the upload loop and the download stream.
+
+mod control;
+mod credentials;
+mod download;
+mod status_map;
+mod stream;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::Value;
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
+
+use crate::backoff::Backoff;
+use crate::connector::{BackendConnector, ConnectorError};
+use crate::db::PowerSyncDatabase;
+use crate::error::{Error, Result};
+use crate::upload::{UploadExit, UploadOptions, upload_loop};
+use credentials::CredentialsCache;
+use download::{DownloadContext, download_loop};
+
+/// How to connect.
+#[derive(Debug, Clone)]
+pub struct SyncOptions {
+    /// Download from the sync service (needs core 0.4.6+). `false`: upload only; the service
+    /// is never contacted.
+    pub download: bool,
+    /// Client parameters sent to the service (`parameters` of the sync request).
+    pub params: Option<Value>,
+    /// Delays between reconnects of the sync stream. Default: 100 ms doubling to 5 s, jittered.
+    pub retry: Backoff,
+    /// Upload loop pacing.
+    pub upload: UploadOptions,
+}
+
+impl Default for SyncOptions {
+    fn default() -> Self {
+        Self {
+            download: true,
+            params: None,
+            retry: Backoff::default(),
+            upload: UploadOptions::default(),
+        }
+    }
+}
+
+impl SyncOptions {
+    /// Upload only: the upload loop runs, the sync service is never contacted.
+    pub fn upload_only() -> Self {
+        Self {
+            download: false,
+            ..Self::default()
+        }
+    }
+
+    /// Sets the upload loop's pacing.
+    pub fn with_upload(mut self, upload: UploadOptions) -> Self {
+        self.upload = upload;
+        self
+    }
+
+    /// Sets the reconnect delays.
+    pub fn with_retry(mut self, retry: Backoff) -> Self {
+        self.retry = retry;
+        self
+    }
+}
+
+/// The running tasks of one connection.
+pub(crate) struct SyncHandle {
+    stop: watch::Sender<bool>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl PowerSyncDatabase {
+    /// Connects to the backend: starts the upload loop (uploads run whenever the CRUD queue is
+    /// not empty) and, unless upload-only, the download stream from the sync service.
+    /// Connecting again first disconnects. Download sync with a core older than 0.4.6 is
+    /// [`Error::UnsupportedByCore`].
+    pub async fn connect<C: BackendConnector>(
+        &self,
+        connector: C,
+        options: SyncOptions,
+    ) -> Result<()> {
+        if options.download && !self.core_version().at_least(0, 4, 6) {
+            return Err(Error::UnsupportedByCore {
+                feature: "download sync (powersync_control)",
+                needs: "0.4.6",
+                found: self.core_version().clone(),
+            });
+        }
+        self.disconnect().await?;
+        let _ = self.inner.fatal.send(None);
+        let connector = Arc::new(connector);
+        let (stop, stop_rx) = watch::channel(false);
+        let (drained_tx, drained_rx) = mpsc::unbounded_channel::<()>();
+        let db = self.clone();
+        let uploader = connector.clone();
+        let upload_options = options.upload.clone();
+        let upload_stop = stop_rx.clone();
+        let upload = tokio::spawn(async move {
+            if let UploadExit::Fatal(e) = upload_loop(
+                db.clone(),
+                uploader,
+                upload_options,
+                upload_stop,
+                Some(drained_tx),
+            )
+            .await
+            {
+                let _ = db.inner.fatal.send(Some(e));
+            }
+        });
+        let download = if options.download {
+            let client = reqwest::Client::builder()
+                .connect_timeout(Duration::from_secs(10))
+                .build()
+                .map_err(|e| Error::Service(format!("cannot build the HTTP client: {e}")))?;
+            let ctx = DownloadContext {
+                db: self.clone(),
+                credentials: Arc::new(CredentialsCache::new(connector)),
+                client,
+                options,
+            };
+            tokio::spawn(download_loop(ctx, stop_rx, drained_rx))
+        } else {
+            let mut drained_rx = drained_rx;
+            tokio::spawn(async move { while drained_rx.recv().await.is_some() {} })
+        };
+        *self.inner.sync.lock().await = Some(SyncHandle {
+            stop,
+            tasks: vec![upload, download],
+        });
+        Ok(())
+    }
+
+    /// Stops the upload loop (after the upload in progress, if any) and the sync stream
+    /// (`powersync_control('stop')`), and waits for them. Idempotent.
+    pub async fn disconnect(&self) -> Result<()> {
+        let handle = self.inner.sync.lock().await.take();
+        if let Some(handle) = handle {
+            let _ = handle.stop.send(true);
+            for task in handle.tasks {
+                if let Err(e) = task.await
+                    && e.is_panic()
+                {
+                    std::panic::resume_unwind(e.into_panic());
+                }
+            }
+        }
+        self.inner.status.send_if_modified(|s| {
+            let changed = s.connected || s.connecting || s.uploading || s.downloading;
+            s.connected = false;
+            s.connecting = false;
+            s.uploading = false;
+            s.downloading = false;
+            changed
+        });
+        Ok(())
+    }
+
+    /// Disconnects, then deletes all synced data, the upload queue and the sync state
+    /// (`powersync_clear`). With `clear_local`, local-only tables are emptied too.
+    pub async fn disconnect_and_clear(&self, clear_local: bool) -> Result<()> {
+        self.disconnect().await?;
+        let flags = i64::from(clear_local);
+        self.internal_write_transaction(move |tx| -> Result<()> {
+            tx.query_row("SELECT powersync_clear(?1)", [flags], |_| Ok(()))?;
+            Ok(())
+        })
+        .await?;
+        self.inner.status.send_modify(|s| {
+            s.has_synced = Some(false);
+            s.last_synced_at = None;
+        });
+        Ok(())
+    }
+
+    /// Resolves with the connector's fatal upload error, once one happens. The upload loop has
+    /// stopped by then.
+    pub async fn fatal_upload_error(&self) -> Arc<ConnectorError> {
+        let mut rx = self.inner.fatal.subscribe();
+        loop {
+            if let Some(e) = rx.borrow_and_update().clone() {
+                return e;
+            }
+            if rx.changed().await.is_err() {
+                std::future::pending::<()>().await;
+            }
+        }
+    }
+
+    /// Waits until a full checkpoint has been applied (`has_synced`), at most `timeout`.
+    pub async fn wait_for_first_sync(&self, timeout: Duration) -> Result<()> {
+        let mut rx = self.watch_status();
+        tokio::time::timeout(timeout, rx.wait_for(|s| s.has_synced == Some(true)))
+            .await
+            .map_err(|_| Error::Timeout(timeout, "the first sync"))?
+            .map_err(|_| Error::Closed)?;
+        Ok(())
+    }
+}
