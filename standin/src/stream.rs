@@ -127,6 +127,12 @@ impl StreamContext {
 
     /// Runs until the client goes away, the token expires or the stand-in shuts down.
     pub async fn run(mut self, tx: mpsc::Sender<Bytes>) {
+        // Receivers are cloned from long-lived ones: only changes after this point count.
+        self.disconnect.borrow_and_update();
+        self.shutdown.borrow_and_update();
+        if *self.shutdown.borrow() {
+            return;
+        }
         let start = Instant::now();
         let remaining = self.token_expires_in();
         if remaining == 0 {
