@@ -114,42 +114,44 @@ pub struct UploadQueueStats {
     pub size: u64,
 }
 
-fn range(crud: &[CrudEntry]) -> (i64, i64) {
-    let first = crud.first().map_or(0, |e| e.client_id);
-    let last = crud.last().map_or(0, |e| e.client_id);
-    (first, last)
+/// Completes `crud` (a run of queue entries) with an optional write checkpoint; an empty run
+/// completes nothing.
+async fn complete_entries(
+    db: &PowerSyncDatabase,
+    crud: &[CrudEntry],
+    checkpoint: Option<i64>,
+) -> Result<()> {
+    match (crud.first(), crud.last()) {
+        (Some(first), Some(last)) => {
+            db.complete_crud(first.client_id, last.client_id, checkpoint)
+                .await
+        }
+        _ => Ok(()),
+    }
 }
 
 impl CrudBatch {
     /// Acknowledges these entries (and only if they are the head of the queue).
     pub async fn complete(self) -> Result<()> {
-        let (first, last) = range(&self.crud);
-        self.db.complete_crud(first, last, None).await
+        complete_entries(&self.db, &self.crud, None).await
     }
 
     /// Acknowledges these entries and, if the queue is then empty, makes `write_checkpoint`
     /// the checkpoint that must be synced before downloaded data is applied.
     pub async fn complete_with_checkpoint(self, write_checkpoint: i64) -> Result<()> {
-        let (first, last) = range(&self.crud);
-        self.db
-            .complete_crud(first, last, Some(write_checkpoint))
-            .await
+        complete_entries(&self.db, &self.crud, Some(write_checkpoint)).await
     }
 }
 
 impl CrudTransaction {
     /// Acknowledges this transaction (and only if it is the head of the queue).
     pub async fn complete(self) -> Result<()> {
-        let (first, last) = range(&self.crud);
-        self.db.complete_crud(first, last, None).await
+        complete_entries(&self.db, &self.crud, None).await
     }
 
     /// Like [`complete`](Self::complete), with a custom write checkpoint.
     pub async fn complete_with_checkpoint(self, write_checkpoint: i64) -> Result<()> {
-        let (first, last) = range(&self.crud);
-        self.db
-            .complete_crud(first, last, Some(write_checkpoint))
-            .await
+        complete_entries(&self.db, &self.crud, Some(write_checkpoint)).await
     }
 
     /// Merges consecutive transactions (as read from [`CrudTransactions`]) into one batch that

@@ -267,8 +267,7 @@ mod test {
 /// with CRUD triggers: what the PowerSync modes will run.
 #[cfg(test)]
 mod on_powersync_views {
-    use powersync::schema::{Column, Index, Table};
-    use powersync::{DatabaseOptions, PowerSyncDatabase, Schema, UpdateType};
+    use powersync::{DatabaseOptions, PowerSyncDatabase, UpdateType};
 
     use super::*;
 
@@ -288,15 +287,7 @@ mod on_powersync_views {
         }
     }
 
-    fn schema(local_only: bool) -> Schema {
-        let table = Table::new("lww", vec![Column::integer("k"), Column::text("v")])
-            .index(Index::new("lww_k", ["k"]));
-        Schema::new(vec![if local_only {
-            table.local_only()
-        } else {
-            table
-        }])
-    }
+    use crate::store::powersync::schema;
 
     async fn open(dir: &tempfile::TempDir, local_only: bool) -> PowerSyncDatabase {
         PowerSyncDatabase::open(

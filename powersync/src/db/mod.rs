@@ -157,16 +157,9 @@ impl PowerSyncDatabase {
         R: Send + 'static,
         E: From<Error> + Send + 'static,
     {
-        self.with_writer(move |conn| -> Result<R, E> {
-            let tx = conn
-                .transaction_with_behavior(TransactionBehavior::Immediate)
-                .map_err(|e| E::from(e.into()))?;
-            let value = f(&tx)?;
-            tx.commit().map_err(|e| E::from(e.into()))?;
-            Ok(value)
-        })
-        .await
-        .map_err(E::from)?
+        self.with_writer(move |conn| in_transaction(conn, TransactionBehavior::Immediate, f))
+            .await
+            .map_err(E::from)?
     }
 
     /// Runs `f` in a read transaction on a read-only connection (the writer for in-memory
@@ -177,16 +170,9 @@ impl PowerSyncDatabase {
         R: Send + 'static,
         E: From<Error> + Send + 'static,
     {
-        self.with_reader(move |conn| -> Result<R, E> {
-            let tx = conn
-                .transaction_with_behavior(TransactionBehavior::Deferred)
-                .map_err(|e| E::from(e.into()))?;
-            let value = f(&tx)?;
-            tx.commit().map_err(|e| E::from(e.into()))?;
-            Ok(value)
-        })
-        .await
-        .map_err(E::from)?
+        self.with_reader(move |conn| in_transaction(conn, TransactionBehavior::Deferred, f))
+            .await
+            .map_err(E::from)?
     }
 
     /// Executes one statement in its own write transaction; returns the number of changed rows.
@@ -332,6 +318,25 @@ impl Drop for ReaderLease {
                 .push(conn);
         }
     }
+}
+
+/// Runs `f` in a transaction on `conn`: commit on `Ok`, roll back on `Err` (and, through the
+/// transaction's drop, on a panic).
+fn in_transaction<R, E, F>(
+    conn: &mut Connection,
+    behavior: TransactionBehavior,
+    f: F,
+) -> Result<R, E>
+where
+    F: FnOnce(&Transaction<'_>) -> Result<R, E>,
+    E: From<Error>,
+{
+    let tx = conn
+        .transaction_with_behavior(behavior)
+        .map_err(|e| E::from(e.into()))?;
+    let value = f(&tx)?;
+    tx.commit().map_err(|e| E::from(e.into()))?;
+    Ok(value)
 }
 
 /// Runs `f` on tokio's blocking pool. A panic inside `f` continues in the caller.
