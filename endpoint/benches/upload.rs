@@ -24,7 +24,10 @@ fn arg(name: &str, default: u64) -> u64 {
     args.iter()
         .position(|a| a == name)
         .and_then(|i| args.get(i + 1))
-        .map_or(default, |v| v.parse().unwrap_or_else(|_| panic!("{name} takes a number")))
+        .map_or(default, |v| {
+            v.parse()
+                .unwrap_or_else(|_| panic!("{name} takes a number"))
+        })
 }
 
 async fn values_in_postgres(backend: &Backend) -> i64 {
@@ -45,14 +48,28 @@ fn main() {
     }
     let txns = arg("--txns", 2000);
     let clients = arg("--clients", 10);
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     rt.block_on(async {
         let backend = Backend::start().await;
         println!("{txns} transactions from {clients} clients per connector; each appends 1 value");
-        println!("{:<32} {:>10} {:>10} {:>8}", "connector", "seconds", "txn/s", "ratio");
+        println!(
+            "{:<32} {:>10} {:>10} {:>8}",
+            "connector", "seconds", "txn/s", "ratio"
+        );
         let mut baseline = None;
-        for connector in ["CrudTransactionConnector", "CrudBatchConnector", "CrudMultiTransactionConnector"] {
-            backend.client.execute("UPDATE lww SET v = ''", &[]).await.unwrap();
+        for connector in [
+            "CrudTransactionConnector",
+            "CrudBatchConnector",
+            "CrudMultiTransactionConnector",
+        ] {
+            backend
+                .client
+                .execute("UPDATE lww SET v = ''", &[])
+                .await
+                .unwrap();
             let wd = Workdir::new();
             let ep = std::sync::Arc::new(backend.endpoint(&wd, connector, &[]));
             let start = Instant::now();
@@ -62,7 +79,12 @@ fn main() {
                 tasks.push(tokio::spawn(async move {
                     let mut value = c;
                     while value < txns {
-                        let reply = ep.post("/sql-txn", append_txn(&[(value % 100) as i64], value as i64)).await;
+                        let reply = ep
+                            .post(
+                                "/sql-txn",
+                                append_txn(&[(value % 100) as i64], value as i64),
+                            )
+                            .await;
                         assert_eq!(reply.status, 200, "{reply:?}");
                         value += clients;
                     }
@@ -73,13 +95,19 @@ fn main() {
             }
             let deadline = Instant::now() + Duration::from_secs(300);
             while values_in_postgres(&backend).await < txns as i64 {
-                assert!(Instant::now() < deadline, "{connector}: uploads did not finish");
+                assert!(
+                    Instant::now() < deadline,
+                    "{connector}: uploads did not finish"
+                );
                 tokio::time::sleep(Duration::from_millis(10)).await;
             }
             let secs = start.elapsed().as_secs_f64();
             let rate = txns as f64 / secs;
             let base = *baseline.get_or_insert(rate);
-            println!("{connector:<32} {secs:>10.2} {rate:>10.0} {:>8.2}", rate / base);
+            println!(
+                "{connector:<32} {secs:>10.2} {rate:>10.0} {:>8.2}",
+                rate / base
+            );
         }
         backend.shutdown().await;
     });

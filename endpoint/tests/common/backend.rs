@@ -132,4 +132,3 @@ pub async fn wait_for_postgres(
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
-

@@ -1,0 +1,262 @@
+//! `--endpoint powersync`: the latest era's PowerSync database with the synced `mww` table,
+//! uploading through [`MwwTransactionConnector`], and the `/db-api` actions over it.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use powersync::schema::{Column, Index, Schema, Table};
+use powersync::{Backoff, DatabaseOptions, PowerSyncDatabase, SyncOptions};
+use serde_json::json;
+
+use crate::auth::TokenSigner;
+use crate::config::Config;
+use crate::connectors::Shared;
+use crate::connectors::mww::{BrokenDrop, MwwTransactionConnector};
+use crate::connectors::postgres::Postgres;
+use crate::error::{Error, Result};
+use crate::model::mww::{self, MwwOp};
+use crate::store::powersync::FIRST_SYNC_TIMEOUT;
+use crate::store::{DbAction, MwwOutcome, MwwStore};
+
+/// `uploadQueueCount`'s limit (the Dart endpoint's 3 s).
+pub const API_TIMEOUT: Duration = Duration::from_secs(3);
+/// `uploadQueueWait`: an unchanged non-zero count for this long is a stuck queue (Dart: 11
+/// one-second polls).
+pub const QUEUE_STUCK_AFTER: Duration = Duration::from_secs(11);
+/// `downloadingWait` gives up after this long (Dart: 31 polls, 1 s apart).
+pub const DOWNLOADING_WAIT: Duration = Duration::from_secs(31);
+/// How often the waits poll (the harness cannot tell this from the Dart 1 s).
+const POLL: Duration = Duration::from_millis(100);
+
+/// The latest era's schema: `mww(k INTEGER, v INTEGER)` with index `mww_k`, synced.
+pub fn schema() -> Schema {
+    Schema::new(vec![
+        Table::new("mww", vec![Column::integer("k"), Column::integer("v")])
+            .index(Index::new("mww_k", ["k"])),
+    ])
+}
+
+/// The PowerSync mww store.
+#[derive(Debug)]
+pub struct PowerSyncMwwStore {
+    db: PowerSyncDatabase,
+    shared: Arc<Shared>,
+    broken: Option<Arc<BrokenDrop>>,
+    keys: i64,
+    closed: AtomicBool,
+}
+
+impl PowerSyncMwwStore {
+    /// Opens the database (WAL, `synchronous=FULL`), connects, and returns once the first sync
+    /// is complete, every key is present and nothing is downloading (at most
+    /// [`FIRST_SYNC_TIMEOUT`]).
+    pub async fn open(config: &Config) -> Result<Arc<Self>> {
+        let secret = config.jwks_private_key.as_ref().ok_or_else(|| {
+            Error::config("JWKS_PRIVATE_KEY", "is required with --endpoint powersync")
+        })?;
+        let signer = TokenSigner::from_secret(secret)?;
+        if let Some(dir) = config.sqlite3_path.parent() {
+            std::fs::create_dir_all(dir)?;
+        }
+        tracing::info!(
+            "database {} {}",
+            config.sqlite3_path.display(),
+            if config.sqlite3_path.exists() {
+                "exists, reusing it"
+            } else {
+                "does not exist yet"
+            }
+        );
+        let db =
+            PowerSyncDatabase::open(&config.sqlite3_path, &schema(), DatabaseOptions::default())
+                .await?;
+        tracing::info!(
+            "PowerSync core {} from {}",
+            db.core_version(),
+            db.core().path().display()
+        );
+        let broken = BrokenDrop::from_env();
+        if broken.is_some() {
+            tracing::warn!("TEST-ONLY broken connector enabled: every second upload is dropped");
+        }
+        let store = Arc::new(Self {
+            db: db.clone(),
+            shared: Shared::new(
+                Postgres::new(&config.postgres),
+                Some(signer),
+                config.powersync_url.clone(),
+                config.user_id.clone(),
+            ),
+            broken,
+            keys: config.keys,
+            closed: AtomicBool::new(false),
+        });
+        store.connect().await?;
+        tracing::info!("connected; waiting for the first sync");
+        store.wait_until_synced().await?;
+        let watched = db.clone();
+        tokio::spawn(async move {
+            let e = watched.fatal_upload_error().await;
+            tracing::error!("unrecoverable upload error, exiting: {e}");
+            std::process::exit(32);
+        });
+        Ok(store)
+    }
+
+    fn options() -> SyncOptions {
+        // The Dart `retryDelay: 1000 ms`. (The Dart `appMetadata` has no counterpart in the
+        // powersync crate's SyncOptions.)
+        SyncOptions::default().with_retry(Backoff {
+            initial: Duration::from_secs(1),
+            max: Duration::from_secs(1),
+            jitter: 0.0,
+        })
+    }
+
+    async fn connect(&self) -> Result<()> {
+        let connector = MwwTransactionConnector::new(Arc::clone(&self.shared), self.broken.clone());
+        self.db.connect(connector, Self::options()).await?;
+        Ok(())
+    }
+
+    async fn wait_until_synced(&self) -> Result<()> {
+        let keys = self.keys;
+        tokio::time::timeout(FIRST_SYNC_TIMEOUT, async {
+            self.db.wait_for_first_sync(FIRST_SYNC_TIMEOUT).await?;
+            loop {
+                let present: Vec<i64> = self
+                    .db
+                    .query(
+                        "SELECT count(DISTINCT k) FROM mww WHERE k >= 0 AND k < ?1",
+                        [keys],
+                        |r| r.get(0),
+                    )
+                    .await?;
+                if present.first() == Some(&keys) && !self.db.status().downloading {
+                    return Ok::<_, Error>(());
+                }
+                tokio::time::sleep(POLL).await;
+            }
+        })
+        .await
+        .map_err(|_| Error::FirstSyncTimeout(FIRST_SYNC_TIMEOUT))??;
+        tracing::info!("first sync complete, all {keys} keys present, not downloading");
+        Ok(())
+    }
+
+    fn check_open(&self) -> Result<()> {
+        if self.closed.load(Ordering::Acquire) {
+            Err(Error::StoreClosed)
+        } else {
+            Ok(())
+        }
+    }
+
+    async fn queue_count(&self) -> Result<u64> {
+        let stats = tokio::time::timeout(API_TIMEOUT, self.db.upload_queue_stats())
+            .await
+            .map_err(|_| Error::ApiTimeout("getUploadQueueStats", API_TIMEOUT))??;
+        Ok(stats.count)
+    }
+
+    async fn upload_queue_wait(&self) -> Result<()> {
+        let mut last: Option<(u64, Instant)> = None;
+        loop {
+            let count = self.queue_count().await?;
+            if count == 0 {
+                return Ok(());
+            }
+            match last {
+                Some((prev, since)) if prev == count => {
+                    if since.elapsed() >= QUEUE_STUCK_AFTER {
+                        let status = self.db.status();
+                        tracing::error!(
+                            "upload queue stuck at {count} entries for {:?}; sync status {status:?}",
+                            QUEUE_STUCK_AFTER
+                        );
+                        return Err(Error::UploadQueueStuck {
+                            count,
+                            seconds: QUEUE_STUCK_AFTER.as_secs(),
+                        });
+                    }
+                }
+                _ => last = Some((count, Instant::now())),
+            }
+            tokio::time::sleep(POLL).await;
+        }
+    }
+
+    async fn downloading_wait(&self) -> serde_json::Value {
+        let mut status = self.db.watch_status();
+        let waited =
+            tokio::time::timeout(DOWNLOADING_WAIT, status.wait_for(|s| !s.downloading)).await;
+        match waited {
+            Ok(Ok(_)) => json!({"db.SyncStatus.downloading:": false}),
+            _ => {
+                tracing::warn!("SyncStatus.downloading still true after {DOWNLOADING_WAIT:?}");
+                json!({"error": format!(
+                    "waited for SyncStatus.downloading: false for {} s",
+                    DOWNLOADING_WAIT.as_secs()
+                )})
+            }
+        }
+    }
+}
+
+impl MwwStore for PowerSyncMwwStore {
+    fn client_type(&self) -> &'static str {
+        "ps"
+    }
+
+    async fn run_txn(&self, ops: Vec<MwwOp>) -> Result<MwwOutcome> {
+        self.check_open()?;
+        let keys = self.keys;
+        let out = self
+            .db
+            .write_transaction(move |tx| mww::apply_sqlite(tx, ops, keys))
+            .await?;
+        Ok(MwwOutcome::Ok(out))
+    }
+
+    async fn db_api(&self, action: DbAction) -> Result<serde_json::Value> {
+        self.check_open()?;
+        Ok(match action {
+            DbAction::Connect => {
+                self.connect().await?;
+                json!({"db": "connected"})
+            }
+            DbAction::Disconnect => {
+                self.db.disconnect().await?;
+                json!({"db": "disconnected"})
+            }
+            DbAction::Close => {
+                self.close().await?;
+                json!({"db": "closed"})
+            }
+            DbAction::UploadQueueCount => {
+                json!({"db.uploadQueueStats.count": self.queue_count().await?})
+            }
+            DbAction::UploadQueueWait => {
+                self.upload_queue_wait().await?;
+                json!({"db.uploadQueueStats.count": "queue-empty"})
+            }
+            DbAction::DownloadingWait => self.downloading_wait().await,
+            DbAction::SelectAll => {
+                let keys = self.keys;
+                let read = self
+                    .db
+                    .read_transaction(move |tx| mww::read_all_sqlite(tx, keys))
+                    .await?;
+                serde_json::to_value(read).map_err(|e| Error::Io(std::io::Error::other(e)))?
+            }
+        })
+    }
+
+    async fn close(&self) -> Result<()> {
+        if !self.closed.swap(true, Ordering::AcqRel) {
+            self.db.close().await?;
+        }
+        Ok(())
+    }
+}
