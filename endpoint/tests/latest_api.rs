@@ -155,10 +155,10 @@ async fn powersync_endpoint_serves_mww_transactions_and_the_db_api() {
         db_api(&ep, "disconnect").await,
         json!({"db": "disconnected"})
     );
-    ep.txn(&mww_txn("txn", &[(60, 600)])).await;
+    ep.txn(&mww_txn("txn", &[(60, 600), (62, 800)])).await;
     backend
         .client
-        .execute("UPDATE mww SET v = 610 WHERE k = 61", &[])
+        .batch_execute("UPDATE mww SET v = 610 WHERE k = 61; UPDATE mww SET v = 1000 WHERE k = 62")
         .await
         .unwrap();
     tokio::time::sleep(Duration::from_millis(1500)).await;
@@ -176,8 +176,11 @@ async fn powersync_endpoint_serves_mww_transactions_and_the_db_api() {
         db_api(&ep, "uploadQueueWait").await,
         json!({"db.uploadQueueStats.count": "queue-empty"})
     );
-    assert_eq!(backend.values().await[&60], 600);
+    let pg = backend.values().await;
+    assert_eq!(pg[&60], 600);
+    assert_eq!(pg[&62], 1000, "the upload is max-write-wins (GREATEST)");
     wait_read(&ep, 61, 610).await;
+    wait_read(&ep, 62, 1000).await;
 
     // close: later calls fail without a 500.
     assert_eq!(db_api(&ep, "close").await, json!({"db": "closed"}));

@@ -67,6 +67,16 @@ pub fn filter_writes(
         .collect()
 }
 
+/// A key → value map as JSON (`{"0":-1,…}`, ascending keys), e.g. for `selectAll`.
+pub fn to_json(values: &BTreeMap<i64, i64>) -> serde_json::Value {
+    serde_json::Value::Object(
+        values
+            .iter()
+            .map(|(k, v)| (k.to_string(), serde_json::Value::from(*v)))
+            .collect(),
+    )
+}
+
 /// Checks that a `readAll` returned exactly the keys `0..keys` (the Dart endpoint exits 20/22
 /// otherwise).
 pub fn check_complete(rows: &BTreeMap<i64, i64>, keys: i64, store: &'static str) -> Result<()> {

@@ -102,7 +102,7 @@ impl PostgresStore {
             PgTxnError::Pg(e) => Error::Postgres(e.to_string()),
             PgTxnError::Data(e) => e,
         })?;
-        Ok(serde_json::to_value(read).map_err(|e| Error::Postgres(e.to_string()))?)
+        Ok(mww::to_json(&read))
     }
 }
 

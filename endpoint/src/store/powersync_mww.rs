@@ -248,7 +248,7 @@ impl MwwStore for PowerSyncMwwStore {
                     .db
                     .read_transaction(move |tx| mww::read_all_sqlite(tx, keys))
                     .await?;
-                serde_json::to_value(read).map_err(|e| Error::Io(std::io::Error::other(e)))?
+                mww::to_json(&read)
             }
         })
     }
