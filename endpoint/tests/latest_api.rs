@@ -164,7 +164,7 @@ async fn powersync_endpoint_serves_mww_transactions_and_the_db_api() {
     tokio::time::sleep(Duration::from_millis(1500)).await;
     assert_eq!(
         db_api(&ep, "uploadQueueCount").await,
-        json!({"db.uploadQueueStats.count": 1}),
+        json!({"db.uploadQueueStats.count": 2}),
         "nothing uploads while disconnected"
     );
     assert_eq!(backend.values().await[&60], -1);

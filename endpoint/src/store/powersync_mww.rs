@@ -3,10 +3,10 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use powersync::schema::{Column, Index, Schema, Table};
-use powersync::{Backoff, DatabaseOptions, PowerSyncDatabase, SyncOptions};
+use powersync::{Backoff, DatabaseOptions, PowerSyncDatabase, SyncOptions, SyncStatus};
 use serde_json::json;
 
 use crate::auth::TokenSigner;
@@ -95,6 +95,7 @@ impl PowerSyncMwwStore {
         store.connect().await?;
         tracing::info!("connected; waiting for the first sync");
         store.wait_until_synced().await?;
+        tokio::spawn(watch_last_synced_at(db.watch_status()));
         let watched = db.clone();
         tokio::spawn(async move {
             let e = watched.fatal_upload_error().await;
@@ -204,6 +205,39 @@ impl PowerSyncMwwStore {
     }
 }
 
+/// The Dart status monitor: once `lastSyncedAt` is set, it must never become unset or go
+/// back in time (Dart: SEVERE + exit 10).
+async fn watch_last_synced_at(mut status: tokio::sync::watch::Receiver<SyncStatus>) {
+    let mut last: Option<SystemTime> = None;
+    loop {
+        let now = status.borrow_and_update().last_synced_at;
+        if let Err(problem) = check_last_synced_at(last, now) {
+            tracing::error!("{problem}; exiting");
+            std::process::exit(10);
+        }
+        last = now.or(last);
+        if status.changed().await.is_err() {
+            return;
+        }
+    }
+}
+
+/// `Err` when `now` breaks the `lastSyncedAt` invariant after `before`.
+fn check_last_synced_at(
+    before: Option<SystemTime>,
+    now: Option<SystemTime>,
+) -> std::result::Result<(), String> {
+    match (before, now) {
+        (Some(b), None) => Err(format!(
+            "SyncStatus.lastSyncedAt was {b:?} and became unset"
+        )),
+        (Some(b), Some(n)) if n < b => Err(format!(
+            "SyncStatus.lastSyncedAt went back in time from {b:?} to {n:?}"
+        )),
+        _ => Ok(()),
+    }
+}
+
 impl MwwStore for PowerSyncMwwStore {
     fn client_type(&self) -> &'static str {
         "ps"
@@ -258,5 +292,32 @@ impl MwwStore for PowerSyncMwwStore {
             self.db.close().await?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod test {
+    use super::*;
+
+    #[test]
+    fn last_synced_at_must_not_go_back_or_vanish() {
+        let t = SystemTime::UNIX_EPOCH + Duration::from_secs(100);
+        let later = t + Duration::from_secs(1);
+        assert!(check_last_synced_at(None, None).is_ok());
+        assert!(check_last_synced_at(None, Some(t)).is_ok());
+        assert!(check_last_synced_at(Some(t), Some(t)).is_ok());
+        assert!(check_last_synced_at(Some(t), Some(later)).is_ok());
+        assert!(check_last_synced_at(Some(later), Some(t)).is_err());
+        assert!(check_last_synced_at(Some(t), None).is_err());
+    }
+
+    #[test]
+    fn db_api_actions_parse_by_their_dart_names() {
+        assert_eq!(
+            DbAction::parse("uploadQueueWait"),
+            Some(DbAction::UploadQueueWait)
+        );
+        assert_eq!(DbAction::parse("selectAll"), Some(DbAction::SelectAll));
+        assert_eq!(DbAction::parse("uploadqueuewait"), None);
     }
 }
