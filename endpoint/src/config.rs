@@ -158,6 +158,10 @@ struct Args {
     /// Latest era: the number of keys (`0..keys`), also the expected `readAll` size.
     #[arg(short = 'k', long, default_value_t = 100, value_parser = clap::value_parser!(i64).range(1..=1_000_000))]
     keys: i64,
+    /// Latest era (`--endpoint powersync`): how long to wait for the first complete sync with
+    /// every key before exiting (e.g. `120s`, `2m`).
+    #[arg(long, env = "FIRST_SYNC_TIMEOUT", default_value = "120s", value_parser = humantime::parse_duration)]
+    first_sync_timeout: std::time::Duration,
     #[command(flatten)]
     #[allow(dead_code, reason = "accepted for compatibility, never read")]
     fuzz: FuzzArgs,
@@ -312,6 +316,8 @@ pub struct Config {
     pub endpoint: Option<LatestEndpoint>,
     /// `--keys` (latest era).
     pub keys: i64,
+    /// `FIRST_SYNC_TIMEOUT` (latest era, `--endpoint powersync`).
+    pub first_sync_timeout: std::time::Duration,
     /// The mode (resolved from `ENDPOINT_MODE` and `LOCAL_ONLY`).
     pub mode: Mode,
     /// `ENDPOINT_PORT`.
@@ -356,11 +362,12 @@ impl fmt::Display for Config {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "endpoint={} keys={} mode={} port={} log_level={} LOCAL_ONLY={} POWERSYNC_URL={} SQLITE3_PATH={} \
+            "endpoint={} keys={} first_sync_timeout={:?} mode={} port={} log_level={} LOCAL_ONLY={} POWERSYNC_URL={} SQLITE3_PATH={} \
              USER_ID={} BACKEND_CONNECTOR={} PG_DATABASE={}@{}:{}/{} JWKS_PRIVATE_KEY={} .env={}",
             self.endpoint
                 .map_or_else(|| "<seed era>".to_owned(), |e| e.to_string()),
             self.keys,
+            self.first_sync_timeout,
             self.mode,
             self.port,
             self.log_level.0,
@@ -481,6 +488,7 @@ fn resolve(args: Args, cwd: &Path) -> Result<Config> {
     Ok(Config {
         endpoint: args.endpoint,
         keys: args.keys,
+        first_sync_timeout: args.first_sync_timeout,
         mode,
         port: args.port,
         log_level: args.log_level,

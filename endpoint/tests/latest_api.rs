@@ -329,3 +329,39 @@ async fn postgresql_endpoint_runs_repeatable_read_transactions() {
     drop(ep);
     assert_no_severe_or_error(&wd.log());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn powersync_endpoint_never_listens_without_a_first_sync() {
+    let backend = MwwBackend::postgres_only().await;
+    // A port where nothing listens: the sync service is unreachable.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let wd = Workdir::new();
+    let mut args = backend.args("powersync");
+    args.push(format!("--POWERSYNC_URL=http://127.0.0.1:{port}"));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let key = common::backend::private_jwk_base64();
+    let started = Instant::now();
+    // run_to_exit blocks this worker; the other runs the PostgreSQL client.
+    let (status, log) = wd.run_to_exit(
+        &[
+            ("JWKS_PRIVATE_KEY", key.as_str()),
+            ("FIRST_SYNC_TIMEOUT", "2s"),
+        ],
+        &args,
+    );
+    assert!(!status.success(), "{status}: {log}");
+    assert!(started.elapsed() >= Duration::from_secs(2), "{log}");
+    assert!(
+        log.contains("no complete first sync with every seeded key within 2s"),
+        "{log}"
+    );
+    assert!(!log.contains("listening on"), "{log}");
+    assert!(
+        !log.contains(key.as_str()),
+        "the private key is never logged"
+    );
+}

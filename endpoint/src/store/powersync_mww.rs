@@ -16,7 +16,6 @@ use crate::connectors::mww::{BrokenDrop, MwwTransactionConnector};
 use crate::connectors::postgres::Postgres;
 use crate::error::{Error, Result};
 use crate::model::mww::{self, MwwOp};
-use crate::store::powersync::FIRST_SYNC_TIMEOUT;
 use crate::store::{DbAction, MwwOutcome, MwwStore};
 
 /// `uploadQueueCount`'s limit (the Dart endpoint's 3 s).
@@ -44,13 +43,14 @@ pub struct PowerSyncMwwStore {
     shared: Arc<Shared>,
     broken: Option<Arc<BrokenDrop>>,
     keys: i64,
+    first_sync_timeout: Duration,
     closed: AtomicBool,
 }
 
 impl PowerSyncMwwStore {
     /// Opens the database (WAL, `synchronous=FULL`), connects, and returns once the first sync
     /// is complete, every key is present and nothing is downloading (at most
-    /// [`FIRST_SYNC_TIMEOUT`]).
+    /// `FIRST_SYNC_TIMEOUT`, default 120 s).
     pub async fn open(config: &Config) -> Result<Arc<Self>> {
         let secret = config.jwks_private_key.as_ref().ok_or_else(|| {
             Error::config("JWKS_PRIVATE_KEY", "is required with --endpoint powersync")
@@ -90,6 +90,7 @@ impl PowerSyncMwwStore {
             ),
             broken,
             keys: config.keys,
+            first_sync_timeout: config.first_sync_timeout,
             closed: AtomicBool::new(false),
         });
         store.connect().await?;
@@ -123,8 +124,9 @@ impl PowerSyncMwwStore {
 
     async fn wait_until_synced(&self) -> Result<()> {
         let keys = self.keys;
-        tokio::time::timeout(FIRST_SYNC_TIMEOUT, async {
-            self.db.wait_for_first_sync(FIRST_SYNC_TIMEOUT).await?;
+        let limit = self.first_sync_timeout;
+        tokio::time::timeout(limit, async {
+            self.db.wait_for_first_sync(limit).await?;
             loop {
                 let present: Vec<i64> = self
                     .db
@@ -141,7 +143,11 @@ impl PowerSyncMwwStore {
             }
         })
         .await
-        .map_err(|_| Error::FirstSyncTimeout(FIRST_SYNC_TIMEOUT))??;
+        .map_err(|_| Error::FirstSyncTimeout(limit))?
+        .map_err(|e| match e {
+            Error::PowerSync(powersync::Error::Timeout(..)) => Error::FirstSyncTimeout(limit),
+            other => other,
+        })?;
         tracing::info!("first sync complete, all {keys} keys present, not downloading");
         Ok(())
     }

@@ -55,7 +55,7 @@ impl MwwBackend {
     }
 
     /// The latest-era command line for `endpoint` (`powersync` or `postgresql`).
-    fn args(&self, endpoint: &str) -> Vec<String> {
+    pub fn args(&self, endpoint: &str) -> Vec<String> {
         let mut args: Vec<String> = [
             "--endpoint",
             endpoint,
