@@ -365,3 +365,52 @@ async fn powersync_endpoint_never_listens_without_a_first_sync() {
         "the private key is never logged"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_clients_converge_to_the_max_write_per_key() {
+    let backend = MwwBackend::start().await;
+    let wd = Workdir::new();
+    let ep = std::sync::Arc::new(backend.powersync_endpoint(&wd, &[]));
+    let mut clients = Vec::new();
+    for client in 0..4_i64 {
+        let ep = std::sync::Arc::clone(&ep);
+        clients.push(tokio::spawn(async move {
+            let mut made: Vec<(i64, i64)> = Vec::new();
+            for i in 0..15_i64 {
+                // Unique values; keys overlap between clients so writes compete.
+                let value = i * 10 + client;
+                let keys = [(i + client) % 8, (i * 3 + client) % 8];
+                let writes: Vec<(i64, i64)> = keys.iter().map(|k| (*k, value)).collect();
+                let reply = ep.txn(&mww_txn("txn", &writes)).await;
+                let read = read_all(&reply);
+                for (k, v) in written(&reply) {
+                    assert!(v >= read[&k], "a write below the value read: {reply}");
+                    made.push((k, v));
+                }
+                for (k, v) in &writes {
+                    if !written(&reply).contains_key(k) {
+                        assert!(*v < read[k], "a dropped write was not lower: {reply}");
+                    }
+                }
+            }
+            made
+        }));
+    }
+    let mut max: BTreeMap<i64, i64> = BTreeMap::new();
+    for client in clients {
+        for (k, v) in client.await.unwrap() {
+            let entry = max.entry(k).or_insert(-1);
+            *entry = (*entry).max(v);
+        }
+    }
+    db_api(&ep, "uploadQueueWait").await;
+    let expected: Vec<(i64, i64)> = max.iter().map(|(k, v)| (*k, *v)).collect();
+    let pg = backend.wait_for(&expected).await;
+    for (k, v) in &expected {
+        wait_read(&ep, *k, *v).await;
+        assert_eq!(pg[k], *v);
+    }
+    drop(ep);
+    assert_no_severe_or_error(&wd.log());
+    backend.shutdown().await;
+}
