@@ -414,3 +414,49 @@ async fn concurrent_clients_converge_to_the_max_write_per_key() {
     assert_no_severe_or_error(&wd.log());
     backend.shutdown().await;
 }
+
+#[test]
+fn installed_as_powersync_http_it_finds_the_core_in_the_bundle_without_environment() {
+    let dir = tempfile::tempdir().unwrap();
+    let bin_dir = dir.path().join("powersync_http/bundle/bin");
+    let lib_dir = dir.path().join("powersync_http/bundle/lib");
+    std::fs::create_dir_all(&bin_dir).unwrap();
+    std::fs::create_dir_all(&lib_dir).unwrap();
+    let bin = bin_dir.join("powersync_http");
+    std::fs::copy(common::BIN, &bin).unwrap();
+    let core = std::fs::canonicalize(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../vendor/lib/default/libpowersync.so"
+    ))
+    .expect("the vendored default core (vendor/fetch-cores --default)");
+    std::fs::copy(&core, lib_dir.join("libpowersync.so")).unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let key = common::backend::private_jwk_base64();
+    let output = std::process::Command::new(&bin)
+        .current_dir(dir.path())
+        .env_clear()
+        .env("JWKS_PRIVATE_KEY", &key)
+        .env("FIRST_SYNC_TIMEOUT", "1s")
+        .args([
+            "--endpoint",
+            "powersync",
+            "--httpPort",
+            "0",
+            &format!("--POWERSYNC_URL=http://127.0.0.1:{port}"),
+        ])
+        .output()
+        .unwrap();
+    let log = String::from_utf8_lossy(&output.stdout).into_owned()
+        + &String::from_utf8_lossy(&output.stderr);
+    let expected = lib_dir.join("libpowersync.so");
+    assert!(
+        log.contains(&format!("from {}", expected.display())),
+        "the core was not taken from the bundle:\n{log}"
+    );
+    assert!(dir.path().join("data/http.sqlite3").exists(), "{log}");
+    assert!(!output.status.success(), "no sync service: {log}");
+}

@@ -1,12 +1,15 @@
 //! `--endpoint powersync`: the latest era's PowerSync database with the synced `mww` table,
 //! uploading through [`MwwTransactionConnector`], and the `/db-api` actions over it.
 
+use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
 use powersync::schema::{Column, Index, Schema, Table};
-use powersync::{Backoff, DatabaseOptions, PowerSyncDatabase, SyncOptions, SyncStatus};
+use powersync::{
+    Backoff, CoreLibrary, DatabaseOptions, PowerSyncDatabase, SyncOptions, SyncStatus,
+};
 use serde_json::json;
 
 use crate::auth::TokenSigner;
@@ -34,6 +37,35 @@ pub fn schema() -> Schema {
         Table::new("mww", vec![Column::integer("k"), Column::integer("v")])
             .index(Index::new("mww_k", ["k"])),
     ])
+}
+
+/// The core for the latest harness's install layout, where the binary is started without any
+/// environment (`powersync_http/bundle/bin/<binary>` with the libraries in `bundle/lib/`): when
+/// neither `POWERSYNC_LIB` nor `POWERSYNC_LIB_DIR` is set, a `libpowersync.so` beside the
+/// executable or in `../lib/` is used. `None`: the crate's own lookup applies.
+fn bundled_core() -> Result<Option<&'static CoreLibrary>> {
+    if std::env::var_os("POWERSYNC_LIB").is_some()
+        || std::env::var_os("POWERSYNC_LIB_DIR").is_some()
+    {
+        return Ok(None);
+    }
+    let Some(dir) = std::env::current_exe()
+        .ok()
+        .and_then(|exe| exe.parent().map(Path::to_path_buf))
+    else {
+        return Ok(None);
+    };
+    for candidate in [
+        dir.join("libpowersync.so"),
+        dir.join("..").join("lib").join("libpowersync.so"),
+    ] {
+        if candidate.is_file() {
+            return Ok(Some(
+                CoreLibrary::load_from(candidate).map_err(powersync::Error::from)?,
+            ));
+        }
+    }
+    Ok(None)
 }
 
 /// The PowerSync mww store.
@@ -68,9 +100,11 @@ impl PowerSyncMwwStore {
                 "does not exist yet"
             }
         );
-        let db =
-            PowerSyncDatabase::open(&config.sqlite3_path, &schema(), DatabaseOptions::default())
-                .await?;
+        let options = DatabaseOptions {
+            core: bundled_core()?,
+            ..DatabaseOptions::default()
+        };
+        let db = PowerSyncDatabase::open(&config.sqlite3_path, &schema(), options).await?;
         tracing::info!(
             "PowerSync core {} from {}",
             db.core_version(),
