@@ -460,3 +460,33 @@ fn installed_as_powersync_http_it_finds_the_core_in_the_bundle_without_environme
     assert!(dir.path().join("data/http.sqlite3").exists(), "{log}");
     assert!(!output.status.success(), "no sync service: {log}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upload_queue_wait_reports_a_stuck_queue() {
+    let backend = MwwBackend::start().await;
+    let wd = Workdir::new();
+    let ep = backend.powersync_endpoint(&wd, &[]);
+    db_api(&ep, "disconnect").await;
+    ep.txn(&mww_txn("txn", &[(30, 300)])).await;
+    let started = Instant::now();
+    let reply = ep.get("/db-api/uploadQueueWait").await;
+    assert_eq!(reply.status, 500, "{reply:?}");
+    assert!(started.elapsed() >= Duration::from_secs(11), "{reply:?}");
+    assert!(
+        reply.json()["message"]
+            .as_str()
+            .unwrap()
+            .contains("upload queue stuck at 1 entries"),
+        "{reply:?}"
+    );
+    // The harness's log checker sees it.
+    assert!(wd.log().contains("ERROR"));
+    db_api(&ep, "connect").await;
+    assert_eq!(
+        db_api(&ep, "uploadQueueWait").await,
+        json!({"db.uploadQueueStats.count": "queue-empty"})
+    );
+    backend.wait_for(&[(30, 300)]).await;
+    drop(ep);
+    backend.shutdown().await;
+}
