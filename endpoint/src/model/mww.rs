@@ -18,6 +18,9 @@ pub const SQLITE_READ_ALL: &str = "SELECT k, v FROM mww ORDER BY k";
 /// `writeSome` on SQLite: sets `v` directly (the filter ran before).
 pub const SQLITE_WRITE: &str = "UPDATE mww SET v = ?1 WHERE k = ?2";
 
+/// How many of the keys `0..?1` have a row (the synced endpoint's start-up wait).
+pub const SQLITE_COUNT_KEYS: &str = "SELECT count(DISTINCT k) FROM mww WHERE k >= 0 AND k < ?1";
+
 /// `readAll` on PostgreSQL.
 pub const PG_READ_ALL: &str = "SELECT k, v FROM mww ORDER BY k";
 /// `writeSome` on PostgreSQL (the PostgreSQL endpoint): sets `v` directly, as the Dart endpoint.

@@ -164,11 +164,7 @@ impl PowerSyncMwwStore {
             loop {
                 let present: Vec<i64> = self
                     .db
-                    .query(
-                        "SELECT count(DISTINCT k) FROM mww WHERE k >= 0 AND k < ?1",
-                        [keys],
-                        |r| r.get(0),
-                    )
+                    .query(mww::SQLITE_COUNT_KEYS, [keys], |r| r.get(0))
                     .await?;
                 if present.first() == Some(&keys) && !self.db.status().downloading {
                     return Ok::<_, Error>(());
