@@ -23,6 +23,8 @@ const MAX_IDLE: usize = 16;
 /// The PostgreSQL endpoint's store.
 pub struct PostgresStore {
     config: tokio_postgres::Config,
+    host: String,
+    port: u16,
     idle: Mutex<Vec<Client>>,
     keys: i64,
     closed: AtomicBool,
@@ -50,6 +52,8 @@ impl PostgresStore {
             .application_name("powersync_endpoint");
         let store = Self {
             config,
+            host: pg.host.clone(),
+            port: pg.port,
             idle: Mutex::new(Vec::new()),
             keys,
             closed: AtomicBool::new(false),
@@ -74,11 +78,12 @@ impl PostgresStore {
         {
             return Ok(client);
         }
-        let (client, connection) = self
-            .config
-            .connect(NoTls)
-            .await
-            .map_err(|e| Error::PostgresUnavailable(e.to_string()))?;
+        let (client, connection) = self.config.connect(NoTls).await.map_err(|e| {
+            let cause = std::error::Error::source(&e)
+                .map(|c| format!(": {c}"))
+                .unwrap_or_default();
+            Error::PostgresUnavailable(format!("{}:{}: {e}{cause}", self.host, self.port))
+        })?;
         tokio::spawn(async move {
             if let Err(e) = connection.await {
                 tracing::warn!("PostgreSQL connection closed: {e}");
