@@ -71,6 +71,26 @@ impl fmt::Display for BackendConnector {
     }
 }
 
+/// The latest era's `--endpoint`: which store the mww transactions run against.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LatestEndpoint {
+    /// A PowerSync database synced with the service (the latest era's `ps` client).
+    #[value(name = "powersync")]
+    Powersync,
+    /// PostgreSQL directly, at REPEATABLE READ (the latest era's `pg` client).
+    #[value(name = "postgresql")]
+    Postgresql,
+}
+
+impl fmt::Display for LatestEndpoint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            LatestEndpoint::Powersync => "powersync",
+            LatestEndpoint::Postgresql => "postgresql",
+        })
+    }
+}
+
 /// `ENDPOINT_LOG_LEVEL`: the Dart `logging` level names, or the `tracing` ones.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct LogLevel(pub LevelFilter);
@@ -131,20 +151,50 @@ impl FromStr for Secret {
     args_override_self = true
 )]
 struct Args {
+    /// Latest era (mww): `powersync` or `postgresql`. Selects the latest-era API and model; without
+    /// it the endpoint runs the seed era (lww).
+    #[arg(long, value_enum)]
+    endpoint: Option<LatestEndpoint>,
+    /// Latest era: the number of keys (`0..keys`), also the expected `readAll` size.
+    #[arg(short = 'k', long, default_value_t = 100, value_parser = clap::value_parser!(i64).range(1..=1_000_000))]
+    keys: i64,
+    /// Latest era (`--endpoint powersync`): how long to wait for the first complete sync with
+    /// every key before exiting (e.g. `120s`, `2m`).
+    #[arg(long, env = "FIRST_SYNC_TIMEOUT", default_value = "120s", value_parser = humantime::parse_duration)]
+    first_sync_timeout: std::time::Duration,
+    #[command(flatten)]
+    #[allow(dead_code, reason = "accepted for compatibility, never read")]
+    fuzz: FuzzArgs,
     /// Where transactions run. Default: `powersync-local` if LOCAL_ONLY=true, else `powersync`.
     #[arg(long, env = "ENDPOINT_MODE", value_enum)]
     mode: Option<Mode>,
     /// HTTP port on 0.0.0.0 (0 picks a free port, logged at start-up).
-    #[arg(long, env = "ENDPOINT_PORT", default_value_t = 8089)]
+    #[arg(
+        long,
+        alias = "httpPort",
+        env = "ENDPOINT_PORT",
+        default_value_t = 8089
+    )]
     port: u16,
     /// Log level: OFF, FINEST, FINER, FINE, CONFIG, INFO, WARNING, SEVERE, ALL.
-    #[arg(long, env = "ENDPOINT_LOG_LEVEL", default_value = "ALL")]
+    #[arg(
+        short = 'l',
+        long,
+        alias = "logLevel",
+        env = "ENDPOINT_LOG_LEVEL",
+        default_value = "ALL"
+    )]
     log_level: LogLevel,
     /// `lww` is a local-only PowerSync table (true or false); selects `powersync-local`.
     #[arg(long, env = "LOCAL_ONLY", action = ArgAction::Set)]
     local_only: Option<bool>,
     /// URL of the PowerSync service.
-    #[arg(long, env = "POWERSYNC_URL", default_value = "http://powersync:8080")]
+    #[arg(
+        long,
+        alias = "POWERSYNC_URL",
+        env = "POWERSYNC_URL",
+        default_value = "http://powersync:8080"
+    )]
     powersync_url: String,
     /// The SQLite database file. Default: ./powersync.sqlite3.
     #[arg(long, env = "SQLITE3_PATH")]
@@ -161,20 +211,41 @@ struct Args {
     )]
     backend_connector: BackendConnector,
     /// PostgreSQL host.
-    #[arg(long, env = "PG_DATABASE_HOST", default_value = "pg-db")]
+    #[arg(
+        long,
+        alias = "PG_DATABASE_HOST",
+        env = "PG_DATABASE_HOST",
+        default_value = "pg-db"
+    )]
     pg_database_host: String,
     /// PostgreSQL port.
-    #[arg(long, env = "PG_DATABASE_PORT", default_value_t = 5432)]
+    #[arg(
+        long,
+        alias = "PG_DATABASE_PORT",
+        env = "PG_DATABASE_PORT",
+        default_value_t = 5432
+    )]
     pg_database_port: u16,
     /// PostgreSQL database name.
-    #[arg(long, env = "PG_DATABASE_NAME", default_value = "postgres")]
+    #[arg(
+        long,
+        alias = "PG_DATABASE_NAME",
+        env = "PG_DATABASE_NAME",
+        default_value = "postgres"
+    )]
     pg_database_name: String,
     /// PostgreSQL user.
-    #[arg(long, env = "PG_DATABASE_USER", default_value = "postgres")]
+    #[arg(
+        long,
+        alias = "PG_DATABASE_USER",
+        env = "PG_DATABASE_USER",
+        default_value = "postgres"
+    )]
     pg_database_user: String,
     /// PostgreSQL password.
     #[arg(
         long,
+        alias = "PG_DATABASE_PASSWORD",
         env = "PG_DATABASE_PASSWORD",
         default_value = "mypassword",
         hide_env_values = true,
@@ -184,6 +255,43 @@ struct Args {
     /// The RSA private JWK (base64 JSON) that signs the PowerSync tokens. Secret.
     #[arg(long, env = "JWKS_PRIVATE_KEY", hide_env_values = true)]
     jwks_private_key: Option<Secret>,
+}
+
+/// The latest era's fuzzer flags (`lib/args.dart` is shared by both Dart binaries): accepted so a
+/// latest-era command line parses, and ignored (this endpoint has no in-process fuzzer).
+#[derive(Debug, clap::Args)]
+#[allow(dead_code, reason = "accepted for compatibility, never read")]
+struct FuzzArgs {
+    #[arg(short = 'c', long, hide = true)]
+    clients: Option<String>,
+    #[arg(long, hide = true, overrides_with = "no_postgresql")]
+    postgresql: bool,
+    #[arg(long = "no-postgresql", hide = true)]
+    no_postgresql: bool,
+    #[arg(short = 'r', long, hide = true)]
+    rate: Option<String>,
+    #[arg(short = 't', long, hide = true)]
+    time: Option<String>,
+    #[arg(long = "maxTxnLen", hide = true)]
+    max_txn_len: Option<String>,
+    #[arg(long, hide = true)]
+    disconnect: Option<String>,
+    #[arg(long, hide = true, overrides_with = "no_stop")]
+    stop: bool,
+    #[arg(long = "no-stop", hide = true)]
+    no_stop: bool,
+    #[arg(long, hide = true, overrides_with = "no_kill")]
+    kill: bool,
+    #[arg(long = "no-kill", hide = true)]
+    no_kill: bool,
+    #[arg(long, hide = true)]
+    partition: Option<String>,
+    #[arg(long, hide = true, overrides_with = "no_pause")]
+    pause: bool,
+    #[arg(long = "no-pause", hide = true)]
+    no_pause: bool,
+    #[arg(short = 'i', long, hide = true)]
+    interval: Option<String>,
 }
 
 /// PostgreSQL connection settings (`PG_DATABASE_*`).
@@ -204,6 +312,12 @@ pub struct PostgresConfig {
 /// The endpoint's resolved configuration.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
+    /// The latest era's `--endpoint`; `None` runs the seed era.
+    pub endpoint: Option<LatestEndpoint>,
+    /// `--keys` (latest era).
+    pub keys: i64,
+    /// `FIRST_SYNC_TIMEOUT` (latest era, `--endpoint powersync`).
+    pub first_sync_timeout: std::time::Duration,
     /// The mode (resolved from `ENDPOINT_MODE` and `LOCAL_ONLY`).
     pub mode: Mode,
     /// `ENDPOINT_PORT`.
@@ -248,8 +362,12 @@ impl fmt::Display for Config {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "mode={} port={} log_level={} LOCAL_ONLY={} POWERSYNC_URL={} SQLITE3_PATH={} \
+            "endpoint={} keys={} first_sync_timeout={:?} mode={} port={} log_level={} LOCAL_ONLY={} POWERSYNC_URL={} SQLITE3_PATH={} \
              USER_ID={} BACKEND_CONNECTOR={} PG_DATABASE={}@{}:{}/{} JWKS_PRIVATE_KEY={} .env={}",
+            self.endpoint
+                .map_or_else(|| "<seed era>".to_owned(), |e| e.to_string()),
+            self.keys,
+            self.first_sync_timeout,
             self.mode,
             self.port,
             self.log_level.0,
@@ -319,6 +437,20 @@ fn parse_args(argv: Vec<OsString>) -> std::result::Result<Args, clap::Error> {
 
 /// Resolves defaults that depend on other settings and checks combinations.
 fn resolve(args: Args, cwd: &Path) -> Result<Config> {
+    if args.endpoint.is_some() {
+        if let Some(mode) = args.mode.filter(|m| *m != Mode::Powersync) {
+            return Err(Error::config(
+                "ENDPOINT_MODE",
+                format!("ENDPOINT_MODE={mode} contradicts --endpoint (the latest era syncs mww)"),
+            ));
+        }
+        if args.local_only == Some(true) {
+            return Err(Error::config(
+                "LOCAL_ONLY",
+                "LOCAL_ONLY=true contradicts --endpoint (the latest era syncs mww)",
+            ));
+        }
+    }
     let mode = match (args.mode, args.local_only) {
         (Some(Mode::Powersync), Some(true)) => {
             return Err(Error::config(
@@ -350,9 +482,13 @@ fn resolve(args: Args, cwd: &Path) -> Result<Config> {
             return Err(Error::config("SQLITE3_PATH", "must not be empty"));
         }
         Some(path) => cwd.join(path),
+        None if args.endpoint.is_some() => cwd.join("data").join("http.sqlite3"),
         None => cwd.join("powersync.sqlite3"),
     };
     Ok(Config {
+        endpoint: args.endpoint,
+        keys: args.keys,
+        first_sync_timeout: args.first_sync_timeout,
         mode,
         port: args.port,
         log_level: args.log_level,
@@ -398,6 +534,69 @@ mod test {
         let args = parse_args(with_dotenv(argv(args), env))
             .map_err(|e| Error::config("ARGS", e.to_string()))?;
         resolve(args, Path::new("/work"))
+    }
+
+    #[test]
+    fn latest_era_flags_map_onto_the_seed_settings() {
+        let c = config(&["--endpoint", "postgresql"], &None).unwrap();
+        assert_eq!(c.endpoint, Some(LatestEndpoint::Postgresql));
+        assert_eq!(c.keys, 100);
+        assert_eq!(c.sqlite3_path, Path::new("/work/data/http.sqlite3"));
+        let c = config(
+            &[
+                "--endpoint=powersync",
+                "-k",
+                "7",
+                "--httpPort",
+                "9000",
+                "-l",
+                "INFO",
+                "--PG_DATABASE_HOST",
+                "db1",
+                "--PG_DATABASE_PORT=6543",
+                "--PG_DATABASE_PASSWORD",
+                "pw",
+                "--POWERSYNC_URL",
+                "http://ps:1",
+                "--clients",
+                "3",
+                "--no-postgresql",
+                "--disconnect",
+                "orderly",
+            ],
+            &dotenv(&[
+                ("PG_DATABASE_HOST", "from-dotenv"),
+                ("PG_DATABASE_NAME", "n2"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(c.endpoint, Some(LatestEndpoint::Powersync));
+        assert_eq!(c.keys, 7);
+        assert_eq!(c.port, 9000);
+        assert_eq!(c.log_level, LogLevel(LevelFilter::INFO));
+        // A flag beats .env; .env still fills what the flags leave out.
+        assert_eq!(c.postgres.host, "db1");
+        assert_eq!(c.postgres.name, "n2");
+        assert_eq!(c.postgres.port, 6543);
+        assert_eq!(c.postgres.password.expose(), "pw");
+        assert_eq!(c.powersync_url, "http://ps:1");
+        assert!(config(&["--endpoint", "mysql"], &None).is_err());
+        assert!(config(&["--endpoint", "powersync", "-k", "0"], &None).is_err());
+        assert!(
+            config(
+                &["--endpoint", "powersync", "--mode", "sqlite3-local"],
+                &None
+            )
+            .is_err()
+        );
+        assert!(
+            config(
+                &["--endpoint", "powersync"],
+                &dotenv(&[("LOCAL_ONLY", "true")])
+            )
+            .is_err()
+        );
+        assert_eq!(config(&[], &None).unwrap().endpoint, None);
     }
 
     #[test]

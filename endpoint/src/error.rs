@@ -40,6 +40,35 @@ pub enum Error {
     /// SQLite reported a failure.
     #[error("sqlite: {0}")]
     Sqlite(#[from] rusqlite::Error),
+    /// A store does not hold the model's keys as it must (the Dart endpoint exits 20/22).
+    #[error("{store} holds {found} mww rows where exactly keys 0..{expected} are required")]
+    IncompleteData {
+        /// `sqlite3` or `postgresql`.
+        store: &'static str,
+        /// The number of keys required (`--keys`), or 1 for a single-row update.
+        expected: i64,
+        /// What was found.
+        found: usize,
+    },
+    /// PostgreSQL cannot be reached (the PostgreSQL endpoint); the transaction's outcome is
+    /// unknown to the client.
+    #[error("PostgreSQL unavailable: {0}")]
+    PostgresUnavailable(String),
+    /// PostgreSQL reported an error the PostgreSQL endpoint cannot turn into a `fail`.
+    #[error("PostgreSQL: {0}")]
+    Postgres(String),
+    /// A database API call did not answer in time (the Dart endpoint exits 40).
+    #[error("{0} did not answer within {1:?}")]
+    ApiTimeout(&'static str, std::time::Duration),
+    /// `uploadQueueWait`: the upload queue kept the same non-zero count for too long (the Dart
+    /// endpoint exits 12).
+    #[error("upload queue stuck at {count} entries for {seconds} s")]
+    UploadQueueStuck {
+        /// The unchanged count.
+        count: u64,
+        /// How long it stayed unchanged.
+        seconds: u64,
+    },
     /// Operating-system I/O failed (binding the port, for example).
     #[error("i/o: {0}")]
     Io(#[from] std::io::Error),

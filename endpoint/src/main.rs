@@ -19,10 +19,12 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::Notify;
 
-use crate::config::{Config, Mode};
+use crate::config::{Config, LatestEndpoint, Mode};
 use crate::error::{Error, Result};
-use crate::store::TxnStore;
+use crate::store::postgres::PostgresStore;
+use crate::store::powersync_mww::PowerSyncMwwStore;
 use crate::store::sqlite3::Sqlite3Store;
+use crate::store::{MwwStore, TxnStore};
 
 /// How long requests in flight may take to finish after SIGTERM/SIGINT (the seed's Jepsen client
 /// gives up on a request after 1 s).
@@ -56,6 +58,21 @@ async fn main() -> ExitCode {
 
 /// Opens the mode's store and serves it until SIGTERM or SIGINT.
 async fn run(config: Config) -> Result<()> {
+    match config.endpoint {
+        Some(LatestEndpoint::Postgresql) => {
+            let store = PostgresStore::open(&config.postgres, config.keys).await?;
+            tracing::info!(
+                "postgresql endpoint: mww holds keys 0..{} in PostgreSQL",
+                config.keys
+            );
+            return serve_latest(Arc::new(store), &config).await;
+        }
+        Some(LatestEndpoint::Powersync) => {
+            let store = PowerSyncMwwStore::open(&config).await?;
+            return serve_latest(store, &config).await;
+        }
+        None => {}
+    }
     match config.mode {
         Mode::Sqlite3Local => {
             let path = config.sqlite3_path.clone();
@@ -73,10 +90,27 @@ async fn run(config: Config) -> Result<()> {
 }
 
 async fn serve<S: TxnStore>(store: Arc<S>, config: &Config) -> Result<()> {
+    let app = api::seed::router(Arc::clone(&store), config.mode, config.local_only);
+    serve_app(app, config).await?;
+    store.close().await?;
+    tracing::info!("shut down cleanly");
+    Ok(())
+}
+
+/// Serves the latest era's API over `store` until SIGTERM or SIGINT.
+async fn serve_latest<S: MwwStore>(store: Arc<S>, config: &Config) -> Result<()> {
+    let app = api::latest::router(Arc::clone(&store), config.keys);
+    serve_app(app, config).await?;
+    store.close().await?;
+    tracing::info!("shut down cleanly");
+    Ok(())
+}
+
+/// Binds `0.0.0.0:port` and serves `app` until SIGTERM or SIGINT (plus the drain time).
+async fn serve_app(app: axum::Router, config: &Config) -> Result<()> {
     let listener =
         TcpListener::bind(SocketAddr::from((Ipv4Addr::UNSPECIFIED, config.port))).await?;
     tracing::info!("listening on {}", listener.local_addr()?);
-    let app = api::seed::router(Arc::clone(&store), config.mode, config.local_only);
     let signalled = Arc::new(Notify::new());
     let server = axum::serve(listener, app).with_graceful_shutdown({
         let signalled = Arc::clone(&signalled);
@@ -98,8 +132,6 @@ async fn serve<S: TxnStore>(store: Arc<S>, config: &Config) -> Result<()> {
             DRAIN_TIMEOUT.as_secs()
         ),
     }
-    store.close().await?;
-    tracing::info!("shut down cleanly");
     Ok(())
 }
 

@@ -32,7 +32,14 @@ impl Error {
             Error::StoreClosed | Error::PowerSync(powersync::Error::Closed) => {
                 (StatusCode::SERVICE_UNAVAILABLE, "store-closed")
             }
+            Error::PostgresUnavailable(_) => {
+                (StatusCode::SERVICE_UNAVAILABLE, "postgres-unavailable")
+            }
+            Error::ApiTimeout(..) => (StatusCode::GATEWAY_TIMEOUT, "api-timeout"),
             Error::Config { .. }
+            | Error::IncompleteData { .. }
+            | Error::Postgres(_)
+            | Error::UploadQueueStuck { .. }
             | Error::WalRefused(_)
             | Error::Sqlite(_)
             | Error::PowerSync(_)

@@ -142,7 +142,7 @@ async fn db_action<S: TxnStore>(
     }
 }
 
-async fn not_found(request: Request) -> Error {
+pub(crate) async fn not_found(request: Request) -> Error {
     Error::InvalidRequest {
         kind: RequestProblem::NotFound,
         problem: format!(
@@ -153,7 +153,7 @@ async fn not_found(request: Request) -> Error {
     }
 }
 
-async fn method_not_allowed(request: Request) -> Error {
+pub(crate) async fn method_not_allowed(request: Request) -> Error {
     Error::InvalidRequest {
         kind: RequestProblem::MethodNotAllowed,
         problem: format!(
@@ -165,7 +165,7 @@ async fn method_not_allowed(request: Request) -> Error {
 }
 
 /// One debug line per request, like shelf's `logRequests()`.
-async fn log_request(request: Request, next: Next) -> Response {
+pub(crate) async fn log_request(request: Request, next: Next) -> Response {
     let (method, path) = (request.method().clone(), request.uri().path().to_owned());
     let start = Instant::now();
     let response = next.run(request).await;
@@ -177,7 +177,7 @@ async fn log_request(request: Request, next: Next) -> Response {
     response
 }
 
-fn body_rejection(rejection: BytesRejection) -> Error {
+pub(crate) fn body_rejection(rejection: BytesRejection) -> Error {
     let kind = if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
         RequestProblem::TooLarge
     } else {
@@ -266,12 +266,12 @@ fn parse_micro_op(at: &str, mop: &Value) -> Result<MicroOp> {
 }
 
 /// A JSON value for an error message, cut to a readable length.
-fn brief(value: &Value) -> String {
+pub(crate) fn brief(value: &Value) -> String {
     cut(value.to_string())
 }
 
 /// A client's string for an error message, quoted and cut to a readable length.
-fn brief_str(s: &str) -> String {
+pub(crate) fn brief_str(s: &str) -> String {
     cut(format!("{s:?}"))
 }
 

@@ -14,6 +14,7 @@
 //! inside the same PostgreSQL transaction and skip transactions already recorded, so a process
 //! killed after the PostgreSQL commit but before `complete()` does not apply a transaction twice.
 
+pub mod mww;
 pub mod postgres;
 
 use std::sync::Arc;
@@ -78,7 +79,7 @@ impl Shared {
         })
     }
 
-    fn credentials(&self) -> Result<PowerSyncCredentials, ConnectorError> {
+    pub(crate) fn credentials(&self) -> Result<PowerSyncCredentials, ConnectorError> {
         let signer = self.signer.as_ref().ok_or_else(|| {
             ConnectorError::fatal("JWKS_PRIVATE_KEY is not configured: cannot sign service tokens")
         })?;
@@ -88,7 +89,7 @@ impl Shared {
         })
     }
 
-    async fn client_id(&self, db: &PowerSyncDatabase) -> Result<String, ConnectorError> {
+    pub(crate) async fn client_id(&self, db: &PowerSyncDatabase) -> Result<String, ConnectorError> {
         self.client_id
             .get_or_try_init(|| async {
                 db.client_id()
@@ -165,7 +166,7 @@ impl Shared {
     }
 }
 
-fn local(e: powersync::Error) -> ConnectorError {
+pub(crate) fn local(e: powersync::Error) -> ConnectorError {
     ConnectorError::retryable(format!("local database: {e}")).with_source(e)
 }
 

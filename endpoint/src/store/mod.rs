@@ -1,12 +1,15 @@
 //! Transaction stores: where `/sql-txn` transactions run. One implementation per mode.
 
+pub mod postgres;
 pub mod powersync;
+pub mod powersync_mww;
 pub mod sqlite3;
 
 use std::future::Future;
 
 use crate::error::Result;
 use crate::model::lww::{LwwRow, MicroOp};
+use crate::model::mww::MwwOp;
 
 /// One list-append transaction store (the `lww` model).
 ///
@@ -41,4 +44,68 @@ pub struct StoreStatus {
     pub status_connected: bool,
     /// `status.lastSyncedAt`: RFC 3339 time of the last completed sync, if any.
     pub last_synced_at: Option<String>,
+}
+
+/// A latest-era (`mww`) store: the PowerSync database or PostgreSQL directly.
+pub trait MwwStore: Send + Sync + 'static {
+    /// `clientType` of the replies: `ps` or `pg`.
+    fn client_type(&self) -> &'static str;
+
+    /// Runs `ops` in order in ONE transaction (see [`crate::model::mww`]).
+    fn run_txn(&self, ops: Vec<MwwOp>) -> impl Future<Output = Result<MwwOutcome>> + Send;
+
+    /// One `GET /db-api/<action>`; the reply body.
+    fn db_api(&self, action: DbAction) -> impl Future<Output = Result<serde_json::Value>> + Send;
+
+    /// Closes the store at shutdown (idempotent).
+    fn close(&self) -> impl Future<Output = Result<()>> + Send;
+}
+
+/// The outcome of a latest-era transaction.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MwwOutcome {
+    /// Committed: the micro-ops with reads filled in and writes filtered.
+    Ok(Vec<MwwOp>),
+    /// Certainly not committed (a PostgreSQL serialization failure, for example): `type: fail`.
+    Fail(String),
+}
+
+/// The actions of `GET /db-api/<action>`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DbAction {
+    /// `connect`: start syncing.
+    Connect,
+    /// `disconnect`: stop syncing.
+    Disconnect,
+    /// `close`: close the database; later calls fail.
+    Close,
+    /// `uploadQueueCount`: entries waiting for upload.
+    UploadQueueCount,
+    /// `uploadQueueWait`: wait until nothing waits for upload.
+    UploadQueueWait,
+    /// `downloadingWait`: wait until no checkpoint is being downloaded.
+    DownloadingWait,
+    /// `selectAll`: every key's value.
+    SelectAll,
+}
+
+impl DbAction {
+    /// Every action with its name in the URL.
+    pub const ALL: [(&'static str, DbAction); 7] = [
+        ("connect", DbAction::Connect),
+        ("disconnect", DbAction::Disconnect),
+        ("close", DbAction::Close),
+        ("uploadQueueCount", DbAction::UploadQueueCount),
+        ("uploadQueueWait", DbAction::UploadQueueWait),
+        ("downloadingWait", DbAction::DownloadingWait),
+        ("selectAll", DbAction::SelectAll),
+    ];
+
+    /// The action named `name`, if any.
+    pub fn parse(name: &str) -> Option<Self> {
+        Self::ALL
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, action)| *action)
+    }
 }

@@ -8,6 +8,7 @@
 )]
 
 pub mod backend;
+pub mod mww;
 
 use std::fs::OpenOptions;
 use std::path::{Path, PathBuf};
@@ -63,6 +64,20 @@ impl Workdir {
         all.extend_from_slice(env);
         let offset = self.log().len();
         let child = self.spawn(&all, args);
+        let mut endpoint = Endpoint {
+            child,
+            port: 0,
+            client: reqwest::Client::new(),
+        };
+        endpoint.port = self.wait_listening(&mut endpoint.child, offset);
+        endpoint
+    }
+
+    /// Starts the endpoint with exactly `env` (over a cleared environment) and `args` and waits
+    /// until it listens (for the latest era, configured by flags).
+    pub fn start_exactly(&self, env: &[(&str, &str)], args: &[&str]) -> Endpoint {
+        let offset = self.log().len();
+        let child = self.spawn(env, args);
         let mut endpoint = Endpoint {
             child,
             port: 0,

@@ -1,0 +1,359 @@
+//! `--endpoint powersync`: the latest era's PowerSync database with the synced `mww` table,
+//! uploading through [`MwwTransactionConnector`], and the `/db-api` actions over it.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant, SystemTime};
+
+use powersync::schema::{Column, Index, Schema, Table};
+use powersync::{
+    Backoff, CoreLibrary, DatabaseOptions, PowerSyncDatabase, SyncOptions, SyncStatus,
+};
+use serde_json::json;
+
+use crate::auth::TokenSigner;
+use crate::config::Config;
+use crate::connectors::Shared;
+use crate::connectors::mww::{BrokenDrop, MwwTransactionConnector};
+use crate::connectors::postgres::Postgres;
+use crate::error::{Error, Result};
+use crate::model::mww::{self, MwwOp};
+use crate::store::{DbAction, MwwOutcome, MwwStore};
+
+/// `uploadQueueCount`'s limit (the Dart endpoint's 3 s).
+pub const API_TIMEOUT: Duration = Duration::from_secs(3);
+/// `uploadQueueWait`: an unchanged non-zero count for this long is a stuck queue (Dart: 11
+/// one-second polls).
+pub const QUEUE_STUCK_AFTER: Duration = Duration::from_secs(11);
+/// `downloadingWait` gives up after this long (Dart: 31 polls, 1 s apart).
+pub const DOWNLOADING_WAIT: Duration = Duration::from_secs(31);
+/// How often the waits poll (the harness cannot tell this from the Dart 1 s).
+const POLL: Duration = Duration::from_millis(100);
+
+/// The latest era's schema: `mww(k INTEGER, v INTEGER)` with index `mww_k`, synced.
+pub fn schema() -> Schema {
+    Schema::new(vec![
+        Table::new("mww", vec![Column::integer("k"), Column::integer("v")])
+            .index(Index::new("mww_k", ["k"])),
+    ])
+}
+
+/// The core for the latest harness's install layout, where the binary is started without any
+/// environment (`powersync_http/bundle/bin/<binary>` with the libraries in `bundle/lib/`): when
+/// neither `POWERSYNC_LIB` nor `POWERSYNC_LIB_DIR` is set, a `libpowersync.so` beside the
+/// executable or in `../lib/` is used. `None`: the crate's own lookup applies.
+fn bundled_core() -> Result<Option<&'static CoreLibrary>> {
+    if std::env::var_os("POWERSYNC_LIB").is_some()
+        || std::env::var_os("POWERSYNC_LIB_DIR").is_some()
+    {
+        return Ok(None);
+    }
+    let Some(dir) = std::env::current_exe()
+        .ok()
+        .and_then(|exe| exe.parent().map(Path::to_path_buf))
+    else {
+        return Ok(None);
+    };
+    for candidate in [
+        dir.join("libpowersync.so"),
+        dir.join("..").join("lib").join("libpowersync.so"),
+    ] {
+        if candidate.is_file() {
+            return Ok(Some(
+                CoreLibrary::load_from(candidate).map_err(powersync::Error::from)?,
+            ));
+        }
+    }
+    Ok(None)
+}
+
+/// The PowerSync mww store.
+#[derive(Debug)]
+pub struct PowerSyncMwwStore {
+    db: PowerSyncDatabase,
+    shared: Arc<Shared>,
+    broken: Option<Arc<BrokenDrop>>,
+    keys: i64,
+    first_sync_timeout: Duration,
+    closed: AtomicBool,
+}
+
+impl PowerSyncMwwStore {
+    /// Opens the database (WAL, `synchronous=FULL`), connects, and returns once the first sync
+    /// is complete, every key is present and nothing is downloading (at most
+    /// `FIRST_SYNC_TIMEOUT`, default 120 s).
+    pub async fn open(config: &Config) -> Result<Arc<Self>> {
+        let secret = config.jwks_private_key.as_ref().ok_or_else(|| {
+            Error::config("JWKS_PRIVATE_KEY", "is required with --endpoint powersync")
+        })?;
+        let signer = TokenSigner::from_secret(secret)?;
+        if let Some(dir) = config.sqlite3_path.parent() {
+            std::fs::create_dir_all(dir)?;
+        }
+        tracing::info!(
+            "database {} {}",
+            config.sqlite3_path.display(),
+            if config.sqlite3_path.exists() {
+                "exists, reusing it"
+            } else {
+                "does not exist yet"
+            }
+        );
+        let options = DatabaseOptions {
+            core: bundled_core()?,
+            ..DatabaseOptions::default()
+        };
+        let db = PowerSyncDatabase::open(&config.sqlite3_path, &schema(), options).await?;
+        tracing::info!(
+            "PowerSync core {} from {}",
+            db.core_version(),
+            db.core().path().display()
+        );
+        let broken = BrokenDrop::from_env();
+        if broken.is_some() {
+            tracing::warn!("TEST-ONLY broken connector enabled: every second upload is dropped");
+        }
+        let store = Arc::new(Self {
+            db: db.clone(),
+            shared: Shared::new(
+                Postgres::new(&config.postgres),
+                Some(signer),
+                config.powersync_url.clone(),
+                config.user_id.clone(),
+            ),
+            broken,
+            keys: config.keys,
+            first_sync_timeout: config.first_sync_timeout,
+            closed: AtomicBool::new(false),
+        });
+        store.connect().await?;
+        tracing::info!("connected; waiting for the first sync");
+        store.wait_until_synced().await?;
+        tokio::spawn(watch_last_synced_at(db.watch_status()));
+        let watched = db.clone();
+        tokio::spawn(async move {
+            let e = watched.fatal_upload_error().await;
+            tracing::error!("unrecoverable upload error, exiting: {e}");
+            std::process::exit(32);
+        });
+        Ok(store)
+    }
+
+    fn options() -> SyncOptions {
+        // The Dart `retryDelay: 1000 ms`. (The Dart `appMetadata` has no counterpart in the
+        // powersync crate's SyncOptions.)
+        SyncOptions::default().with_retry(Backoff {
+            initial: Duration::from_secs(1),
+            max: Duration::from_secs(1),
+            jitter: 0.0,
+        })
+    }
+
+    async fn connect(&self) -> Result<()> {
+        let connector = MwwTransactionConnector::new(Arc::clone(&self.shared), self.broken.clone());
+        self.db.connect(connector, Self::options()).await?;
+        Ok(())
+    }
+
+    async fn wait_until_synced(&self) -> Result<()> {
+        let keys = self.keys;
+        let limit = self.first_sync_timeout;
+        tokio::time::timeout(limit, async {
+            self.db.wait_for_first_sync(limit).await?;
+            loop {
+                let present: Vec<i64> = self
+                    .db
+                    .query(mww::SQLITE_COUNT_KEYS, [keys], |r| r.get(0))
+                    .await?;
+                if present.first() == Some(&keys) && !self.db.status().downloading {
+                    return Ok::<_, Error>(());
+                }
+                tokio::time::sleep(POLL).await;
+            }
+        })
+        .await
+        .map_err(|_| Error::FirstSyncTimeout(limit))?
+        .map_err(|e| match e {
+            Error::PowerSync(powersync::Error::Timeout(..)) => Error::FirstSyncTimeout(limit),
+            other => other,
+        })?;
+        tracing::info!("first sync complete, all {keys} keys present, not downloading");
+        Ok(())
+    }
+
+    fn check_open(&self) -> Result<()> {
+        if self.closed.load(Ordering::Acquire) {
+            Err(Error::StoreClosed)
+        } else {
+            Ok(())
+        }
+    }
+
+    async fn queue_count(&self) -> Result<u64> {
+        let stats = tokio::time::timeout(API_TIMEOUT, self.db.upload_queue_stats())
+            .await
+            .map_err(|_| Error::ApiTimeout("getUploadQueueStats", API_TIMEOUT))??;
+        Ok(stats.count)
+    }
+
+    async fn upload_queue_wait(&self) -> Result<()> {
+        let mut last: Option<(u64, Instant)> = None;
+        loop {
+            let count = self.queue_count().await?;
+            if count == 0 {
+                return Ok(());
+            }
+            match last {
+                Some((prev, since)) if prev == count => {
+                    if since.elapsed() >= QUEUE_STUCK_AFTER {
+                        let status = self.db.status();
+                        tracing::error!(
+                            "upload queue stuck at {count} entries for {:?}; sync status {status:?}",
+                            QUEUE_STUCK_AFTER
+                        );
+                        return Err(Error::UploadQueueStuck {
+                            count,
+                            seconds: QUEUE_STUCK_AFTER.as_secs(),
+                        });
+                    }
+                }
+                _ => last = Some((count, Instant::now())),
+            }
+            tokio::time::sleep(POLL).await;
+        }
+    }
+
+    async fn downloading_wait(&self) -> serde_json::Value {
+        let mut status = self.db.watch_status();
+        let waited =
+            tokio::time::timeout(DOWNLOADING_WAIT, status.wait_for(|s| !s.downloading)).await;
+        match waited {
+            Ok(Ok(_)) => json!({"db.SyncStatus.downloading:": false}),
+            _ => {
+                tracing::warn!("SyncStatus.downloading still true after {DOWNLOADING_WAIT:?}");
+                json!({"error": format!(
+                    "waited for SyncStatus.downloading: false for {} s",
+                    DOWNLOADING_WAIT.as_secs()
+                )})
+            }
+        }
+    }
+}
+
+/// The Dart status monitor: once `lastSyncedAt` is set, it must never become unset or go
+/// back in time (Dart: SEVERE + exit 10).
+async fn watch_last_synced_at(mut status: tokio::sync::watch::Receiver<SyncStatus>) {
+    let mut last: Option<SystemTime> = None;
+    loop {
+        let now = status.borrow_and_update().last_synced_at;
+        if let Err(problem) = check_last_synced_at(last, now) {
+            tracing::error!("{problem}; exiting");
+            std::process::exit(10);
+        }
+        last = now.or(last);
+        if status.changed().await.is_err() {
+            return;
+        }
+    }
+}
+
+/// `Err` when `now` breaks the `lastSyncedAt` invariant after `before`.
+fn check_last_synced_at(
+    before: Option<SystemTime>,
+    now: Option<SystemTime>,
+) -> std::result::Result<(), String> {
+    match (before, now) {
+        (Some(b), None) => Err(format!(
+            "SyncStatus.lastSyncedAt was {b:?} and became unset"
+        )),
+        (Some(b), Some(n)) if n < b => Err(format!(
+            "SyncStatus.lastSyncedAt went back in time from {b:?} to {n:?}"
+        )),
+        _ => Ok(()),
+    }
+}
+
+impl MwwStore for PowerSyncMwwStore {
+    fn client_type(&self) -> &'static str {
+        "ps"
+    }
+
+    async fn run_txn(&self, ops: Vec<MwwOp>) -> Result<MwwOutcome> {
+        self.check_open()?;
+        let keys = self.keys;
+        let out = self
+            .db
+            .write_transaction(move |tx| mww::apply_sqlite(tx, ops, keys))
+            .await?;
+        Ok(MwwOutcome::Ok(out))
+    }
+
+    async fn db_api(&self, action: DbAction) -> Result<serde_json::Value> {
+        self.check_open()?;
+        Ok(match action {
+            DbAction::Connect => {
+                self.connect().await?;
+                json!({"db": "connected"})
+            }
+            DbAction::Disconnect => {
+                self.db.disconnect().await?;
+                json!({"db": "disconnected"})
+            }
+            DbAction::Close => {
+                self.close().await?;
+                json!({"db": "closed"})
+            }
+            DbAction::UploadQueueCount => {
+                json!({"db.uploadQueueStats.count": self.queue_count().await?})
+            }
+            DbAction::UploadQueueWait => {
+                self.upload_queue_wait().await?;
+                json!({"db.uploadQueueStats.count": "queue-empty"})
+            }
+            DbAction::DownloadingWait => self.downloading_wait().await,
+            DbAction::SelectAll => {
+                let keys = self.keys;
+                let read = self
+                    .db
+                    .read_transaction(move |tx| mww::read_all_sqlite(tx, keys))
+                    .await?;
+                mww::to_json(&read)
+            }
+        })
+    }
+
+    async fn close(&self) -> Result<()> {
+        if !self.closed.swap(true, Ordering::AcqRel) {
+            self.db.close().await?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod test {
+    use super::*;
+
+    #[test]
+    fn last_synced_at_must_not_go_back_or_vanish() {
+        let t = SystemTime::UNIX_EPOCH + Duration::from_secs(100);
+        let later = t + Duration::from_secs(1);
+        assert!(check_last_synced_at(None, None).is_ok());
+        assert!(check_last_synced_at(None, Some(t)).is_ok());
+        assert!(check_last_synced_at(Some(t), Some(t)).is_ok());
+        assert!(check_last_synced_at(Some(t), Some(later)).is_ok());
+        assert!(check_last_synced_at(Some(later), Some(t)).is_err());
+        assert!(check_last_synced_at(Some(t), None).is_err());
+    }
+
+    #[test]
+    fn db_api_actions_parse_by_their_dart_names() {
+        assert_eq!(
+            DbAction::parse("uploadQueueWait"),
+            Some(DbAction::UploadQueueWait)
+        );
+        assert_eq!(DbAction::parse("selectAll"), Some(DbAction::SelectAll));
+        assert_eq!(DbAction::parse("uploadqueuewait"), None);
+    }
+}
