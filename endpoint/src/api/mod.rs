@@ -1,0 +1,4 @@
+//! The HTTP surface.
+
+pub mod error;
+pub mod seed;

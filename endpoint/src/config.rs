@@ -1,0 +1,520 @@
+//! Configuration: command-line flags, `./.env` and the process environment.
+//!
+//! Every setting has a flag and a key with the seed's spelling (`ENDPOINT_PORT`, ...). Precedence,
+//! highest first: a flag on the command line, then `./.env` (in the working directory), then the
+//! process environment, then the seed's default. `.env` beats the environment because the Dart
+//! endpoint loads it with `DotEnv(includePlatformEnvironment: true)..load()`, where the file's
+//! entries are added after (over) the platform environment.
+//!
+//! `.env` entries are applied by turning each known key into its `--flag=value` placed before the
+//! real arguments (flags override themselves, the last one wins), so a value from `.env` is parsed
+//! and checked exactly like the same value given as a flag. Unknown `.env` keys are ignored.
+
+use std::ffi::OsString;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+
+use clap::{ArgAction, CommandFactory, FromArgMatches, Parser, ValueEnum};
+use tracing::level_filters::LevelFilter;
+
+use crate::error::{Error, Result};
+
+/// The file read for `.env` settings, relative to the working directory.
+pub const DOTENV_FILE: &str = ".env";
+
+/// Where transactions run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Mode {
+    /// Plain SQLite, no PowerSync (the seed's `sqlite3-local` workload).
+    #[value(name = "sqlite3-local")]
+    Sqlite3Local,
+    /// A PowerSync database whose `lww` table is local-only (`LOCAL_ONLY=true`), no sync.
+    #[value(name = "powersync-local")]
+    PowersyncLocal,
+    /// A PowerSync database synced with the PowerSync service, uploads through the connector.
+    #[value(name = "powersync")]
+    Powersync,
+}
+
+impl fmt::Display for Mode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Mode::Sqlite3Local => "sqlite3-local",
+            Mode::PowersyncLocal => "powersync-local",
+            Mode::Powersync => "powersync",
+        })
+    }
+}
+
+/// How local writes are uploaded to PostgreSQL (`BACKEND_CONNECTOR`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum BackendConnector {
+    /// One whole local transaction per PostgreSQL transaction (the seed's default).
+    #[value(name = "CrudTransactionConnector")]
+    CrudTransaction,
+    /// One CRUD batch per call, entry by entry in autocommit.
+    #[value(name = "CrudBatchConnector")]
+    CrudBatch,
+}
+
+/// `ENDPOINT_LOG_LEVEL`: the Dart `logging` level names, or the `tracing` ones.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LogLevel(pub LevelFilter);
+
+impl FromStr for LogLevel {
+    type Err = String;
+
+    fn from_str(s: &str) -> std::result::Result<Self, Self::Err> {
+        let level = match s.to_ascii_uppercase().as_str() {
+            "OFF" => LevelFilter::OFF,
+            "ALL" | "FINEST" | "FINER" | "TRACE" => LevelFilter::TRACE,
+            "FINE" | "CONFIG" | "DEBUG" => LevelFilter::DEBUG,
+            "INFO" => LevelFilter::INFO,
+            "WARNING" | "WARN" => LevelFilter::WARN,
+            "SEVERE" | "SHOUT" => LevelFilter::ERROR,
+            _ => {
+                return Err(format!(
+                    "unknown level {s:?}; expected one of OFF, FINEST, FINER, FINE, CONFIG, INFO, \
+                     WARNING, SEVERE, ALL (or trace, debug, info, warn)"
+                ));
+            }
+        };
+        Ok(Self(level))
+    }
+}
+
+/// A secret string: never printed, neither by `Debug` nor in logs.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    /// The secret value, for the one place that needs it.
+    #[allow(
+        dead_code,
+        reason = "read by the PowerSync modes (tokens, PostgreSQL), not yet wired"
+    )]
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(<redacted>)")
+    }
+}
+
+impl FromStr for Secret {
+    type Err = std::convert::Infallible;
+
+    fn from_str(s: &str) -> std::result::Result<Self, Self::Err> {
+        Ok(Self(s.to_owned()))
+    }
+}
+
+/// The command line; each flag falls back to its environment variable, then to the default.
+#[derive(Debug, Parser)]
+#[command(
+    name = "powersync_endpoint",
+    version,
+    about = "HTTP endpoint for the jepsen-powersync tests (seed era: lww list-append)",
+    args_override_self = true
+)]
+struct Args {
+    /// Where transactions run. Default: `powersync-local` if LOCAL_ONLY=true, else `powersync`.
+    #[arg(long, env = "ENDPOINT_MODE", value_enum)]
+    mode: Option<Mode>,
+    /// HTTP port on 0.0.0.0 (0 picks a free port, logged at start-up).
+    #[arg(long, env = "ENDPOINT_PORT", default_value_t = 8089)]
+    port: u16,
+    /// Log level: OFF, FINEST, FINER, FINE, CONFIG, INFO, WARNING, SEVERE, ALL.
+    #[arg(long, env = "ENDPOINT_LOG_LEVEL", default_value = "ALL")]
+    log_level: LogLevel,
+    /// `lww` is a local-only PowerSync table (true or false); selects `powersync-local`.
+    #[arg(long, env = "LOCAL_ONLY", action = ArgAction::Set)]
+    local_only: Option<bool>,
+    /// URL of the PowerSync service.
+    #[arg(long, env = "POWERSYNC_URL", default_value = "http://powersync:8080")]
+    powersync_url: String,
+    /// The SQLite database file. Default: ./powersync.sqlite3.
+    #[arg(long, env = "SQLITE3_PATH")]
+    sqlite3_path: Option<PathBuf>,
+    /// The JWT `sub` of this client.
+    #[arg(long, env = "USER_ID", default_value = "userId")]
+    user_id: String,
+    /// CrudTransactionConnector or CrudBatchConnector.
+    #[arg(
+        long,
+        env = "BACKEND_CONNECTOR",
+        value_enum,
+        default_value = "CrudTransactionConnector"
+    )]
+    backend_connector: BackendConnector,
+    /// PostgreSQL host.
+    #[arg(long, env = "PG_DATABASE_HOST", default_value = "pg-db")]
+    pg_database_host: String,
+    /// PostgreSQL port.
+    #[arg(long, env = "PG_DATABASE_PORT", default_value_t = 5432)]
+    pg_database_port: u16,
+    /// PostgreSQL database name.
+    #[arg(long, env = "PG_DATABASE_NAME", default_value = "postgres")]
+    pg_database_name: String,
+    /// PostgreSQL user.
+    #[arg(long, env = "PG_DATABASE_USER", default_value = "postgres")]
+    pg_database_user: String,
+    /// PostgreSQL password.
+    #[arg(
+        long,
+        env = "PG_DATABASE_PASSWORD",
+        default_value = "mypassword",
+        hide_env_values = true,
+        hide_default_value = true
+    )]
+    pg_database_password: Secret,
+    /// The RSA private JWK (base64 JSON) that signs the PowerSync tokens. Secret.
+    #[arg(long, env = "JWKS_PRIVATE_KEY", hide_env_values = true)]
+    jwks_private_key: Option<Secret>,
+}
+
+/// PostgreSQL connection settings (`PG_DATABASE_*`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PostgresConfig {
+    /// `PG_DATABASE_HOST`.
+    pub host: String,
+    /// `PG_DATABASE_PORT`.
+    pub port: u16,
+    /// `PG_DATABASE_NAME`.
+    pub name: String,
+    /// `PG_DATABASE_USER`.
+    pub user: String,
+    /// `PG_DATABASE_PASSWORD`.
+    pub password: Secret,
+}
+
+/// The endpoint's resolved configuration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    /// The mode (resolved from `ENDPOINT_MODE` and `LOCAL_ONLY`).
+    pub mode: Mode,
+    /// `ENDPOINT_PORT`.
+    pub port: u16,
+    /// `ENDPOINT_LOG_LEVEL`.
+    pub log_level: LogLevel,
+    /// `LOCAL_ONLY` as effective for the mode (true unless the mode syncs).
+    pub local_only: bool,
+    /// `POWERSYNC_URL`.
+    pub powersync_url: String,
+    /// `SQLITE3_PATH`.
+    pub sqlite3_path: PathBuf,
+    /// `USER_ID`.
+    pub user_id: String,
+    /// `BACKEND_CONNECTOR`.
+    pub backend_connector: BackendConnector,
+    /// `PG_DATABASE_*`.
+    pub postgres: PostgresConfig,
+    /// `JWKS_PRIVATE_KEY`.
+    pub jwks_private_key: Option<Secret>,
+    /// The `.env` file that was read, if there was one.
+    pub dotenv_file: Option<PathBuf>,
+}
+
+impl Config {
+    /// Loads the configuration from the command line, `./.env` and the environment. Prints
+    /// clap's message and exits for `--help`, `--version` and unparseable values.
+    pub fn load() -> Result<Self> {
+        let dotenv_path = Path::new(DOTENV_FILE);
+        let dotenv = read_dotenv(dotenv_path)?;
+        let argv = with_dotenv(std::env::args_os(), &dotenv);
+        let args = parse_args(argv).unwrap_or_else(|e| e.exit());
+        let cwd = std::env::current_dir()?;
+        let mut config = resolve(args, &cwd)?;
+        config.dotenv_file = dotenv.is_some().then(|| cwd.join(dotenv_path));
+        Ok(config)
+    }
+}
+
+impl fmt::Display for Config {
+    /// One line for the start-up log; secrets show only whether they are set.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "mode={} port={} log_level={} LOCAL_ONLY={} POWERSYNC_URL={} SQLITE3_PATH={} \
+             USER_ID={} BACKEND_CONNECTOR={:?} PG_DATABASE={}@{}:{}/{} JWKS_PRIVATE_KEY={} .env={}",
+            self.mode,
+            self.port,
+            self.log_level.0,
+            self.local_only,
+            self.powersync_url,
+            self.sqlite3_path.display(),
+            self.user_id,
+            self.backend_connector,
+            self.postgres.user,
+            self.postgres.host,
+            self.postgres.port,
+            self.postgres.name,
+            if self.jwks_private_key.is_some() {
+                "<set>"
+            } else {
+                "<unset>"
+            },
+            self.dotenv_file
+                .as_deref()
+                .map_or_else(|| "<none>".into(), |p| p.display().to_string()),
+        )
+    }
+}
+
+/// Reads `path` as a `.env` file; `None` when there is no such file.
+fn read_dotenv(path: &Path) -> Result<Option<Vec<(String, String)>>> {
+    let iter = match dotenvy::from_path_iter(path) {
+        Ok(iter) => iter,
+        Err(dotenvy::Error::Io(e)) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => {
+            return Err(Error::config(
+                "ENV_FILE",
+                format!("{}: {e}", path.display()),
+            ));
+        }
+    };
+    iter.map(|item| item.map_err(|e| Error::config("ENV_FILE", format!("{}: {e}", path.display()))))
+        .collect::<Result<Vec<_>>>()
+        .map(Some)
+}
+
+/// The command line with the known `.env` entries inserted as flags before the real arguments.
+fn with_dotenv(
+    argv: impl IntoIterator<Item = OsString>,
+    dotenv: &Option<Vec<(String, String)>>,
+) -> Vec<OsString> {
+    let command = Args::command();
+    let mut argv = argv.into_iter();
+    let mut out: Vec<OsString> = argv.next().into_iter().collect();
+    for (key, value) in dotenv.iter().flatten() {
+        let flag = command
+            .get_arguments()
+            .find(|arg| arg.get_env().is_some_and(|env| env == key.as_str()))
+            .and_then(|arg| arg.get_long());
+        if let Some(long) = flag {
+            out.push(format!("--{long}={value}").into());
+        }
+    }
+    out.extend(argv);
+    out
+}
+
+fn parse_args(argv: Vec<OsString>) -> std::result::Result<Args, clap::Error> {
+    let matches = Args::command().try_get_matches_from(argv)?;
+    Args::from_arg_matches(&matches)
+}
+
+/// Resolves defaults that depend on other settings and checks combinations.
+fn resolve(args: Args, cwd: &Path) -> Result<Config> {
+    let mode = match (args.mode, args.local_only) {
+        (Some(Mode::Powersync), Some(true)) => {
+            return Err(Error::config(
+                "LOCAL_ONLY",
+                "LOCAL_ONLY=true contradicts ENDPOINT_MODE=powersync (which syncs)",
+            ));
+        }
+        (Some(Mode::PowersyncLocal), Some(false)) => {
+            return Err(Error::config(
+                "LOCAL_ONLY",
+                "LOCAL_ONLY=false contradicts ENDPOINT_MODE=powersync-local",
+            ));
+        }
+        (Some(mode), _) => mode,
+        (None, Some(true)) => Mode::PowersyncLocal,
+        (None, _) => Mode::Powersync,
+    };
+    if !(args.powersync_url.starts_with("http://") || args.powersync_url.starts_with("https://")) {
+        return Err(Error::config(
+            "POWERSYNC_URL",
+            format!("{:?} is not an http:// or https:// URL", args.powersync_url),
+        ));
+    }
+    if args.user_id.is_empty() {
+        return Err(Error::config("USER_ID", "must not be empty"));
+    }
+    let sqlite3_path = match args.sqlite3_path {
+        Some(path) if path.as_os_str().is_empty() => {
+            return Err(Error::config("SQLITE3_PATH", "must not be empty"));
+        }
+        Some(path) => cwd.join(path),
+        None => cwd.join("powersync.sqlite3"),
+    };
+    Ok(Config {
+        mode,
+        port: args.port,
+        log_level: args.log_level,
+        local_only: mode != Mode::Powersync,
+        powersync_url: args.powersync_url,
+        sqlite3_path,
+        user_id: args.user_id,
+        backend_connector: args.backend_connector,
+        postgres: PostgresConfig {
+            host: args.pg_database_host,
+            port: args.pg_database_port,
+            name: args.pg_database_name,
+            user: args.pg_database_user,
+            password: args.pg_database_password,
+        },
+        // An empty value (e.g. `JWKS_PRIVATE_KEY=` in compose) means unset.
+        jwks_private_key: args.jwks_private_key.filter(|key| !key.0.is_empty()),
+        dotenv_file: None,
+    })
+}
+
+#[cfg(test)]
+mod test {
+    use super::*;
+
+    fn argv(args: &[&str]) -> Vec<OsString> {
+        std::iter::once("powersync_endpoint")
+            .chain(args.iter().copied())
+            .map(OsString::from)
+            .collect()
+    }
+
+    fn dotenv(pairs: &[(&str, &str)]) -> Option<Vec<(String, String)>> {
+        Some(
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        )
+    }
+
+    fn config(args: &[&str], env: &Option<Vec<(String, String)>>) -> Result<Config> {
+        let args = parse_args(with_dotenv(argv(args), env))
+            .map_err(|e| Error::config("ARGS", e.to_string()))?;
+        resolve(args, Path::new("/work"))
+    }
+
+    #[test]
+    fn seed_defaults() {
+        let c = config(&[], &None).unwrap();
+        assert_eq!(c.mode, Mode::Powersync);
+        assert_eq!(c.port, 8089);
+        assert_eq!(c.log_level, LogLevel(LevelFilter::TRACE));
+        assert!(!c.local_only);
+        assert_eq!(c.powersync_url, "http://powersync:8080");
+        assert_eq!(c.sqlite3_path, Path::new("/work/powersync.sqlite3"));
+        assert_eq!(c.user_id, "userId");
+        assert_eq!(c.backend_connector, BackendConnector::CrudTransaction);
+        assert_eq!(c.postgres.host, "pg-db");
+        assert_eq!(c.postgres.port, 5432);
+        assert_eq!(c.postgres.password.expose(), "mypassword");
+        assert_eq!(c.jwks_private_key, None);
+        let c = config(&[], &dotenv(&[("JWKS_PRIVATE_KEY", "")])).unwrap();
+        assert_eq!(c.jwks_private_key, None);
+    }
+
+    #[test]
+    fn dotenv_applies_and_flags_override_it() {
+        let env = dotenv(&[
+            ("ENDPOINT_PORT", "9000"),
+            ("SQLITE3_PATH", "a.db"),
+            ("UNRELATED", "x"),
+        ]);
+        let c = config(&[], &env).unwrap();
+        assert_eq!(
+            (c.port, c.sqlite3_path.clone()),
+            (9000, PathBuf::from("/work/a.db"))
+        );
+        let c = config(&["--port", "9001"], &env).unwrap();
+        assert_eq!(c.port, 9001);
+    }
+
+    #[test]
+    fn mode_follows_local_only_and_rejects_contradictions() {
+        let c = config(&[], &dotenv(&[("LOCAL_ONLY", "true")])).unwrap();
+        assert_eq!(c.mode, Mode::PowersyncLocal);
+        let c = config(&["--mode", "sqlite3-local"], &None).unwrap();
+        assert_eq!((c.mode, c.local_only), (Mode::Sqlite3Local, true));
+        let err = config(&["--mode", "powersync", "--local-only", "true"], &None).unwrap_err();
+        assert!(err.to_string().contains("LOCAL_ONLY"), "{err}");
+        assert!(
+            config(
+                &["--mode", "powersync-local", "--local-only", "false"],
+                &None
+            )
+            .is_err()
+        );
+        assert!(config(&["--mode", "nope"], &None).is_err());
+    }
+
+    #[test]
+    fn unknown_values_are_errors() {
+        let err = config(&[], &dotenv(&[("BACKEND_CONNECTOR", "FancyConnector")])).unwrap_err();
+        assert!(err.to_string().contains("FancyConnector"), "{err}");
+        assert!(config(&[], &dotenv(&[("ENDPOINT_LOG_LEVEL", "LOUD")])).is_err());
+        assert!(config(&[], &dotenv(&[("LOCAL_ONLY", "yes")])).is_err());
+        assert!(config(&[], &dotenv(&[("ENDPOINT_PORT", "70000")])).is_err());
+        assert!(config(&[], &dotenv(&[("POWERSYNC_URL", "powersync:8080")])).is_err());
+        let c = config(&[], &dotenv(&[("BACKEND_CONNECTOR", "CrudBatchConnector")])).unwrap();
+        assert_eq!(c.backend_connector, BackendConnector::CrudBatch);
+    }
+
+    #[test]
+    fn a_seed_style_dotenv_file_is_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(".env");
+        std::fs::write(
+            &path,
+            "ENDPOINT_LOG_LEVEL=ALL\nENDPOINT_PORT=8089\nLOCAL_ONLY=false\n\
+             POWERSYNC_URL=http://powersync:8080\n# SQLITE3_PATH=/somewhere/else.sqlite3\n\
+             USER_ID=userId\nBACKEND_CONNECTOR=CrudBatchConnector\nPG_DATABASE_HOST=pg-db\n\
+             PG_DATABASE_PORT=5432\nPG_DATABASE_NAME=postgres\nPG_DATABASE_USER=postgres\n\
+             PG_DATABASE_PASSWORD=mypassword\nJWKS_PRIVATE_KEY=\"eyJrIjoidiJ9\"\n",
+        )
+        .unwrap();
+        let env = read_dotenv(&path).unwrap();
+        assert_eq!(env.as_ref().map(Vec::len), Some(12));
+        let c = config(&[], &env).unwrap();
+        assert_eq!(c.mode, Mode::Powersync);
+        assert_eq!(c.backend_connector, BackendConnector::CrudBatch);
+        assert_eq!(c.sqlite3_path, Path::new("/work/powersync.sqlite3"));
+        assert_eq!(
+            c.jwks_private_key.as_ref().map(Secret::expose),
+            Some("eyJrIjoidiJ9")
+        );
+        assert_eq!(read_dotenv(&dir.path().join("absent")).unwrap(), None);
+        std::fs::write(&path, "NOT A LINE\n").unwrap();
+        assert!(read_dotenv(&path).is_err());
+    }
+
+    #[test]
+    fn log_levels_map_the_dart_names() {
+        for (name, level) in [
+            ("OFF", LevelFilter::OFF),
+            ("finest", LevelFilter::TRACE),
+            ("FINE", LevelFilter::DEBUG),
+            ("CONFIG", LevelFilter::DEBUG),
+            ("INFO", LevelFilter::INFO),
+            ("WARNING", LevelFilter::WARN),
+            ("SEVERE", LevelFilter::ERROR),
+        ] {
+            assert_eq!(name.parse::<LogLevel>().unwrap().0, level, "{name}");
+        }
+    }
+
+    #[test]
+    fn secrets_stay_out_of_debug_and_display() {
+        let env = dotenv(&[
+            ("JWKS_PRIVATE_KEY", "s3cr3t-jwk"),
+            ("PG_DATABASE_PASSWORD", "pw-xyz"),
+        ]);
+        let c = config(&[], &env).unwrap();
+        assert_eq!(
+            c.jwks_private_key.as_ref().map(Secret::expose),
+            Some("s3cr3t-jwk")
+        );
+        for text in [format!("{c:?}"), c.to_string()] {
+            assert!(
+                !text.contains("s3cr3t-jwk") && !text.contains("pw-xyz"),
+                "{text}"
+            );
+        }
+    }
+}

@@ -1,0 +1,398 @@
+//! The seed era's `lww` model: Jepsen list-append over text.
+//!
+//! Table `lww(id TEXT, k INTEGER, v TEXT)` with keys `0..KEY_COUNT` seeded with `v = ''`. An
+//! append concatenates `' ' || value` (so the first append leaves a leading space: `'' -> ' 7'`);
+//! a read of `''` is nil, any other value is read as the EDN vector `"[" + trim_start(v) + "]"`.
+//! This module holds all of the model's SQL; every statement is parameterized. The functions take
+//! a plain [`rusqlite::Connection`] (a [`rusqlite::Transaction`] derefs to one), so any store that
+//! reaches SQLite through rusqlite (plain SQLite, or PowerSync's views) runs the same SQL.
+
+use rusqlite::{Connection, OptionalExtension, params};
+use serde::Serialize;
+use serde::ser::SerializeMap;
+
+use crate::error::{Error, Result};
+
+/// Number of seeded keys: `0..KEY_COUNT`. Requests for other keys are rejected.
+pub const KEY_COUNT: i64 = 100;
+
+/// One micro-operation of a list-append transaction.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MicroOp {
+    /// `[:r k v]`: read key `k`; `value` is filled by the store with the EDN vector text
+    /// (`"[1 4 6]"`), or stays `None` when the key holds nothing.
+    Read {
+        /// The key.
+        key: i64,
+        /// The EDN vector text read, or `None` for nil.
+        value: Option<String>,
+    },
+    /// `[:append k v]`: append integer `value` to key `k`'s list.
+    Append {
+        /// The key.
+        key: i64,
+        /// The integer appended.
+        value: i64,
+    },
+}
+
+impl Serialize for MicroOp {
+    /// Serializes as the wire form `{"f":"r"|"append","k":k,"v":v}`, fields in that order.
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut map = serializer.serialize_map(Some(3))?;
+        match self {
+            MicroOp::Read { key, value } => {
+                map.serialize_entry("f", "r")?;
+                map.serialize_entry("k", key)?;
+                map.serialize_entry("v", value)?;
+            }
+            MicroOp::Append { key, value } => {
+                map.serialize_entry("f", "append")?;
+                map.serialize_entry("k", key)?;
+                map.serialize_entry("v", value)?;
+            }
+        }
+        map.end()
+    }
+}
+
+/// One row of the `lww` table, as `GET /db/list` shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct LwwRow {
+    /// Row id (a UUID text).
+    pub id: String,
+    /// The key.
+    pub k: i64,
+    /// The stored list text, e.g. `" 1 4 6"`.
+    pub v: String,
+}
+
+/// Creates the plain-SQLite `lww` table if needed and seeds the keys that are missing, leaving
+/// existing rows untouched (so a restart keeps every append). For stores without PowerSync.
+pub fn create_and_seed(conn: &Connection) -> Result<()> {
+    conn.execute(
+        "CREATE TABLE IF NOT EXISTS lww (
+             id TEXT NOT NULL PRIMARY KEY,
+             k INTEGER NOT NULL UNIQUE,
+             v TEXT NOT NULL
+         ) STRICT",
+        [],
+    )?;
+    seed_missing_keys(conn)
+}
+
+/// Inserts `(random uuid, k, '')` for every key in `0..KEY_COUNT` that has no row yet. Uses only
+/// `SELECT` and `INSERT`, so it works on the plain table and on a PowerSync `lww` view alike
+/// (e.g. a local-only one); run it inside a write transaction.
+pub fn seed_missing_keys(conn: &Connection) -> Result<()> {
+    // A random version-4 UUID text made by SQLite, like the Postgres side's gen_random_uuid().
+    let mut seed = conn.prepare_cached(
+        "INSERT INTO lww (id, k, v)
+         SELECT substr(u, 1, 8) || '-' || substr(u, 9, 4) || '-4' || substr(u, 14, 3) || '-'
+                || substr('89ab', 1 + (abs(random()) % 4), 1) || substr(u, 18, 3) || '-'
+                || substr(u, 21, 12),
+                ?1, ''
+         FROM (SELECT lower(hex(randomblob(16))) AS u)
+         WHERE NOT EXISTS (SELECT 1 FROM lww WHERE k = ?1)",
+    )?;
+    for k in 0..KEY_COUNT {
+        seed.execute(params![k])?;
+    }
+    Ok(())
+}
+
+/// Runs the micro-ops in order on `conn` (the caller holds the write transaction), filling in
+/// reads; a read sees the earlier appends of the same transaction. A key without a row is an
+/// [`Error::KeyNotPresent`], and the caller must roll back.
+pub fn apply(conn: &Connection, ops: Vec<MicroOp>) -> Result<Vec<MicroOp>> {
+    let mut read = conn.prepare_cached("SELECT v FROM lww WHERE k = ?1")?;
+    let mut append = conn.prepare_cached("UPDATE lww SET v = lww.v || ' ' || ?1 WHERE k = ?2")?;
+    ops.into_iter()
+        .map(|op| match op {
+            MicroOp::Read { key, .. } => {
+                let stored: Option<String> =
+                    read.query_row(params![key], |row| row.get(0)).optional()?;
+                let stored = stored.ok_or(Error::KeyNotPresent(key))?;
+                Ok(MicroOp::Read {
+                    key,
+                    value: read_value(&stored),
+                })
+            }
+            MicroOp::Append { key, value } => {
+                // The row must exist (the seed era lost appends to missing keys silently). The
+                // UPDATE's change count cannot tell: on a PowerSync view the INSTEAD OF trigger
+                // does the write and SQLite reports 0 changes. So look first.
+                let exists = read.query_row(params![key], |_| Ok(())).optional()?;
+                exists.ok_or(Error::KeyNotPresent(key))?;
+                append.execute(params![value, key])?;
+                Ok(MicroOp::Append { key, value })
+            }
+        })
+        .collect()
+}
+
+/// All rows, ordered by key.
+pub fn list(conn: &Connection) -> Result<Vec<LwwRow>> {
+    let mut stmt = conn.prepare_cached("SELECT id, k, v FROM lww ORDER BY k")?;
+    let rows = stmt.query_map([], |row| {
+        Ok(LwwRow {
+            id: row.get(0)?,
+            k: row.get(1)?,
+            v: row.get(2)?,
+        })
+    })?;
+    rows.collect::<rusqlite::Result<_>>().map_err(Error::from)
+}
+
+/// The read value of a stored list text: `''` is nil, anything else the EDN vector of its
+/// space-separated elements (the leading space of the first append trimmed away).
+pub fn read_value(stored: &str) -> Option<String> {
+    if stored.is_empty() {
+        None
+    } else {
+        Some(format!("[{}]", stored.trim_start()))
+    }
+}
+
+#[cfg(test)]
+mod test {
+    use super::*;
+
+    fn seeded() -> Connection {
+        let conn = Connection::open_in_memory().unwrap();
+        create_and_seed(&conn).unwrap();
+        conn
+    }
+
+    #[test]
+    fn read_value_follows_the_leading_space_encoding() {
+        assert_eq!(read_value(""), None);
+        assert_eq!(read_value(" 7").as_deref(), Some("[7]"));
+        assert_eq!(read_value(" 1 4 6").as_deref(), Some("[1 4 6]"));
+    }
+
+    #[test]
+    fn seeding_creates_every_key_once_and_keeps_existing_rows() {
+        let conn = seeded();
+        apply(&conn, vec![MicroOp::Append { key: 5, value: 1 }]).unwrap();
+        create_and_seed(&conn).unwrap();
+        let rows = list(&conn).unwrap();
+        assert_eq!(rows.len(), KEY_COUNT as usize);
+        assert_eq!(
+            rows.iter().map(|r| r.k).collect::<Vec<_>>(),
+            (0..KEY_COUNT).collect::<Vec<_>>()
+        );
+        assert_eq!(rows[5].v, " 1");
+        let ids: std::collections::HashSet<_> = rows.iter().map(|r| r.id.as_str()).collect();
+        assert_eq!(ids.len(), rows.len(), "ids are distinct");
+        assert!(
+            rows.iter()
+                .all(|r| r.id.len() == 36 && r.id.as_bytes()[14] == b'4')
+        );
+    }
+
+    #[test]
+    fn reads_see_earlier_appends_of_the_same_transaction() {
+        let conn = seeded();
+        let out = apply(
+            &conn,
+            vec![
+                MicroOp::Read {
+                    key: 3,
+                    value: None,
+                },
+                MicroOp::Append { key: 3, value: 7 },
+                MicroOp::Append { key: 3, value: -2 },
+                MicroOp::Read {
+                    key: 3,
+                    value: None,
+                },
+            ],
+        )
+        .unwrap();
+        assert_eq!(
+            out[0],
+            MicroOp::Read {
+                key: 3,
+                value: None
+            }
+        );
+        assert_eq!(
+            out[3],
+            MicroOp::Read {
+                key: 3,
+                value: Some("[7 -2]".into())
+            }
+        );
+        assert_eq!(list(&conn).unwrap()[3].v, " 7 -2");
+    }
+
+    #[test]
+    fn a_key_without_a_row_is_an_error() {
+        let conn = seeded();
+        let err = apply(&conn, vec![MicroOp::Append { key: 100, value: 1 }]).unwrap_err();
+        assert!(matches!(err, Error::KeyNotPresent(100)));
+        let err = apply(
+            &conn,
+            vec![MicroOp::Read {
+                key: -1,
+                value: None,
+            }],
+        )
+        .unwrap_err();
+        assert!(matches!(err, Error::KeyNotPresent(-1)));
+    }
+
+    #[test]
+    fn micro_ops_serialize_in_wire_order() {
+        let ops = vec![
+            MicroOp::Read {
+                key: 3,
+                value: Some("[1 4]".into()),
+            },
+            MicroOp::Read {
+                key: 4,
+                value: None,
+            },
+            MicroOp::Append { key: 3, value: 7 },
+        ];
+        assert_eq!(
+            serde_json::to_string(&ops).unwrap(),
+            r#"[{"f":"r","k":3,"v":"[1 4]"},{"f":"r","k":4,"v":null},{"f":"append","k":3,"v":7}]"#
+        );
+    }
+}
+
+/// The same SQL on a real PowerSync database (the vendored default core), where `lww` is a view
+/// with CRUD triggers: what the PowerSync modes will run.
+#[cfg(test)]
+mod on_powersync_views {
+    use powersync::schema::{Column, Index, Table};
+    use powersync::{DatabaseOptions, PowerSyncDatabase, Schema, UpdateType};
+
+    use super::*;
+
+    /// The test's error: the endpoint's, or the wrapper's.
+    #[derive(Debug)]
+    struct Failure(String);
+
+    impl From<powersync::Error> for Failure {
+        fn from(e: powersync::Error) -> Self {
+            Self(e.to_string())
+        }
+    }
+
+    impl From<Error> for Failure {
+        fn from(e: Error) -> Self {
+            Self(e.to_string())
+        }
+    }
+
+    fn schema(local_only: bool) -> Schema {
+        let table = Table::new("lww", vec![Column::integer("k"), Column::text("v")])
+            .index(Index::new("lww_k", ["k"]));
+        Schema::new(vec![if local_only {
+            table.local_only()
+        } else {
+            table
+        }])
+    }
+
+    async fn open(dir: &tempfile::TempDir, local_only: bool) -> PowerSyncDatabase {
+        PowerSyncDatabase::open(
+            dir.path().join("ps.sqlite3"),
+            &schema(local_only),
+            DatabaseOptions::default(),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{e} (run vendor/fetch-cores --default)"))
+    }
+
+    async fn txn(db: &PowerSyncDatabase, ops: Vec<MicroOp>) -> Result<Vec<MicroOp>, Failure> {
+        db.write_transaction(move |tx| Ok(apply(tx, ops)?)).await
+    }
+
+    #[tokio::test]
+    async fn seed_apply_and_list_work_on_a_local_only_view() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = open(&dir, true).await;
+        db.write_transaction(|tx| Ok::<_, Failure>(seed_missing_keys(tx)?))
+            .await
+            .unwrap();
+        db.write_transaction(|tx| Ok::<_, Failure>(seed_missing_keys(tx)?))
+            .await
+            .unwrap();
+        let out = txn(
+            &db,
+            vec![
+                MicroOp::Append { key: 3, value: 7 },
+                MicroOp::Read {
+                    key: 3,
+                    value: None,
+                },
+            ],
+        )
+        .await
+        .unwrap();
+        assert_eq!(
+            out[1],
+            MicroOp::Read {
+                key: 3,
+                value: Some("[7]".into())
+            }
+        );
+        let rows = db
+            .read_transaction(|tx| Ok::<_, Failure>(list(tx)?))
+            .await
+            .unwrap();
+        assert_eq!(rows.len(), KEY_COUNT as usize);
+        assert_eq!(rows[3].v, " 7");
+        assert_eq!(
+            db.upload_queue_stats().await.unwrap().count,
+            0,
+            "local-only: nothing to upload"
+        );
+        db.close().await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn appends_on_a_synced_view_queue_one_patch_with_the_whole_list() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = open(&dir, false).await;
+        // Before the first sync there are no rows: the transaction fails and keeps nothing.
+        let err = txn(
+            &db,
+            vec![MicroOp::Read {
+                key: 0,
+                value: None,
+            }],
+        )
+        .await
+        .unwrap_err();
+        assert!(err.0.contains("key 0 has no row"), "{err:?}");
+
+        db.write_transaction(|tx| Ok::<_, Failure>(seed_missing_keys(tx)?))
+            .await
+            .unwrap();
+        let seeded = db.upload_queue_stats().await.unwrap().count;
+        assert_eq!(seeded, KEY_COUNT as u64, "one PUT per seeded row");
+        txn(
+            &db,
+            vec![
+                MicroOp::Append { key: 5, value: 1 },
+                MicroOp::Append { key: 5, value: 2 },
+            ],
+        )
+        .await
+        .unwrap();
+        let batch = db.crud_batch(1000).await.unwrap().unwrap();
+        let patches: Vec<_> = batch
+            .crud
+            .iter()
+            .filter(|e| e.op == UpdateType::Patch)
+            .collect();
+        assert_eq!(patches.len(), 2, "{patches:?}");
+        assert_eq!(patches[1].data.as_ref().unwrap()["v"], " 1 2");
+        db.close().await.unwrap();
+    }
+}
