@@ -52,10 +52,23 @@ impl fmt::Display for Mode {
 pub enum BackendConnector {
     /// One whole local transaction per PostgreSQL transaction (the seed's default).
     #[value(name = "CrudTransactionConnector")]
-    CrudTransaction,
+    Transaction,
     /// One CRUD batch per call, entry by entry in autocommit.
     #[value(name = "CrudBatchConnector")]
-    CrudBatch,
+    Batch,
+    /// Several whole local transactions per PostgreSQL transaction, never splitting one.
+    #[value(name = "CrudMultiTransactionConnector")]
+    MultiTransaction,
+}
+
+impl fmt::Display for BackendConnector {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            BackendConnector::Transaction => "CrudTransactionConnector",
+            BackendConnector::Batch => "CrudBatchConnector",
+            BackendConnector::MultiTransaction => "CrudMultiTransactionConnector",
+        })
+    }
 }
 
 /// `ENDPOINT_LOG_LEVEL`: the Dart `logging` level names, or the `tracing` ones.
@@ -90,10 +103,6 @@ pub struct Secret(String);
 
 impl Secret {
     /// The secret value, for the one place that needs it.
-    #[allow(
-        dead_code,
-        reason = "read by the PowerSync modes (tokens, PostgreSQL), not yet wired"
-    )]
     pub fn expose(&self) -> &str {
         &self.0
     }
@@ -240,7 +249,7 @@ impl fmt::Display for Config {
         write!(
             f,
             "mode={} port={} log_level={} LOCAL_ONLY={} POWERSYNC_URL={} SQLITE3_PATH={} \
-             USER_ID={} BACKEND_CONNECTOR={:?} PG_DATABASE={}@{}:{}/{} JWKS_PRIVATE_KEY={} .env={}",
+             USER_ID={} BACKEND_CONNECTOR={} PG_DATABASE={}@{}:{}/{} JWKS_PRIVATE_KEY={} .env={}",
             self.mode,
             self.port,
             self.log_level.0,
@@ -401,7 +410,7 @@ mod test {
         assert_eq!(c.powersync_url, "http://powersync:8080");
         assert_eq!(c.sqlite3_path, Path::new("/work/powersync.sqlite3"));
         assert_eq!(c.user_id, "userId");
-        assert_eq!(c.backend_connector, BackendConnector::CrudTransaction);
+        assert_eq!(c.backend_connector, BackendConnector::Transaction);
         assert_eq!(c.postgres.host, "pg-db");
         assert_eq!(c.postgres.port, 5432);
         assert_eq!(c.postgres.password.expose(), "mypassword");
@@ -453,7 +462,7 @@ mod test {
         assert!(config(&[], &dotenv(&[("ENDPOINT_PORT", "70000")])).is_err());
         assert!(config(&[], &dotenv(&[("POWERSYNC_URL", "powersync:8080")])).is_err());
         let c = config(&[], &dotenv(&[("BACKEND_CONNECTOR", "CrudBatchConnector")])).unwrap();
-        assert_eq!(c.backend_connector, BackendConnector::CrudBatch);
+        assert_eq!(c.backend_connector, BackendConnector::Batch);
     }
 
     #[test]
@@ -473,7 +482,7 @@ mod test {
         assert_eq!(env.as_ref().map(Vec::len), Some(12));
         let c = config(&[], &env).unwrap();
         assert_eq!(c.mode, Mode::Powersync);
-        assert_eq!(c.backend_connector, BackendConnector::CrudBatch);
+        assert_eq!(c.backend_connector, BackendConnector::Batch);
         assert_eq!(c.sqlite3_path, Path::new("/work/powersync.sqlite3"));
         assert_eq!(
             c.jwks_private_key.as_ref().map(Secret::expose),

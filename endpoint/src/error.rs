@@ -1,7 +1,5 @@
 //! The endpoint's one error type.
 
-use crate::config::Mode;
-
 /// Everything that can go wrong in the endpoint, from configuration to a client's request.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -14,9 +12,6 @@ pub enum Error {
         /// What is wrong with it.
         message: String,
     },
-    /// The selected mode is parsed and valid but not wired into this build yet.
-    #[error("mode {0} needs the powersync crate (not yet wired)")]
-    ModeNotWired(Mode),
     /// A client's request is malformed; answered with a 4xx and never touches the database.
     #[error("{problem}")]
     InvalidRequest {
@@ -34,6 +29,14 @@ pub enum Error {
     /// SQLite kept another journal mode when asked for WAL (e.g. an in-memory database).
     #[error("sqlite refused journal_mode=WAL (it reports {0:?})")]
     WalRefused(String),
+    /// The PowerSync database failed (opening, the core, a transaction).
+    #[error("powersync: {0}")]
+    PowerSync(#[from] powersync::Error),
+    /// The synced mode did not complete its first sync in time.
+    #[error(
+        "no complete first sync with every seeded key within {0:?}; is the PowerSync service reachable?"
+    )]
+    FirstSyncTimeout(std::time::Duration),
     /// SQLite reported a failure.
     #[error("sqlite: {0}")]
     Sqlite(#[from] rusqlite::Error),

@@ -2,7 +2,9 @@
 //! jepsen-powersync harness (a drop-in for the seed era's Dart endpoint).
 
 mod api;
+mod auth;
 mod config;
+mod connectors;
 mod error;
 mod logging;
 mod model;
@@ -45,7 +47,7 @@ async fn main() -> ExitCode {
         Err(e) => {
             tracing::error!("powersync_endpoint stopped: {e}");
             match e {
-                Error::Config { .. } | Error::ModeNotWired(_) => ExitCode::from(2),
+                Error::Config { .. } => ExitCode::from(2),
                 _ => ExitCode::FAILURE,
             }
         }
@@ -63,7 +65,10 @@ async fn run(config: Config) -> Result<()> {
             tracing::info!("sqlite3-local database {}", store.path().display());
             serve(Arc::new(store), &config).await
         }
-        mode @ (Mode::PowersyncLocal | Mode::Powersync) => Err(Error::ModeNotWired(mode)),
+        Mode::PowersyncLocal | Mode::Powersync => {
+            let store = store::powersync::PowerSyncStore::open(&config).await?;
+            serve(store, &config).await
+        }
     }
 }
 

@@ -58,12 +58,12 @@ fn configuration_mistakes_exit_non_zero_with_a_message() {
         (
             &[],
             &["--mode", "powersync"],
-            "mode powersync needs the powersync crate (not yet wired)",
+            "JWKS_PRIVATE_KEY: is required in mode powersync",
         ),
         (
-            &[],
-            &["--mode", "powersync-local"],
-            "mode powersync-local needs the powersync crate",
+            &[("JWKS_PRIVATE_KEY", "not*base64")],
+            &["--mode", "powersync"],
+            "JWKS_PRIVATE_KEY: not base64",
         ),
     ];
     for (env, args, needle) in cases {
@@ -81,8 +81,9 @@ fn configuration_mistakes_exit_non_zero_with_a_message() {
     // The default mode (no ENDPOINT_MODE, LOCAL_ONLY unset) is the synced one, as in the seed.
     let (status, output) = wd.run_to_exit(&[("ENDPOINT_PORT", "0")], &[]);
     assert!(!status.success());
+    assert!(output.contains("mode=powersync"), "{output}");
     assert!(
-        output.contains("mode powersync needs the powersync crate"),
+        output.contains("JWKS_PRIVATE_KEY: is required in mode powersync"),
         "{output}"
     );
 }

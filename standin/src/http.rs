@@ -12,7 +12,7 @@ use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde::Deserialize;
-use serde_json::json;
+use serde_json::{Value, json};
 use tokio::sync::{Mutex, mpsc, watch};
 use tokio_postgres::Client;
 
@@ -45,6 +45,7 @@ pub fn router(state: Arc<AppState>) -> Router {
     Router::new()
         .route("/sync/stream", post(sync_stream))
         .route("/write-checkpoint2.json", get(write_checkpoint))
+        .route("/sync/checkpoint-request", post(checkpoint_request))
         .route("/probes/liveness", get(probe))
         .route("/probes/readiness", get(readiness))
         .route("/probes/startup", get(readiness))
@@ -161,6 +162,20 @@ async fn write_checkpoint(
     let claims = authenticate(&state, &headers)?;
     let Query(query) = query.map_err(|e| ApiError::validation(&e.to_string()))?;
     let key = user_key(&claims.sub, query.client_id.as_deref());
+    let client = api_client(&state).await?;
+    let (id, lsn) = state
+        .storage
+        .next_write_checkpoint(&client, &key)
+        .await
+        .map_err(|e| ApiError::unavailable(&format!("write checkpoint: {e}")))?;
+    state.store.add_write_checkpoint(&key, id, lsn);
+    Ok(axum::Json(json!({"data": {"write_checkpoint": id.to_string()}})).into_response())
+}
+
+/// The API connection, (re)connected on demand. The guard serialises write-checkpoint SQL.
+async fn api_client(
+    state: &AppState,
+) -> Result<tokio::sync::MappedMutexGuard<'_, Client>, ApiError> {
     let mut guard = state.client.lock().await;
     if guard.as_ref().is_none_or(Client::is_closed) {
         *guard = Some(
@@ -169,15 +184,39 @@ async fn write_checkpoint(
                 .map_err(|e| ApiError::unavailable(&format!("source database: {e}")))?,
         );
     }
-    let Some(client) = guard.as_ref() else {
-        return Err(ApiError::unavailable("source database unavailable"));
-    };
+    tokio::sync::MutexGuard::try_map(guard, Option::as_mut)
+        .map_err(|_| ApiError::unavailable("source database unavailable"))
+}
+
+/// Body of `POST /sync/checkpoint-request`.
+#[derive(Debug, Deserialize)]
+struct CheckpointRequest {
+    client_id: Option<String>,
+    checkpoint_request_id: Value,
+}
+
+async fn checkpoint_request(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let claims = authenticate(&state, &headers)?;
+    let request: CheckpointRequest =
+        serde_json::from_slice(&body).map_err(|e| ApiError::validation(&e.to_string()))?;
+    let requested = match &request.checkpoint_request_id {
+        Value::String(s) => s.parse::<i64>().ok(),
+        Value::Number(n) => n.as_i64(),
+        _ => None,
+    }
+    .filter(|&id| id > 0)
+    .ok_or_else(|| ApiError::validation("checkpoint_request_id must be a positive int64"))?;
+    let key = user_key(&claims.sub, request.client_id.as_deref());
+    let client = api_client(&state).await?;
     let (id, lsn) = state
         .storage
-        .next_write_checkpoint(client, &key)
+        .request_checkpoint(&client, &key, requested as u64)
         .await
-        .map_err(|e| ApiError::unavailable(&format!("write checkpoint: {e}")))?;
-    drop(guard);
+        .map_err(|e| ApiError::unavailable(&format!("checkpoint request: {e}")))?;
     state.store.add_write_checkpoint(&key, id, lsn);
-    Ok(axum::Json(json!({"data": {"write_checkpoint": id.to_string()}})).into_response())
+    Ok(axum::Json(json!({"data": {"checkpoint_request_id": id.to_string()}})).into_response())
 }

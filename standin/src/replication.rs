@@ -22,7 +22,7 @@ use crate::config::Config;
 use crate::decode::{self, Message, Value, format_lsn, parse_lsn};
 use crate::rows::{ColumnType, previous_text, row_data};
 use crate::rules::{SourceTable, SyncRules};
-use crate::storage::{PersistedState, RowChanges, Storage, quote_ident};
+use crate::storage::{PersistedState, Storage, encode_ops, quote_ident};
 use crate::store::{Op, OpKind, Store};
 
 /// The publication the service (and the stand-in) replicates.
@@ -139,9 +139,9 @@ impl Replicator {
                 rep.last_op_id = state.last_op_id;
                 rep.processed_lsn = state.processed_lsn;
                 rep.slot_confirmed = confirmed;
-                rep.current = rep.storage.load_rows(&rep.client).await?;
+                let ops = rep.storage.load_ops(&rep.client).await?;
+                rep.current = current_rows(&rep.rules, &ops);
                 if load_store {
-                    let ops = rep.storage.load_ops(&rep.client).await?;
                     for (key, id, lsn) in rep.storage.load_write_checkpoints(&rep.client).await? {
                         rep.store.add_write_checkpoint(&key, id, lsn);
                     }
@@ -160,6 +160,7 @@ impl Replicator {
                 }
                 rep.last_op_id = state.map(|s| s.last_op_id).unwrap_or(0);
                 rep.snapshot(load_store).await?;
+                rep.poll().await?;
             }
         }
         Ok(rep)
@@ -234,7 +235,6 @@ impl Replicator {
             .batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
             .await?;
         let mut ops = Vec::new();
-        let mut rows = RowChanges::new();
         for table in self.rules.tables() {
             if !published.contains(&(table.schema.clone(), table.name.clone())) {
                 tracing::warn!(
@@ -272,8 +272,7 @@ impl Replicator {
                     self.current
                         .entry(key.clone())
                         .or_default()
-                        .insert(id.clone(), data.clone());
-                    rows.insert((key.clone(), id), Some(data));
+                        .insert(id, data);
                 }
             }
         }
@@ -282,12 +281,16 @@ impl Replicator {
             last_op_id: self.last_op_id,
             processed_lsn: slot_lsn,
         };
+        let payload = (!ops.is_empty()).then(|| encode_ops(&ops));
         self.storage
-            .persist(&mut self.client, &ops, &rows, state)
+            .persist(&mut self.client, payload, state)
             .await?;
         self.processed_lsn = slot_lsn;
         if publish {
-            self.store.apply(ops, self.last_op_id, slot_lsn);
+            // Durable, but not served before the first poll has replayed every change
+            // committed up to now: clients never see a checkpoint between the snapshot and
+            // the changes that raced with it.
+            self.store.stage(ops, self.last_op_id);
         }
         tracing::info!(
             "initial snapshot stored: checkpoint {}, slot at {}",
@@ -344,6 +347,7 @@ impl Replicator {
                 .get::<_, &str>(0),
         )?;
         if w <= self.slot_confirmed {
+            self.store.commit(self.last_op_id, self.slot_confirmed);
             return Ok(0);
         }
         let rows = self
@@ -358,7 +362,6 @@ impl Replicator {
         self.relations.clear();
         self.relation_infos.clear();
         let mut ops = Vec::new();
-        let mut row_changes = RowChanges::new();
         let mut tx: Option<Vec<Change>> = None;
         let mut last_end = None;
         for row in &rows {
@@ -375,7 +378,7 @@ impl Replicator {
                         continue; // already persisted before a crash
                     }
                     for change in changes {
-                        self.apply_change(change, &mut ops, &mut row_changes);
+                        self.apply_change(change, &mut ops);
                     }
                 }
                 Message::Relation(rel) => self.add_relation(rel),
@@ -421,18 +424,26 @@ impl Replicator {
             }
         };
         let count = ops.len();
-        if !ops.is_empty() || !row_changes.is_empty() {
+        if !ops.is_empty() {
+            // Streams may send these ops right away; checkpoint_complete waits for commit().
+            let payload = encode_ops(&ops);
+            self.store.stage(ops, self.last_op_id);
             let state = PersistedState {
                 last_op_id: self.last_op_id,
                 processed_lsn: position,
             };
-            self.storage
-                .persist(&mut self.client, &ops, &row_changes, state)
-                .await?;
+            if let Err(e) = self
+                .storage
+                .persist(&mut self.client, Some(payload), state)
+                .await
+            {
+                self.store.rollback();
+                return Err(e);
+            }
             self.processed_lsn = position;
         }
+        self.store.commit(self.last_op_id, position);
         self.advance_slot(position).await?;
-        self.store.apply(ops, self.last_op_id, position);
         Ok(count)
     }
 
@@ -468,9 +479,9 @@ impl Replicator {
         }
     }
 
-    fn apply_change(&mut self, change: Change, ops: &mut Vec<Op>, rows: &mut RowChanges) {
+    fn apply_change(&mut self, change: Change, ops: &mut Vec<Op>) {
         match change {
-            Change::Put { table, values } => self.put_row(table, values, None, ops, rows),
+            Change::Put { table, values } => self.put_row(table, values, None, ops),
             Change::Update { table, old, new } => {
                 let new_id = self.id_of(table, &new);
                 let old_id = old.as_ref().and_then(|o| self.id_of(table, o));
@@ -478,12 +489,12 @@ impl Replicator {
                 if let (Some(old_id), Some(new_id)) = (&old_id, &new_id)
                     && old_id != new_id
                 {
-                    self.remove_row(table, old_id, ops, rows);
+                    self.remove_row(table, old_id, ops);
                 }
-                self.put_row(table, new, previous_id, ops, rows);
+                self.put_row(table, new, previous_id, ops);
             }
             Change::Delete { table, old } => match self.id_of(table, &old) {
-                Some(id) => self.remove_row(table, &id, ops, rows),
+                Some(id) => self.remove_row(table, &id, ops),
                 None => tracing::warn!(
                     "DELETE on {} without the `id` column in the replica identity: ignored \
                      (make `id` the primary key or use REPLICA IDENTITY FULL)",
@@ -500,7 +511,7 @@ impl Replicator {
                         .unwrap_or_default();
                     ids.sort();
                     for id in ids {
-                        self.remove_row(table, &id, ops, rows);
+                        self.remove_row(table, &id, ops);
                     }
                 }
             }
@@ -513,7 +524,6 @@ impl Replicator {
         values: Vec<Value>,
         previous_id: Option<String>,
         ops: &mut Vec<Op>,
-        rows: &mut RowChanges,
     ) {
         let info = &self.relation_infos[table];
         if info.targets.is_empty() {
@@ -537,14 +547,10 @@ impl Replicator {
         for (bucket, object_type) in &targets {
             ops.push(self.put(bucket, object_type, &id, &data));
         }
-        self.current
-            .entry(key.clone())
-            .or_default()
-            .insert(id.clone(), data.clone());
-        rows.insert((key, id), Some(data));
+        self.current.entry(key).or_default().insert(id, data);
     }
 
-    fn remove_row(&mut self, table: usize, id: &str, ops: &mut Vec<Op>, rows: &mut RowChanges) {
+    fn remove_row(&mut self, table: usize, id: &str, ops: &mut Vec<Op>) {
         let info = &self.relation_infos[table];
         let key = info.table_key.clone();
         let known = self
@@ -559,8 +565,40 @@ impl Replicator {
         for (bucket, object_type) in &targets {
             ops.push(self.remove(bucket, object_type, id));
         }
-        rows.insert((key, id.to_owned()), None);
     }
+}
+
+/// Rebuilds the rows currently in buckets (per source table key) from the op log: for each
+/// source table, the ops of its first `(bucket, object_type)` target replayed in order.
+pub fn current_rows(rules: &SyncRules, ops: &[Op]) -> HashMap<String, HashMap<String, String>> {
+    let mut sources: HashMap<(&str, &str), String> = HashMap::new();
+    let targets: Vec<(String, String, String)> = rules
+        .tables()
+        .iter()
+        .filter_map(|t| {
+            let (bucket, object_type) = rules.targets(t).into_iter().next()?;
+            Some((bucket, object_type, table_key(t)))
+        })
+        .collect();
+    for (bucket, object_type, key) in &targets {
+        sources.insert((bucket.as_str(), object_type.as_str()), key.clone());
+    }
+    let mut out: HashMap<String, HashMap<String, String>> = HashMap::new();
+    for op in ops {
+        let Some(key) = sources.get(&(op.bucket.as_str(), op.object_type.as_str())) else {
+            continue;
+        };
+        let rows = out.entry(key.clone()).or_default();
+        match (&op.kind, &op.data) {
+            (OpKind::Put, Some(data)) => {
+                rows.insert(op.object_id.clone(), data.clone());
+            }
+            _ => {
+                rows.remove(&op.object_id);
+            }
+        }
+    }
+    out
 }
 
 /// Runs the replication loop until `shutdown` fires. On errors (e.g. a PostgreSQL restart)
@@ -603,5 +641,47 @@ pub async fn run(
                 _ = tokio::time::sleep(pause) => {}
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn op(op_id: u64, bucket: &str, kind: OpKind, object_type: &str, id: &str) -> Op {
+        Op {
+            op_id,
+            bucket: bucket.into(),
+            kind,
+            object_type: object_type.into(),
+            object_id: id.into(),
+            data: (kind == OpKind::Put).then(|| format!("{{\"id\":\"{id}\",\"n\":{op_id}}}")),
+            checksum: 0,
+        }
+    }
+
+    #[test]
+    fn current_rows_are_rebuilt_from_the_op_log() {
+        let rules = SyncRules::parse(
+            "bucket_definitions:\n  a:\n    data:\n      - SELECT * FROM t AS x\n  \
+             b:\n    data:\n      - SELECT * FROM t AS x\n      - SELECT * FROM u\n",
+        )
+        .unwrap();
+        let ops = vec![
+            op(1, "a[]", OpKind::Put, "x", "1"),
+            op(2, "b[]", OpKind::Put, "x", "1"),
+            op(3, "b[]", OpKind::Put, "u", "9"),
+            op(4, "a[]", OpKind::Put, "x", "2"),
+            op(5, "b[]", OpKind::Put, "x", "2"),
+            op(6, "a[]", OpKind::Remove, "x", "1"),
+            op(7, "b[]", OpKind::Remove, "x", "1"),
+            op(8, "a[]", OpKind::Put, "x", "2"),
+            op(9, "b[]", OpKind::Put, "x", "2"),
+        ];
+        let rows = current_rows(&rules, &ops);
+        let t = &rows["public.t"];
+        assert_eq!(t.len(), 1);
+        assert_eq!(t["2"], r#"{"id":"2","n":8}"#);
+        assert_eq!(rows["public.u"]["9"], r#"{"id":"9","n":3}"#);
     }
 }

@@ -72,7 +72,53 @@ fn format_js_number(f: f64) -> String {
 }
 
 fn json_string(text: &str) -> String {
-    Json::String(text.to_owned()).to_string()
+    let mut out = String::with_capacity(text.len() + 2);
+    push_json_string(&mut out, text);
+    out
+}
+
+/// Appends `text` as a JSON string literal, escaped as JavaScript's `JSON.stringify` does
+/// (`"`, `\\`, and control characters; `\b \f \n \r \t` short forms, else `\u00xx`).
+pub fn push_json_string(out: &mut String, text: &str) {
+    out.push('"');
+    let mut start = 0;
+    for (i, b) in text.bytes().enumerate() {
+        let escape: Option<&str> = match b {
+            b'"' => Some("\\\""),
+            b'\\' => Some("\\\\"),
+            b'\n' => Some("\\n"),
+            b'\r' => Some("\\r"),
+            b'\t' => Some("\\t"),
+            0x08 => Some("\\b"),
+            0x0c => Some("\\f"),
+            0..=0x1f => None,
+            _ => continue,
+        };
+        out.push_str(&text[start..i]);
+        match escape {
+            Some(e) => out.push_str(e),
+            None => {
+                use std::fmt::Write;
+                let _ = write!(out, "\\u{:04x}", b);
+            }
+        }
+        start = i + 1;
+    }
+    out.push_str(&text[start..]);
+    out.push('"');
+}
+
+/// Appends the JSON of one non-NULL value (bytea must be filtered out before).
+fn push_value(out: &mut String, type_oid: u32, text: &str) {
+    match type_oid {
+        oid::INT2 | oid::INT4 | oid::INT8 | oid::OID if is_integer(text) => out.push_str(text),
+        oid::FLOAT4 | oid::FLOAT8 | oid::BOOL | oid::TIMESTAMPTZ => {
+            if let Some(v) = json_value(type_oid, text) {
+                out.push_str(&v);
+            }
+        }
+        _ => push_json_string(out, text),
+    }
 }
 
 /// A row's values as text (`None` = SQL NULL), in column order.
@@ -81,16 +127,14 @@ pub type TextRow<'a> = [Option<&'a str>];
 /// Builds `(object_id, data)` for a row: `data` is the JSON object of all columns in table
 /// order (`id` included), and `object_id` is the `id` column as text (`""` without one).
 pub fn row_data(columns: &[ColumnType], values: &TextRow<'_>) -> (String, String) {
-    let mut data = String::with_capacity(64);
+    let mut data = String::with_capacity(16 * columns.len() + 16);
     let mut id = String::new();
     data.push('{');
     let mut first = true;
     for (column, value) in columns.iter().zip(values) {
-        let json = match value {
-            None => Some("null".to_owned()),
-            Some(text) => json_value(column.type_oid, text),
-        };
-        let Some(json) = json else { continue };
+        if column.type_oid == oid::BYTEA && value.is_some() {
+            continue;
+        }
         if column.name == "id"
             && let Some(text) = value
         {
@@ -100,9 +144,12 @@ pub fn row_data(columns: &[ColumnType], values: &TextRow<'_>) -> (String, String
             data.push(',');
         }
         first = false;
-        data.push_str(&json_string(&column.name));
+        push_json_string(&mut data, &column.name);
         data.push(':');
-        data.push_str(&json);
+        match value {
+            None => data.push_str("null"),
+            Some(text) => push_value(&mut data, column.type_oid, text),
+        }
     }
     data.push('}');
     (id, data)
@@ -162,6 +209,27 @@ mod tests {
             data,
             r#"{"id":"a","k":1,"big":9007199254740993,"f":1.5,"b":1,"j":"{\"x\": 1}","n":"1.10","t":"2024-01-02 03:04:05.123456Z","nothing":null}"#
         );
+    }
+
+    #[test]
+    fn strings_escape_like_json_stringify() {
+        for text in [
+            "plain",
+            "q\"uote",
+            "back\\slash",
+            "nl\n tab\t cr\r",
+            "\u{1}\u{8}\u{c}\u{1f}\u{7f}",
+            "ünï ☃",
+        ] {
+            let mine = json_string(text);
+            assert_eq!(serde_json::from_str::<String>(&mine).unwrap(), text);
+            assert_eq!(
+                mine,
+                serde_json::to_string(text).unwrap(),
+                "same escapes as serde_json"
+            );
+        }
+        assert_eq!(json_string("\u{1}"), "\"\\u0001\"");
     }
 
     #[test]

@@ -99,9 +99,19 @@ impl SyncRules {
                 let query = parse_select_star(&sql).map_err(|why| {
                     Error::UnsupportedSyncRules(format!("bucket `{name}`: `{sql}`: {why}"))
                 })?;
-                if !queries.contains(&query) {
-                    queries.push(query);
+                if queries.contains(&query) {
+                    continue;
                 }
+                if queries
+                    .iter()
+                    .any(|q: &DataQuery| q.object_type == query.object_type)
+                {
+                    return Err(Error::UnsupportedSyncRules(format!(
+                        "bucket `{name}`: two tables output as `{}`",
+                        query.object_type
+                    )));
+                }
+                queries.push(query);
             }
             buckets.push(BucketDefinition {
                 name: format!("{name}[]"),
@@ -278,6 +288,7 @@ mod tests {
             "bucket_definitions:\n  b:\n    data:\n      - SELECT id FROM t\n",
             "bucket_definitions:\n  b:\n    data:\n      - SELECT * FROM t WHERE x = 1\n",
             "streams:\n  s:\n    query: SELECT * FROM t\n",
+            "bucket_definitions:\n  b:\n    data:\n      - SELECT * FROM t\n      - SELECT * FROM u AS t\n",
         ] {
             assert!(
                 matches!(SyncRules::parse(yaml), Err(Error::UnsupportedSyncRules(_))),

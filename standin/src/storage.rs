@@ -1,12 +1,13 @@
-//! The stand-in's persistent state in PostgreSQL, in a schema of its own: ops, the rows
-//! currently in buckets, the processed source position and write checkpoints.
+//! The stand-in's persistent state in PostgreSQL, in a schema of its own: ops, the processed
+//! source position and write checkpoints. (The rows currently in buckets are rebuilt from the
+//! ops at start-up, see [`crate::replication::current_rows`].)
 //!
 //! A batch of ops and the new processed position are written in **one transaction**, before
 //! the replication slot is advanced: a crash at any point either keeps the batch (and its op
 //! ids) or replays it from the slot, so no change is lost and no op id is reused.
 
-use std::collections::HashMap;
-
+use axum::body::Bytes;
+use futures_util::SinkExt;
 use tokio_postgres::Client;
 
 use crate::Error;
@@ -33,9 +34,6 @@ pub struct PersistedState {
     pub processed_lsn: u64,
 }
 
-/// A row's current data per `(source table key, row id)`; `None` = row removed.
-pub type RowChanges = HashMap<(String, String), Option<String>>;
-
 impl Storage {
     /// Storage in schema `schema`.
     pub fn new(schema: &str) -> Self {
@@ -60,16 +58,12 @@ impl Storage {
                  CREATE TABLE IF NOT EXISTS {ops} (
                      op_id bigint NOT NULL, bucket text NOT NULL, op text NOT NULL,
                      object_type text NOT NULL, object_id text NOT NULL, data text,
-                     checksum bigint NOT NULL, PRIMARY KEY (bucket, op_id));
-                 CREATE TABLE IF NOT EXISTS {rows} (
-                     source_table text NOT NULL, row_id text NOT NULL, data text NOT NULL,
-                     PRIMARY KEY (source_table, row_id));
+                     checksum bigint NOT NULL, PRIMARY KEY (op_id));
                  CREATE TABLE IF NOT EXISTS {wc} (
                      user_key text PRIMARY KEY, id bigint NOT NULL, lsn pg_lsn NOT NULL);",
                 s = self.schema,
                 state = self.t("state"),
                 ops = self.t("ops"),
-                rows = self.t("current_rows"),
                 wc = self.t("write_checkpoints"),
             ))
             .await?;
@@ -96,80 +90,35 @@ impl Storage {
         .transpose()
     }
 
-    /// Forgets ops and rows (before a fresh initial snapshot). Write checkpoints and the op id
+    /// Forgets ops (before a fresh initial snapshot). Write checkpoints and the op id
     /// counter are kept, so ids stay monotonic.
     pub async fn clear_for_snapshot(&self, client: &Client) -> Result<(), Error> {
         client
-            .batch_execute(&format!(
-                "TRUNCATE {}, {}",
-                self.t("ops"),
-                self.t("current_rows")
-            ))
+            .batch_execute(&format!("TRUNCATE {}", self.t("ops")))
             .await?;
         Ok(())
     }
 
-    /// Writes ops, row changes and the new state in one transaction.
+    /// Writes ops (a payload from [`encode_ops`], loaded with `COPY ... BINARY`) and the new
+    /// state in one transaction.
     pub async fn persist(
         &self,
         client: &mut Client,
-        ops: &[Op],
-        rows: &RowChanges,
+        copy_payload: Option<Bytes>,
         state: PersistedState,
     ) -> Result<(), Error> {
         let tx = client.transaction().await?;
-        if !ops.is_empty() {
-            let ids: Vec<i64> = ops.iter().map(|o| o.op_id as i64).collect();
-            let buckets: Vec<&str> = ops.iter().map(|o| o.bucket.as_str()).collect();
-            let kinds: Vec<&str> = ops.iter().map(|o| o.kind.as_str()).collect();
-            let types: Vec<&str> = ops.iter().map(|o| o.object_type.as_str()).collect();
-            let oids: Vec<&str> = ops.iter().map(|o| o.object_id.as_str()).collect();
-            let data: Vec<Option<&str>> = ops.iter().map(|o| o.data.as_deref()).collect();
-            let sums: Vec<i64> = ops.iter().map(|o| i64::from(o.checksum)).collect();
-            tx.execute(
-                &format!(
-                    "INSERT INTO {} SELECT * FROM unnest($1::int8[], $2::text[], $3::text[], \
-                     $4::text[], $5::text[], $6::text[], $7::int8[])",
+        if let Some(payload) = copy_payload {
+            let sink = tx
+                .copy_in(&format!(
+                    "COPY {} (op_id, bucket, op, object_type, object_id, data, checksum) \
+                     FROM STDIN BINARY",
                     self.t("ops")
-                ),
-                &[&ids, &buckets, &kinds, &types, &oids, &data, &sums],
-            )
-            .await?;
-        }
-        if !rows.is_empty() {
-            let (mut del_t, mut del_i) = (Vec::new(), Vec::new());
-            let (mut up_t, mut up_i, mut up_d) = (Vec::new(), Vec::new(), Vec::new());
-            for ((table, id), data) in rows {
-                match data {
-                    None => {
-                        del_t.push(table.as_str());
-                        del_i.push(id.as_str());
-                    }
-                    Some(d) => {
-                        up_t.push(table.as_str());
-                        up_i.push(id.as_str());
-                        up_d.push(d.as_str());
-                    }
-                }
-            }
-            tx.execute(
-                &format!(
-                    "DELETE FROM {} r USING unnest($1::text[], $2::text[]) AS d(t, i) \
-                     WHERE r.source_table = d.t AND r.row_id = d.i",
-                    self.t("current_rows")
-                ),
-                &[&del_t, &del_i],
-            )
-            .await?;
-            tx.execute(
-                &format!(
-                    "INSERT INTO {} SELECT * FROM unnest($1::text[], $2::text[], $3::text[]) \
-                     ON CONFLICT (source_table, row_id) DO UPDATE SET data = excluded.data",
-                    self.t("current_rows")
-                ),
-                &[&up_t, &up_i, &up_d],
-            )
-            .await?;
+                ))
+                .await?;
+            let mut sink = std::pin::pin!(sink);
+            sink.send(payload).await?;
+            sink.as_mut().finish().await?;
         }
         tx.execute(
             &format!(
@@ -212,27 +161,6 @@ impl Storage {
                 })
             })
             .collect()
-    }
-
-    /// The current rows per source table key.
-    pub async fn load_rows(
-        &self,
-        client: &Client,
-    ) -> Result<HashMap<String, HashMap<String, String>>, Error> {
-        let rows = client
-            .query(
-                &format!(
-                    "SELECT source_table, row_id, data FROM {}",
-                    self.t("current_rows")
-                ),
-                &[],
-            )
-            .await?;
-        let mut out: HashMap<String, HashMap<String, String>> = HashMap::new();
-        for r in rows {
-            out.entry(r.get(0)).or_default().insert(r.get(1), r.get(2));
-        }
-        Ok(out)
     }
 
     /// All write checkpoints: `(user key, id, lsn)`.
@@ -289,6 +217,82 @@ impl Storage {
             .await?;
         Ok((id, lsn))
     }
+}
+
+impl Storage {
+    /// Checkpoint-request mode: stores `requested` for `user_key` if it is higher than the
+    /// stored id (recording the current WAL position), emits the source marker, and returns
+    /// the stored `(id, lsn)` afterwards, i.e. `max(stored, requested)`.
+    pub async fn request_checkpoint(
+        &self,
+        client: &Client,
+        user_key: &str,
+        requested: u64,
+    ) -> Result<(u64, u64), Error> {
+        client
+            .execute(
+                &format!(
+                    "INSERT INTO {wc} AS w (user_key, id, lsn) VALUES ($1, $2, pg_current_wal_lsn()) \
+                     ON CONFLICT (user_key) DO UPDATE SET id = excluded.id, lsn = excluded.lsn \
+                     WHERE w.id < excluded.id",
+                    wc = self.t("write_checkpoints")
+                ),
+                &[&user_key, &(requested as i64)],
+            )
+            .await?;
+        let row = client
+            .query_one(
+                &format!(
+                    "SELECT id, lsn::text FROM {} WHERE user_key = $1",
+                    self.t("write_checkpoints")
+                ),
+                &[&user_key],
+            )
+            .await?;
+        client
+            .execute(
+                "SELECT pg_logical_emit_message(false, 'powersync', 'ping')",
+                &[],
+            )
+            .await?;
+        Ok((
+            row.get::<_, i64>(0) as u64,
+            parse_lsn(row.get::<_, &str>(1))?,
+        ))
+    }
+}
+
+/// Encodes ops as a complete `COPY ... BINARY` payload for [`Storage::persist`].
+pub fn encode_ops(ops: &[Op]) -> Bytes {
+    let mut buf = Vec::with_capacity(32 + ops.len() * 128);
+    buf.extend_from_slice(b"PGCOPY\n\xff\r\n\0");
+    buf.extend_from_slice(&0i32.to_be_bytes()); // flags
+    buf.extend_from_slice(&0i32.to_be_bytes()); // header extension length
+    for op in ops {
+        encode_op_row(&mut buf, op);
+    }
+    buf.extend_from_slice(&(-1i16).to_be_bytes()); // trailer
+    Bytes::from(buf)
+}
+
+/// Appends one row of `COPY ... BINARY` for the ops table: field count, then each field as
+/// length + bytes (length -1 for NULL), in the column order of the COPY statement.
+fn encode_op_row(buf: &mut Vec<u8>, op: &Op) {
+    fn field(buf: &mut Vec<u8>, bytes: &[u8]) {
+        buf.extend_from_slice(&(bytes.len() as i32).to_be_bytes());
+        buf.extend_from_slice(bytes);
+    }
+    buf.extend_from_slice(&7i16.to_be_bytes());
+    field(buf, &(op.op_id as i64).to_be_bytes());
+    field(buf, op.bucket.as_bytes());
+    field(buf, op.kind.as_str().as_bytes());
+    field(buf, op.object_type.as_bytes());
+    field(buf, op.object_id.as_bytes());
+    match &op.data {
+        Some(data) => field(buf, data.as_bytes()),
+        None => buf.extend_from_slice(&(-1i32).to_be_bytes()),
+    }
+    field(buf, &i64::from(op.checksum).to_be_bytes());
 }
 
 #[cfg(test)]

@@ -1,8 +1,11 @@
 //! In-memory view of the stand-in's state that the HTTP streams read: ops per bucket, bucket
 //! checksums, the current checkpoint, the replicated position and the write checkpoints.
 //!
-//! The replicator persists everything in PostgreSQL first ([`crate::storage`]) and only then
-//! applies it here, so this view never runs ahead of what survives a crash.
+//! The replicator *stages* the ops of a batch here as soon as they are decoded, so streams can
+//! send the checkpoint line and the data while the batch is being persisted; it *commits*
+//! them once they are durable in PostgreSQL ([`crate::storage`]). Streams send
+//! `checkpoint_complete` (the only line that makes a client apply anything) only for
+//! committed checkpoints. A failed persist rolls the staged ops back.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::RwLock;
@@ -74,7 +77,10 @@ struct Bucket {
 #[derive(Debug, Default)]
 struct State {
     ready: bool,
+    /// Newest staged checkpoint (may not be durable yet).
     checkpoint: u64,
+    /// Newest durable checkpoint.
+    durable: u64,
     replicated_lsn: u64,
     buckets: BTreeMap<String, Bucket>,
     /// Per `"<sub>/<client_id>"`: (write checkpoint id, source LSN), ascending.
@@ -134,9 +140,9 @@ impl Store {
         self.read().ready
     }
 
-    /// Appends ops of whole source transactions (in op id order) and moves the checkpoint and
-    /// the replicated position forward; marks the store ready.
-    pub fn apply(&self, ops: Vec<Op>, checkpoint: u64, replicated_lsn: u64) {
+    /// Stages ops of whole source transactions (in op id order) up to `checkpoint`: they are
+    /// visible to streams, but not yet durable.
+    pub fn stage(&self, ops: Vec<Op>, checkpoint: u64) {
         {
             let mut state = self.write();
             for op in ops {
@@ -146,10 +152,64 @@ impl Store {
                 bucket.ops.push(op);
             }
             state.checkpoint = state.checkpoint.max(checkpoint);
-            state.replicated_lsn = state.replicated_lsn.max(replicated_lsn);
-            state.ready = true;
         }
         self.bump();
+    }
+
+    /// Marks everything up to `checkpoint` durable, moves the replicated position forward and
+    /// marks the store ready.
+    pub fn commit(&self, checkpoint: u64, replicated_lsn: u64) {
+        let changed = {
+            let mut state = self.write();
+            let before = (
+                state.checkpoint,
+                state.durable,
+                state.replicated_lsn,
+                state.ready,
+            );
+            state.checkpoint = state.checkpoint.max(checkpoint);
+            state.durable = state.durable.max(checkpoint);
+            state.replicated_lsn = state.replicated_lsn.max(replicated_lsn);
+            state.ready = true;
+            before
+                != (
+                    state.checkpoint,
+                    state.durable,
+                    state.replicated_lsn,
+                    state.ready,
+                )
+        };
+        if changed {
+            self.bump();
+        }
+    }
+
+    /// Stages and commits in one step (ops that are already durable).
+    pub fn apply(&self, ops: Vec<Op>, checkpoint: u64, replicated_lsn: u64) {
+        self.stage(ops, checkpoint);
+        self.commit(checkpoint, replicated_lsn);
+    }
+
+    /// Drops staged ops that were not committed (their persist failed).
+    pub fn rollback(&self) {
+        {
+            let mut state = self.write();
+            let durable = state.durable;
+            for bucket in state.buckets.values_mut() {
+                let keep = bucket.ops.partition_point(|op| op.op_id <= durable);
+                for op in bucket.ops.drain(keep..) {
+                    bucket.sum.checksum = bucket.sum.checksum.wrapping_sub(op.checksum);
+                    bucket.sum.count -= 1;
+                }
+            }
+            state.checkpoint = durable;
+        }
+        self.bump();
+    }
+
+    /// The newest durable checkpoint.
+    pub fn durable_checkpoint(&self) -> u64 {
+        self.read().durable
     }
 
     /// The current checkpoint with all bucket checksums.
@@ -251,6 +311,30 @@ mod tests {
             .collect();
         assert_eq!(ids, [2]);
         assert_eq!(store.ops("global[]", 0, 3, 2).len(), 2);
+    }
+
+    #[test]
+    fn staged_ops_roll_back_until_committed() {
+        let store = Store::new(&["global[]".to_owned()]);
+        store.apply(vec![put(1, 10)], 1, 100);
+        store.stage(vec![put(2, 20), put(3, 30)], 3);
+        assert_eq!(store.view().checkpoint, 3);
+        assert_eq!(store.durable_checkpoint(), 1);
+        assert_eq!(store.view().buckets["global[]"].checksum, 60);
+        store.rollback();
+        let view = store.view();
+        assert_eq!(view.checkpoint, 1);
+        assert_eq!(
+            view.buckets["global[]"],
+            BucketChecksum {
+                checksum: 10,
+                count: 1
+            }
+        );
+        store.stage(vec![put(2, 20)], 2);
+        store.commit(2, 200);
+        assert_eq!(store.durable_checkpoint(), 2);
+        assert_eq!(store.view().replicated_lsn, 200);
     }
 
     #[test]

@@ -57,21 +57,49 @@ fn jitter(base: Duration) -> Duration {
     base.mul_f64(factor)
 }
 
-fn op_json(op: &Op) -> Value {
-    let mut entry = json!({
-        "op_id": op.op_id.to_string(),
-        "op": op.kind.as_str(),
-        "object_type": op.object_type,
-        "object_id": op.object_id,
-        "subkey": subkey(&op.object_type, &op.object_id),
-        "checksum": op.checksum,
-    });
+use crate::rows::push_json_string as push_str;
+
+/// Appends one oplog entry: ids and `data` as strings, as the core requires.
+fn push_op(out: &mut String, op: &Op) {
+    use std::fmt::Write;
+    let _ = write!(
+        out,
+        "{{\"op_id\":\"{}\",\"op\":\"{}\",\"object_type\":",
+        op.op_id,
+        op.kind.as_str()
+    );
+    push_str(out, &op.object_type);
+    out.push_str(",\"object_id\":");
+    push_str(out, &op.object_id);
+    out.push_str(",\"subkey\":");
+    push_str(out, &subkey(&op.object_type, &op.object_id));
     if op.kind == OpKind::Put
-        && let (Some(data), Some(obj)) = (&op.data, entry.as_object_mut())
+        && let Some(data) = &op.data
     {
-        obj.insert("data".to_owned(), Value::String(data.clone()));
+        out.push_str(",\"data\":");
+        push_str(out, data);
     }
-    entry
+    let _ = write!(out, ",\"checksum\":{}}}", op.checksum);
+}
+
+/// One `data` line (with its newline).
+fn data_line(bucket: &str, after: u64, next_after: u64, has_more: bool, ops: &[Op]) -> Bytes {
+    use std::fmt::Write;
+    let mut out = String::with_capacity(64 + ops.len() * 160);
+    out.push_str("{\"data\":{\"bucket\":");
+    push_str(&mut out, bucket);
+    let _ = write!(
+        out,
+        ",\"after\":\"{after}\",\"next_after\":\"{next_after}\",\"has_more\":{has_more},\"data\":["
+    );
+    for (i, op) in ops.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        push_op(&mut out, op);
+    }
+    out.push_str("]}}\n");
+    Bytes::from(out)
 }
 
 impl StreamContext {
@@ -209,15 +237,9 @@ impl StreamContext {
                         .store
                         .ops(name, next_after, view.checkpoint, 1)
                         .is_empty();
-                let data: Vec<Value> = ops.iter().map(op_json).collect();
-                let v = json!({"data": {
-                    "bucket": name,
-                    "after": after.to_string(),
-                    "next_after": next_after.to_string(),
-                    "has_more": has_more,
-                    "data": data,
-                }});
-                tx.send(line(&v)).await.map_err(|_| ())?;
+                tx.send(data_line(name, after, next_after, has_more, &ops))
+                    .await
+                    .map_err(|_| ())?;
                 after = next_after;
             }
             self.positions
@@ -238,26 +260,36 @@ mod tests {
     use super::*;
 
     #[test]
-    fn op_lines_use_strings_for_ids_and_data() {
-        let op = Op {
+    fn data_lines_use_strings_for_ids_and_data() {
+        let put = Op {
             op_id: 7,
             bucket: "global[]".into(),
             kind: OpKind::Put,
             object_type: "lww".into(),
-            object_id: "a".into(),
-            data: Some(r#"{"id":"a"}"#.into()),
-            checksum: 5,
+            object_id: "a\"b".into(),
+            data: Some(r#"{"id":"a\"b"}"#.into()),
+            checksum: 4294967295,
         };
-        let v = op_json(&op);
-        assert_eq!(v["op_id"], "7");
-        assert_eq!(v["data"], r#"{"id":"a"}"#);
-        assert_eq!(v["subkey"], "lww/a");
         let remove = Op {
+            op_id: 8,
             kind: OpKind::Remove,
             data: None,
-            ..op
+            checksum: 1,
+            ..put.clone()
         };
-        assert!(op_json(&remove).get("data").is_none());
+        let bytes = data_line("global[]", 6, 8, false, &[put, remove]);
+        assert!(bytes.ends_with(b"\n"));
+        let v: Value = serde_json::from_slice(&bytes).unwrap();
+        assert_eq!(
+            v,
+            json!({"data": {"bucket": "global[]", "after": "6", "next_after": "8", "has_more": false,
+            "data": [
+                {"op_id": "7", "op": "PUT", "object_type": "lww", "object_id": "a\"b",
+                 "subkey": "lww/a\"b", "data": "{\"id\":\"a\\\"b\"}", "checksum": 4294967295u32},
+                {"op_id": "8", "op": "REMOVE", "object_type": "lww", "object_id": "a\"b",
+                 "subkey": "lww/a\"b", "checksum": 1}
+            ]}})
+        );
     }
 
     #[test]

@@ -64,13 +64,19 @@ impl CoreClient {
         list
     }
 
-    /// `start`, returning the request body of `EstablishSyncStream`.
+    /// `start` in legacy checkpoint mode, returning the request body of `EstablishSyncStream`.
     fn start(&mut self) -> Value {
-        let instructions = self.control("start", Some(r#"{"checkpoint_mode":"legacy"}"#));
+        self.start_in("legacy")["request"].clone()
+    }
+
+    /// `start` in `mode`, returning the whole `EstablishSyncStream` instruction.
+    fn start_in(&mut self, mode: &str) -> Value {
+        let payload = json!({ "checkpoint_mode": mode }).to_string();
+        let instructions = self.control("start", Some(&payload));
         instructions
             .iter()
             .find_map(|i| i.get("EstablishSyncStream"))
-            .map(|e| e["request"].clone())
+            .cloned()
             .expect("EstablishSyncStream")
     }
 
@@ -366,5 +372,117 @@ async fn token_expiry_and_bad_tokens_with_the_core_request() {
     }
     assert!(closed, "core closed the stream at expiry");
     assert_eq!(client.rows().len(), 1, "data synced before expiry");
+    standin.shutdown().await;
+}
+
+#[tokio::test]
+async fn checkpoint_request_mode_makes_an_uploaded_change_visible() {
+    let (pg, db) = postgres(&format!("{LWW}; INSERT INTO lww VALUES ('a', 1, 1)")).await;
+    let standin = StandIn::start(config(&pg, LWW_RULES)).await.unwrap();
+    let url = standin.url();
+    let http = reqwest::Client::new();
+    let auth = format!("Token {}", token("u1"));
+    let mut client = CoreClient::open();
+    let establish = client.start_in("requests");
+    let response = open_stream(&url, &token("u1"), &establish["request"]).await;
+    client.control("connection", Some("established"));
+    let mut lines = Lines::new(response);
+    // Seed the core's counter from the service.
+    let seed = &establish["checkpoint_request"];
+    assert!(
+        seed.is_object(),
+        "core 0.5 sends a checkpoint request: {establish}"
+    );
+    let seeded: Value = http
+        .post(format!("{url}/sync/checkpoint-request"))
+        .header("Authorization", &auth)
+        .body(seed.to_string())
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let seeded_id = seeded["data"]["checkpoint_request_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    client.conn.execute_batch("BEGIN IMMEDIATE").unwrap();
+    client
+        .conn
+        .query_row(
+            "SELECT powersync_control('seed_checkpoint_request_id', ?1)",
+            [&seeded_id],
+            |_| Ok(()),
+        )
+        .unwrap();
+    client.conn.execute_batch("COMMIT").unwrap();
+    feed_until(&mut client, &mut lines, |_| {}, |c| c.rows().len() == 1).await;
+
+    // Local write, "uploaded" with a server-side twist.
+    client
+        .conn
+        .execute("INSERT INTO lww (id, k, v) VALUES ('mine', 5, 1)", [])
+        .unwrap();
+    db.batch_execute("INSERT INTO lww VALUES ('mine', 5, 100)")
+        .await
+        .unwrap();
+    client.conn.execute_batch("BEGIN IMMEDIATE").unwrap();
+    let next: i64 = client
+        .conn
+        .query_row(
+            "SELECT powersync_control('next_checkpoint_request_id', NULL)",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    client.conn.execute_batch("COMMIT").unwrap();
+    let client_id: String = client
+        .conn
+        .query_row("SELECT powersync_client_id()", [], |r| r.get(0))
+        .unwrap();
+    let answer: Value = http
+        .post(format!("{url}/sync/checkpoint-request"))
+        .header("Authorization", &auth)
+        .body(
+            json!({"client_id": client_id, "checkpoint_request_id": next.to_string()}).to_string(),
+        )
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let id = answer["data"]["checkpoint_request_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(id, next.to_string());
+    client.conn.execute_batch("BEGIN IMMEDIATE").unwrap();
+    client.conn.execute("DELETE FROM ps_crud", []).unwrap();
+    client
+        .conn
+        .query_row(
+            "SELECT powersync_control('target_checkpoint_request_id', ?1)",
+            [&id],
+            |_| Ok(()),
+        )
+        .unwrap();
+    client.conn.execute_batch("COMMIT").unwrap();
+    client.control("completed_upload", None);
+    assert_eq!(
+        client.rows()["mine"],
+        (5, 1),
+        "local state until the checkpoint arrives"
+    );
+    feed_until(
+        &mut client,
+        &mut lines,
+        |_| {},
+        |c| c.applied_request_ids().contains(&id),
+    )
+    .await;
+    assert_eq!(client.rows()["mine"], (5, 100));
+    drop(lines);
     standin.shutdown().await;
 }

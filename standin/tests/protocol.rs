@@ -525,14 +525,9 @@ async fn probes_unknown_routes_bad_bodies_and_token_expiry() {
     let mut lines = Lines::new(open_stream(&url, &short, &request(json!([]))).await);
     lines.until_complete().await;
     let mut keepalives = Vec::new();
-    loop {
-        match lines.next_raw(Duration::from_secs(10)).await {
-            Some(raw) => {
-                let v: Value = serde_json::from_str(&raw).unwrap();
-                keepalives.push(v["token_expires_in"].as_i64().expect("only keepalives"));
-            }
-            None => break,
-        }
+    while let Some(raw) = lines.next_raw(Duration::from_secs(10)).await {
+        let v: Value = serde_json::from_str(&raw).unwrap();
+        keepalives.push(v["token_expires_in"].as_i64().expect("only keepalives"));
     }
     assert_eq!(keepalives.last(), Some(&0), "{keepalives:?}");
     assert!(
@@ -543,5 +538,68 @@ async fn probes_unknown_routes_bad_bodies_and_token_expiry() {
         keepalives.windows(2).all(|w| w[0] >= w[1]),
         "{keepalives:?}"
     );
+    standin.shutdown().await;
+}
+
+#[tokio::test]
+async fn survives_a_postgres_crash_restart() {
+    let (mut pg, db) = postgres(&format!("{LWW_TABLE}; INSERT INTO lww VALUES ('a', 1, 1)")).await;
+    drop(db);
+    let standin = StandIn::start(config(&pg, LWW_RULES)).await.unwrap();
+    let mut lines =
+        Lines::new(open_stream(&standin.url(), &token("u1"), &request(json!([]))).await);
+    assert_eq!(completed(&lines.until_complete().await), 1);
+
+    pg.restart().unwrap();
+    let db = pg.client().await.unwrap();
+    db.batch_execute("INSERT INTO lww VALUES ('b', 2, 2)")
+        .await
+        .unwrap();
+    // The replicator reconnects and resumes; the open stream gets the change.
+    let next = lines.until_complete().await;
+    assert_eq!(strs(&ops(&next), "object_id"), ["b"]);
+    assert_eq!(completed(&next), 2);
+    standin.shutdown().await;
+}
+
+#[tokio::test]
+async fn checkpoint_requests_keep_the_maximum() {
+    let (pg, _db) = postgres(LWW_TABLE).await;
+    let standin = StandIn::start(config(&pg, LWW_RULES)).await.unwrap();
+    let url = standin.url();
+    let mut lines = Lines::new(open_stream(&url, &token("u1"), &request(json!([]))).await);
+    lines.until_complete().await;
+    let http = reqwest::Client::new();
+    let post = |body: Value| {
+        http.post(format!("{url}/sync/checkpoint-request"))
+            .header("Authorization", format!("Token {}", token("u1")))
+            .body(body.to_string())
+            .send()
+    };
+    let body: Value = post(json!({"client_id": "client-1", "checkpoint_request_id": "5"}))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(body, json!({"data": {"checkpoint_request_id": "5"}}));
+    let diff = lines.until_complete().await;
+    assert_eq!(diff[0]["checkpoint_diff"]["write_checkpoint"], "5");
+    // A stale id is a no-op that returns the stored one; numbers are accepted too.
+    let body: Value = post(json!({"client_id": "client-1", "checkpoint_request_id": 3}))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(body["data"]["checkpoint_request_id"], "5");
+    for bad in [
+        json!({"client_id": "c", "checkpoint_request_id": "x"}),
+        json!({"client_id": "c", "checkpoint_request_id": -1}),
+        json!({"client_id": "c"}),
+    ] {
+        let resp = post(bad.clone()).await.unwrap();
+        assert_eq!(resp.status(), 400, "{bad}");
+    }
     standin.shutdown().await;
 }

@@ -29,11 +29,14 @@ impl Error {
                 }
             },
             Error::KeyNotPresent(_) => (StatusCode::SERVICE_UNAVAILABLE, "key-not-present"),
-            Error::StoreClosed => (StatusCode::SERVICE_UNAVAILABLE, "store-closed"),
+            Error::StoreClosed | Error::PowerSync(powersync::Error::Closed) => {
+                (StatusCode::SERVICE_UNAVAILABLE, "store-closed")
+            }
             Error::Config { .. }
-            | Error::ModeNotWired(_)
             | Error::WalRefused(_)
             | Error::Sqlite(_)
+            | Error::PowerSync(_)
+            | Error::FirstSyncTimeout(_)
             | Error::Io(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         }
     }

@@ -1,5 +1,6 @@
 //! Transaction stores: where `/sql-txn` transactions run. One implementation per mode.
 
+pub mod powersync;
 pub mod sqlite3;
 
 use std::future::Future;

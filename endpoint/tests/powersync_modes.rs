@@ -1,0 +1,388 @@
+//! The PowerSync modes end to end: the real binary over HTTP; for the synced mode a throwaway
+//! PostgreSQL with the seed's `lww` table and the stand-in sync service.
+
+mod common;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::{Duration, Instant};
+
+use base64::Engine;
+use common::{Endpoint, Workdir, assert_no_error_in_log, stored_list};
+use rsa::pkcs1::DecodeRsaPrivateKey;
+use rsa::traits::{PrivateKeyParts, PublicKeyParts};
+use serde_json::{Value, json};
+use standin::{Config, StandIn, SyncRules};
+use testkit::{TestKey, TestPostgres};
+
+const SEED_SQL: &str = "
+CREATE TABLE lww (id uuid NOT NULL DEFAULT gen_random_uuid(), k INTEGER NOT NULL UNIQUE, v TEXT NOT NULL,
+                  CONSTRAINT lww_pkey PRIMARY KEY (id));
+INSERT INTO lww (k, v) SELECT k, '' FROM generate_series(0, 99) AS k;
+CREATE PUBLICATION powersync FOR TABLE lww;";
+
+/// The primary test key as the base64 private JWK that `JWKS_PRIVATE_KEY` takes.
+fn private_jwk_base64() -> String {
+    let pem = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../testkit/fixtures/test_key_a.pem"
+    ))
+    .unwrap();
+    let key = rsa::RsaPrivateKey::from_pkcs1_pem(&pem).unwrap();
+    let b =
+        |n: &rsa::BigUint| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(n.to_bytes_be());
+    let jwk = json!({
+        "kty": "RSA", "alg": "RS256", "kid": TestKey::primary().kid(),
+        "n": b(key.n()), "e": b(key.e()), "d": b(key.d()),
+        "p": b(&key.primes()[0]), "q": b(&key.primes()[1]),
+    });
+    base64::engine::general_purpose::STANDARD.encode(jwk.to_string())
+}
+
+/// PostgreSQL with the seed's schema, and the stand-in over it.
+struct Backend {
+    pg: TestPostgres,
+    client: tokio_postgres::Client,
+    standin: Option<StandIn>,
+}
+
+impl Backend {
+    async fn start() -> Self {
+        let pg = TestPostgres::start().expect("PostgreSQL (apt-get install -y postgresql)");
+        let client = pg.client().await.unwrap();
+        client.batch_execute(SEED_SQL).await.unwrap();
+        let rules = SyncRules::parse(
+            "bucket_definitions:\n  global:\n    data:\n      - SELECT * FROM lww\n",
+        )
+        .unwrap();
+        let mut config = Config::new(&pg.uri(), rules, TestKey::primary().jwks());
+        config.poll_interval = Duration::from_millis(10);
+        let standin = StandIn::start(config).await.unwrap();
+        Self {
+            pg,
+            client,
+            standin: Some(standin),
+        }
+    }
+
+    fn endpoint(&self, wd: &Workdir, connector: &str, extra: &[(&str, &str)]) -> Endpoint {
+        let url = self.standin.as_ref().unwrap().url();
+        let port = self.pg.port().to_string();
+        let key = private_jwk_base64();
+        let mut env = vec![
+            ("ENDPOINT_MODE", "powersync"),
+            ("BACKEND_CONNECTOR", connector),
+            ("POWERSYNC_URL", url.as_str()),
+            ("PG_DATABASE_HOST", "127.0.0.1"),
+            ("PG_DATABASE_PORT", port.as_str()),
+            ("PG_DATABASE_NAME", "postgres"),
+            ("PG_DATABASE_USER", "postgres"),
+            ("PG_DATABASE_PASSWORD", "unused"),
+            ("JWKS_PRIVATE_KEY", key.as_str()),
+            ("ENDPOINT_LOG_LEVEL", "INFO"),
+        ];
+        env.extend_from_slice(extra);
+        wd.start(&env, &[])
+    }
+
+    /// PostgreSQL's lists by key.
+    async fn lists(&self) -> BTreeMap<i64, Vec<i64>> {
+        self.client
+            .query("SELECT k, v FROM lww", &[])
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|r| {
+                (
+                    i64::from(r.get::<_, i32>(0)),
+                    stored_list(r.get::<_, &str>(1)),
+                )
+            })
+            .collect()
+    }
+
+    async fn shutdown(mut self) {
+        if let Some(s) = self.standin.take() {
+            s.shutdown().await;
+        }
+    }
+}
+
+fn append_txn(keys: &[i64], value: i64) -> String {
+    let ops: Vec<Value> = keys
+        .iter()
+        .map(|k| json!({"f": "append", "k": k, "v": value}))
+        .collect();
+    json!({ "value": ops }).to_string()
+}
+
+/// Waits until PostgreSQL holds `expected` (value lists by key, for the keys given).
+async fn wait_for_postgres(
+    backend: &Backend,
+    expected: &BTreeMap<i64, Vec<i64>>,
+) -> BTreeMap<i64, Vec<i64>> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let lists = backend.lists().await;
+        if expected.iter().all(|(k, v)| lists.get(k) == Some(v)) {
+            return lists;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "PostgreSQL never reached {expected:?}; has {lists:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn powersync_local_runs_list_append_transactions_and_never_uploads() {
+    let wd = Workdir::new();
+    let ep = wd.start(
+        &[
+            ("ENDPOINT_MODE", "powersync-local"),
+            ("ENDPOINT_LOG_LEVEL", "ALL"),
+        ],
+        &[],
+    );
+    let reply = ep
+        .txn(r#"{"value":[{"f":"r","k":3,"v":null},{"f":"append","k":3,"v":7},{"f":"r","k":3,"v":null},{"f":"append","k":3,"v":8}]}"#)
+        .await;
+    assert_eq!(
+        reply,
+        json!({"value":[{"f":"r","k":3,"v":null},{"f":"append","k":3,"v":7},{"f":"r","k":3,"v":"[7]"},{"f":"append","k":3,"v":8}],"type":"ok"})
+    );
+    let reply = ep.txn(r#"{"value":[{"f":"r","k":3,"v":null}]}"#).await;
+    assert_eq!(reply["value"][0]["v"], "[7 8]");
+    let rows = ep.rows().await;
+    assert_eq!(rows.len(), 100, "keys 0..99 seeded");
+    let status = ep.get("/powersync").await.json();
+    assert_eq!(status["db.runtimeType"], "PowerSyncDatabase");
+    assert_eq!(status["env.LOCAL_ONLY"], "true");
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let mut ep = ep;
+    assert!(
+        ep.wait_exit(Duration::from_millis(10)).is_none(),
+        "still running: nothing was uploaded"
+    );
+    drop(ep);
+    assert_no_error_in_log(&wd.log());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn synced_appends_reach_postgres_and_postgres_appends_reach_the_endpoint() {
+    let backend = Backend::start().await;
+    for connector in [
+        "CrudTransactionConnector",
+        "CrudBatchConnector",
+        "CrudMultiTransactionConnector",
+    ] {
+        let wd = Workdir::new();
+        let ep = backend.endpoint(&wd, connector, &[]);
+        let value = match connector {
+            "CrudTransactionConnector" => 1,
+            "CrudBatchConnector" => 2,
+            _ => 3,
+        };
+        ep.txn(&append_txn(&[10, 11], value)).await;
+        ep.txn(&append_txn(&[11], value * 10)).await;
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let lists = backend.lists().await;
+            if lists[&10].contains(&value) && lists[&11].ends_with(&[value, value * 10]) {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{connector}: uploads missing: {lists:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        // A PostgreSQL write comes down to the endpoint.
+        backend
+            .client
+            .execute(
+                "UPDATE lww SET v = concat_ws(' ', v, $1::text) WHERE k = 20",
+                &[&(100 + value).to_string()],
+            )
+            .await
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let reply = ep.txn(r#"{"value":[{"f":"r","k":20,"v":null}]}"#).await;
+            if reply["value"][0]["v"]
+                .as_str()
+                .is_some_and(|v| v.contains(&(100 + value).to_string()))
+            {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{connector}: PostgreSQL write never arrived: {reply}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let status = ep.get("/powersync").await.json();
+        assert_eq!(status["status.connected"], true, "{status}");
+        assert!(status["status.lastSyncedAt"].is_string(), "{status}");
+        drop(ep);
+        assert_no_error_in_log(&wd.log());
+    }
+    backend.shutdown().await;
+}
+
+/// How many PostgreSQL snapshots saw a client transaction partially: some of its keys hold its
+/// value and others do not.
+async fn partial_reads(backend: &Backend, ep: &Endpoint, keys: &[i64], txns: i64) -> usize {
+    let reader = backend.pg.client().await.unwrap();
+    let writer = async {
+        for value in 1..=txns {
+            ep.txn(&append_txn(keys, value)).await;
+        }
+    };
+    let watcher = async {
+        let mut partial = 0;
+        let mut quiet = 0;
+        loop {
+            let rows = reader
+                .query(
+                    "SELECT k, v FROM lww WHERE k = ANY($1)",
+                    &[&keys.iter().map(|&k| k as i32).collect::<Vec<_>>()],
+                )
+                .await
+                .unwrap();
+            let lists: Vec<BTreeSet<i64>> = rows
+                .iter()
+                .map(|r| stored_list(r.get::<_, &str>(1)).into_iter().collect())
+                .collect();
+            let all: BTreeSet<i64> = lists.iter().flatten().copied().collect();
+            if all.iter().any(|v| !lists.iter().all(|l| l.contains(v))) {
+                partial += 1;
+            }
+            if lists.iter().all(|l| l.len() as i64 == txns) {
+                quiet += 1;
+                if quiet > 5 {
+                    return partial;
+                }
+            }
+            tokio::task::yield_now().await;
+        }
+    };
+    let ((), partial) = tokio::join!(
+        writer,
+        tokio::time::timeout(Duration::from_secs(60), watcher)
+    );
+    partial.expect("every transaction reached PostgreSQL")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_seeds_finding_batch_uploads_are_observably_non_atomic_transaction_uploads_are_not() {
+    let backend = Backend::start().await;
+    let keys: Vec<i64> = (30..45).collect();
+    let wd = Workdir::new();
+    let ep = backend.endpoint(&wd, "CrudBatchConnector", &[]);
+    let partial = partial_reads(&backend, &ep, &keys, 40).await;
+    assert!(
+        partial > 0,
+        "CrudBatchConnector: a PostgreSQL reader should see part of a client transaction"
+    );
+    drop(ep);
+
+    let keys: Vec<i64> = (50..65).collect();
+    for connector in ["CrudTransactionConnector", "CrudMultiTransactionConnector"] {
+        let wd = Workdir::new();
+        let ep = backend.endpoint(&wd, connector, &[]);
+        let partial = partial_reads(&backend, &ep, &keys, 40).await;
+        assert_eq!(
+            partial, 0,
+            "{connector}: a PostgreSQL reader must never see part of a client transaction"
+        );
+        drop(ep);
+        backend
+            .client
+            .execute("UPDATE lww SET v = '' WHERE k >= 50 AND k < 65", &[])
+            .await
+            .unwrap();
+        assert_no_error_in_log(&wd.log());
+    }
+    backend.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crash_between_the_postgres_commit_and_complete_does_not_apply_twice() {
+    let backend = Backend::start().await;
+    let wd = Workdir::new();
+    // The first upload commits in PostgreSQL, then the process exits before complete().
+    let ep = backend.endpoint(
+        &wd,
+        "CrudTransactionConnector",
+        &[("ENDPOINT_TEST_EXIT_AFTER_PG_COMMIT", "1")],
+    );
+    ep.txn(&append_txn(&[70], 1)).await;
+    let mut ep = ep;
+    let status = ep
+        .wait_exit(Duration::from_secs(20))
+        .expect("the failpoint exits");
+    assert_eq!(status.code(), Some(86));
+    drop(ep);
+    assert_eq!(
+        backend.lists().await[&70],
+        [1],
+        "committed before the crash"
+    );
+    // A PostgreSQL writer appends after the crash: a second application of the old upload would
+    // overwrite it (the upload sets the whole list).
+    backend
+        .client
+        .execute("UPDATE lww SET v = v || ' 2' WHERE k = 70", &[])
+        .await
+        .unwrap();
+    let ep = backend.endpoint(&wd, "CrudTransactionConnector", &[]);
+    ep.txn(&append_txn(&[71], 3)).await;
+    wait_for_postgres(&backend, &BTreeMap::from([(71, vec![3])])).await;
+    assert_eq!(
+        backend.lists().await[&70],
+        [1, 2],
+        "the re-upload was skipped, not applied again"
+    );
+    drop(ep);
+    assert!(
+        wd.log()
+            .contains("was uploaded before; not applying it again"),
+        "{}",
+        wd.log()
+    );
+    backend.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_during_uploads_then_restart_every_acknowledged_append_reaches_postgres_once() {
+    let backend = Backend::start().await;
+    let wd = Workdir::new();
+    let mut acknowledged: BTreeMap<i64, Vec<i64>> = BTreeMap::new();
+    let mut value = 0;
+    for _round in 0..3 {
+        let ep = backend.endpoint(&wd, "CrudTransactionConnector", &[]);
+        let until = Instant::now() + Duration::from_millis(fastrand::u64(300..1200));
+        while Instant::now() < until {
+            value += 1;
+            let keys = [80 + value % 5, 85 + value % 7];
+            let reply = ep.post("/sql-txn", append_txn(&keys, value)).await;
+            if reply.status == 200 {
+                for k in keys {
+                    acknowledged.entry(k).or_default().push(value);
+                }
+            }
+        }
+        ep.signal(nix::sys::signal::Signal::SIGKILL);
+        drop(ep);
+    }
+    let _ep = backend.endpoint(&wd, "CrudTransactionConnector", &[]);
+    let lists = wait_for_postgres(&backend, &acknowledged).await;
+    for (k, values) in &acknowledged {
+        assert_eq!(
+            &lists[k], values,
+            "key {k}: every acknowledged append exactly once, in order"
+        );
+    }
+    backend.shutdown().await;
+}

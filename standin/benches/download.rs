@@ -1,0 +1,176 @@
+//! Download throughput: a 100k-row bulk insert in PostgreSQL until a client core has applied
+//! every row (stand-in + HTTP + `powersync_control`), against the ceiling of feeding the very
+//! same sync lines straight into `powersync_control` without HTTP or replication.
+//!
+//! Run: `cargo bench -p standin --bench download` (release profile). `ROWS=N` changes the size.
+
+use std::time::{Duration, Instant};
+
+use futures_util::StreamExt;
+use rusqlite::Connection;
+use serde_json::Value;
+use standin::{Config, StandIn, SyncRules};
+use testkit::{TestKey, TestPostgres};
+
+const SCHEMA: &str = r#"{"tables":[{"name":"lww","columns":[{"name":"k","type":"INTEGER"},{"name":"v","type":"INTEGER"}]}]}"#;
+
+fn client() -> Connection {
+    let conn = Connection::open_in_memory().expect("sqlite");
+    powersync_sys::CoreLibrary::load()
+        .expect("core library (run vendor/fetch-cores)")
+        .load_into(&conn)
+        .expect("load core");
+    conn.execute_batch("BEGIN").expect("begin");
+    conn.query_row("SELECT powersync_replace_schema(?1)", [SCHEMA], |_| Ok(()))
+        .expect("schema");
+    conn.execute_batch("COMMIT").expect("commit");
+    conn
+}
+
+fn control(conn: &Connection, op: &str, payload: Option<&str>) -> String {
+    conn.execute_batch("BEGIN IMMEDIATE").expect("begin");
+    let out: Option<String> = conn
+        .query_row("SELECT powersync_control(?1, ?2)", (op, payload), |r| {
+            r.get(0)
+        })
+        .expect("powersync_control");
+    conn.execute_batch("COMMIT").expect("commit");
+    let out = out.unwrap_or_default();
+    assert!(!out.contains("Checksums didn't match"), "{out}");
+    out
+}
+
+fn start(conn: &Connection) -> Value {
+    let out: Value = serde_json::from_str(&control(
+        conn,
+        "start",
+        Some(r#"{"checkpoint_mode":"legacy"}"#),
+    ))
+    .expect("instructions");
+    out.as_array()
+        .expect("array")
+        .iter()
+        .find_map(|i| i.get("EstablishSyncStream"))
+        .map(|e| e["request"].clone())
+        .expect("EstablishSyncStream")
+}
+
+fn count(conn: &Connection) -> i64 {
+    conn.query_row("SELECT count(*) FROM lww", [], |r| r.get(0))
+        .expect("count")
+}
+
+#[tokio::main]
+async fn main() {
+    let rows: i64 = std::env::var("ROWS")
+        .ok()
+        .and_then(|r| r.parse().ok())
+        .unwrap_or(100_000);
+    let pg = TestPostgres::start().expect("PostgreSQL");
+    let db = pg.client().await.expect("connect");
+    db.batch_execute(
+        "CREATE TABLE lww (id text PRIMARY KEY, k integer NOT NULL, v integer NOT NULL);
+         CREATE PUBLICATION powersync FOR TABLE lww;",
+    )
+    .await
+    .expect("setup");
+    let mut config = Config::new(
+        &pg.uri(),
+        SyncRules::parse("bucket_definitions:\n  global:\n    data:\n      - SELECT * FROM lww\n")
+            .expect("rules"),
+        TestKey::primary().jwks(),
+    );
+    config.poll_interval = Duration::from_millis(10);
+    let standin = StandIn::start(config).await.expect("stand-in");
+    let token = TestKey::primary().token("bench", 3600).expect("token");
+
+    // End to end: client connected and idle, then the bulk insert.
+    let conn = client();
+    let request = start(&conn);
+    let response = reqwest::Client::new()
+        .post(format!("{}/sync/stream", standin.url()))
+        .header("Authorization", format!("Token {token}"))
+        .header("Content-Type", "application/json")
+        .body(request.to_string())
+        .send()
+        .await
+        .expect("sync/stream");
+    assert_eq!(response.status(), 200);
+    control(&conn, "connection", Some("established"));
+    let mut body = response.bytes_stream();
+    let mut buf = Vec::new();
+    let mut recorded = Vec::new();
+    let mut started: Option<Instant> = None;
+    let mut insert_done = None;
+    let mut ops = 0usize;
+    let mut first_line: Option<Duration> = None;
+    'outer: while let Some(chunk) = body.next().await {
+        buf.extend_from_slice(&chunk.expect("body"));
+        while let Some(pos) = buf.iter().position(|&b| b == b'\n') {
+            let line: Vec<u8> = buf.drain(..=pos).collect();
+            let line = String::from_utf8(line[..line.len() - 1].to_vec()).expect("utf-8");
+            control(&conn, "line_text", Some(&line));
+            let complete = line.starts_with("{\"checkpoint_complete\"");
+            if let Some(t0) = started {
+                first_line.get_or_insert_with(|| t0.elapsed());
+                if line.starts_with("{\"data\"") {
+                    ops += line.matches("\"op_id\"").count();
+                }
+                recorded.push(line);
+                if complete && count(&conn) == rows {
+                    break 'outer;
+                }
+            } else if complete {
+                // Initial (empty) checkpoint applied: now insert.
+                started = Some(Instant::now());
+                let sql = format!(
+                    "INSERT INTO lww SELECT 'row' || g, g, g FROM generate_series(1, {rows}) g"
+                );
+                db.batch_execute(&sql).await.expect("bulk insert");
+                insert_done = started.map(|s| s.elapsed());
+            }
+        }
+    }
+    let e2e = started.expect("started").elapsed();
+    assert_eq!(count(&conn), rows);
+
+    // Ceiling: the same lines, straight into a fresh core (no HTTP, no replication).
+    let fresh = client();
+    start(&fresh);
+    let empty_checkpoint = r#"{"checkpoint":{"last_op_id":"0","buckets":[{"bucket":"global[]","checksum":0,"count":0,"priority":3}]}}"#;
+    control(&fresh, "line_text", Some(empty_checkpoint));
+    control(
+        &fresh,
+        "line_text",
+        Some(r#"{"checkpoint_complete":{"last_op_id":"0"}}"#),
+    );
+    let t = Instant::now();
+    for line in &recorded {
+        control(&fresh, "line_text", Some(line));
+    }
+    let ceiling = t.elapsed();
+    assert_eq!(count(&fresh), rows);
+
+    let rate = |d: Duration| ops as f64 / d.as_secs_f64();
+    println!("rows/ops: {rows} / {ops}, sync lines: {}", recorded.len());
+    println!(
+        "end to end (INSERT .. until applied): {:>8.3} s  {:>10.0} ops/s  (bulk INSERT itself {:.3} s)",
+        e2e.as_secs_f64(),
+        rate(e2e),
+        insert_done.unwrap_or_default().as_secs_f64()
+    );
+    println!(
+        "  first sync line after {:.3} s (replication latency: decode + staging)",
+        first_line.unwrap_or_default().as_secs_f64()
+    );
+    println!(
+        "ceiling (powersync_control only):     {:>8.3} s  {:>10.0} ops/s",
+        ceiling.as_secs_f64(),
+        rate(ceiling)
+    );
+    println!(
+        "ratio end to end / ceiling: {:.2}",
+        rate(e2e) / rate(ceiling)
+    );
+    standin.shutdown().await;
+}
