@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use base64::Engine;
 use tokio::sync::{Mutex, watch};
 use tokio::task::JoinSet;
 
@@ -208,7 +209,9 @@ async fn phases(
         };
         powersync_url = Some(standin.url());
         topo.standin = Some(Arc::new(Mutex::new(standin)));
-        jwk = Some(testkit::keys::primary_private_jwk()?.to_string());
+        // The seed's JWKS_PRIVATE_KEY: the private JWK as base64-encoded JSON.
+        let private = testkit::keys::primary_private_jwk()?.to_string();
+        jwk = Some(base64::engine::general_purpose::STANDARD.encode(private));
     }
     let powersync_lib = match &opts.core_version {
         Some(v) => Some(core_path(v)?),

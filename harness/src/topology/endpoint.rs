@@ -114,7 +114,7 @@ impl Endpoint {
             lines.push(format!("PG_DATABASE_PORT={port}"));
         }
         if let Some(key) = &c.jwks_private_key {
-            lines.push(format!("JWKS_PRIVATE_KEY='{key}'"));
+            lines.push(format!("JWKS_PRIVATE_KEY={key}"));
         }
         let path = self.dir.join(".env");
         std::fs::write(&path, lines.join("\n") + "\n").map_err(|source| Error::Io { path, source })
