@@ -235,7 +235,8 @@ pub fn table(verdicts: &[Verdict], stats: &Stats) -> String {
             if let Some(first) = xs.first() {
                 out.push_str(&format!(
                     "\n{} / {kind}, e.g.:\n{}\n",
-                    v.checker, first.explanation
+                    v.checker,
+                    abbreviate(&first.explanation)
                 ));
             }
         }
@@ -250,6 +251,24 @@ pub fn table(verdicts: &[Verdict], stats: &Stats) -> String {
         }
     ));
     out
+}
+
+/// Longest explanation line printed in the table; `results.json` has them whole.
+const MAX_LINE: usize = 300;
+
+/// Cuts long lines (transactions reading 100 keys) to [`MAX_LINE`] characters.
+fn abbreviate(text: &str) -> String {
+    text.lines()
+        .map(|l| {
+            if l.chars().count() > MAX_LINE {
+                let cut: String = l.chars().take(MAX_LINE).collect();
+                format!("{cut} … (whole in results.json)")
+            } else {
+                l.to_owned()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 fn write(path: &Path, text: &str) -> Result<()> {

@@ -382,3 +382,173 @@ fn kill_and_pause_with_the_transaction_connector_lose_nothing() {
         "{nemesis:?}"
     );
 }
+
+/// The port in the first `listening on <addr>:<port>` line of an endpoint log.
+fn listening_port(log: &Path) -> Option<u16> {
+    std::fs::read_to_string(log)
+        .ok()?
+        .lines()
+        .filter_map(|l| l.split("listening on ").nth(1))
+        .find_map(|addr| addr.trim().rsplit(':').next()?.parse().ok())
+}
+
+fn refused(port: u16) -> bool {
+    std::net::TcpStream::connect(("127.0.0.1", port)).is_err()
+}
+
+/// SIGTERM in the middle of a run: the harness stops every process it started and exits 2.
+#[test]
+fn an_interrupted_run_tears_everything_down() {
+    let _serial = lock();
+    assert_binaries();
+    let store = tempfile::Builder::new()
+        .prefix("harness-run-")
+        .tempdir()
+        .expect("temp dir");
+    let child = Command::new(env!("CARGO_BIN_EXE_harness"))
+        .args([
+            "run",
+            "--workload",
+            "ps-ro-pg-wo",
+            "--nodes",
+            "n1,n2",
+            "--postgres-nodes",
+            "n1",
+            "--time-limit",
+            "120",
+            "--rate",
+            "10",
+            "--no-progress",
+            "--store",
+        ])
+        .arg(store.path())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("harness starts");
+    let mut guard = HarnessRun { child: Some(child) };
+    let log = store.path().join("n2/endpoint.log");
+    let deadline = Instant::now() + Duration::from_secs(90);
+    let endpoint_port = loop {
+        if let Some(p) = listening_port(&log) {
+            break p;
+        }
+        assert!(Instant::now() < deadline, "endpoint n2 never listened");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let config: Value = serde_json::from_str(
+        &std::fs::read_to_string(store.path().join("standin/standin.yaml")).expect("standin.yaml"),
+    )
+    .expect("standin.yaml is written as JSON");
+    let standin_port = config["port"].as_u64().and_then(|p| u16::try_from(p).ok());
+    let pg_port: Option<u16> = config["postgres_uri"]
+        .as_str()
+        .and_then(|u| u.split("127.0.0.1:").nth(1))
+        .and_then(|rest| rest.split('/').next())
+        .and_then(|p| p.parse().ok());
+    let (Some(standin_port), Some(pg_port)) = (standin_port, pg_port) else {
+        panic!("ports not found in {config}");
+    };
+    // Let the workload run a moment, then interrupt.
+    std::thread::sleep(Duration::from_secs(2));
+    assert!(!refused(endpoint_port) && !refused(standin_port) && !refused(pg_port));
+    let mut child = guard.child.take().expect("child");
+    let pid = child.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .expect("kill")
+            .success()
+    );
+    guard.child = Some(child);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let status = loop {
+        let done = guard
+            .child
+            .as_mut()
+            .and_then(|c| c.try_wait().ok().flatten());
+        if let Some(s) = done {
+            break s;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "harness did not stop after SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    child = guard.child.take().expect("child");
+    let mut err = String::new();
+    if let Some(mut e) = child.stderr.take() {
+        use std::io::Read;
+        let _ = e.read_to_string(&mut err);
+    }
+    assert_eq!(status.code(), Some(2), "{err}");
+    assert!(err.contains("interrupted"), "{err}");
+    assert!(refused(endpoint_port), "endpoint still listening");
+    assert!(refused(standin_port), "stand-in still listening");
+    assert!(refused(pg_port), "PostgreSQL still listening");
+}
+
+/// `harness matrix`: every vendored core; the ones that cannot download-sync are n/a.
+#[test]
+fn matrix_runs_every_syncing_core_and_marks_the_older_ones_not_applicable() {
+    let _serial = lock();
+    assert_binaries();
+    let store = tempfile::Builder::new()
+        .prefix("harness-matrix-")
+        .tempdir()
+        .expect("temp dir");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_harness"))
+        .args([
+            "matrix",
+            "--workload",
+            "ps-ro-pg-wo",
+            "--nodes",
+            "n1,n2",
+            "--postgres-nodes",
+            "n1",
+            "--concurrency",
+            "2",
+            "--time-limit",
+            "1",
+            "--rate",
+            "20",
+            "--no-progress",
+            "--store",
+        ])
+        .arg(store.path())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("harness starts");
+    let mut out = String::new();
+    if let Some(mut o) = child.stdout.take() {
+        use std::io::Read;
+        let _ = o.read_to_string(&mut out);
+    }
+    let guard = HarnessRun { child: Some(child) };
+    let mut guard = guard;
+    let status = guard
+        .child
+        .take()
+        .expect("child")
+        .wait()
+        .expect("harness exits");
+    assert!(status.success(), "{out}");
+    let row = |core: &str| -> String {
+        out.lines()
+            .find(|l| l.starts_with(core))
+            .unwrap_or_else(|| panic!("no row for {core}:\n{out}"))
+            .to_owned()
+    };
+    for old in ["0.3.11", "0.3.14"] {
+        assert!(row(old).contains("n/a"), "{out}");
+    }
+    for new in ["0.4.6", "0.4.11", "0.5.2", "0.5.3"] {
+        assert!(row(new).contains("true"), "{out}");
+        assert!(store.path().join(new).join("results.json").is_file());
+    }
+}

@@ -87,7 +87,7 @@ pub fn latency_plot(history: &History, path: &Path) -> Result<()> {
         .unwrap_or(1.0)
         .max(1.0);
     let max_ms = points.iter().map(|p| p.latency_ms).fold(1.0_f64, f64::max);
-    let y_top = 10f64.powf(max_ms.log10().ceil().max(1.0));
+    let y_top = 10f64.powf((max_ms * 1.5).log10().ceil().max(1.0));
     let min_ms = points
         .iter()
         .map(|p| p.latency_ms)
