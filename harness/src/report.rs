@@ -85,6 +85,12 @@ pub struct Stats {
     pub latency_p99_ms: f64,
     /// Wall time from the first to the last operation, s.
     pub duration_secs: f64,
+    /// Synced workloads: whether every node agreed with PostgreSQL before the final reads.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub quiesced: Option<bool>,
+    /// Synced workloads: how long reaching agreement (or giving up) took, s.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub quiesce_secs: Option<f64>,
 }
 
 impl Stats {
@@ -101,6 +107,8 @@ impl Stats {
             latency_p50_ms: 0.0,
             latency_p99_ms: 0.0,
             duration_secs: 0.0,
+            quiesced: None,
+            quiesce_secs: None,
         };
         for op in &history.ops {
             if op.client().is_none() {
@@ -211,6 +219,19 @@ pub fn table(verdicts: &[Verdict], stats: &Stats) -> String {
         stats.final_read_count,
         stats.nemesis_count,
     );
+    if let (Some(agreed), Some(secs)) = (stats.quiesced, stats.quiesce_secs) {
+        out.insert_str(
+            out.len() - 1,
+            &format!(
+                "quiescence: {} after {secs:.1} s\n",
+                if agreed {
+                    "every node agreed with PostgreSQL"
+                } else {
+                    "nodes still differed from PostgreSQL"
+                }
+            ),
+        );
+    }
     out.push_str(&format!("{:<46} {:<8} anomalies\n", "checker", "valid?"));
     for v in verdicts {
         let checker = match &v.model {

@@ -118,9 +118,9 @@ pub async fn run(opts: &RunOpts) -> Result<RunOutcome> {
     if let Some(t) = topology.lock().await.take() {
         t.teardown().await;
     }
-    let (postgres_state, endpoint_logs) = result?;
+    let phases = result?;
     let history = rec.history();
-    finish(opts, &history, postgres_state.as_ref(), &endpoint_logs)
+    finish(opts, &history, &phases)
 }
 
 async fn interrupted() {
@@ -175,12 +175,22 @@ fn validate(opts: &RunOpts) -> Result<()> {
     Ok(())
 }
 
-/// Starts everything, runs the phases; returns PostgreSQL's final state and the endpoint logs.
+/// What the phases leave for the checkers besides the history.
+struct Phases {
+    /// PostgreSQL's final state, in synced workloads.
+    postgres_state: Option<BTreeMap<Key, Vec<Element>>>,
+    /// The endpoints' logs.
+    endpoint_logs: Vec<PathBuf>,
+    /// Whether every node agreed with PostgreSQL before the final reads, and how long it took.
+    quiescence: Option<(bool, Duration)>,
+}
+
+/// Starts everything and runs the phases.
 async fn phases(
     opts: &RunOpts,
     rec: Arc<Recorder>,
     slot: Arc<Mutex<Option<Topology>>>,
-) -> Result<(Option<BTreeMap<Key, Vec<Element>>>, Vec<PathBuf>)> {
+) -> Result<Phases> {
     let synced = opts.workload.is_synced();
     let mut topo = Topology {
         database: None,
@@ -337,9 +347,14 @@ async fn phases(
 
     // Quiescence (every node agrees with PostgreSQL, or the timeout), then final reads of every
     // key by every client, then PostgreSQL's own final state.
-    if let Some(db) = &database {
-        wait_quiescent(&urls, db, opts.quiesce_timeout).await;
-    }
+    let quiescence = match &database {
+        Some(db) => {
+            let started = Instant::now();
+            let agreed = wait_quiescent(&urls, db, opts.quiesce_timeout).await;
+            Some((agreed, started.elapsed()))
+        }
+        None => None,
+    };
     let mut finals = JoinSet::new();
     for mut w in workers {
         let rec = Arc::clone(&rec);
@@ -358,7 +373,11 @@ async fn phases(
         Some(db) => Some(db.final_state().await?),
         None => None,
     };
-    Ok((postgres_state, log_paths))
+    Ok(Phases {
+        postgres_state,
+        endpoint_logs: log_paths,
+        quiescence,
+    })
 }
 
 /// The library file of vendored core `version`.
@@ -507,24 +526,73 @@ async fn wait_quiescent(urls: &BTreeMap<String, String>, db: &Database, timeout:
 }
 
 /// Checks the history and writes the run directory.
-fn finish(
-    opts: &RunOpts,
-    history: &History,
-    postgres: Option<&BTreeMap<Key, Vec<Element>>>,
-    endpoint_logs: &[PathBuf],
-) -> Result<RunOutcome> {
+fn finish(opts: &RunOpts, history: &History, phases: &Phases) -> Result<RunOutcome> {
+    let postgres = phases.postgres_state.as_ref();
     let mut verdicts = vec![
         report::stats_verdict(history),
         list_append::check_with(history, &opts.workload.list_append_opts())?,
         convergence::list_append(history, postgres),
     ];
-    let log_refs: Vec<&std::path::Path> = endpoint_logs.iter().map(PathBuf::as_path).collect();
-    verdicts.push(logs::check_files(&log_refs, opts.workload.log_patterns())?);
-    let stats = report::Stats::of(history, opts.time_limit);
+    verdicts.push(log_verdict(opts.workload, &phases.endpoint_logs)?);
+    let mut stats = report::Stats::of(history, opts.time_limit);
+    if let Some((agreed, took)) = phases.quiescence {
+        stats.quiesced = Some(agreed);
+        stats.quiesce_secs = Some(took.as_secs_f64());
+    }
     report::write_run(&opts.store, opts, history, &verdicts, &stats, postgres)?;
     Ok(RunOutcome {
         verdicts,
         stats,
         store: opts.store.clone(),
     })
+}
+
+/// The log check: `ERROR` (case-sensitive) in the endpoints' logs, or for `sqlite3-local`, as
+/// the seed's `(?i)ERROR`, `error` in any case.
+fn log_verdict(workload: Workload, paths: &[PathBuf]) -> Result<Verdict> {
+    if !workload.log_case_insensitive() {
+        let refs: Vec<&std::path::Path> = paths.iter().map(PathBuf::as_path).collect();
+        return logs::check_files(&refs, logs::SEED_PATTERNS);
+    }
+    let mut texts = Vec::new();
+    for p in paths {
+        let text = std::fs::read_to_string(p).map_err(|source| Error::Io {
+            path: p.clone(),
+            source,
+        })?;
+        texts.push((p.display().to_string(), text.to_lowercase()));
+    }
+    Ok(logs::check(
+        texts.iter().map(|(n, t)| (n.as_str(), t.as_str())),
+        &["error"],
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sqlite3_logs_are_checked_in_any_case_and_the_others_for_upper_case_error() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let log = dir.path().join("endpoint.log");
+        std::fs::write(&log, "INFO ok\nWARN an Error happened\n").expect("write");
+        let paths = [log];
+        assert!(
+            !log_verdict(Workload::Sqlite3Local, &paths)
+                .expect("read")
+                .is_valid()
+        );
+        assert!(
+            log_verdict(Workload::PowersyncSingle, &paths)
+                .expect("read")
+                .is_valid()
+        );
+        std::fs::write(&paths[0], "ERROR boom\n").expect("write");
+        assert!(
+            !log_verdict(Workload::PowersyncSingle, &paths)
+                .expect("read")
+                .is_valid()
+        );
+    }
 }

@@ -383,6 +383,54 @@ fn kill_and_pause_with_the_transaction_connector_lose_nothing() {
     );
 }
 
+/// Stand-in and PostgreSQL restarts under PowerSync writers: uploads retry, downloads reconnect,
+/// nothing acknowledged is lost and the nodes converge with PostgreSQL.
+#[test]
+fn standin_and_postgres_restarts_lose_nothing() {
+    let _serial = lock();
+    let r = run(&[
+        "--workload",
+        "ps-wo-pg-ro",
+        "--nodes",
+        "n1,n2",
+        "--postgres-nodes",
+        "n1",
+        "--concurrency",
+        "4",
+        "--connector",
+        "CrudTransactionConnector",
+        "--rate",
+        "30",
+        "--time-limit",
+        "8",
+        "--nemesis",
+        "standin-restart,postgres-restart",
+        "--nemesis-interval",
+        "1",
+        "--seed",
+        "11",
+    ]);
+    assert_eq!(r.code, 0, "{}", r.output);
+    r.assert_valid("list-append");
+    r.assert_valid("strong-convergence");
+    r.assert_valid("logs");
+    assert_eq!(r.stats()["quiesced"], true, "{}", r.stats());
+    let history = std::fs::read_to_string(r.store.path().join("history.jsonl")).expect("history");
+    let fs: Vec<String> = history
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|op| op["process"] == "nemesis")
+        .filter_map(|op| op["f"].as_str().map(str::to_owned))
+        .collect();
+    assert!(
+        fs.iter()
+            .any(|f| f == "kill-standin" || f == "stop-postgres"),
+        "{fs:?}"
+    );
+    let starts = fs.iter().filter(|f| f.starts_with("start-")).count();
+    assert_eq!(starts * 2, fs.len(), "every fault healed: {fs:?}");
+}
+
 /// The port in the first `listening on <addr>:<port>` line of an endpoint log.
 fn listening_port(log: &Path) -> Option<u16> {
     std::fs::read_to_string(log)
