@@ -1,11 +1,11 @@
 # The project's two commands. Everything else is cargo.
 .PHONY: run test
 
-# Set up (install what is missing, fetch the cores) and run the main program on its embedded
-# default configuration.
+# Set up (install what is missing, fetch the cores) and run the endpoint on its embedded default:
+# powersync-local, a PowerSync database with a local-only table, nothing else needed.
 run:
 	scripts/setup
-	cargo run --release -p powersync-sys --bin powersync-core-info
+	cargo run --release -p endpoint --bin powersync_endpoint -- --mode powersync-local
 
 # Run the whole test suite from a fresh clone.
 test:

@@ -1,12 +1,13 @@
 //! Throughput and latency of `POST /sql-txn` with N concurrent keep-alive clients.
 //!
 //! ```text
-//! cargo bench -p endpoint --bench sql_txn -- [--mode sqlite3-local | --url http://host:port]
+//! cargo bench -p endpoint --bench sql_txn -- [--mode sqlite3-local,powersync-local | --url http://host:port]
 //!                                            [--clients 10] [--seconds 10] [--warmup 1]
 //! ```
 //!
-//! With `--mode` (default `sqlite3-local`) the bench starts the endpoint binary built with it in
-//! that mode, on a fresh database in a temporary directory, at log level INFO, and kills it at
+//! With `--mode` (a comma-separated list, default `sqlite3-local,powersync-local`; the first is
+//! the baseline of the ratio column) the bench starts the endpoint binary built with it in each
+//! mode in turn, on a fresh database in a temporary directory, at log level INFO, and kills it at
 //! the end. With `--url` it drives an endpoint that is already running (any mode). Each client
 //! has its own HTTP/1.1 keep-alive connection and sends, back to back, transactions of four
 //! micro-ops `[r a] [append a n] [r b] [append b n]` on random keys `a`, `b` in 0..100 with
@@ -31,7 +32,7 @@ struct Options {
 fn options() -> Options {
     let mut o = Options {
         url: None,
-        mode: "sqlite3-local".into(),
+        mode: "sqlite3-local,powersync-local".into(),
         clients: 10,
         seconds: 10.0,
         warmup: 1.0,
@@ -96,25 +97,17 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
     sorted[i]
 }
 
-fn main() {
-    let o = options();
-    // With --mode: the endpoint binary on a fresh database in a temporary directory, killed
-    // (and the directory removed) at the end.
-    let workdir = Workdir::new();
-    let spawned = o.url.is_none().then(|| {
-        workdir.start(
-            &[("ENDPOINT_MODE", &o.mode), ("ENDPOINT_LOG_LEVEL", "INFO")],
-            &[],
-        )
-    });
-    let base = match (&o.url, &spawned) {
-        (Some(url), _) => url.trim_end_matches('/').to_owned(),
-        (None, Some(endpoint)) => endpoint.url(""),
-        (None, None) => unreachable!("spawned when no --url"),
-    };
-    let url = format!("{base}/sql-txn");
-    let runtime = tokio::runtime::Runtime::new().unwrap();
-    let (mut all, measured) = runtime.block_on(async {
+/// One measured run: transactions, seconds, and the sorted latencies.
+struct Run {
+    target: String,
+    txns: usize,
+    secs: f64,
+    latencies: Vec<Duration>,
+}
+
+fn measure(runtime: &tokio::runtime::Runtime, target: String, base: &str, o: &Options) -> Run {
+    let url = format!("{}/sql-txn", base.trim_end_matches('/'));
+    let (mut latencies, measured) = runtime.block_on(async {
         let start = Instant::now();
         let warm_until = start + Duration::from_secs_f64(o.warmup);
         let stop_at = warm_until + Duration::from_secs_f64(o.seconds);
@@ -127,28 +120,60 @@ fn main() {
         }
         (all, Instant::now().saturating_duration_since(warm_until))
     });
-    all.sort();
-    let target = match &o.url {
-        Some(url) => url.clone(),
-        None => format!("{} (spawned in {})", o.mode, workdir.path().display()),
-    };
+    latencies.sort();
+    Run {
+        target,
+        txns: latencies.len(),
+        secs: measured.as_secs_f64(),
+        latencies,
+    }
+}
+
+fn main() {
+    let o = options();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let mut runs = Vec::new();
+    if let Some(url) = &o.url {
+        runs.push(measure(&runtime, url.clone(), url, &o));
+    } else {
+        // Each mode: the endpoint binary on a fresh database in a temporary directory, killed
+        // (and the directory removed) after its run. The first mode is the baseline.
+        for mode in o.mode.split(',') {
+            let workdir = Workdir::new();
+            let endpoint = workdir.start(
+                &[("ENDPOINT_MODE", mode), ("ENDPOINT_LOG_LEVEL", "INFO")],
+                &[],
+            );
+            runs.push(measure(&runtime, mode.to_owned(), &endpoint.url(""), &o));
+        }
+    }
     println!(
-        "sql_txn bench: {target}, {} clients, {:.1} s measured",
-        o.clients,
-        measured.as_secs_f64()
+        "sql_txn bench: {} clients, {:.1} s measured per target, 4 micro-ops per transaction",
+        o.clients, o.seconds
     );
-    println!("  transactions:  {}", all.len());
     println!(
-        "  throughput:    {:.0} txn/s",
-        all.len() as f64 / measured.as_secs_f64()
+        "{:<18} {:>8} {:>10} {:>9} {:>9} {:>9} {:>7}",
+        "target", "txns", "txn/s", "p50 ms", "p99 ms", "max ms", "ratio"
     );
-    if !all.is_empty() {
+    let baseline = runs.first().map_or(1.0, |r| r.txns as f64 / r.secs);
+    for run in &runs {
+        let rate = run.txns as f64 / run.secs;
+        let ms = |p: f64| {
+            if run.latencies.is_empty() {
+                0.0
+            } else {
+                percentile(&run.latencies, p).as_secs_f64() * 1e3
+            }
+        };
         println!(
-            "  latency:       p50 {:.3} ms, p99 {:.3} ms, max {:.3} ms",
-            percentile(&all, 0.50).as_secs_f64() * 1e3,
-            percentile(&all, 0.99).as_secs_f64() * 1e3,
-            all[all.len() - 1].as_secs_f64() * 1e3
+            "{:<18} {:>8} {:>10.0} {:>9.3} {:>9.3} {:>9.3} {:>7.2}",
+            run.target,
+            run.txns,
+            rate,
+            ms(0.50),
+            ms(0.99),
+            ms(1.0),
+            rate / baseline
         );
     }
-    drop(spawned);
 }

@@ -114,3 +114,80 @@ impl TokenSigner {
         format!("{signing_input}.{}", URL_SAFE_NO_PAD.encode(signature))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rsa::pkcs1v15::{Signature, VerifyingKey};
+    use rsa::signature::Verifier;
+    use rsa::traits::PublicKeyParts;
+
+    fn decode_json(part: &str) -> serde_json::Value {
+        serde_json::from_slice(&URL_SAFE_NO_PAD.decode(part).unwrap()).unwrap()
+    }
+
+    /// Checks a token's signature against the public key (n, e) and returns (header, claims).
+    fn verify(token: &str, n: &BigUint, e: &BigUint) -> (serde_json::Value, serde_json::Value) {
+        let parts: Vec<&str> = token.split('.').collect();
+        assert_eq!(parts.len(), 3);
+        let public = rsa::RsaPublicKey::new(n.clone(), e.clone()).unwrap();
+        let signature =
+            Signature::try_from(URL_SAFE_NO_PAD.decode(parts[2]).unwrap().as_slice()).unwrap();
+        VerifyingKey::<Sha256>::new(public)
+            .verify(format!("{}.{}", parts[0], parts[1]).as_bytes(), &signature)
+            .expect("RS256 signature verifies");
+        (decode_json(parts[0]), decode_json(parts[1]))
+    }
+
+    #[test]
+    fn the_compose_demo_key_signs_tokens_its_public_half_verifies() {
+        let env = include_str!("../compose/demo-key.env");
+        let blob = env
+            .lines()
+            .find_map(|l| l.strip_prefix("JWKS_PRIVATE_KEY="))
+            .unwrap();
+        let signer = TokenSigner::from_secret(&blob.parse::<Secret>().unwrap()).unwrap();
+        let yaml = include_str!("../compose/config/powersync.yaml");
+        let demo = yaml.split("kid: compose-demo-key").next().unwrap();
+        let n = demo
+            .rsplit("n: ")
+            .next()
+            .unwrap()
+            .lines()
+            .next()
+            .unwrap()
+            .trim();
+        let n = BigUint::from_bytes_be(&URL_SAFE_NO_PAD.decode(n).unwrap());
+        assert_eq!(
+            &n,
+            signer.key.as_ref().n(),
+            "config/powersync.yaml holds the demo key's public half"
+        );
+        let (header, claims) = verify(&signer.token("userId"), &n, &BigUint::from(65537u32));
+        assert_eq!(
+            header,
+            json!({"alg": "RS256", "typ": "JWT", "kid": "compose-demo-key"})
+        );
+        assert_eq!(claims["sub"], "userId");
+        assert_eq!(claims["aud"], json!(["powersync-dev", "powersync"]));
+        assert_eq!(claims["parameters"], json!({"sync_filter": "*"}));
+        let (iat, exp) = (
+            claims["iat"].as_u64().unwrap(),
+            claims["exp"].as_u64().unwrap(),
+        );
+        assert_eq!(exp - iat, TOKEN_LIFETIME_SECS);
+    }
+
+    #[test]
+    fn malformed_keys_are_config_errors_that_never_echo_the_key() {
+        for bad in ["not*base64", "bm90IGpzb24", "eyJrdHkiOiJFQyJ9"] {
+            let err = TokenSigner::from_secret(&bad.parse::<Secret>().unwrap()).unwrap_err();
+            let message = err.to_string();
+            assert!(
+                message.starts_with("configuration: JWKS_PRIVATE_KEY"),
+                "{message}"
+            );
+            assert!(!message.contains(bad), "{message}");
+        }
+    }
+}

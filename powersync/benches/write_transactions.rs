@@ -6,7 +6,8 @@
 //! `FULL`.
 //!
 //! Run: `cargo bench -p powersync --bench write_transactions` (release build). Environment:
-//! `BENCH_TXNS` transactions per round (default 2000), `BENCH_ROUNDS` (default 5).
+//! `BENCH_TXNS` transactions per round (default 2000), `BENCH_ROUNDS` (default 5), `BENCH_SYNC`
+//! (`NORMAL` or `FULL`; default both). The variant that runs first alternates between rounds.
 
 use std::time::Instant;
 
@@ -76,8 +77,12 @@ fn bare_connection(core: &CoreLibrary, path: &std::path::Path, sync: Synchronous
         Synchronous::Normal => "NORMAL",
         _ => "FULL",
     };
+    let mode: String = conn
+        .query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(mode, "wal");
     conn.execute_batch(&format!(
-        "PRAGMA journal_mode = WAL; PRAGMA synchronous = {sync_sql}; PRAGMA journal_size_limit = {};",
+        "PRAGMA synchronous = {sync_sql}; PRAGMA journal_size_limit = {};",
         p.journal_size_limit
     ))
     .unwrap();
@@ -128,7 +133,12 @@ fn main() {
         "{:<10} {:>14} {:>14} {:>8}",
         "synchronous", "bare txn/s", "wrapper txn/s", "ratio"
     );
-    for sync in [Synchronous::Normal, Synchronous::Full] {
+    let syncs = match std::env::var("BENCH_SYNC").as_deref() {
+        Ok("NORMAL") => vec![Synchronous::Normal],
+        Ok("FULL") => vec![Synchronous::Full],
+        _ => vec![Synchronous::Normal, Synchronous::Full],
+    };
+    for sync in syncs {
         let dir = tempfile::tempdir().unwrap();
         let mut bare = bare_connection(core, &dir.path().join("bare.db"), sync);
         let db = rt.block_on(async {
@@ -142,26 +152,38 @@ fn main() {
             db
         });
         let (mut bare_rates, mut wrapper_rates) = (Vec::new(), Vec::new());
-        for _ in 0..rounds {
-            let start = Instant::now();
-            for _ in 0..txns {
-                let ops = random_ops();
-                let tx = bare
-                    .transaction_with_behavior(TransactionBehavior::Immediate)
-                    .unwrap();
-                txn(&tx, &ops).unwrap();
-                tx.commit().unwrap();
-            }
-            bare_rates.push(txns as f64 / start.elapsed().as_secs_f64());
-
-            let start = Instant::now();
-            rt.block_on(async {
+        for round in 0..rounds {
+            // Alternate which variant goes first, so that drift in the machine's load or the
+            // disk's state does not favour one of them.
+            let mut run_bare = || {
+                let start = Instant::now();
                 for _ in 0..txns {
                     let ops = random_ops();
-                    db.write_transaction(move |tx| txn(tx, &ops)).await.unwrap();
+                    let tx = bare
+                        .transaction_with_behavior(TransactionBehavior::Immediate)
+                        .unwrap();
+                    txn(&tx, &ops).unwrap();
+                    tx.commit().unwrap();
                 }
-            });
-            wrapper_rates.push(txns as f64 / start.elapsed().as_secs_f64());
+                txns as f64 / start.elapsed().as_secs_f64()
+            };
+            let run_wrapper = || {
+                let start = Instant::now();
+                rt.block_on(async {
+                    for _ in 0..txns {
+                        let ops = random_ops();
+                        db.write_transaction(move |tx| txn(tx, &ops)).await.unwrap();
+                    }
+                });
+                txns as f64 / start.elapsed().as_secs_f64()
+            };
+            if round % 2 == 0 {
+                bare_rates.push(run_bare());
+                wrapper_rates.push(run_wrapper());
+            } else {
+                wrapper_rates.push(run_wrapper());
+                bare_rates.push(run_bare());
+            }
         }
         let (b, w) = (median(bare_rates), median(wrapper_rates));
         println!(

@@ -7,6 +7,8 @@
     reason = "each test binary uses a different part of these helpers"
 )]
 
+pub mod backend;
+
 use std::fs::OpenOptions;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
