@@ -57,6 +57,10 @@ impl Progress {
         self.tick(counts);
         if let Some(bar) = &self.bar {
             bar.finish();
+            if !bar.is_hidden() {
+                // The bar's line has no newline of its own; the verdict table follows on stdout.
+                eprintln!();
+            }
         }
     }
 }
