@@ -1,5 +1,6 @@
 //! A workload across every vendored core version, one run each, summarised in one table.
-//! Cores older than 0.4.6 cannot download-sync, so synced workloads report them as `n/a`.
+//! Cores older than 0.4.6 cannot download-sync, so synced workloads report them as `n/a`;
+//! `sqlite3-local` loads no core, so every row is `n/a` there.
 
 use crate::runner::{self, RunOpts};
 
@@ -46,7 +47,9 @@ pub async fn run(base: &RunOpts) -> Vec<Row> {
     let mut rows = Vec::new();
     for core in powersync_sys::vendored_cores() {
         let version = core.version.clone();
-        let result = if base.workload.is_synced()
+        let result = if base.workload == crate::workload::Workload::Sqlite3Local {
+            CoreResult::NotApplicable("sqlite3-local loads no PowerSync core".into())
+        } else if base.workload.is_synced()
             && parse_version(&version).is_some_and(|v| v < FIRST_SYNCING_CORE)
         {
             CoreResult::NotApplicable("no download sync before 0.4.6".into())

@@ -20,6 +20,9 @@ use crate::report;
 use crate::topology::{Binaries, Database, Endpoint, EndpointConfig, Standin};
 use crate::workload::{Generator, GeneratorOpts, Role, Workload};
 
+/// The keys the endpoint seeds (and accepts): 0..=99.
+pub const ENDPOINT_KEYS: i64 = 100;
+
 /// Everything a run is configured with.
 #[derive(Debug, Clone)]
 pub struct RunOpts {
@@ -165,6 +168,11 @@ fn validate(opts: &RunOpts) -> Result<()> {
         return Err(Error::Options(format!(
             "{} needs PostgreSQL nodes and PowerSync nodes, e.g. --nodes n1,n2 --postgres-nodes n1",
             opts.workload
+        )));
+    }
+    if !(1..=ENDPOINT_KEYS).contains(&opts.generator.key_count) {
+        return Err(Error::Options(format!(
+            "--key-count must be 1..={ENDPOINT_KEYS}: the endpoint seeds and accepts keys 0..=99"
         )));
     }
     if opts.rate <= 0.0 || opts.concurrency == 0 {

@@ -210,6 +210,17 @@ fn options_that_do_not_fit_the_workload_are_refused() {
     assert!(r.output.contains("--postgres-nodes n1"), "{}", r.output);
     let r = run(&["--workload", "sqlite3-local", "--nemesis", "partition"]);
     assert_eq!(r.code, 2, "{}", r.output);
+    let r = run(&["--workload", "sqlite3-local", "--key-count", "101"]);
+    assert_eq!(r.code, 2, "{}", r.output);
+    assert!(r.output.contains("--key-count"), "{}", r.output);
+    let r = run(&[
+        "--workload",
+        "sqlite3-local",
+        "--endpoint-bin",
+        "/nonexistent/powersync_endpoint",
+    ]);
+    assert_eq!(r.code, 2, "{}", r.output);
+    assert!(r.output.contains("cargo build -p endpoint"), "{}", r.output);
 }
 
 #[test]
