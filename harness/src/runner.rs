@@ -170,6 +170,17 @@ fn validate(opts: &RunOpts) -> Result<()> {
             opts.workload
         )));
     }
+    if let Some(f) = opts
+        .faults
+        .iter()
+        .find(|f| matches!(f, Fault::StandinRestart | Fault::PostgresRestart))
+        && !opts.workload.is_synced()
+    {
+        return Err(Error::Options(format!(
+            "nemesis {f} needs a synced workload ({} has no stand-in or PostgreSQL)",
+            opts.workload
+        )));
+    }
     if !(1..=ENDPOINT_KEYS).contains(&opts.generator.key_count) {
         return Err(Error::Options(format!(
             "--key-count must be 1..={ENDPOINT_KEYS}: the endpoint seeds and accepts keys 0..=99"

@@ -210,6 +210,16 @@ fn options_that_do_not_fit_the_workload_are_refused() {
     assert!(r.output.contains("--postgres-nodes n1"), "{}", r.output);
     let r = run(&["--workload", "sqlite3-local", "--nemesis", "partition"]);
     assert_eq!(r.code, 2, "{}", r.output);
+    let r = run(&[
+        "--workload",
+        "sqlite3-local",
+        "--nemesis",
+        "standin-restart",
+    ]);
+    assert_eq!(r.code, 2, "{}", r.output);
+    assert!(r.output.contains("needs a synced workload"), "{}", r.output);
+    // Refused before anything was started.
+    assert!(!r.store.path().join("n1").exists());
     let r = run(&["--workload", "sqlite3-local", "--key-count", "101"]);
     assert_eq!(r.code, 2, "{}", r.output);
     assert!(r.output.contains("--key-count"), "{}", r.output);
