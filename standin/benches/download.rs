@@ -7,62 +7,18 @@
 use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
-use rusqlite::Connection;
-use serde_json::Value;
 use standin::{Config, StandIn, SyncRules};
 use testkit::{TestKey, TestPostgres};
 
-const SCHEMA: &str = r#"{"tables":[{"name":"lww","columns":[{"name":"k","type":"INTEGER"},{"name":"v","type":"INTEGER"}]}]}"#;
+#[allow(dead_code)]
+#[path = "../tests/common/core_client.rs"]
+mod core_client;
 
-fn client() -> Connection {
-    let conn = Connection::open_in_memory().expect("sqlite");
-    powersync_sys::CoreLibrary::load()
-        .expect("core library (run vendor/fetch-cores)")
-        .load_into(&conn)
-        .expect("load core");
-    conn.execute_batch("BEGIN").expect("begin");
-    conn.query_row("SELECT powersync_replace_schema(?1)", [SCHEMA], |_| Ok(()))
-        .expect("schema");
-    conn.execute_batch("COMMIT").expect("commit");
-    conn
-}
-
-fn control(conn: &Connection, op: &str, payload: Option<&str>) -> String {
-    conn.execute_batch("BEGIN IMMEDIATE").expect("begin");
-    let out: Option<String> = conn
-        .query_row("SELECT powersync_control(?1, ?2)", (op, payload), |r| {
-            r.get(0)
-        })
-        .expect("powersync_control");
-    conn.execute_batch("COMMIT").expect("commit");
-    let out = out.unwrap_or_default();
-    assert!(!out.contains("Checksums didn't match"), "{out}");
-    out
-}
-
-fn start(conn: &Connection) -> Value {
-    let out: Value = serde_json::from_str(&control(
-        conn,
-        "start",
-        Some(r#"{"checkpoint_mode":"legacy"}"#),
-    ))
-    .expect("instructions");
-    out.as_array()
-        .expect("array")
-        .iter()
-        .find_map(|i| i.get("EstablishSyncStream"))
-        .map(|e| e["request"].clone())
-        .expect("EstablishSyncStream")
-}
-
-fn count(conn: &Connection) -> i64 {
-    conn.query_row("SELECT count(*) FROM lww", [], |r| r.get(0))
-        .expect("count")
-}
+use core_client::CoreClient;
 
 #[tokio::main]
 async fn main() {
-    let rows: i64 = std::env::var("ROWS")
+    let rows: usize = std::env::var("ROWS")
         .ok()
         .and_then(|r| r.parse().ok())
         .unwrap_or(100_000);
@@ -85,8 +41,8 @@ async fn main() {
     let token = TestKey::primary().token("bench", 3600).expect("token");
 
     // End to end: client connected and idle, then the bulk insert.
-    let conn = client();
-    let request = start(&conn);
+    let mut conn = CoreClient::open();
+    let request = conn.start();
     let response = reqwest::Client::new()
         .post(format!("{}/sync/stream", standin.url()))
         .header("Authorization", format!("Token {token}"))
@@ -96,7 +52,7 @@ async fn main() {
         .await
         .expect("sync/stream");
     assert_eq!(response.status(), 200);
-    control(&conn, "connection", Some("established"));
+    conn.control("connection", Some("established"));
     let mut body = response.bytes_stream();
     let mut buf = Vec::new();
     let mut recorded = Vec::new();
@@ -109,7 +65,7 @@ async fn main() {
         while let Some(pos) = buf.iter().position(|&b| b == b'\n') {
             let line: Vec<u8> = buf.drain(..=pos).collect();
             let line = String::from_utf8(line[..line.len() - 1].to_vec()).expect("utf-8");
-            control(&conn, "line_text", Some(&line));
+            conn.control("line_text", Some(&line));
             let complete = line.starts_with("{\"checkpoint_complete\"");
             if let Some(t0) = started {
                 first_line.get_or_insert_with(|| t0.elapsed());
@@ -117,7 +73,7 @@ async fn main() {
                     ops += line.matches("\"op_id\"").count();
                 }
                 recorded.push(line);
-                if complete && count(&conn) == rows {
+                if complete && conn.count() == rows {
                     break 'outer;
                 }
             } else if complete {
@@ -132,24 +88,23 @@ async fn main() {
         }
     }
     let e2e = started.expect("started").elapsed();
-    assert_eq!(count(&conn), rows);
+    assert_eq!(conn.count(), rows);
 
     // Ceiling: the same lines, straight into a fresh core (no HTTP, no replication).
-    let fresh = client();
-    start(&fresh);
+    let mut fresh = CoreClient::open();
+    fresh.start();
     let empty_checkpoint = r#"{"checkpoint":{"last_op_id":"0","buckets":[{"bucket":"global[]","checksum":0,"count":0,"priority":3}]}}"#;
-    control(&fresh, "line_text", Some(empty_checkpoint));
-    control(
-        &fresh,
+    fresh.control("line_text", Some(empty_checkpoint));
+    fresh.control(
         "line_text",
         Some(r#"{"checkpoint_complete":{"last_op_id":"0"}}"#),
     );
     let t = Instant::now();
     for line in &recorded {
-        control(&fresh, "line_text", Some(line));
+        fresh.control("line_text", Some(line));
     }
     let ceiling = t.elapsed();
-    assert_eq!(count(&fresh), rows);
+    assert_eq!(fresh.count(), rows);
 
     let rate = |d: Duration| ops as f64 / d.as_secs_f64();
     println!("rows/ops: {rows} / {ops}, sync lines: {}", recorded.len());

@@ -32,7 +32,4 @@ pub enum Error {
     /// The HTTP listener could not be bound or failed.
     #[error("HTTP server error: {0}")]
     Http(std::io::Error),
-    /// The stand-in was shut down.
-    #[error("stand-in is shut down")]
-    Shutdown,
 }

@@ -38,6 +38,8 @@ pub struct AppState {
     pub config: Config,
     /// Fires on shutdown.
     pub shutdown: watch::Receiver<bool>,
+    /// Changes when open streams are to be dropped.
+    pub disconnect: watch::Receiver<u64>,
 }
 
 /// Builds the router.
@@ -133,6 +135,7 @@ async fn sync_stream(
             .map(|b| b.definition.clone())
             .collect(),
         shutdown: state.shutdown.clone(),
+        disconnect: state.disconnect.clone(),
     };
     let (tx, rx) = mpsc::channel::<Bytes>(16);
     tokio::spawn(ctx.run(tx));

@@ -39,14 +39,15 @@ pub struct StandIn {
     addr: SocketAddr,
     store: Arc<store::Store>,
     shutdown: watch::Sender<bool>,
+    disconnect: watch::Sender<u64>,
     server: JoinHandle<()>,
     replication: JoinHandle<()>,
 }
 
 impl StandIn {
-    /// Starts the stand-in: binds the listener, connects to PostgreSQL, takes the initial
-    /// snapshot (or resumes from the persisted state) and starts replicating. Returns once
-    /// clients can be served.
+    /// Starts the stand-in: connects to PostgreSQL, takes the initial snapshot (or resumes from
+    /// the persisted state), binds the listener and starts replicating. Returns once clients
+    /// can be served.
     pub async fn start(config: Config) -> Result<StandIn, Error> {
         let keys = auth::KeyStore::new(
             &config.jwks,
@@ -66,6 +67,7 @@ impl StandIn {
             .map_err(Error::Http)?;
         let addr = listener.local_addr().map_err(Error::Http)?;
         let (shutdown, shutdown_rx) = watch::channel(false);
+        let (disconnect, disconnect_rx) = watch::channel(0);
         let state = Arc::new(http::AppState {
             store: store.clone(),
             keys,
@@ -73,6 +75,7 @@ impl StandIn {
             client: Mutex::new(None),
             config: config.clone(),
             shutdown: shutdown_rx.clone(),
+            disconnect: disconnect_rx,
         });
         let mut server_shutdown = shutdown_rx.clone();
         let server = tokio::spawn(async move {
@@ -96,6 +99,7 @@ impl StandIn {
             addr,
             store,
             shutdown,
+            disconnect,
             server,
             replication,
         })
@@ -111,9 +115,15 @@ impl StandIn {
         self.addr
     }
 
-    /// The current checkpoint (`last_op_id` of the newest checkpoint).
+    /// The newest durable checkpoint (`last_op_id` of the newest checkpoint streams complete).
     pub fn checkpoint(&self) -> u64 {
-        self.store.view().checkpoint
+        self.store.durable_checkpoint()
+    }
+
+    /// Ends every open `/sync/stream` response (a fault for tests: clients see the body end
+    /// and reconnect). New connections are served as usual.
+    pub fn disconnect_streams(&self) {
+        self.disconnect.send_modify(|n| *n += 1);
     }
 
     /// Stops accepting connections, ends open streams and the replication worker.

@@ -151,6 +151,15 @@ impl Replicator {
                     rep.advance_slot(state.processed_lsn).await?;
                 }
             }
+            (Some(_), None) if !load_store => {
+                // Re-snapshotting under a running store would mix two op logs: refuse, keep
+                // serving what is there, and let a restart take the new snapshot.
+                return Err(Error::Source(format!(
+                    "replication slot `{}` disappeared; restart the stand-in to take a new \
+                     initial snapshot",
+                    rep.slot
+                )));
+            }
             (state, _) => {
                 if state.is_some() {
                     tracing::warn!(

@@ -38,6 +38,8 @@ pub struct StreamContext {
     pub stream_names: Vec<String>,
     /// Fires on stand-in shutdown.
     pub shutdown: watch::Receiver<bool>,
+    /// Changes when the test asks to drop every open stream ([`crate::StandIn::disconnect_streams`]).
+    pub disconnect: watch::Receiver<u64>,
 }
 
 /// Serialises one NDJSON line.
@@ -125,6 +127,12 @@ impl StreamContext {
 
     /// Runs until the client goes away, the token expires or the stand-in shuts down.
     pub async fn run(mut self, tx: mpsc::Sender<Bytes>) {
+        // Receivers are cloned from long-lived ones: only changes after this point count.
+        self.disconnect.borrow_and_update();
+        self.shutdown.borrow_and_update();
+        if *self.shutdown.borrow() {
+            return;
+        }
         let start = Instant::now();
         let remaining = self.token_expires_in();
         if remaining == 0 {
@@ -170,6 +178,7 @@ impl StreamContext {
                         return;
                     }
                     _ = self.shutdown.changed() => return,
+                    _ = self.disconnect.changed() => return,
                     _ = tx.closed() => return,
                 }
             }

@@ -6,97 +6,14 @@ mod common;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use common::core_client::CoreClient;
 use common::*;
-use rusqlite::{Connection, OptionalExtension};
+use rusqlite::OptionalExtension;
 use serde_json::{Value, json};
 use standin::StandIn;
 use testkit::TestKey;
 
-const SCHEMA: &str = r#"{"tables":[{"name":"lww","columns":[{"name":"k","type":"INTEGER"},{"name":"v","type":"INTEGER"}]}]}"#;
 const MAX_OP_ID: i64 = i64::MAX;
-
-/// A client database with the core loaded and the `lww` schema applied.
-struct CoreClient {
-    conn: Connection,
-    instructions: Vec<Value>,
-}
-
-impl CoreClient {
-    fn open() -> Self {
-        let conn = Connection::open_in_memory().unwrap();
-        powersync_sys::CoreLibrary::load()
-            .expect("core library (run vendor/fetch-cores)")
-            .load_into(&conn)
-            .unwrap();
-        conn.execute_batch("BEGIN").unwrap();
-        conn.query_row("SELECT powersync_replace_schema(?1)", [SCHEMA], |_| Ok(()))
-            .unwrap();
-        conn.execute_batch("COMMIT").unwrap();
-        CoreClient {
-            conn,
-            instructions: Vec::new(),
-        }
-    }
-
-    /// One `powersync_control` call in its own transaction; returns its instructions.
-    fn control(&mut self, op: &str, payload: Option<&str>) -> Vec<Value> {
-        self.conn.execute_batch("BEGIN IMMEDIATE").unwrap();
-        let result: Option<String> = self
-            .conn
-            .query_row("SELECT powersync_control(?1, ?2)", (op, payload), |r| {
-                r.get(0)
-            })
-            .unwrap();
-        self.conn.execute_batch("COMMIT").unwrap();
-        let list: Vec<Value> = result
-            .map(|r| serde_json::from_str(&r).unwrap())
-            .unwrap_or_default();
-        for instruction in &list {
-            if let Some(log) = instruction.get("LogLine") {
-                let line = log["line"].as_str().unwrap_or_default();
-                assert!(
-                    !line.contains("Checksums didn't match"),
-                    "core rejected checksums: {line}"
-                );
-            }
-        }
-        self.instructions.extend(list.clone());
-        list
-    }
-
-    /// `start` in legacy checkpoint mode, returning the request body of `EstablishSyncStream`.
-    fn start(&mut self) -> Value {
-        self.start_in("legacy")["request"].clone()
-    }
-
-    /// `start` in `mode`, returning the whole `EstablishSyncStream` instruction.
-    fn start_in(&mut self, mode: &str) -> Value {
-        let payload = json!({ "checkpoint_mode": mode }).to_string();
-        let instructions = self.control("start", Some(&payload));
-        instructions
-            .iter()
-            .find_map(|i| i.get("EstablishSyncStream"))
-            .cloned()
-            .expect("EstablishSyncStream")
-    }
-
-    fn rows(&self) -> BTreeMap<String, (i64, i64)> {
-        let mut stmt = self.conn.prepare("SELECT id, k, v FROM lww").unwrap();
-        stmt.query_map([], |r| Ok((r.get(0)?, (r.get(1)?, r.get(2)?))))
-            .unwrap()
-            .map(Result::unwrap)
-            .collect()
-    }
-
-    fn applied_request_ids(&self) -> Vec<String> {
-        self.instructions
-            .iter()
-            .filter_map(|i| i.get("DidCompleteSync"))
-            .filter_map(|d| d.get("applied_checkpoint_request_id"))
-            .filter_map(|v| v.as_str().map(str::to_owned))
-            .collect()
-    }
-}
 
 async fn table_rows(db: &tokio_postgres::Client) -> BTreeMap<String, (i64, i64)> {
     db.query("SELECT id, k, v FROM lww", &[])

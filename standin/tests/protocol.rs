@@ -603,3 +603,60 @@ async fn checkpoint_requests_keep_the_maximum() {
     }
     standin.shutdown().await;
 }
+
+#[tokio::test]
+async fn replica_identity_full_and_integer_ids() {
+    let (pg, db) = postgres(
+        "CREATE TABLE counters (id integer PRIMARY KEY, label text);
+         ALTER TABLE counters REPLICA IDENTITY FULL;
+         INSERT INTO counters VALUES (1, 'one'), (2, NULL);",
+    )
+    .await;
+    let rules = "bucket_definitions:\n  global:\n    data:\n      - SELECT * FROM counters\n";
+    let standin = StandIn::start(config(&pg, rules)).await.unwrap();
+    let mut lines =
+        Lines::new(open_stream(&standin.url(), &token("u1"), &request(json!([]))).await);
+    let first = ops(&lines.until_complete().await);
+    assert_eq!(strs(&first, "object_id"), ["1", "2"]);
+    assert_eq!(first[1]["data"], r#"{"id":2,"label":null}"#);
+    db.batch_execute(
+        "UPDATE counters SET label = 'uno' WHERE id = 1; DELETE FROM counters WHERE id = 2",
+    )
+    .await
+    .unwrap();
+    let mut changes = Vec::new();
+    while changes.len() < 2 {
+        changes.extend(ops(&lines.until_complete().await));
+    }
+    assert_eq!(strs(&changes, "op"), ["PUT", "REMOVE"]);
+    assert_eq!(changes[0]["data"], r#"{"id":1,"label":"uno"}"#);
+    assert_eq!(changes[1]["object_id"], "2");
+    assert_eq!(changes[1]["subkey"], "counters/2");
+    standin.shutdown().await;
+}
+
+#[tokio::test]
+async fn disconnect_streams_ends_open_streams_only() {
+    let (pg, db) = postgres(LWW_TABLE).await;
+    let standin = StandIn::start(config(&pg, LWW_RULES)).await.unwrap();
+    let mut lines =
+        Lines::new(open_stream(&standin.url(), &token("u1"), &request(json!([]))).await);
+    lines.until_complete().await;
+    standin.disconnect_streams();
+    assert_eq!(
+        lines.next_raw(Duration::from_secs(10)).await,
+        None,
+        "stream ended"
+    );
+    // A reconnecting client is served as usual, and stays connected for later changes.
+    let mut again =
+        Lines::new(open_stream(&standin.url(), &token("u1"), &request(json!([]))).await);
+    assert_eq!(completed(&again.until_complete().await), 0);
+    db.batch_execute("INSERT INTO lww VALUES ('a', 1, 1)")
+        .await
+        .unwrap();
+    let next = again.until_complete().await;
+    assert_eq!(completed(&next), 1);
+    assert_eq!(strs(&ops(&next), "object_id"), ["a"]);
+    standin.shutdown().await;
+}

@@ -3,6 +3,8 @@
 
 #![allow(dead_code)]
 
+pub mod core_client;
+
 use std::pin::Pin;
 use std::time::Duration;
 
@@ -60,11 +62,7 @@ pub async fn open_stream(url: &str, token: &str, body: &Value) -> reqwest::Respo
         .expect("request")
 }
 
-type ByteStream = Pin<Box<dyn Stream<Item = reqwest::Result<bytes_alias::Bytes>> + Send>>;
-
-mod bytes_alias {
-    pub use axum::body::Bytes;
-}
+type ByteStream = Pin<Box<dyn Stream<Item = reqwest::Result<axum::body::Bytes>> + Send>>;
 
 /// Reads NDJSON lines from a streaming response.
 pub struct Lines {
