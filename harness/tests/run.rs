@@ -199,6 +199,36 @@ fn sqlite3_local_is_strict_serializable_and_the_run_is_stored() {
     assert!(!dir.join("n1/endpoint.sqlite3").exists());
 }
 
+/// kill -9 and SIGSTOP of a plain SQLite endpoint: acknowledged transactions survive the restart
+/// (fsync on commit), so the history stays strict-serializable.
+#[test]
+fn sqlite3_local_stays_strict_serializable_under_kill_and_pause() {
+    let _serial = lock();
+    let r = run(&[
+        "--workload",
+        "sqlite3-local",
+        "--rate",
+        "100",
+        "--time-limit",
+        "5",
+        "--nemesis",
+        "kill,pause",
+        "--nemesis-interval",
+        "1",
+        "--seed",
+        "2",
+    ]);
+    assert_eq!(r.code, 0, "{}", r.output);
+    r.assert_valid("list-append");
+    r.assert_valid("strong-convergence");
+    r.assert_valid("logs");
+    assert!(
+        r.stats()["nemesis-count"].as_u64().unwrap_or(0) >= 2,
+        "{}",
+        r.stats()
+    );
+}
+
 #[test]
 fn options_that_do_not_fit_the_workload_are_refused() {
     let _serial = lock();
