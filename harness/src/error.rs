@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-/// Everything that can go wrong while reading histories or checking them.
+/// Everything that can go wrong while reading histories, checking them, or running a test.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// A line of a JSON-lines history (or a wire response) is not valid JSON.
@@ -62,6 +62,55 @@ pub enum Error {
         /// The underlying I/O error.
         source: std::io::Error,
     },
+    /// A binary the run needs was not found.
+    #[error("{name} not found (looked in {looked}); build it with `{build}`")]
+    BinaryMissing {
+        /// The binary's file name.
+        name: String,
+        /// Where the harness looked.
+        looked: String,
+        /// The cargo command that builds it.
+        build: String,
+    },
+    /// A child process could not be spawned or signalled.
+    #[error("process {name}: {reason}")]
+    Process {
+        /// The process (node name, `standin`, ...).
+        name: String,
+        /// What failed.
+        reason: String,
+    },
+    /// A process did not become healthy.
+    #[error("{name} did not start: {reason}; log tail:\n{log_tail}")]
+    Startup {
+        /// The process (node name, `standin`, ...).
+        name: String,
+        /// What was observed.
+        reason: String,
+        /// The last lines of its log.
+        log_tail: String,
+    },
+    /// The throwaway PostgreSQL failed.
+    #[error("test PostgreSQL: {0}")]
+    TestPostgres(#[from] testkit::Error),
+    /// A PostgreSQL client operation of the harness itself (setup, final state) failed.
+    #[error("PostgreSQL: {0}")]
+    Postgres(#[from] tokio_postgres::Error),
+    /// The HTTP client could not be built or a harness request (not a client op) failed.
+    #[error("HTTP: {0}")]
+    Http(#[from] reqwest::Error),
+    /// The run's options are inconsistent.
+    #[error("invalid options: {0}")]
+    Options(String),
+    /// A background task failed or panicked.
+    #[error("task failed: {0}")]
+    Task(String),
+    /// The latency plot could not be drawn.
+    #[error("plot: {0}")]
+    Plot(String),
+    /// The run was interrupted (Ctrl-C / SIGTERM); everything was torn down.
+    #[error("interrupted")]
+    Interrupted,
 }
 
 /// The harness's result type.

@@ -1,13 +1,25 @@
-//! The harness's checking half: Jepsen histories and the checkers that judge them.
+//! A Jepsen-style harness for the PowerSync endpoint: histories and the checkers that judge them,
+//! and the running half that produces them from real processes.
 //!
 //! - [`history`]: [`History`], [`Op`] and their JSON-lines / EDN / wire forms;
 //! - [`check`]: list-append isolation anomalies ([`check::list_append`]), strong convergence
 //!   ([`check::convergence`]), causal consistency of max-write-wins registers
-//!   ([`check::causal`]) and endpoint log checks ([`check::logs`]).
+//!   ([`check::causal`]) and endpoint log checks ([`check::logs`]);
+//! - [`runner`]: one run of a [`workload`] against a [`topology`] of PostgreSQL, the stand-in
+//!   and endpoints, with [`client`]s, a [`nemesis`], a [`recorder`] and a [`report`];
+//! - [`matrix`]: a workload across every vendored core version.
 
 pub mod check;
+pub mod client;
 pub mod error;
 pub mod history;
+pub mod matrix;
+pub mod nemesis;
+pub mod recorder;
+pub mod report;
+pub mod runner;
+pub mod topology;
+pub mod workload;
 
 pub use error::{Error, Result};
 pub use history::{History, Op, OpType};

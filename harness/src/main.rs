@@ -1,8 +1,14 @@
-//! `harness`: re-checks stored Jepsen histories.
+//! `harness`: runs Jepsen-style tests of the PowerSync endpoint and checks histories.
 //!
-//! `harness check <history.jsonl|.edn> --model strict-serializable [--workload list-append|mww]`
-//! prints a verdict table and exits 0 only when every checker found the history valid
-//! (1: invalid or unknown, 2: the history could not be read or the options are wrong).
+//! - `harness run --workload W [options]` starts PostgreSQL, the stand-in and endpoints, runs the
+//!   workload (with faults), checks the history and stores the run; exit 0 only when every
+//!   checker is valid (1: a checker is not, 2: the run could not be carried out).
+//! - `harness matrix --workload W [options]`: the same across every vendored core version.
+//! - `harness check <history.jsonl|.edn> --model strict-serializable [--workload list-append|mww]`
+//!   prints a verdict table and exits 0 only when every checker found the history valid
+//!   (1: invalid or unknown, 2: the history could not be read or the options are wrong).
+
+mod cli;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -10,6 +16,8 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand, ValueEnum};
 use harness::check::{Verdict, causal, convergence, list_append};
 use harness::history::{History, Value};
+
+use crate::cli::RunArgs;
 
 #[derive(Parser)]
 #[command(
@@ -43,6 +51,10 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Run a workload against real processes, check the history and store the run.
+    Run(RunArgs),
+    /// Run a workload once per vendored core version and print one table.
+    Matrix(RunArgs),
 }
 
 /// The workloads the checker knows.
@@ -124,14 +136,28 @@ fn table(verdicts: &[Verdict]) -> String {
 }
 
 fn main() -> ExitCode {
-    let Command::Check {
-        history,
-        model,
-        anomalies,
-        workload,
-        key_count,
-        json,
-    } = Cli::parse().command;
+    match Cli::parse().command {
+        Command::Check {
+            history,
+            model,
+            anomalies,
+            workload,
+            key_count,
+            json,
+        } => check(history, model, anomalies, workload, key_count, json),
+        Command::Run(args) => cli::run(args, false),
+        Command::Matrix(args) => cli::run(args, true),
+    }
+}
+
+fn check(
+    history: PathBuf,
+    model: String,
+    anomalies: Vec<String>,
+    workload: Option<WorkloadArg>,
+    key_count: Option<usize>,
+    json: bool,
+) -> ExitCode {
     let opts = list_append::Opts {
         anomalies,
         ..list_append::Opts::new(&model)

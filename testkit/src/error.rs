@@ -38,6 +38,9 @@ pub enum Error {
     /// Signing a test token failed.
     #[error("JWT signing failed: {0}")]
     Jwt(#[from] jsonwebtoken::errors::Error),
+    /// A committed fixture file is malformed.
+    #[error("bad fixture: {0}")]
+    Fixture(String),
     /// The server did not become ready in time.
     #[error("timed out: {0}")]
     Timeout(String),

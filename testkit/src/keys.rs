@@ -121,6 +121,15 @@ impl TestKey {
     }
 }
 
+/// The primary test key ([`TestKey::primary`], kid `testkit-key-a`) as a **private** JWK
+/// (`kty n e d p q dp dq qi alg kid use`), e.g. for an endpoint's `JWKS_PRIVATE_KEY`. Its public
+/// part is [`TestKey::public_jwk`] of the primary key, so tokens it signs verify against
+/// `TestKey::primary().jwks()`.
+pub fn primary_private_jwk() -> Result<Value, Error> {
+    serde_json::from_str(include_str!("../fixtures/test_key_a.private.jwk.json"))
+        .map_err(|e| Error::Fixture(format!("test_key_a.private.jwk.json: {e}")))
+}
+
 /// A JWKS holding the public parts of several keys.
 pub fn jwks_of(keys: &[&TestKey]) -> Value {
     json!({ "keys": keys.iter().map(|k| k.public_jwk()).collect::<Vec<_>>() })
@@ -155,5 +164,20 @@ mod tests {
         )
         .unwrap();
         assert!(jsonwebtoken::decode::<Value>(&token, &other_key, &validation).is_err());
+    }
+
+    #[test]
+    fn private_jwk_is_the_primary_key() {
+        let private = primary_private_jwk().unwrap();
+        let public = TestKey::primary().public_jwk();
+        for field in ["kty", "n", "e", "alg", "kid"] {
+            assert_eq!(private[field], public[field], "{field}");
+        }
+        for field in ["d", "p", "q", "dp", "dq", "qi"] {
+            assert!(
+                private[field].as_str().is_some_and(|v| v.len() > 100),
+                "{field}"
+            );
+        }
     }
 }

@@ -1,0 +1,206 @@
+//! The `run` and `matrix` subcommands: options (Jepsen's names where Jepsen has them) and the
+//! verdict output.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use clap::Args;
+use harness::nemesis;
+use harness::report;
+use harness::runner::{self, RunOpts};
+use harness::topology::Binaries;
+use harness::workload::{GeneratorOpts, Workload};
+
+/// Options of `harness run` and `harness matrix`.
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// The workload (the seed's names).
+    #[arg(short, long, value_enum)]
+    workload: Workload,
+    /// Target transactions per second, over all clients.
+    #[arg(short, long, default_value_t = 100.0)]
+    rate: f64,
+    /// Seconds of the main phase.
+    #[arg(long, default_value_t = 10.0)]
+    time_limit: f64,
+    /// Node names, comma-separated (one endpoint per node not in --postgres-nodes).
+    #[arg(long, value_delimiter = ',', default_value = "n1")]
+    nodes: Vec<String>,
+    /// Nodes whose clients use PostgreSQL directly (a subset of --nodes).
+    #[arg(long, value_delimiter = ',')]
+    postgres_nodes: Vec<String>,
+    /// Client threads in all (default: one per node); thread i uses node i mod nodes.
+    #[arg(long)]
+    concurrency: Option<usize>,
+    /// BACKEND_CONNECTOR of synced endpoints.
+    #[arg(long, default_value = "CrudTransactionConnector")]
+    connector: String,
+    /// Vendored core version the endpoints load (POWERSYNC_LIB); default: the endpoint's.
+    #[arg(long)]
+    core_version: Option<String>,
+    /// Faults, comma-separated: kill, pause, standin-restart, postgres-restart (or none).
+    #[arg(long, value_delimiter = ',', default_value = "none")]
+    nemesis: Vec<String>,
+    /// Seconds between a fault and its recovery, and between faults.
+    #[arg(long, default_value_t = 5.0)]
+    nemesis_interval: f64,
+    /// Seed of the generators and the nemesis (default: from the clock).
+    #[arg(long)]
+    seed: Option<u64>,
+    /// Keys 0..key-count (seeded in PostgreSQL for synced workloads).
+    #[arg(long, default_value_t = 100)]
+    key_count: i64,
+    /// Micro-ops per list-append transaction.
+    #[arg(long, default_value_t = 4)]
+    txn_length: usize,
+    /// Keys per append-only transaction.
+    #[arg(long, default_value_t = 10)]
+    append_keys: usize,
+    /// Keys per read-only transaction.
+    #[arg(long, default_value_t = 10)]
+    read_keys: usize,
+    /// Seconds to wait for every node to agree with PostgreSQL before the final reads.
+    #[arg(long, default_value_t = 30.0)]
+    quiesce_timeout: f64,
+    /// The run directory (default store/<workload>-<UTC timestamp>).
+    #[arg(long)]
+    store: Option<PathBuf>,
+    /// The powersync_endpoint binary (default: next to this executable).
+    #[arg(long)]
+    endpoint_bin: Option<PathBuf>,
+    /// The standin binary (default: next to this executable).
+    #[arg(long)]
+    standin_bin: Option<PathBuf>,
+    /// No progress bar.
+    #[arg(long)]
+    no_progress: bool,
+}
+
+fn secs(name: &str, v: f64) -> Result<Duration, harness::Error> {
+    Duration::try_from_secs_f64(v)
+        .map_err(|_| harness::Error::Options(format!("--{name} {v} is not a duration in seconds")))
+}
+
+impl RunArgs {
+    fn into_opts(self) -> Result<RunOpts, harness::Error> {
+        let faults = nemesis::parse_faults(&self.nemesis)?;
+        let binaries = Binaries::locate(self.endpoint_bin, self.standin_bin)?;
+        let seed = self.seed.unwrap_or_else(|| {
+            SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map(|d| d.as_nanos() as u64)
+                .unwrap_or(0)
+        });
+        let store = self.store.unwrap_or_else(|| {
+            PathBuf::from("store").join(format!("{}-{}", self.workload, timestamp()))
+        });
+        Ok(RunOpts {
+            workload: self.workload,
+            rate: self.rate,
+            time_limit: secs("time-limit", self.time_limit)?,
+            concurrency: self.concurrency.unwrap_or(self.nodes.len()),
+            nodes: self.nodes,
+            postgres_nodes: self.postgres_nodes,
+            connector: self.connector,
+            core_version: self.core_version,
+            faults,
+            nemesis_interval: secs("nemesis-interval", self.nemesis_interval)?,
+            seed,
+            generator: GeneratorOpts {
+                key_count: self.key_count,
+                txn_length: self.txn_length,
+                append_keys: self.append_keys,
+                read_keys: self.read_keys,
+            },
+            quiesce_timeout: secs("quiesce-timeout", self.quiesce_timeout)?,
+            store,
+            binaries,
+            progress: !self.no_progress,
+        })
+    }
+}
+
+/// `YYYYmmddTHHMMSS` in UTC.
+fn timestamp() -> String {
+    let secs = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0);
+    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}{m:02}{d:02}T{:02}{:02}{:02}",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+/// Runs `harness run` (or `harness matrix` when `matrix`).
+pub fn run(args: RunArgs, matrix: bool) -> ExitCode {
+    let opts = match args.into_opts() {
+        Ok(o) => o,
+        Err(e) => {
+            eprintln!("harness: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("harness: cannot start the runtime: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    if matrix {
+        let rows = rt.block_on(harness::matrix::run(&opts));
+        print!("{}", harness::matrix::table(&rows));
+        println!("runs stored under {}", opts.store.display());
+        return if harness::matrix::all_valid(&rows) {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::from(1)
+        };
+    }
+    match rt.block_on(runner::run(&opts)) {
+        Ok(outcome) => {
+            print!("{}", report::table(&outcome.verdicts, &outcome.stats));
+            println!("run stored in {}", outcome.store.display());
+            if outcome.valid() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            }
+        }
+        Err(e) => {
+            eprintln!("harness: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timestamp_has_the_documented_shape() {
+        let t = timestamp();
+        assert_eq!(t.len(), 15, "{t}");
+        assert_eq!(&t[8..9], "T");
+        assert!(t.starts_with("20"), "{t}");
+    }
+}

@@ -1,0 +1,345 @@
+//! What a run shows and keeps: the progress bar, summary figures, the verdict table and the run
+//! directory (`history.jsonl`, `history.edn`, `results.json`, `latency-raw.png`, and the
+//! processes' own directories and logs).
+
+mod plot;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::Duration;
+
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use serde::Serialize;
+use serde_json::json;
+
+use crate::check::{Anomaly, Verdict};
+use crate::error::{Error, Result};
+use crate::history::{Element, History, Key, OpType, edn, json as jsonl};
+use crate::recorder::Counts;
+use crate::runner::RunOpts;
+
+pub use plot::latency_plot;
+
+/// The progress bar of the main phase (stderr; hidden when stderr is not a terminal).
+pub struct Progress {
+    bar: Option<ProgressBar>,
+}
+
+impl Progress {
+    /// A bar over `time_limit` (seconds), or nothing when `show` is false.
+    pub fn new(show: bool, time_limit: Duration) -> Progress {
+        let bar = show.then(|| {
+            let bar = ProgressBar::with_draw_target(
+                Some(time_limit.as_secs().max(1)),
+                ProgressDrawTarget::stderr(),
+            );
+            if let Ok(style) =
+                ProgressStyle::with_template("{elapsed:>4} [{bar:30}] {pos}/{len} s  {msg}")
+            {
+                bar.set_style(style.progress_chars("=> "));
+            }
+            bar
+        });
+        Progress { bar }
+    }
+
+    /// Updates the bar with the elapsed time and the counts so far.
+    pub fn tick(&self, counts: &Counts) {
+        if let Some(bar) = &self.bar {
+            bar.set_position(bar.elapsed().as_secs());
+            let (ok, fail, info) = counts.get();
+            bar.set_message(format!("ok {ok}  fail {fail}  info {info}"));
+        }
+    }
+
+    /// Ends the bar.
+    pub fn finish(&self, counts: &Counts) {
+        self.tick(counts);
+        if let Some(bar) = &self.bar {
+            bar.finish();
+            if !bar.is_hidden() {
+                // The bar's line has no newline of its own; the verdict table follows on stdout.
+                eprintln!();
+            }
+        }
+    }
+}
+
+/// Summary figures of a run.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct Stats {
+    /// Client completions of the main phase (final reads excluded).
+    pub count: u64,
+    /// `ok` completions of the main phase.
+    pub ok_count: u64,
+    /// `fail` completions of the main phase.
+    pub fail_count: u64,
+    /// `info` completions of the main phase.
+    pub info_count: u64,
+    /// Final reads that completed `ok`.
+    pub final_read_count: u64,
+    /// Nemesis operations recorded.
+    pub nemesis_count: u64,
+    /// Main-phase completions per second of the time limit.
+    pub ops_per_sec: f64,
+    /// Median latency of `ok` main-phase operations, ms.
+    pub latency_p50_ms: f64,
+    /// 99th percentile latency of `ok` main-phase operations, ms.
+    pub latency_p99_ms: f64,
+    /// Wall time from the first to the last operation, s.
+    pub duration_secs: f64,
+    /// Synced workloads: whether every node agreed with PostgreSQL before the final reads.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub quiesced: Option<bool>,
+    /// Synced workloads: how long reaching agreement (or giving up) took, s.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub quiesce_secs: Option<f64>,
+}
+
+impl Stats {
+    /// Figures of `history`, whose main phase lasted `time_limit`.
+    pub fn of(history: &History, time_limit: Duration) -> Stats {
+        let mut s = Stats {
+            count: 0,
+            ok_count: 0,
+            fail_count: 0,
+            info_count: 0,
+            final_read_count: 0,
+            nemesis_count: 0,
+            ops_per_sec: 0.0,
+            latency_p50_ms: 0.0,
+            latency_p99_ms: 0.0,
+            duration_secs: 0.0,
+            quiesced: None,
+            quiesce_secs: None,
+        };
+        for op in &history.ops {
+            if op.client().is_none() {
+                s.nemesis_count += 1;
+                continue;
+            }
+            if op.final_read {
+                if op.op_type == OpType::Ok {
+                    s.final_read_count += 1;
+                }
+                continue;
+            }
+            match op.op_type {
+                OpType::Invoke => continue,
+                OpType::Ok => s.ok_count += 1,
+                OpType::Fail => s.fail_count += 1,
+                OpType::Info => s.info_count += 1,
+            }
+            s.count += 1;
+        }
+        let mut latencies: Vec<f64> = plot::latencies(history)
+            .into_iter()
+            .filter(|l| l.op_type == OpType::Ok && !l.final_read)
+            .map(|l| l.latency_ms)
+            .collect();
+        latencies.sort_by(f64::total_cmp);
+        let pct = |p: f64| -> f64 {
+            if latencies.is_empty() {
+                return 0.0;
+            }
+            let i = ((latencies.len() - 1) as f64 * p).round() as usize;
+            latencies[i.min(latencies.len() - 1)]
+        };
+        s.latency_p50_ms = pct(0.5);
+        s.latency_p99_ms = pct(0.99);
+        s.ops_per_sec = s.count as f64 / time_limit.as_secs_f64().max(1e-9);
+        if let (Some(first), Some(last)) = (history.ops.first(), history.ops.last()) {
+            s.duration_secs = (last.time - first.time) as f64 / 1e9;
+        }
+        s
+    }
+}
+
+/// Jepsen's `stats` checker: every client function of the main phase had at least one `ok`.
+pub fn stats_verdict(history: &History) -> Verdict {
+    let mut per_f: BTreeMap<&str, (u64, u64)> = BTreeMap::new();
+    for op in history.completions().filter(|op| !op.final_read) {
+        let e = per_f.entry(op.f.as_str()).or_default();
+        e.0 += 1;
+        if op.op_type == OpType::Ok {
+            e.1 += 1;
+        }
+    }
+    let mut found = Vec::new();
+    if per_f.is_empty() {
+        found.push(Anomaly {
+            kind: "no-operations".into(),
+            ops: Vec::new(),
+            explanation: "the main phase completed no client operation".into(),
+            detail: json!({}),
+        });
+    }
+    for (f, (count, ok)) in &per_f {
+        if *ok == 0 {
+            found.push(Anomaly {
+                kind: "no-ok-operations".into(),
+                ops: Vec::new(),
+                explanation: format!("none of the {count} {f} operations completed ok"),
+                detail: json!({"f": f, "count": count}),
+            });
+        }
+    }
+    Verdict::from_anomalies("stats", found)
+}
+
+/// A node's rows from `GET /db/list` as key → list, or `None` if it did not answer.
+pub async fn list_rows(base: &str) -> Option<BTreeMap<Key, Vec<Element>>> {
+    let http = reqwest::Client::builder()
+        .no_proxy()
+        .timeout(Duration::from_secs(2))
+        .build()
+        .ok()?;
+    let resp = http.get(format!("{base}/db/list")).send().await.ok()?;
+    if !resp.status().is_success() {
+        return None;
+    }
+    let rows: Vec<serde_json::Value> = resp.json().await.ok()?;
+    let mut out = BTreeMap::new();
+    for row in rows {
+        let k = row.get("k")?.as_i64()?;
+        let v = row.get("v")?.as_str().unwrap_or("");
+        out.insert(k, crate::topology::parse_list(v).ok()?);
+    }
+    Some(out)
+}
+
+/// The verdict table printed at the end of a run.
+pub fn table(verdicts: &[Verdict], stats: &Stats) -> String {
+    let mut out = format!(
+        "ops {} (ok {}, fail {}, info {}) at {:.1}/s, p50 {:.1} ms, p99 {:.1} ms; final reads {}; nemesis ops {}\n\n",
+        stats.count,
+        stats.ok_count,
+        stats.fail_count,
+        stats.info_count,
+        stats.ops_per_sec,
+        stats.latency_p50_ms,
+        stats.latency_p99_ms,
+        stats.final_read_count,
+        stats.nemesis_count,
+    );
+    if let (Some(agreed), Some(secs)) = (stats.quiesced, stats.quiesce_secs) {
+        out.insert_str(
+            out.len() - 1,
+            &format!(
+                "quiescence: {} after {secs:.1} s\n",
+                if agreed {
+                    "every node agreed with PostgreSQL"
+                } else {
+                    "nodes still differed from PostgreSQL"
+                }
+            ),
+        );
+    }
+    out.push_str(&format!("{:<46} {:<8} anomalies\n", "checker", "valid?"));
+    for v in verdicts {
+        let checker = match &v.model {
+            Some(m) => format!("{} ({m})", v.checker),
+            None => v.checker.clone(),
+        };
+        let valid = serde_json::to_string(&v.valid).unwrap_or_default();
+        let found: Vec<String> = v
+            .anomalies
+            .iter()
+            .map(|(k, xs)| format!("{k} ({})", xs.len()))
+            .collect();
+        out.push_str(&format!(
+            "{:<46} {:<8} {}\n",
+            checker,
+            valid.trim_matches('"'),
+            found.join(", ")
+        ));
+    }
+    for v in verdicts {
+        for (kind, xs) in &v.anomalies {
+            if let Some(first) = xs.first() {
+                out.push_str(&format!(
+                    "\n{} / {kind}, e.g.:\n{}\n",
+                    v.checker,
+                    abbreviate(&first.explanation)
+                ));
+            }
+        }
+    }
+    let valid = verdicts.iter().all(Verdict::is_valid);
+    out.push_str(&format!(
+        "\n{}\n",
+        if valid {
+            "Everything looks good! ヽ(‘ー`)ノ"
+        } else {
+            "Analysis invalid! (ﾉಥ益ಥ）ﾉ ┻━┻"
+        }
+    ));
+    out
+}
+
+/// Longest explanation line printed in the table; `results.json` has them whole.
+const MAX_LINE: usize = 300;
+
+/// Cuts long lines (transactions reading 100 keys) to [`MAX_LINE`] characters.
+fn abbreviate(text: &str) -> String {
+    text.lines()
+        .map(|l| {
+            if l.chars().count() > MAX_LINE {
+                let cut: String = l.chars().take(MAX_LINE).collect();
+                format!("{cut} … (whole in results.json)")
+            } else {
+                l.to_owned()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+fn write(path: &Path, text: &str) -> Result<()> {
+    std::fs::write(path, text).map_err(|source| Error::Io {
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+/// Writes `history.jsonl`, `history.edn`, `results.json` and `latency-raw.png` into `dir`.
+pub fn write_run(
+    dir: &Path,
+    opts: &RunOpts,
+    history: &History,
+    verdicts: &[Verdict],
+    stats: &Stats,
+    postgres: Option<&BTreeMap<Key, Vec<Element>>>,
+) -> Result<()> {
+    write(&dir.join("history.jsonl"), &jsonl::write_history(history))?;
+    write(&dir.join("history.edn"), &edn::write_history(history))?;
+    let results = json!({
+        "valid?": verdicts.iter().all(Verdict::is_valid),
+        "workload": opts.workload.to_string(),
+        "options": {
+            "rate": opts.rate,
+            "time-limit-secs": opts.time_limit.as_secs_f64(),
+            "nodes": opts.nodes,
+            "postgres-nodes": opts.postgres_nodes,
+            "concurrency": opts.concurrency,
+            "connector": opts.connector,
+            "core-version": opts.core_version,
+            "nemesis": opts.faults.iter().map(ToString::to_string).collect::<Vec<_>>(),
+            "nemesis-interval-secs": opts.nemesis_interval.as_secs_f64(),
+            "seed": opts.seed,
+            "key-count": opts.generator.key_count,
+            "txn-length": opts.generator.txn_length,
+            "append-keys": opts.generator.append_keys,
+            "read-keys": opts.generator.read_keys,
+        },
+        "stats": stats,
+        "checkers": verdicts,
+        "postgres-final-state": postgres,
+    });
+    write(
+        &dir.join("results.json"),
+        &serde_json::to_string_pretty(&results).unwrap_or_default(),
+    )?;
+    latency_plot(history, &dir.join("latency-raw.png"))
+}

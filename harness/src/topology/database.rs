@@ -1,0 +1,139 @@
+//! The run's PostgreSQL: a `testkit::TestPostgres` cluster holding the seed's `lww` table.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+
+use testkit::TestPostgres;
+
+use crate::error::{Error, Result};
+use crate::history::{Element, Key};
+
+/// The seed's table (reference A.5).
+const CREATE_TABLE: &str = "CREATE TABLE IF NOT EXISTS public.lww (
+    id uuid NOT NULL DEFAULT gen_random_uuid(),
+    k INTEGER NOT NULL UNIQUE,
+    v TEXT NOT NULL,
+    CONSTRAINT lww_pkey PRIMARY KEY (id)
+)";
+
+/// A throwaway PostgreSQL cluster, shared between the run and the nemesis (which restarts it).
+#[derive(Debug, Clone)]
+pub struct Database {
+    pg: Arc<Mutex<TestPostgres>>,
+    port: u16,
+}
+
+impl Database {
+    /// Starts a cluster, creates `lww` with keys `0..key_count` seeded with `''` (uuid ids) and
+    /// `CREATE PUBLICATION powersync FOR TABLE lww`.
+    pub async fn start(key_count: i64) -> Result<Database> {
+        let pg = tokio::task::spawn_blocking(TestPostgres::start)
+            .await
+            .map_err(|e| Error::Task(e.to_string()))??;
+        let port = pg.port();
+        let db = Database {
+            pg: Arc::new(Mutex::new(pg)),
+            port,
+        };
+        let client = db.client().await?;
+        client.batch_execute(CREATE_TABLE).await?;
+        client.execute("DELETE FROM lww", &[]).await?;
+        let insert = client
+            .prepare("INSERT INTO lww (k, v) VALUES ($1, '')")
+            .await?;
+        for k in 0..key_count {
+            let k = i32::try_from(k).map_err(|_| Error::Options(format!("key {k} too large")))?;
+            client.execute(&insert, &[&k]).await?;
+        }
+        client
+            .batch_execute("CREATE PUBLICATION powersync FOR TABLE lww")
+            .await?;
+        Ok(db)
+    }
+
+    /// The port on 127.0.0.1 (kept across restarts).
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// The connection URI of the `postgres` database.
+    pub fn uri(&self) -> String {
+        format!(
+            "postgresql://postgres@127.0.0.1:{}/postgres?sslmode=disable",
+            self.port
+        )
+    }
+
+    /// A new connection; its task runs on the current runtime.
+    pub async fn client(&self) -> Result<tokio_postgres::Client> {
+        let (client, connection) =
+            tokio_postgres::connect(&self.uri(), tokio_postgres::NoTls).await?;
+        tokio::spawn(async move {
+            let _ = connection.await;
+        });
+        Ok(client)
+    }
+
+    /// Stops the server the hard way (`pg_ctl stop -m immediate`).
+    pub async fn stop(&self) -> Result<()> {
+        let pg = Arc::clone(&self.pg);
+        tokio::task::spawn_blocking(move || {
+            pg.lock()
+                .map_err(|_| Error::Task("PostgreSQL handle poisoned".into()))?
+                .stop()
+                .map_err(Error::from)
+        })
+        .await
+        .map_err(|e| Error::Task(e.to_string()))?
+    }
+
+    /// Starts the server again on the same port (a no-op stop first if it is running).
+    pub async fn restart(&self) -> Result<()> {
+        let pg = Arc::clone(&self.pg);
+        tokio::task::spawn_blocking(move || {
+            pg.lock()
+                .map_err(|_| Error::Task("PostgreSQL handle poisoned".into()))?
+                .restart()
+                .map_err(Error::from)
+        })
+        .await
+        .map_err(|e| Error::Task(e.to_string()))?
+    }
+
+    /// PostgreSQL's state: key → list (the seed's leading-space text, split on whitespace).
+    pub async fn final_state(&self) -> Result<BTreeMap<Key, Vec<Element>>> {
+        let client = self.client().await?;
+        let rows = client.query("SELECT k, v FROM lww ORDER BY k", &[]).await?;
+        let mut state = BTreeMap::new();
+        for row in rows {
+            let k: i32 = row.try_get(0)?;
+            let v: String = row.try_get(1)?;
+            state.insert(Key::from(k), parse_list(&v)?);
+        }
+        Ok(state)
+    }
+}
+
+/// Parses the seed's stored text (`" 1 2 3"`) into a list, as the seed's PostgreSQL client does:
+/// trim, split on whitespace, parse integers. Blank text is the empty list.
+pub fn parse_list(text: &str) -> Result<Vec<Element>> {
+    text.split_whitespace()
+        .map(|t| {
+            t.parse::<Element>()
+                .map_err(|_| Error::Wire(format!("stored list {text:?} holds {t:?}")))
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_the_seed_encoding() {
+        assert_eq!(parse_list("").unwrap(), Vec::<Element>::new());
+        assert_eq!(parse_list(" 7").unwrap(), vec![7]);
+        assert_eq!(parse_list(" 7 8  9").unwrap(), vec![7, 8, 9]);
+        assert!(parse_list(" 7 x").is_err());
+    }
+}

@@ -1,0 +1,270 @@
+//! One `powersync_endpoint` node: its own working directory (with the seed's `.env`), SQLite
+//! file, port and log (`endpoint.log`, appended across restarts as Jepsen's `client.log`).
+
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use nix::sys::signal::Signal;
+
+use super::{append_log, kill_and_reap, log_tail, signal, terminate};
+use crate::error::{Error, Result};
+
+/// How long an endpoint may take to listen and answer `GET /powersync`.
+const START_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// What an endpoint node is started with.
+#[derive(Debug, Clone)]
+pub struct EndpointConfig {
+    /// The node's name (`n1`, ...).
+    pub name: String,
+    /// `ENDPOINT_MODE`: `sqlite3-local`, `powersync-local` or `powersync`.
+    pub mode: String,
+    /// `BACKEND_CONNECTOR` for the synced mode.
+    pub connector: String,
+    /// `POWERSYNC_URL` (the stand-in), for the synced mode.
+    pub powersync_url: Option<String>,
+    /// PostgreSQL port on 127.0.0.1 (`PG_DATABASE_PORT`), for the synced mode.
+    pub pg_port: Option<u16>,
+    /// `JWKS_PRIVATE_KEY`.
+    pub jwks_private_key: Option<String>,
+    /// `POWERSYNC_LIB`: the core library the endpoint loads.
+    pub powersync_lib: Option<PathBuf>,
+}
+
+/// A running (or killed, restartable) endpoint.
+#[derive(Debug)]
+pub struct Endpoint {
+    bin: PathBuf,
+    dir: PathBuf,
+    config: EndpointConfig,
+    port: u16,
+    child: Option<Child>,
+    paused: bool,
+}
+
+impl Endpoint {
+    /// Creates `dir`, writes its `.env` and starts the endpoint on a free port; waits until it
+    /// listens and answers `GET /powersync`.
+    pub async fn start(bin: &Path, dir: &Path, config: EndpointConfig) -> Result<Endpoint> {
+        std::fs::create_dir_all(dir).map_err(|source| Error::Io {
+            path: dir.to_path_buf(),
+            source,
+        })?;
+        let mut endpoint = Endpoint {
+            bin: bin.to_path_buf(),
+            dir: dir.to_path_buf(),
+            config,
+            port: 0,
+            child: None,
+            paused: false,
+        };
+        endpoint.write_env()?;
+        endpoint.restart().await?;
+        Ok(endpoint)
+    }
+
+    /// The node's name.
+    pub fn name(&self) -> &str {
+        &self.config.name
+    }
+
+    /// `http://127.0.0.1:<port>`.
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// The log file.
+    pub fn log_path(&self) -> PathBuf {
+        self.dir.join("endpoint.log")
+    }
+
+    /// The SQLite database file (and `-wal`, `-shm` beside it).
+    pub fn database_path(&self) -> PathBuf {
+        self.dir.join("endpoint.sqlite3")
+    }
+
+    /// Whether the process is running (not killed, not exited).
+    pub fn is_running(&mut self) -> bool {
+        match self.child.as_mut() {
+            Some(child) => matches!(child.try_wait(), Ok(None)),
+            None => false,
+        }
+    }
+
+    fn write_env(&self) -> Result<()> {
+        let c = &self.config;
+        let mut lines = vec![
+            format!("ENDPOINT_MODE={}", c.mode),
+            "ENDPOINT_LOG_LEVEL=INFO".to_owned(),
+            format!("SQLITE3_PATH={}", self.database_path().display()),
+            format!("LOCAL_ONLY={}", c.mode != "powersync"),
+            format!("BACKEND_CONNECTOR={}", c.connector),
+            format!("USER_ID={}", c.name),
+            "PG_DATABASE_HOST=127.0.0.1".to_owned(),
+            "PG_DATABASE_NAME=postgres".to_owned(),
+            "PG_DATABASE_USER=postgres".to_owned(),
+            "PG_DATABASE_PASSWORD=postgres".to_owned(),
+        ];
+        if let Some(url) = &c.powersync_url {
+            lines.push(format!("POWERSYNC_URL={url}"));
+        }
+        if let Some(port) = c.pg_port {
+            lines.push(format!("PG_DATABASE_PORT={port}"));
+        }
+        if let Some(key) = &c.jwks_private_key {
+            lines.push(format!("JWKS_PRIVATE_KEY={key}"));
+        }
+        let path = self.dir.join(".env");
+        std::fs::write(&path, lines.join("\n") + "\n").map_err(|source| Error::Io { path, source })
+    }
+
+    /// Starts the process (on its first start any free port, afterwards the same port) and
+    /// waits until it is healthy.
+    pub async fn restart(&mut self) -> Result<()> {
+        if let Some(mut old) = self.child.take() {
+            kill_and_reap(&mut old);
+        }
+        self.paused = false;
+        let log_path = self.log_path();
+        let offset = std::fs::metadata(&log_path).map(|m| m.len()).unwrap_or(0);
+        let log = append_log(&log_path)?;
+        let err = log.try_clone().map_err(|source| Error::Io {
+            path: log_path.clone(),
+            source,
+        })?;
+        let mut cmd = Command::new(&self.bin);
+        // ENDPOINT_PORT in the environment: `.env` has no port, so this one applies.
+        cmd.current_dir(&self.dir)
+            .env("ENDPOINT_PORT", self.port.to_string())
+            .stdin(Stdio::null())
+            .stdout(log)
+            .stderr(err)
+            .process_group(0);
+        if let Some(lib) = &self.config.powersync_lib {
+            cmd.env("POWERSYNC_LIB", lib);
+        }
+        let child = cmd.spawn().map_err(|e| Error::Process {
+            name: self.config.name.clone(),
+            reason: e.to_string(),
+        })?;
+        self.child = Some(child);
+        let deadline = tokio::time::Instant::now() + START_TIMEOUT;
+        if self.port == 0 {
+            self.port = self.wait_port(offset, deadline).await?;
+        }
+        self.wait_healthy(deadline).await
+    }
+
+    async fn wait_port(&mut self, offset: u64, deadline: tokio::time::Instant) -> Result<u16> {
+        loop {
+            let text = std::fs::read(self.log_path()).unwrap_or_default();
+            let start = usize::try_from(offset).unwrap_or(0).min(text.len());
+            let text = String::from_utf8_lossy(&text[start..]);
+            if let Some(port) = text
+                .lines()
+                .filter_map(|l| l.split("listening on ").nth(1))
+                .filter_map(|addr| addr.trim().rsplit(':').next())
+                .find_map(|p| p.parse::<u16>().ok())
+            {
+                return Ok(port);
+            }
+            self.check_alive(deadline, "no `listening on` line")?;
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    async fn wait_healthy(&mut self, deadline: tokio::time::Instant) -> Result<()> {
+        let http = reqwest::Client::builder()
+            .no_proxy()
+            .timeout(Duration::from_secs(1))
+            .build()?;
+        let url = format!("{}/powersync", self.url());
+        loop {
+            if let Ok(resp) = http.get(&url).send().await
+                && resp.status().is_success()
+            {
+                return Ok(());
+            }
+            self.check_alive(deadline, "GET /powersync never answered 200")?;
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    fn check_alive(&mut self, deadline: tokio::time::Instant, what: &str) -> Result<()> {
+        if let Some(child) = self.child.as_mut()
+            && let Ok(Some(status)) = child.try_wait()
+        {
+            self.child = None;
+            return Err(Error::Startup {
+                name: self.config.name.clone(),
+                reason: format!("exited with {status}"),
+                log_tail: log_tail(&self.log_path(), 20),
+            });
+        }
+        if tokio::time::Instant::now() > deadline {
+            return Err(Error::Startup {
+                name: self.config.name.clone(),
+                reason: format!("{what} within {START_TIMEOUT:?}"),
+                log_tail: log_tail(&self.log_path(), 20),
+            });
+        }
+        Ok(())
+    }
+
+    /// `kill -9` (the nemesis's kill).
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            kill_and_reap(&mut child);
+        }
+        self.paused = false;
+    }
+
+    /// SIGSTOP.
+    pub fn pause(&mut self) -> Result<()> {
+        match self.child.as_ref() {
+            Some(child) => {
+                signal(child, Signal::SIGSTOP)?;
+                self.paused = true;
+                Ok(())
+            }
+            None => Err(Error::Process {
+                name: self.config.name.clone(),
+                reason: "not running".into(),
+            }),
+        }
+    }
+
+    /// SIGCONT.
+    pub fn resume(&mut self) -> Result<()> {
+        if let Some(child) = self.child.as_ref() {
+            signal(child, Signal::SIGCONT)?;
+        }
+        self.paused = false;
+        Ok(())
+    }
+
+    /// Whether the process is stopped by [`Endpoint::pause`].
+    pub fn is_paused(&self) -> bool {
+        self.paused
+    }
+
+    /// Stops the process with SIGTERM (SIGKILL after 5 s) and deletes the database files, as
+    /// Jepsen's teardown does; the log and `.env` stay.
+    pub async fn teardown(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            terminate(&mut child, Duration::from_secs(5)).await;
+        }
+        let db = self.database_path();
+        for suffix in ["", "-wal", "-shm", "-journal"] {
+            let _ = std::fs::remove_file(format!("{}{suffix}", db.display()));
+        }
+    }
+}
+
+impl Drop for Endpoint {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}

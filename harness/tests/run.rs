@@ -1,0 +1,653 @@
+//! `harness run` against real processes: PostgreSQL, the stand-in and endpoints, started and torn
+//! down by the harness. Each test runs a few seconds of workload into a temporary store and reads
+//! the verdicts from `results.json`.
+//!
+//! Needs the `powersync_endpoint` and `standin` binaries in the same target directory (
+//! `cargo test --workspace` builds them; alone: `cargo build -p endpoint -p standin`), the
+//! vendored cores (`vendor/fetch-cores`) and PostgreSQL's server binaries. Missing pieces fail
+//! the tests with the command that provides them; nothing is skipped.
+//!
+//! The tests run one at a time (a lock): each starts several processes and the CI machine has
+//! two cores.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+static SERIAL: Mutex<()> = Mutex::new(());
+
+/// How long one run may take before the test gives up (SIGTERM: the harness tears down).
+const RUN_TIMEOUT: Duration = Duration::from_secs(180);
+
+fn bin_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_harness"))
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_default()
+}
+
+fn assert_binaries() {
+    for name in ["powersync_endpoint", "standin"] {
+        assert!(
+            bin_dir().join(name).is_file(),
+            "{name} is not built next to the harness; run `cargo build -p endpoint -p standin` \
+             with the same CARGO_TARGET_DIR (cargo test --workspace does it)"
+        );
+    }
+}
+
+/// The harness process, terminated (SIGTERM, so it tears its processes down) if still running
+/// when dropped, e.g. when an assertion fails.
+struct HarnessRun {
+    child: Option<Child>,
+}
+
+impl Drop for HarnessRun {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = Command::new("kill")
+                .args(["-TERM", &child.id().to_string()])
+                .status();
+            let deadline = Instant::now() + Duration::from_secs(20);
+            while Instant::now() < deadline {
+                if matches!(child.try_wait(), Ok(Some(_))) {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// A finished run: exit code, output, and the store.
+struct Finished {
+    code: i32,
+    output: String,
+    store: tempfile::TempDir,
+}
+
+impl Finished {
+    fn results(&self) -> Value {
+        let text = std::fs::read_to_string(self.store.path().join("results.json"))
+            .unwrap_or_else(|e| panic!("no results.json ({e}); output:\n{}", self.output));
+        serde_json::from_str(&text).expect("results.json is JSON")
+    }
+
+    /// The verdict of `checker`.
+    fn checker(&self, checker: &str) -> Value {
+        self.results()["checkers"]
+            .as_array()
+            .and_then(|cs| cs.iter().find(|c| c["checker"] == checker).cloned())
+            .unwrap_or_else(|| panic!("no {checker} verdict; output:\n{}", self.output))
+    }
+
+    fn assert_valid(&self, checker: &str) {
+        let v = self.checker(checker);
+        assert_eq!(
+            v["valid?"], true,
+            "{checker}: {v:#}\noutput:\n{}",
+            self.output
+        );
+    }
+
+    fn stats(&self) -> Value {
+        self.results()["stats"].clone()
+    }
+}
+
+fn run(args: &[&str]) -> Finished {
+    assert_binaries();
+    let store = tempfile::Builder::new()
+        .prefix("harness-run-")
+        .tempdir()
+        .expect("temp dir");
+    let out_path = store.path().join("harness.out");
+    let out = std::fs::File::create(&out_path).expect("output file");
+    let err = out.try_clone().expect("output file");
+    let child = Command::new(env!("CARGO_BIN_EXE_harness"))
+        .arg("run")
+        .args(args)
+        .arg("--no-progress")
+        .arg("--store")
+        .arg(store.path())
+        .stdin(Stdio::null())
+        .stdout(out)
+        .stderr(err)
+        .spawn()
+        .expect("harness starts");
+    let mut guard = HarnessRun { child: Some(child) };
+    let deadline = Instant::now() + RUN_TIMEOUT;
+    let code = loop {
+        let status = guard
+            .child
+            .as_mut()
+            .and_then(|c| c.try_wait().ok().flatten());
+        if let Some(status) = status {
+            guard.child = None;
+            break status.code().unwrap_or(-1);
+        }
+        assert!(
+            Instant::now() < deadline,
+            "harness run {args:?} exceeded {RUN_TIMEOUT:?}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let output = std::fs::read_to_string(&out_path).unwrap_or_default();
+    Finished {
+        code,
+        output,
+        store,
+    }
+}
+
+fn lock() -> std::sync::MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn is_png(path: &Path) -> bool {
+    let bytes = std::fs::read(path).unwrap_or_default();
+    bytes.len() > 1000 && bytes.starts_with(b"\x89PNG\r\n\x1a\n")
+}
+
+#[test]
+fn sqlite3_local_is_strict_serializable_and_the_run_is_stored() {
+    let _serial = lock();
+    let r = run(&[
+        "--workload",
+        "sqlite3-local",
+        "--rate",
+        "50",
+        "--time-limit",
+        "3",
+        "--seed",
+        "1",
+    ]);
+    assert_eq!(r.code, 0, "{}", r.output);
+    let la = r.checker("list-append");
+    assert_eq!(la["model"], "strict-serializable");
+    r.assert_valid("list-append");
+    r.assert_valid("logs");
+    r.assert_valid("strong-convergence");
+    r.assert_valid("stats");
+    assert!(r.output.contains("Everything looks good"), "{}", r.output);
+    let stats = r.stats();
+    assert!(stats["ok-count"].as_u64().unwrap_or(0) >= 50, "{stats}");
+    // One final read of each of the 100 keys.
+    assert_eq!(stats["final-read-count"], 100, "{stats}");
+    let dir = r.store.path();
+    let history = std::fs::read_to_string(dir.join("history.jsonl")).expect("history.jsonl");
+    assert!(history.lines().count() > 200);
+    let edn = std::fs::read_to_string(dir.join("history.edn")).expect("history.edn");
+    assert!(edn.starts_with("{:"), "{}", &edn[..edn.len().min(100)]);
+    // The stored history re-checks the same way.
+    let recheck = Command::new(env!("CARGO_BIN_EXE_harness"))
+        .arg("check")
+        .arg(dir.join("history.edn"))
+        .args(["--model", "strict-serializable"])
+        .output()
+        .expect("harness check");
+    assert!(recheck.status.success(), "{recheck:?}");
+    assert!(is_png(&dir.join("latency-raw.png")));
+    assert!(dir.join("n1/endpoint.log").is_file());
+    assert!(dir.join("n1/.env").is_file());
+    // Teardown removed the database.
+    assert!(!dir.join("n1/endpoint.sqlite3").exists());
+}
+
+/// kill -9 and SIGSTOP of a plain SQLite endpoint: acknowledged transactions survive the restart
+/// (fsync on commit), so the history stays strict-serializable.
+#[test]
+fn sqlite3_local_stays_strict_serializable_under_kill_and_pause() {
+    let _serial = lock();
+    let r = run(&[
+        "--workload",
+        "sqlite3-local",
+        "--rate",
+        "100",
+        "--time-limit",
+        "5",
+        "--nemesis",
+        "kill,pause",
+        "--nemesis-interval",
+        "1",
+        "--seed",
+        "2",
+    ]);
+    assert_eq!(r.code, 0, "{}", r.output);
+    r.assert_valid("list-append");
+    r.assert_valid("strong-convergence");
+    r.assert_valid("logs");
+    assert!(
+        r.stats()["nemesis-count"].as_u64().unwrap_or(0) >= 2,
+        "{}",
+        r.stats()
+    );
+}
+
+#[test]
+fn options_that_do_not_fit_the_workload_are_refused() {
+    let _serial = lock();
+    let r = run(&["--workload", "sqlite3-local", "--nodes", "n1,n2"]);
+    assert_eq!(r.code, 2, "{}", r.output);
+    assert!(r.output.contains("exactly one node"), "{}", r.output);
+    let r = run(&["--workload", "ps-wo-pg-ro", "--nodes", "n1"]);
+    assert_eq!(r.code, 2, "{}", r.output);
+    assert!(r.output.contains("--postgres-nodes n1"), "{}", r.output);
+    let r = run(&["--workload", "sqlite3-local", "--nemesis", "partition"]);
+    assert_eq!(r.code, 2, "{}", r.output);
+    let r = run(&[
+        "--workload",
+        "sqlite3-local",
+        "--nemesis",
+        "standin-restart",
+    ]);
+    assert_eq!(r.code, 2, "{}", r.output);
+    assert!(r.output.contains("needs a synced workload"), "{}", r.output);
+    // Refused before anything was started.
+    assert!(!r.store.path().join("n1").exists());
+    let r = run(&["--workload", "sqlite3-local", "--key-count", "101"]);
+    assert_eq!(r.code, 2, "{}", r.output);
+    assert!(r.output.contains("--key-count"), "{}", r.output);
+    let r = run(&[
+        "--workload",
+        "sqlite3-local",
+        "--endpoint-bin",
+        "/nonexistent/powersync_endpoint",
+    ]);
+    assert_eq!(r.code, 2, "{}", r.output);
+    assert!(r.output.contains("cargo build -p endpoint"), "{}", r.output);
+}
+
+#[test]
+fn powersync_single_is_strict_serializable() {
+    let _serial = lock();
+    let r = run(&[
+        "--workload",
+        "powersync-single",
+        "--rate",
+        "50",
+        "--time-limit",
+        "3",
+    ]);
+    assert_eq!(r.code, 0, "{}", r.output);
+    assert_eq!(r.checker("list-append")["model"], "strict-serializable");
+    r.assert_valid("list-append");
+    r.assert_valid("strong-convergence");
+    r.assert_valid("logs");
+}
+
+/// The seed's finding: with `CrudBatchConnector` a PowerSync transaction reaches PostgreSQL one
+/// entry at a time, so a PostgreSQL reader sees part of it. Append-only transactions write one
+/// element to 20 keys; readers read all 100 keys, so nearly every read overlaps an upload.
+#[test]
+fn ps_wo_pg_ro_with_the_batch_connector_shows_non_atomic_transactions() {
+    let _serial = lock();
+    let r = run(&[
+        "--workload",
+        "ps-wo-pg-ro",
+        "--nodes",
+        "n1,n2",
+        "--postgres-nodes",
+        "n1",
+        "--concurrency",
+        "4",
+        "--connector",
+        "CrudBatchConnector",
+        "--rate",
+        "40",
+        "--time-limit",
+        "4",
+        "--append-keys",
+        "20",
+        "--read-keys",
+        "100",
+    ]);
+    assert_eq!(r.code, 1, "{}", r.output);
+    let la = r.checker("list-append");
+    assert_eq!(la["valid?"], false, "{la:#}");
+    let types: Vec<&str> = la["anomaly-types"]
+        .as_array()
+        .map(|a| a.iter().filter_map(Value::as_str).collect())
+        .unwrap_or_default();
+    assert!(types.contains(&"G-single-item"), "{types:?}");
+    // Every write still arrives: strong convergence holds, as in the seed.
+    r.assert_valid("strong-convergence");
+    r.assert_valid("logs");
+}
+
+#[test]
+fn ps_wo_pg_ro_with_the_transaction_connector_is_atomic_and_converges() {
+    let _serial = lock();
+    let r = run(&[
+        "--workload",
+        "ps-wo-pg-ro",
+        "--nodes",
+        "n1,n2",
+        "--postgres-nodes",
+        "n1",
+        "--concurrency",
+        "4",
+        "--connector",
+        "CrudTransactionConnector",
+        "--rate",
+        "40",
+        "--time-limit",
+        "4",
+        "--append-keys",
+        "20",
+        "--read-keys",
+        "100",
+    ]);
+    assert_eq!(r.code, 0, "{}", r.output);
+    r.assert_valid("list-append");
+    r.assert_valid("strong-convergence");
+    r.assert_valid("logs");
+    // PostgreSQL's final state was compared.
+    assert!(r.results()["postgres-final-state"].is_object());
+}
+
+#[test]
+fn ps_ro_pg_wo_is_repeatable_read_and_converges() {
+    let _serial = lock();
+    let r = run(&[
+        "--workload",
+        "ps-ro-pg-wo",
+        "--nodes",
+        "n1,n2",
+        "--postgres-nodes",
+        "n1",
+        "--concurrency",
+        "4",
+        "--rate",
+        "40",
+        "--time-limit",
+        "4",
+    ]);
+    assert_eq!(r.code, 0, "{}", r.output);
+    assert_eq!(r.checker("list-append")["model"], "repeatable-read");
+    r.assert_valid("list-append");
+    r.assert_valid("strong-convergence");
+    r.assert_valid("logs");
+}
+
+/// One PowerSync writer node: with two, concurrent appends to a key are uploaded as whole-string
+/// PATCHes and the last writer wins, losing the other's append (the seed's data model; see the
+/// README).
+#[test]
+fn kill_and_pause_with_the_transaction_connector_lose_nothing() {
+    let _serial = lock();
+    let r = run(&[
+        "--workload",
+        "ps-wo-pg-ro",
+        "--nodes",
+        "n1,n2",
+        "--postgres-nodes",
+        "n1",
+        "--concurrency",
+        "4",
+        "--connector",
+        "CrudTransactionConnector",
+        "--rate",
+        "30",
+        "--time-limit",
+        "8",
+        "--nemesis",
+        "kill,pause",
+        "--nemesis-interval",
+        "1",
+        "--seed",
+        "3",
+    ]);
+    assert_eq!(r.code, 0, "{}", r.output);
+    r.assert_valid("list-append");
+    r.assert_valid("strong-convergence");
+    r.assert_valid("logs");
+    let history = std::fs::read_to_string(r.store.path().join("history.jsonl")).expect("history");
+    let nemesis: Vec<Value> = history
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|op| op["process"] == "nemesis")
+        .collect();
+    let fs: Vec<&str> = nemesis.iter().filter_map(|op| op["f"].as_str()).collect();
+    assert!(
+        fs.iter().any(|f| *f == "kill" || *f == "pause"),
+        "no fault recorded: {fs:?}"
+    );
+    // Every fault was healed, and without errors.
+    let faults = fs
+        .iter()
+        .filter(|f| **f == "kill" || **f == "pause")
+        .count();
+    let heals = fs
+        .iter()
+        .filter(|f| **f == "start" || **f == "resume")
+        .count();
+    assert_eq!(faults, heals, "{fs:?}");
+    assert!(
+        nemesis.iter().all(|op| op.get("error").is_none()),
+        "{nemesis:?}"
+    );
+}
+
+/// Stand-in and PostgreSQL restarts under PowerSync writers: uploads retry, downloads reconnect,
+/// nothing acknowledged is lost and the nodes converge with PostgreSQL.
+#[test]
+fn standin_and_postgres_restarts_lose_nothing() {
+    let _serial = lock();
+    let r = run(&[
+        "--workload",
+        "ps-wo-pg-ro",
+        "--nodes",
+        "n1,n2",
+        "--postgres-nodes",
+        "n1",
+        "--concurrency",
+        "4",
+        "--connector",
+        "CrudTransactionConnector",
+        "--rate",
+        "30",
+        "--time-limit",
+        "8",
+        "--nemesis",
+        "standin-restart,postgres-restart",
+        "--nemesis-interval",
+        "1",
+        "--seed",
+        "11",
+    ]);
+    assert_eq!(r.code, 0, "{}", r.output);
+    r.assert_valid("list-append");
+    r.assert_valid("strong-convergence");
+    r.assert_valid("logs");
+    assert_eq!(r.stats()["quiesced"], true, "{}", r.stats());
+    let history = std::fs::read_to_string(r.store.path().join("history.jsonl")).expect("history");
+    let fs: Vec<String> = history
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|op| op["process"] == "nemesis")
+        .filter_map(|op| op["f"].as_str().map(str::to_owned))
+        .collect();
+    assert!(
+        fs.iter()
+            .any(|f| f == "kill-standin" || f == "stop-postgres"),
+        "{fs:?}"
+    );
+    let starts = fs.iter().filter(|f| f.starts_with("start-")).count();
+    assert_eq!(starts * 2, fs.len(), "every fault healed: {fs:?}");
+}
+
+/// The port in the first `listening on <addr>:<port>` line of an endpoint log.
+fn listening_port(log: &Path) -> Option<u16> {
+    std::fs::read_to_string(log)
+        .ok()?
+        .lines()
+        .filter_map(|l| l.split("listening on ").nth(1))
+        .find_map(|addr| addr.trim().rsplit(':').next()?.parse().ok())
+}
+
+fn refused(port: u16) -> bool {
+    std::net::TcpStream::connect(("127.0.0.1", port)).is_err()
+}
+
+/// SIGTERM in the middle of a run: the harness stops every process it started and exits 2.
+#[test]
+fn an_interrupted_run_tears_everything_down() {
+    let _serial = lock();
+    assert_binaries();
+    let store = tempfile::Builder::new()
+        .prefix("harness-run-")
+        .tempdir()
+        .expect("temp dir");
+    let child = Command::new(env!("CARGO_BIN_EXE_harness"))
+        .args([
+            "run",
+            "--workload",
+            "ps-ro-pg-wo",
+            "--nodes",
+            "n1,n2",
+            "--postgres-nodes",
+            "n1",
+            "--time-limit",
+            "120",
+            "--rate",
+            "10",
+            "--no-progress",
+            "--store",
+        ])
+        .arg(store.path())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("harness starts");
+    let mut guard = HarnessRun { child: Some(child) };
+    let log = store.path().join("n2/endpoint.log");
+    let deadline = Instant::now() + Duration::from_secs(90);
+    let endpoint_port = loop {
+        if let Some(p) = listening_port(&log) {
+            break p;
+        }
+        assert!(Instant::now() < deadline, "endpoint n2 never listened");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let config: Value = serde_json::from_str(
+        &std::fs::read_to_string(store.path().join("standin/standin.yaml")).expect("standin.yaml"),
+    )
+    .expect("standin.yaml is written as JSON");
+    let standin_port = config["port"].as_u64().and_then(|p| u16::try_from(p).ok());
+    let pg_port: Option<u16> = config["postgres_uri"]
+        .as_str()
+        .and_then(|u| u.split("127.0.0.1:").nth(1))
+        .and_then(|rest| rest.split('/').next())
+        .and_then(|p| p.parse().ok());
+    let (Some(standin_port), Some(pg_port)) = (standin_port, pg_port) else {
+        panic!("ports not found in {config}");
+    };
+    // Let the workload run a moment, then interrupt.
+    std::thread::sleep(Duration::from_secs(2));
+    assert!(!refused(endpoint_port) && !refused(standin_port) && !refused(pg_port));
+    let mut child = guard.child.take().expect("child");
+    let pid = child.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .expect("kill")
+            .success()
+    );
+    guard.child = Some(child);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let status = loop {
+        let done = guard
+            .child
+            .as_mut()
+            .and_then(|c| c.try_wait().ok().flatten());
+        if let Some(s) = done {
+            break s;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "harness did not stop after SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    child = guard.child.take().expect("child");
+    let mut err = String::new();
+    if let Some(mut e) = child.stderr.take() {
+        use std::io::Read;
+        let _ = e.read_to_string(&mut err);
+    }
+    assert_eq!(status.code(), Some(2), "{err}");
+    assert!(err.contains("interrupted"), "{err}");
+    assert!(refused(endpoint_port), "endpoint still listening");
+    assert!(refused(standin_port), "stand-in still listening");
+    assert!(refused(pg_port), "PostgreSQL still listening");
+}
+
+/// `harness matrix`: every vendored core; the ones that cannot download-sync are n/a.
+#[test]
+fn matrix_runs_every_syncing_core_and_marks_the_older_ones_not_applicable() {
+    let _serial = lock();
+    assert_binaries();
+    let store = tempfile::Builder::new()
+        .prefix("harness-matrix-")
+        .tempdir()
+        .expect("temp dir");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_harness"))
+        .args([
+            "matrix",
+            "--workload",
+            "ps-ro-pg-wo",
+            "--nodes",
+            "n1,n2",
+            "--postgres-nodes",
+            "n1",
+            "--concurrency",
+            "2",
+            "--time-limit",
+            "1",
+            "--rate",
+            "20",
+            "--no-progress",
+            "--store",
+        ])
+        .arg(store.path())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("harness starts");
+    let mut out = String::new();
+    if let Some(mut o) = child.stdout.take() {
+        use std::io::Read;
+        let _ = o.read_to_string(&mut out);
+    }
+    let guard = HarnessRun { child: Some(child) };
+    let mut guard = guard;
+    let status = guard
+        .child
+        .take()
+        .expect("child")
+        .wait()
+        .expect("harness exits");
+    assert!(status.success(), "{out}");
+    let row = |core: &str| -> String {
+        out.lines()
+            .find(|l| l.starts_with(core))
+            .unwrap_or_else(|| panic!("no row for {core}:\n{out}"))
+            .to_owned()
+    };
+    for old in ["0.3.11", "0.3.14"] {
+        assert!(row(old).contains("n/a"), "{out}");
+    }
+    for new in ["0.4.6", "0.4.11", "0.5.2", "0.5.3"] {
+        assert!(row(new).contains("true"), "{out}");
+        assert!(store.path().join(new).join("results.json").is_file());
+    }
+}
