@@ -61,13 +61,33 @@ impl Postgres {
                     tracing::warn!("PostgreSQL connection closed: {e}");
                 }
             });
-            client
-                .batch_execute(CREATE_LEDGER)
-                .await
-                .map_err(classify)?;
+            create_ledger(&client).await?;
             *guard = Some(client);
         }
         Ok(guard)
+    }
+}
+
+/// Creates the upload ledger unless it exists. Several endpoints starting together race inside
+/// PostgreSQL's catalog on `CREATE TABLE IF NOT EXISTS` (a unique violation on `pg_type`,
+/// `duplicate_table` or `duplicate_object` for the row type); each means another endpoint created
+/// it, which is success.
+async fn create_ledger(client: &Client) -> Result<(), ConnectorError> {
+    match client.batch_execute(CREATE_LEDGER).await {
+        Ok(()) => Ok(()),
+        Err(e)
+            if [
+                SqlState::UNIQUE_VIOLATION,
+                SqlState::DUPLICATE_TABLE,
+                SqlState::DUPLICATE_OBJECT,
+            ]
+            .iter()
+            .any(|c| e.code() == Some(c)) =>
+        {
+            tracing::debug!("the upload ledger was created concurrently: {e}");
+            Ok(())
+        }
+        Err(e) => Err(classify(e)),
     }
 }
 
@@ -215,4 +235,48 @@ pub async fn record_upload(
         )
         .await?;
     Ok(inserted == 1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn endpoints_starting_together_all_get_the_ledger() {
+        let pg =
+            testkit::TestPostgres::start().expect("PostgreSQL (apt-get install -y postgresql)");
+        let admin = pg.client().await.unwrap();
+        let config = PostgresConfig {
+            host: "127.0.0.1".into(),
+            port: pg.port(),
+            name: "postgres".into(),
+            user: "postgres".into(),
+            password: "unused".parse().unwrap(),
+        };
+        for _ in 0..5 {
+            let endpoints: Vec<Postgres> = (0..8).map(|_| Postgres::new(&config)).collect();
+            let results = futures_util::future::join_all(
+                endpoints
+                    .iter()
+                    .map(|p| async { p.lock().await.map(|_| ()) }),
+            )
+            .await;
+            for r in results {
+                r.expect("every endpoint connects and finds the ledger");
+            }
+            let exists: bool = admin
+                .query_one(
+                    "SELECT to_regclass('powersync_endpoint_uploads') IS NOT NULL",
+                    &[],
+                )
+                .await
+                .unwrap()
+                .get(0);
+            assert!(exists);
+            admin
+                .batch_execute("DROP TABLE powersync_endpoint_uploads")
+                .await
+                .unwrap();
+        }
+    }
 }
