@@ -15,7 +15,7 @@ use harness::workload::{GeneratorOpts, Workload};
 /// Options of `harness run` and `harness matrix`.
 #[derive(Debug, Args)]
 pub struct RunArgs {
-    /// The workload (the seed's names).
+    /// The workload (the seed's and the latest era's names).
     #[arg(short, long, value_enum)]
     workload: Workload,
     /// Target transactions per second, over all clients.
@@ -39,7 +39,9 @@ pub struct RunArgs {
     /// Vendored core version the endpoints load (POWERSYNC_LIB); default: the endpoint's.
     #[arg(long)]
     core_version: Option<String>,
-    /// Faults, comma-separated: kill, pause, standin-restart, postgres-restart (or none).
+    /// Faults, comma-separated: kill, pause, standin-restart, postgres-restart (seed
+    /// workloads); disconnect (= disconnect-orderly,disconnect-random) (latest-era workloads);
+    /// or none.
     #[arg(long, value_delimiter = ',', default_value = "none")]
     nemesis: Vec<String>,
     /// Seconds between a fault and its recovery, and between faults.
@@ -75,6 +77,17 @@ pub struct RunArgs {
     /// No progress bar.
     #[arg(long)]
     no_progress: bool,
+    /// Latest-era workloads: keys written per transaction.
+    #[arg(long, default_value_t = 4)]
+    keys_txn: usize,
+    /// Latest-era workloads: seconds to pause after the final barriers, before the final reads.
+    #[arg(long, default_value_t = 3.0)]
+    final_quiesce: f64,
+    /// TEST ONLY, never in a real run: start the PowerSync endpoints of a latest-era workload
+    /// with ENDPOINT_TEST_BROKEN_CONNECTOR=<MODE> (`drop`: every second upload is silently
+    /// dropped), to show that the checkers catch lost updates.
+    #[arg(long, value_name = "MODE")]
+    test_broken_connector: Option<String>,
 }
 
 fn secs(name: &str, v: f64) -> Result<Duration, harness::Error> {
@@ -117,6 +130,9 @@ impl RunArgs {
             store,
             binaries,
             progress: !self.no_progress,
+            keys_txn: self.keys_txn,
+            final_quiesce: secs("final-quiesce", self.final_quiesce)?,
+            test_broken_connector: self.test_broken_connector,
         })
     }
 }

@@ -3,6 +3,11 @@
 //! - [`EndpointClient`]: `POST /sql-txn` to one endpoint with 1 s connect and socket timeouts.
 //!   A refused connection is `fail` (the request never arrived); a timeout or any other error is
 //!   `info` (it may have happened);
+//! - [`MwwClient`]: the latest era's client (reference B.10): `POST /sql-txn` with
+//!   `readAll`/`writeSome` to an endpoint started with `--endpoint powersync` or
+//!   `--endpoint postgresql`, 3 s timeouts (`--client-timeout 3`); a `type: fail` reply is
+//!   `fail`, everything else as above. [`db_api`] calls `GET /db-api/<action>` for the nemesis
+//!   and the final barriers;
 //! - [`PostgresClient`]: the seed's PostgreSQL client (`PostgreSQLJDBCClient`): each transaction
 //!   in `REPEATABLE READ`; reads `SELECT k,v FROM lww WHERE k = $1`, appends
 //!   `INSERT ... ON CONFLICT (k) DO UPDATE SET v = concat_ws(' ', lww.v, $2)`.
@@ -12,7 +17,9 @@ use std::time::Duration;
 use tokio_postgres::IsolationLevel;
 
 use crate::history::wire;
-use crate::history::{Key, ListAppendMop};
+use std::collections::BTreeMap;
+
+use crate::history::{Key, ListAppendMop, MwwMop, OpType};
 use crate::topology::parse_list;
 
 /// The seed's Jepsen client timeouts (`:socket-timeout 1000 :connection-timeout 1000`).
@@ -75,6 +82,115 @@ impl EndpointClient {
             Err(e) => Outcome::Info(format!("undecodable response: {e}")),
         }
     }
+}
+
+/// The latest era's client timeout (`--client-timeout 3`).
+pub const MWW_CLIENT_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// How a latest-era (mww) client operation ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MwwOutcome {
+    /// It happened: the full `readAll` and the writes actually made.
+    Ok(Vec<MwwMop>),
+    /// It certainly did not happen.
+    Fail(String),
+    /// It may or may not have happened.
+    Info(String),
+}
+
+/// A latest-era client of one endpoint (`--endpoint powersync` or `postgresql`).
+#[derive(Debug, Clone)]
+pub struct MwwClient {
+    http: reqwest::Client,
+    url: String,
+}
+
+impl MwwClient {
+    /// A client of the endpoint at `base` (`http://127.0.0.1:<port>`).
+    pub fn new(base: &str) -> crate::Result<MwwClient> {
+        let http = reqwest::Client::builder()
+            .no_proxy()
+            .connect_timeout(MWW_CLIENT_TIMEOUT)
+            .timeout(MWW_CLIENT_TIMEOUT)
+            .build()?;
+        Ok(MwwClient {
+            http,
+            url: format!("{base}/sql-txn"),
+        })
+    }
+
+    /// Runs one transaction (`f` is `txn` or `r-final`).
+    pub async fn txn(&self, f: &str, mops: &[MwwMop]) -> MwwOutcome {
+        let body = wire::mww_request(f, mops);
+        let resp = match self.http.post(&self.url).json(&body).send().await {
+            Ok(r) => r,
+            Err(e) if refused(&e) => return MwwOutcome::Fail("connection-refused".into()),
+            Err(e) if e.is_timeout() => return MwwOutcome::Info("timeout".into()),
+            Err(e) => return MwwOutcome::Info(error_chain(&e)),
+        };
+        let status = resp.status();
+        let text = match resp.text().await {
+            Ok(t) => t,
+            Err(e) if e.is_timeout() => return MwwOutcome::Info("timeout".into()),
+            Err(e) => return MwwOutcome::Info(error_chain(&e)),
+        };
+        if !status.is_success() {
+            return MwwOutcome::Info(format!("HTTP {}: {}", status.as_u16(), text.trim()));
+        }
+        match wire::mww_response(&text) {
+            Ok((OpType::Ok, done)) if mww_answers(mops, &done) => MwwOutcome::Ok(done),
+            Ok((OpType::Fail, _)) => MwwOutcome::Fail(format!("endpoint: {}", text.trim())),
+            Ok(_) => MwwOutcome::Info(format!("response does not match the request: {text}")),
+            Err(e) => MwwOutcome::Info(format!("undecodable response: {e}")),
+        }
+    }
+}
+
+/// Whether `got` answers `asked`: `[readAll, writeSome]` with the writes a subset of the ones
+/// asked for (the endpoint drops writes below the value it read).
+fn mww_answers(asked: &[MwwMop], got: &[MwwMop]) -> bool {
+    match (asked, got) {
+        (
+            [MwwMop::ReadAll(_), MwwMop::WriteSome(want)],
+            [MwwMop::ReadAll(_), MwwMop::WriteSome(done)],
+        ) => done.iter().all(|(k, v)| want.get(k) == Some(v)),
+        _ => false,
+    }
+}
+
+/// `GET <base>/db-api/<action>` with a `timeout`: the JSON body of a 200, else the error as text.
+pub async fn db_api(
+    base: &str,
+    action: &str,
+    timeout: Duration,
+) -> Result<serde_json::Value, String> {
+    let http = reqwest::Client::builder()
+        .no_proxy()
+        .timeout(timeout)
+        .build()
+        .map_err(|e| error_chain(&e))?;
+    let resp = http
+        .get(format!("{base}/db-api/{action}"))
+        .send()
+        .await
+        .map_err(|e| error_chain(&e))?;
+    let status = resp.status();
+    let text = resp.text().await.map_err(|e| error_chain(&e))?;
+    if !status.is_success() {
+        return Err(format!("HTTP {}: {}", status.as_u16(), text.trim()));
+    }
+    serde_json::from_str(&text).map_err(|e| format!("undecodable {text:?}: {e}"))
+}
+
+/// The writes of a `[readAll, writeSome]` transaction.
+pub fn mww_writes(mops: &[MwwMop]) -> BTreeMap<Key, i64> {
+    mops.iter()
+        .filter_map(|m| match m {
+            MwwMop::WriteSome(w) => Some(w.clone()),
+            MwwMop::ReadAll(_) => None,
+        })
+        .flatten()
+        .collect()
 }
 
 /// Whether the response holds the request's micro-ops (same functions, keys and appends).

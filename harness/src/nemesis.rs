@@ -7,6 +7,13 @@
 //! | `pause` | `pause`: SIGSTOP of a random endpoint | `resume`: SIGCONT |
 //! | `standin-restart` | `kill-standin`: `kill -9` of the stand-in | `start-standin` |
 //! | `postgres-restart` | `stop-postgres`: `pg_ctl stop -m immediate` | `start-postgres` |
+//! | `disconnect-orderly` | `disconnect`: `GET /db-api/disconnect` on a random non-empty subset of the PowerSync nodes | `connect`: `GET /db-api/connect` on exactly those |
+//! | `disconnect-random` | `disconnect`: as above | `connect` on a new random subset (possibly empty) |
+//!
+//! The disconnect faults act on the latest era's PowerSync endpoints only (never on the
+//! `--endpoint postgresql` nodes), one nemesis operation per node. `disconnect` on the command
+//! line means both. After the main phase [`connect_all`] connects every PowerSync node (the
+//! reference's final `connect`), so a random connect that left a node out is healed.
 
 use std::fmt;
 use std::str::FromStr;
@@ -30,6 +37,17 @@ pub enum Fault {
     StandinRestart,
     /// Stop PostgreSQL the hard way, then start it again.
     PostgresRestart,
+    /// Disconnect PowerSync nodes from sync, then connect the same ones.
+    DisconnectOrderly,
+    /// Disconnect PowerSync nodes from sync, then connect a random subset.
+    DisconnectRandom,
+}
+
+impl Fault {
+    /// Whether this fault needs the latest era's `/db-api`.
+    pub fn is_disconnect(self) -> bool {
+        matches!(self, Fault::DisconnectOrderly | Fault::DisconnectRandom)
+    }
 }
 
 impl FromStr for Fault {
@@ -40,8 +58,11 @@ impl FromStr for Fault {
             "pause" => Ok(Fault::Pause),
             "standin-restart" => Ok(Fault::StandinRestart),
             "postgres-restart" => Ok(Fault::PostgresRestart),
+            "disconnect-orderly" => Ok(Fault::DisconnectOrderly),
+            "disconnect-random" => Ok(Fault::DisconnectRandom),
             other => Err(Error::Options(format!(
-                "unknown nemesis {other:?} (kill, pause, standin-restart, postgres-restart, none)"
+                "unknown nemesis {other:?} (kill, pause, standin-restart, postgres-restart, \
+                 disconnect, disconnect-orderly, disconnect-random, none)"
             ))),
         }
     }
@@ -54,18 +75,29 @@ impl fmt::Display for Fault {
             Fault::Pause => "pause",
             Fault::StandinRestart => "standin-restart",
             Fault::PostgresRestart => "postgres-restart",
+            Fault::DisconnectOrderly => "disconnect-orderly",
+            Fault::DisconnectRandom => "disconnect-random",
         })
     }
 }
 
-/// Parses `--nemesis kill,pause` (`none` or empty: no faults).
+/// Parses `--nemesis kill,pause` (`none` or empty: no faults; `disconnect`: both disconnect
+/// faults).
 pub fn parse_faults(list: &[String]) -> Result<Vec<Fault>> {
-    list.iter()
-        .map(|s| s.trim())
-        .filter(|s| !s.is_empty() && *s != "none")
-        .map(Fault::from_str)
-        .collect()
+    let mut faults = Vec::new();
+    for s in list.iter().map(|s| s.trim()) {
+        match s {
+            "" | "none" => {}
+            "disconnect" => faults.extend([Fault::DisconnectOrderly, Fault::DisconnectRandom]),
+            other => faults.push(Fault::from_str(other)?),
+        }
+    }
+    faults.dedup();
+    Ok(faults)
 }
+
+/// How long a `connect`/`disconnect` request may take.
+const DB_API_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// What the nemesis can act on.
 #[derive(Debug, Clone)]
@@ -76,6 +108,8 @@ pub struct Targets {
     pub standin: Option<Arc<Mutex<Standin>>>,
     /// PostgreSQL, in synced workloads.
     pub database: Option<Database>,
+    /// The latest era's PowerSync endpoints, `(node, base URL)`: the disconnect targets.
+    pub syncing: Vec<(String, String)>,
 }
 
 /// A fault in progress, to be healed.
@@ -84,6 +118,7 @@ enum Active {
     Paused(Arc<Mutex<Endpoint>>),
     StandinKilled(Arc<Mutex<Standin>>),
     PostgresStopped(Database),
+    Disconnected { nodes: Vec<usize>, orderly: bool },
 }
 
 impl Targets {
@@ -94,6 +129,7 @@ impl Targets {
                 Fault::Kill | Fault::Pause => !self.endpoints.is_empty(),
                 Fault::StandinRestart => self.standin.is_some(),
                 Fault::PostgresRestart => self.database.is_some(),
+                Fault::DisconnectOrderly | Fault::DisconnectRandom => !self.syncing.is_empty(),
             };
             if !ok {
                 return Err(Error::Options(format!(
@@ -140,12 +176,57 @@ impl Targets {
                 );
                 (!failed).then(|| Active::PostgresStopped(db.clone()))
             }
+            Fault::DisconnectOrderly | Fault::DisconnectRandom => {
+                let mut nodes = random_subset(rng, self.syncing.len());
+                if nodes.is_empty() {
+                    nodes.push(rng.usize(..self.syncing.len()));
+                }
+                for &i in &nodes {
+                    self.db_api(i, "disconnect", rec).await;
+                }
+                Some(Active::Disconnected {
+                    nodes,
+                    orderly: fault == Fault::DisconnectOrderly,
+                })
+            }
         }
+    }
+
+    /// `GET /db-api/<action>` on PowerSync node `i`, recorded as a nemesis operation.
+    async fn db_api(&self, i: usize, action: &str, rec: &Recorder) {
+        let Some((name, url)) = self.syncing.get(i) else {
+            return;
+        };
+        let r = crate::client::db_api(url, action, DB_API_TIMEOUT).await;
+        rec.nemesis(action, Some(name), r.err());
     }
 }
 
-async fn heal(active: Active, rec: &Recorder) {
+/// A random subset of `0..n` (each member with probability 1/2), in order.
+fn random_subset(rng: &mut fastrand::Rng, n: usize) -> Vec<usize> {
+    (0..n).filter(|_| rng.bool()).collect()
+}
+
+/// Connects every PowerSync node (`GET /db-api/connect`), recorded as nemesis operations: the
+/// final heal of the disconnect faults.
+pub async fn connect_all(targets: &Targets, rec: &Recorder) {
+    for i in 0..targets.syncing.len() {
+        targets.db_api(i, "connect", rec).await;
+    }
+}
+
+async fn heal(active: Active, targets: &Targets, rng: &mut fastrand::Rng, rec: &Recorder) {
     match active {
+        Active::Disconnected { nodes, orderly } => {
+            let nodes = if orderly {
+                nodes
+            } else {
+                random_subset(rng, targets.syncing.len())
+            };
+            for i in nodes {
+                targets.db_api(i, "connect", rec).await;
+            }
+        }
         Active::Killed(e) => {
             let mut e = e.lock().await;
             let r = e.restart().await;
@@ -197,7 +278,7 @@ pub async fn run(
         let active = targets.start(fault, &mut rng, &rec).await;
         let stopped = wait_or_stop(&mut stop, interval).await;
         if let Some(a) = active {
-            heal(a, &rec).await;
+            heal(a, &targets, &mut rng, &rec).await;
         }
         if stopped {
             return;
@@ -233,5 +314,13 @@ mod tests {
             vec![Fault::StandinRestart, Fault::PostgresRestart]
         );
         assert!(parse_faults(&list("partition")).is_err());
+        assert_eq!(
+            parse_faults(&list("disconnect")).unwrap(),
+            vec![Fault::DisconnectOrderly, Fault::DisconnectRandom]
+        );
+        assert_eq!(
+            parse_faults(&list("disconnect-random")).unwrap(),
+            vec![Fault::DisconnectRandom]
+        );
     }
 }

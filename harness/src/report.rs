@@ -95,6 +95,10 @@ pub struct Stats {
     /// Synced workloads: how long reaching agreement (or giving up) took, s.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub quiesce_secs: Option<f64>,
+    /// Latest-era workloads: how long the final connect and barriers (`uploadQueueWait`,
+    /// `downloadingWait` on every PowerSync node) took, s.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub barrier_secs: Option<f64>,
 }
 
 impl Stats {
@@ -113,6 +117,7 @@ impl Stats {
             duration_secs: 0.0,
             quiesced: None,
             quiesce_secs: None,
+            barrier_secs: None,
         };
         for op in &history.ops {
             if op.client().is_none() {
@@ -236,6 +241,12 @@ pub fn table(verdicts: &[Verdict], stats: &Stats) -> String {
             ),
         );
     }
+    if let Some(secs) = stats.barrier_secs {
+        out.insert_str(
+            out.len() - 1,
+            &format!("final barriers (upload queues empty, not downloading): {secs:.1} s\n"),
+        );
+    }
     out.push_str(&format!("{:<46} {:<8} anomalies\n", "checker", "valid?"));
     for v in verdicts {
         let checker = match &v.model {
@@ -310,7 +321,7 @@ pub fn write_run(
     history: &History,
     verdicts: &[Verdict],
     stats: &Stats,
-    postgres: Option<&BTreeMap<Key, Vec<Element>>>,
+    postgres: serde_json::Value,
 ) -> Result<()> {
     write(&dir.join("history.jsonl"), &jsonl::write_history(history))?;
     write(&dir.join("history.edn"), &edn::write_history(history))?;
@@ -332,6 +343,9 @@ pub fn write_run(
             "txn-length": opts.generator.txn_length,
             "append-keys": opts.generator.append_keys,
             "read-keys": opts.generator.read_keys,
+            "keys-txn": opts.keys_txn,
+            "final-quiesce-secs": opts.final_quiesce.as_secs_f64(),
+            "test-broken-connector": opts.test_broken_connector,
         },
         "stats": stats,
         "checkers": verdicts,

@@ -1,5 +1,8 @@
 //! One test run: start the topology, run the clients (and the nemesis) for the time limit, heal,
-//! wait for quiescence, do the final reads, tear everything down, check and store.
+//! wait for quiescence, do the final reads, tear everything down, check and store. The
+//! latest-era (mww) workloads run in [`mww`].
+
+mod mww;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -58,6 +61,14 @@ pub struct RunOpts {
     pub binaries: Binaries,
     /// Show a progress bar on stderr.
     pub progress: bool,
+    /// Latest era: keys written per `writeSome` (`--keys-txn`).
+    pub keys_txn: usize,
+    /// Latest era: the pause after the final barriers, before the final reads (the
+    /// reference's "Quiesce 3s").
+    pub final_quiesce: Duration,
+    /// TEST ONLY: `ENDPOINT_TEST_BROKEN_CONNECTOR` for the PowerSync endpoints of a latest-era
+    /// run (`drop`: the endpoint silently drops every second upload). Never set in a real run.
+    pub test_broken_connector: Option<String>,
 }
 
 /// What a run produced.
@@ -114,16 +125,31 @@ pub async fn run(opts: &RunOpts) -> Result<RunOutcome> {
     let rec = Arc::new(Recorder::new());
     let topology = Arc::new(Mutex::new(None::<Topology>));
     let result = tokio::select! {
-        r = phases(opts, Arc::clone(&rec), Arc::clone(&topology)) => r,
+        r = async {
+            if opts.workload.is_mww() {
+                mww::phases(opts, Arc::clone(&rec), Arc::clone(&topology)).await.map(Done::Mww)
+            } else {
+                phases(opts, Arc::clone(&rec), Arc::clone(&topology)).await.map(Done::Seed)
+            }
+        } => r,
         _ = interrupted() => Err(Error::Interrupted),
     };
     // Whatever happened, stop every process (PostgreSQL stops when its last handle drops).
     if let Some(t) = topology.lock().await.take() {
         t.teardown().await;
     }
-    let phases = result?;
+    let done = result?;
     let history = rec.history();
-    finish(opts, &history, &phases)
+    match done {
+        Done::Seed(phases) => finish(opts, &history, &phases),
+        Done::Mww(phases) => finish_mww(opts, &history, &phases),
+    }
+}
+
+/// What the phases of either era produced.
+enum Done {
+    Seed(Phases),
+    Mww(mww::MwwPhases),
 }
 
 async fn interrupted() {
@@ -186,10 +212,59 @@ fn validate(opts: &RunOpts) -> Result<()> {
             "--key-count must be 1..={ENDPOINT_KEYS}: the endpoint seeds and accepts keys 0..=99"
         )));
     }
+    if opts.workload.is_mww() {
+        validate_mww(opts)?;
+    } else if let Some(f) = opts.faults.iter().find(|f| f.is_disconnect()) {
+        return Err(Error::Options(format!(
+            "nemesis {f} needs a latest-era workload (ps-rw-pg-rw, ps-ro-pg-rw, ps-rw-pg-ro, \
+             convergence): the seed endpoint has no /db-api"
+        )));
+    } else if opts.test_broken_connector.is_some() {
+        return Err(Error::Options(
+            "--test-broken-connector applies to the latest-era workloads only".into(),
+        ));
+    }
     if opts.rate <= 0.0 || opts.concurrency == 0 {
         return Err(Error::Options(
             "--rate and --concurrency must be positive".into(),
         ));
+    }
+    Ok(())
+}
+
+/// The latest era's option checks.
+fn validate_mww(opts: &RunOpts) -> Result<()> {
+    let w = opts.workload;
+    if matches!(w, Workload::PsRoPgRw | Workload::PsRwPgRo)
+        && (opts.postgres_nodes.is_empty() || opts.postgres_nodes.len() == opts.nodes.len())
+    {
+        return Err(Error::Options(format!(
+            "{w} needs PostgreSQL nodes and PowerSync nodes, e.g. --nodes n1,n2 --postgres-nodes n1"
+        )));
+    }
+    if opts.postgres_nodes.len() == opts.nodes.len() {
+        return Err(Error::Options(format!(
+            "{w} needs at least one PowerSync node (a node not in --postgres-nodes)"
+        )));
+    }
+    if let Some(f) = opts.faults.iter().find(|f| !f.is_disconnect()) {
+        return Err(Error::Options(format!(
+            "nemesis {f} is not implemented for {w}: use disconnect, disconnect-orderly or \
+             disconnect-random"
+        )));
+    }
+    if opts.keys_txn == 0 || opts.keys_txn as i64 > opts.generator.key_count {
+        return Err(Error::Options(format!(
+            "--keys-txn must be 1..=--key-count ({})",
+            opts.generator.key_count
+        )));
+    }
+    if let Some(mode) = &opts.test_broken_connector
+        && mode != "drop"
+    {
+        return Err(Error::Options(format!(
+            "--test-broken-connector {mode:?}: the endpoint knows only \"drop\""
+        )));
     }
     Ok(())
 }
@@ -226,6 +301,7 @@ async fn phases(
             &opts.store.join("standin"),
             &db.uri(),
             key.jwks(),
+            "lww",
         )
         .await;
         topo.database = Some(db);
@@ -260,6 +336,8 @@ async fn phases(
             pg_port: topo.database.as_ref().map(Database::port),
             jwks_private_key: jwk.clone(),
             powersync_lib: powersync_lib.clone(),
+            latest: None,
+            env: Vec::new(),
         };
         match Endpoint::start(
             &opts.binaries.endpoint,
@@ -286,6 +364,7 @@ async fn phases(
         endpoints: topo.endpoints.clone(),
         standin: topo.standin.clone(),
         database: topo.database.clone(),
+        syncing: Vec::new(),
     };
     let database = topo.database.clone();
     *slot.lock().await = Some(topo);
@@ -558,7 +637,34 @@ fn finish(opts: &RunOpts, history: &History, phases: &Phases) -> Result<RunOutco
         stats.quiesced = Some(agreed);
         stats.quiesce_secs = Some(took.as_secs_f64());
     }
-    report::write_run(&opts.store, opts, history, &verdicts, &stats, postgres)?;
+    report::write_run(
+        &opts.store,
+        opts,
+        history,
+        &verdicts,
+        &stats,
+        serde_json::json!(postgres),
+    )?;
+    Ok(RunOutcome {
+        verdicts,
+        stats,
+        store: opts.store.clone(),
+    })
+}
+
+/// Checks a latest-era history and writes the run directory.
+fn finish_mww(opts: &RunOpts, history: &History, phases: &mww::MwwPhases) -> Result<RunOutcome> {
+    let verdicts = mww::verdicts(opts, history, phases)?;
+    let mut stats = report::Stats::of(history, opts.time_limit);
+    stats.barrier_secs = Some(phases.barrier.as_secs_f64());
+    report::write_run(
+        &opts.store,
+        opts,
+        history,
+        &verdicts,
+        &stats,
+        serde_json::json!(phases.postgres_state),
+    )?;
     Ok(RunOutcome {
         verdicts,
         stats,

@@ -1,5 +1,7 @@
-//! The seed's workloads (reference A.11): which endpoint mode they run, which clients do what,
-//! the transactions they generate and the checkers that judge them.
+//! The workloads: the seed's (reference A.11, list-append over `lww`) and the latest era's
+//! (reference B.11, `readAll`/`writeSome` over the max-write-wins `mww` table): which endpoint
+//! mode they run, which clients do what, the transactions they generate and the checkers that
+//! judge them.
 
 use std::fmt;
 use std::sync::atomic::{AtomicI64, Ordering};
@@ -7,7 +9,9 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use clap::ValueEnum;
 
 use crate::check::list_append;
-use crate::history::{Element, Key, ListAppendMop};
+use std::collections::BTreeMap;
+
+use crate::history::{Element, Key, ListAppendMop, MwwMop};
 
 /// A workload, named as in the seed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -27,6 +31,18 @@ pub enum Workload {
     /// PowerSync nodes append, PostgreSQL clients read.
     #[value(name = "ps-wo-pg-ro")]
     PsWoPgRo,
+    /// Latest era (mww): every client reads all keys and writes some.
+    #[value(name = "ps-rw-pg-rw")]
+    PsRwPgRw,
+    /// Latest era (mww): PowerSync nodes only read, PostgreSQL clients read and write.
+    #[value(name = "ps-ro-pg-rw")]
+    PsRoPgRw,
+    /// Latest era (mww): PowerSync nodes read and write, PostgreSQL clients only read.
+    #[value(name = "ps-rw-pg-ro")]
+    PsRwPgRo,
+    /// Latest era (mww): `ps-rw-pg-rw` judged by strong convergence only.
+    #[value(name = "convergence")]
+    Convergence,
 }
 
 impl fmt::Display for Workload {
@@ -37,6 +53,10 @@ impl fmt::Display for Workload {
             Workload::Powersync => "powersync",
             Workload::PsRoPgWo => "ps-ro-pg-wo",
             Workload::PsWoPgRo => "ps-wo-pg-ro",
+            Workload::PsRwPgRw => "ps-rw-pg-rw",
+            Workload::PsRoPgRw => "ps-ro-pg-rw",
+            Workload::PsRwPgRo => "ps-rw-pg-ro",
+            Workload::Convergence => "convergence",
         })
     }
 }
@@ -73,6 +93,29 @@ impl Workload {
         }
     }
 
+    /// Whether this is a latest-era workload: `mww` table, endpoints started with
+    /// `--endpoint powersync|postgresql`, `readAll`/`writeSome` transactions.
+    pub fn is_mww(self) -> bool {
+        matches!(
+            self,
+            Workload::PsRwPgRw | Workload::PsRoPgRw | Workload::PsRwPgRo | Workload::Convergence
+        )
+    }
+
+    /// Latest era: whether the clients of a PowerSync node (`postgres = false`) or of a
+    /// PostgreSQL node write (else their `writeSome` is empty).
+    pub fn mww_writes(self, postgres: bool) -> bool {
+        !matches!(
+            (self, postgres),
+            (Workload::PsRoPgRw, false) | (Workload::PsRwPgRo, true)
+        )
+    }
+
+    /// Latest era: whether the causal checker runs (all but `convergence`).
+    pub fn mww_causal(self) -> bool {
+        self.is_mww() && self != Workload::Convergence
+    }
+
     /// Whether the endpoints sync through the stand-in with PostgreSQL.
     pub fn is_synced(self) -> bool {
         self.endpoint_mode() == "powersync"
@@ -101,7 +144,13 @@ impl Workload {
         let (model, anomalies): (&str, &[&str]) = match self {
             Workload::Sqlite3Local | Workload::PowersyncSingle => ("strict-serializable", &[]),
             Workload::PsRoPgWo => ("repeatable-read", &[]),
-            Workload::Powersync => ("strong-session-PL-2", &["G1b"]),
+            // The mww workloads are not list-append; their checkers are the causal and
+            // convergence ones.
+            Workload::Powersync
+            | Workload::PsRwPgRw
+            | Workload::PsRoPgRw
+            | Workload::PsRwPgRo
+            | Workload::Convergence => ("strong-session-PL-2", &["G1b"]),
             Workload::PsWoPgRo => ("monotonic-atomic-view", &["G-single-item", "G1b"]),
         };
         list_append::Opts {
@@ -199,6 +248,50 @@ impl Generator {
     }
 }
 
+/// The latest era's `readAll-writeSome` generator (reference B.11): values come from one
+/// counter shared by every client (0, 1, 2, ...), so they are unique and increase in invocation
+/// order; each transaction writes that value to `keys_txn` random distinct keys.
+#[derive(Debug)]
+pub struct MwwGenerator {
+    key_count: i64,
+    keys_txn: usize,
+    next: AtomicI64,
+}
+
+impl MwwGenerator {
+    /// A generator over keys `0..key_count`, `keys_txn` keys per write.
+    pub fn new(key_count: i64, keys_txn: usize) -> MwwGenerator {
+        MwwGenerator {
+            key_count,
+            keys_txn,
+            next: AtomicI64::new(0),
+        }
+    }
+
+    /// `[readAll {}] [writeSome {k n ...}]`, or with an empty `writeSome` when `!writes`.
+    pub fn next(&self, writes: bool, rng: &mut fastrand::Rng) -> Vec<MwwMop> {
+        let mut w = BTreeMap::new();
+        if writes {
+            let n = self.next.fetch_add(1, Ordering::Relaxed);
+            let want = self
+                .keys_txn
+                .min(usize::try_from(self.key_count).unwrap_or(0));
+            while w.len() < want {
+                w.insert(rng.i64(0..self.key_count.max(1)), n);
+            }
+        }
+        vec![MwwMop::ReadAll(BTreeMap::new()), MwwMop::WriteSome(w)]
+    }
+
+    /// The final read: `[readAll {}] [writeSome {}]`.
+    pub fn final_read() -> Vec<MwwMop> {
+        vec![
+            MwwMop::ReadAll(BTreeMap::new()),
+            MwwMop::WriteSome(BTreeMap::new()),
+        ]
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -247,6 +340,44 @@ mod tests {
             r.iter()
                 .all(|m| matches!(m, ListAppendMop::Read { list: None, .. }))
         );
+    }
+
+    #[test]
+    fn mww_values_are_shared_unique_and_increasing() {
+        let g = MwwGenerator::new(100, 4);
+        let mut rng = fastrand::Rng::with_seed(3);
+        let mut last = -1;
+        for _ in 0..50 {
+            let t = g.next(true, &mut rng);
+            let [MwwMop::ReadAll(r), MwwMop::WriteSome(w)] = t.as_slice() else {
+                panic!("shape {t:?}");
+            };
+            assert!(r.is_empty());
+            assert_eq!(w.len(), 4);
+            let vals: std::collections::BTreeSet<i64> = w.values().copied().collect();
+            assert_eq!(vals.len(), 1);
+            let v = *w.values().next().expect("a write");
+            assert!(v > last, "{v} after {last}");
+            last = v;
+            assert!(w.keys().all(|k| (0..100).contains(k)));
+        }
+        let ro = g.next(false, &mut rng);
+        assert_eq!(ro, MwwGenerator::final_read());
+        // Read-only transactions take no value.
+        let t = g.next(true, &mut rng);
+        let [_, MwwMop::WriteSome(w)] = t.as_slice() else {
+            panic!("shape {t:?}");
+        };
+        assert_eq!(w.values().next().copied(), Some(last + 1));
+    }
+
+    #[test]
+    fn mww_roles_follow_the_latest_table() {
+        assert!(Workload::PsRwPgRw.mww_writes(false) && Workload::PsRwPgRw.mww_writes(true));
+        assert!(!Workload::PsRoPgRw.mww_writes(false) && Workload::PsRoPgRw.mww_writes(true));
+        assert!(Workload::PsRwPgRo.mww_writes(false) && !Workload::PsRwPgRo.mww_writes(true));
+        assert!(Workload::Convergence.is_mww() && !Workload::Convergence.mww_causal());
+        assert!(Workload::PsRwPgRw.mww_causal() && !Workload::PsWoPgRo.is_mww());
     }
 
     #[test]

@@ -253,6 +253,68 @@ fn options_that_do_not_fit_the_workload_are_refused() {
     let r = run(&["--workload", "sqlite3-local", "--key-count", "101"]);
     assert_eq!(r.code, 2, "{}", r.output);
     assert!(r.output.contains("--key-count"), "{}", r.output);
+    // The latest era's options.
+    let r = run(&[
+        "--workload",
+        "ps-wo-pg-ro",
+        "--nodes",
+        "n1,n2",
+        "--postgres-nodes",
+        "n1",
+        "--nemesis",
+        "disconnect",
+    ]);
+    assert_eq!(r.code, 2, "{}", r.output);
+    assert!(
+        r.output.contains("needs a latest-era workload"),
+        "{}",
+        r.output
+    );
+    let r = run(&["--workload", "ps-rw-pg-rw", "--nemesis", "kill"]);
+    assert_eq!(r.code, 2, "{}", r.output);
+    assert!(
+        r.output.contains("not implemented for ps-rw-pg-rw"),
+        "{}",
+        r.output
+    );
+    let r = run(&["--workload", "ps-ro-pg-rw", "--nodes", "n1,n2"]);
+    assert_eq!(r.code, 2, "{}", r.output);
+    assert!(r.output.contains("--postgres-nodes n1"), "{}", r.output);
+    let r = run(&[
+        "--workload",
+        "ps-rw-pg-rw",
+        "--nodes",
+        "n1",
+        "--postgres-nodes",
+        "n1",
+    ]);
+    assert_eq!(r.code, 2, "{}", r.output);
+    assert!(
+        r.output.contains("at least one PowerSync node"),
+        "{}",
+        r.output
+    );
+    let r = run(&[
+        "--workload",
+        "sqlite3-local",
+        "--test-broken-connector",
+        "drop",
+    ]);
+    assert_eq!(r.code, 2, "{}", r.output);
+    assert!(
+        r.output.contains("latest-era workloads only"),
+        "{}",
+        r.output
+    );
+    let r = run(&[
+        "--workload",
+        "ps-rw-pg-rw",
+        "--test-broken-connector",
+        "lose",
+    ]);
+    assert_eq!(r.code, 2, "{}", r.output);
+    assert!(r.output.contains("only \"drop\""), "{}", r.output);
+    assert!(!r.store.path().join("n1").exists());
     let r = run(&[
         "--workload",
         "sqlite3-local",
@@ -650,4 +712,118 @@ fn matrix_runs_every_syncing_core_and_marks_the_older_ones_not_applicable() {
         assert!(row(new).contains("true"), "{out}");
         assert!(store.path().join(new).join("results.json").is_file());
     }
+}
+
+/// The history's operations (JSON lines).
+fn history_ops(r: &Finished) -> Vec<Value> {
+    std::fs::read_to_string(r.store.path().join("history.jsonl"))
+        .expect("history")
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).expect("JSON line"))
+        .collect()
+}
+
+/// A short latest-era run: n1 is a PostgreSQL node (`--endpoint postgresql`), n2 and n3
+/// PowerSync nodes (`--endpoint powersync`), every client reads all keys and writes some,
+/// disconnect faults every second.
+fn mww_run(extra: &[&str]) -> Finished {
+    let mut args = vec![
+        "--workload",
+        "ps-rw-pg-rw",
+        "--nodes",
+        "n1,n2,n3",
+        "--postgres-nodes",
+        "n1",
+        "--concurrency",
+        "3",
+        "--rate",
+        "20",
+        "--time-limit",
+        "5",
+        "--nemesis",
+        "disconnect",
+        "--nemesis-interval",
+        "1",
+        "--seed",
+        "11",
+    ];
+    args.extend_from_slice(extra);
+    run(&args)
+}
+
+/// Acceptance (1): with the real connector, disconnect faults leave the run causally
+/// consistent and strongly convergent with PostgreSQL.
+#[test]
+fn mww_ps_rw_pg_rw_under_disconnects_is_causal_and_converges() {
+    let _serial = lock();
+    let r = mww_run(&[]);
+    assert_eq!(r.code, 0, "{}", r.output);
+    for checker in ["stats", "causal-consistency", "strong-convergence", "logs"] {
+        r.assert_valid(checker);
+    }
+    let ops = history_ops(&r);
+    // Both kinds of node wrote something that was acknowledged, and final reads came from all.
+    for node in ["n1", "n2", "n3"] {
+        assert!(
+            ops.iter().any(|op| op["node"] == node
+                && op["type"] == "ok"
+                && op["f"] == "txn"
+                && op["value"][1][2].as_object().is_some_and(|w| !w.is_empty())),
+            "no acknowledged write from {node}"
+        );
+        assert!(
+            ops.iter()
+                .any(|op| op["node"] == node && op["type"] == "ok" && op["f"] == "r-final"),
+            "no final read from {node}"
+        );
+    }
+    let pg = r.results()["postgres-final-state"].clone();
+    assert!(
+        pg.as_object()
+            .is_some_and(|m| m.len() == 100 && m.values().any(|v| v.as_i64() > Some(-1))),
+        "PostgreSQL's final state: {pg}"
+    );
+    // Faults happened on PowerSync nodes only, each call succeeded, and the barriers ran on
+    // every PowerSync node without error.
+    let nemesis: Vec<&Value> = ops.iter().filter(|op| op["process"] == "nemesis").collect();
+    let count = |f: &str| nemesis.iter().filter(|op| op["f"] == f).count();
+    assert!(count("disconnect") > 0, "{nemesis:?}");
+    assert!(count("connect") > 0, "{nemesis:?}");
+    assert_eq!(count("upload-queue-wait"), 2, "{nemesis:?}");
+    assert_eq!(count("downloading-wait"), 2, "{nemesis:?}");
+    assert!(
+        nemesis
+            .iter()
+            .all(|op| op.get("error").is_none() && op["node"] != "n1"),
+        "{nemesis:?}"
+    );
+}
+
+/// Acceptance (2): the endpoint's test-only broken connector (every second upload silently
+/// dropped) makes strong convergence fail with lost acknowledged writes.
+#[test]
+fn mww_with_the_test_only_broken_connector_loses_acknowledged_writes() {
+    let _serial = lock();
+    let r = mww_run(&["--test-broken-connector", "drop"]);
+    assert_eq!(r.code, 1, "{}", r.output);
+    let v = r.checker("strong-convergence");
+    assert_eq!(v["valid?"], false, "{v:#}");
+    let types: Vec<&str> = v["anomaly-types"]
+        .as_array()
+        .map(|a| a.iter().filter_map(Value::as_str).collect())
+        .unwrap_or_default();
+    assert!(
+        types.contains(&"lost-acknowledged-writes"),
+        "{types:?}\n{}",
+        r.output
+    );
+    // The loss is PostgreSQL's: an acknowledged PowerSync write never reached it.
+    let lost = &v["anomalies"]["lost-acknowledged-writes"][0]["detail"]["nodes"];
+    assert!(
+        lost.as_array()
+            .is_some_and(|n| n.iter().any(|x| x == "postgres")),
+        "{v:#}"
+    );
+    r.assert_valid("logs");
+    assert_eq!(r.results()["options"]["test-broken-connector"], "drop");
 }

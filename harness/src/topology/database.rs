@@ -16,6 +16,15 @@ const CREATE_TABLE: &str = "CREATE TABLE IF NOT EXISTS public.lww (
     CONSTRAINT lww_pkey PRIMARY KEY (id)
 )";
 
+/// The latest era's table (reference B.6, `init-scripts/migrations.sql`): `id` is the key as
+/// text, `v = -1` means never written.
+const CREATE_MWW_TABLE: &str = "CREATE TABLE IF NOT EXISTS public.mww (
+    id TEXT NOT NULL,
+    k INTEGER NOT NULL UNIQUE,
+    v INTEGER NOT NULL,
+    CONSTRAINT mww_pkey PRIMARY KEY (id)
+)";
+
 /// A throwaway PostgreSQL cluster, shared between the run and the nemesis (which restarts it).
 #[derive(Debug, Clone)]
 pub struct Database {
@@ -49,6 +58,47 @@ impl Database {
             .batch_execute("CREATE PUBLICATION powersync FOR TABLE lww")
             .await?;
         Ok(db)
+    }
+
+    /// Starts a cluster with the latest era's `mww` table, keys `0..key_count` seeded with `-1`
+    /// (`id` = the key as text), and `CREATE PUBLICATION powersync FOR TABLE mww`.
+    pub async fn start_mww(key_count: i64) -> Result<Database> {
+        let pg = tokio::task::spawn_blocking(TestPostgres::start)
+            .await
+            .map_err(|e| Error::Task(e.to_string()))??;
+        let port = pg.port();
+        let db = Database {
+            pg: Arc::new(Mutex::new(pg)),
+            port,
+        };
+        let client = db.client().await?;
+        client.batch_execute(CREATE_MWW_TABLE).await?;
+        client.execute("DELETE FROM mww", &[]).await?;
+        let n = i32::try_from(key_count)
+            .map_err(|_| Error::Options(format!("key count {key_count} too large")))?;
+        client
+            .execute(
+                "INSERT INTO mww (id, k, v) SELECT k::text, k, -1 FROM generate_series(0, $1 - 1) AS k",
+                &[&n],
+            )
+            .await?;
+        client
+            .batch_execute("CREATE PUBLICATION powersync FOR TABLE mww")
+            .await?;
+        Ok(db)
+    }
+
+    /// PostgreSQL's `mww` state: key → value (`-1`: never written).
+    pub async fn mww_state(&self) -> Result<BTreeMap<Key, i64>> {
+        let client = self.client().await?;
+        let rows = client.query("SELECT k, v FROM mww ORDER BY k", &[]).await?;
+        let mut state = BTreeMap::new();
+        for row in rows {
+            let k: i32 = row.try_get(0)?;
+            let v: i32 = row.try_get(1)?;
+            state.insert(Key::from(k), i64::from(v));
+        }
+        Ok(state)
     }
 
     /// The port on 127.0.0.1 (kept across restarts).

@@ -31,6 +31,11 @@ pub struct EndpointConfig {
     pub jwks_private_key: Option<String>,
     /// `POWERSYNC_LIB`: the core library the endpoint loads.
     pub powersync_lib: Option<PathBuf>,
+    /// Latest era: `--endpoint powersync|postgresql` (the `mww` model and `/db-api`), with
+    /// `--keys` = the key count. `None`: the seed era.
+    pub latest: Option<(String, i64)>,
+    /// Extra environment variables (e.g. the test-only `ENDPOINT_TEST_BROKEN_CONNECTOR`).
+    pub env: Vec<(String, String)>,
 }
 
 /// A running (or killed, restartable) endpoint.
@@ -145,6 +150,15 @@ impl Endpoint {
         if let Some(lib) = &self.config.powersync_lib {
             cmd.env("POWERSYNC_LIB", lib);
         }
+        if let Some((endpoint, keys)) = &self.config.latest {
+            cmd.arg("--endpoint")
+                .arg(endpoint)
+                .arg("--keys")
+                .arg(keys.to_string());
+        }
+        for (k, v) in &self.config.env {
+            cmd.env(k, v);
+        }
         let child = cmd.spawn().map_err(|e| Error::Process {
             name: self.config.name.clone(),
             reason: e.to_string(),
@@ -180,14 +194,20 @@ impl Endpoint {
             .no_proxy()
             .timeout(Duration::from_secs(1))
             .build()?;
-        let url = format!("{}/powersync", self.url());
+        // The latest era has no `/powersync`; `uploadQueueCount` answers in both of its modes.
+        let path = if self.config.latest.is_some() {
+            "/db-api/uploadQueueCount"
+        } else {
+            "/powersync"
+        };
+        let url = format!("{}{path}", self.url());
         loop {
             if let Ok(resp) = http.get(&url).send().await
                 && resp.status().is_success()
             {
                 return Ok(());
             }
-            self.check_alive(deadline, "GET /powersync never answered 200")?;
+            self.check_alive(deadline, "the health request never answered 200")?;
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }

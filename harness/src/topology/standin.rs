@@ -25,13 +25,14 @@ pub struct Standin {
 }
 
 impl Standin {
-    /// Writes `standin.yaml` (sync rules `SELECT * FROM lww`, the JWKS `jwks`, audiences
+    /// Writes `standin.yaml` (sync rules `SELECT * FROM <table>`, the JWKS `jwks`, audiences
     /// `powersync-dev`/`powersync`) into `dir` and starts the stand-in on a free port.
     pub async fn start(
         bin: &Path,
         dir: &Path,
         postgres_uri: &str,
         jwks: serde_json::Value,
+        table: &str,
     ) -> Result<Standin> {
         std::fs::create_dir_all(dir).map_err(|source| Error::Io {
             path: dir.to_path_buf(),
@@ -43,7 +44,7 @@ impl Standin {
             "port": port,
             "host": "127.0.0.1",
             "postgres_uri": postgres_uri,
-            "sync_rules": {"content": "bucket_definitions:\n  global:\n    data:\n      - SELECT * FROM lww\n"},
+            "sync_rules": {"content": format!("bucket_definitions:\n  global:\n    data:\n      - SELECT * FROM {table}\n")},
             "client_auth": {"jwks": jwks, "audience": ["powersync-dev", "powersync"]},
             "poll_interval_ms": 10,
         });
