@@ -797,6 +797,104 @@ fn mww_ps_rw_pg_rw_under_disconnects_is_causal_and_converges() {
             .all(|op| op.get("error").is_none() && op["node"] != "n1"),
         "{nemesis:?}"
     );
+    // The stored history re-checks the same with `harness check`.
+    let out = Command::new(env!("CARGO_BIN_EXE_harness"))
+        .arg("check")
+        .arg(r.store.path().join("history.jsonl"))
+        .args(["--workload", "mww", "--key-count", "100"])
+        .output()
+        .expect("harness check runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+}
+
+/// Whether `op` is an ok client transaction that wrote something.
+fn wrote(op: &Value) -> bool {
+    op["type"] == "ok"
+        && op["f"] == "txn"
+        && op["value"][1][2].as_object().is_some_and(|w| !w.is_empty())
+}
+
+/// `ps-ro-pg-rw` and `ps-rw-pg-ro`: only the writing side writes, the readers see its writes,
+/// and both are causal and converge.
+#[test]
+fn mww_one_sided_writers_are_causal_and_converge() {
+    let _serial = lock();
+    for (workload, writer, reader) in [("ps-ro-pg-rw", "n1", "n2"), ("ps-rw-pg-ro", "n2", "n1")] {
+        let r = run(&[
+            "--workload",
+            workload,
+            "--nodes",
+            "n1,n2",
+            "--postgres-nodes",
+            "n1",
+            "--concurrency",
+            "2",
+            "--rate",
+            "20",
+            "--time-limit",
+            "3",
+            "--nemesis",
+            "disconnect-orderly",
+            "--nemesis-interval",
+            "1",
+        ]);
+        assert_eq!(r.code, 0, "{workload}: {}", r.output);
+        for checker in ["stats", "causal-consistency", "strong-convergence", "logs"] {
+            r.assert_valid(checker);
+        }
+        let ops = history_ops(&r);
+        assert!(
+            ops.iter().any(|op| op["node"] == writer && wrote(op)),
+            "{workload}: {writer} wrote nothing"
+        );
+        assert!(
+            !ops.iter().any(|op| op["node"] == reader
+                && op["process"] != "nemesis"
+                && op["value"][1][2].as_object().is_some_and(|w| !w.is_empty())),
+            "{workload}: {reader} wrote"
+        );
+        // The reader saw the writer's values.
+        assert!(
+            ops.iter().any(|op| op["node"] == reader
+                && op["type"] == "ok"
+                && op["value"][0][2]
+                    .as_object()
+                    .is_some_and(|m| m.values().any(|v| v.as_i64() > Some(-1)))),
+            "{workload}: {reader} never read a written value"
+        );
+    }
+}
+
+/// `convergence` (here all PowerSync nodes): judged by strong convergence alone.
+#[test]
+fn mww_convergence_workload_is_judged_by_convergence_only() {
+    let _serial = lock();
+    let r = run(&[
+        "--workload",
+        "convergence",
+        "--nodes",
+        "n1,n2",
+        "--rate",
+        "20",
+        "--time-limit",
+        "2",
+    ]);
+    assert_eq!(r.code, 0, "{}", r.output);
+    let checkers: Vec<String> = r.results()["checkers"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|c| c["checker"].as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default();
+    assert_eq!(checkers, ["stats", "strong-convergence", "logs"]);
+    r.assert_valid("strong-convergence");
+    assert!(history_ops(&r).iter().any(wrote));
 }
 
 /// Acceptance (2): the endpoint's test-only broken connector (every second upload silently
@@ -823,6 +921,16 @@ fn mww_with_the_test_only_broken_connector_loses_acknowledged_writes() {
         lost.as_array()
             .is_some_and(|n| n.iter().any(|x| x == "postgres")),
         "{v:#}"
+    );
+    // A client that wrote a value later reads an older one: its write was dropped on upload
+    // and the next download replaced it.
+    let c = r.checker("causal-consistency");
+    assert_eq!(c["valid?"], false, "{c:#}");
+    assert!(
+        c["anomaly-types"]
+            .as_array()
+            .is_some_and(|a| a.iter().any(|t| t == "read-your-writes")),
+        "{c:#}"
     );
     r.assert_valid("logs");
     assert_eq!(r.results()["options"]["test-broken-connector"], "drop");
