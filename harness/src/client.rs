@@ -17,8 +17,6 @@ use std::time::Duration;
 use tokio_postgres::IsolationLevel;
 
 use crate::history::wire;
-use std::collections::BTreeMap;
-
 use crate::history::{Key, ListAppendMop, MwwMop, OpType};
 use crate::topology::parse_list;
 
@@ -180,17 +178,6 @@ pub async fn db_api(
         return Err(format!("HTTP {}: {}", status.as_u16(), text.trim()));
     }
     serde_json::from_str(&text).map_err(|e| format!("undecodable {text:?}: {e}"))
-}
-
-/// The writes of a `[readAll, writeSome]` transaction.
-pub fn mww_writes(mops: &[MwwMop]) -> BTreeMap<Key, i64> {
-    mops.iter()
-        .filter_map(|m| match m {
-            MwwMop::WriteSome(w) => Some(w.clone()),
-            MwwMop::ReadAll(_) => None,
-        })
-        .flatten()
-        .collect()
 }
 
 /// Whether the response holds the request's micro-ops (same functions, keys and appends).
@@ -372,4 +359,31 @@ async fn run_txn(
 /// `lww.k` is an INTEGER; the generator's keys are small.
 fn pg_key(key: Key) -> i32 {
     i32::try_from(key).unwrap_or(i32::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn txn(writes: &[(Key, i64)]) -> Vec<MwwMop> {
+        vec![
+            MwwMop::ReadAll([(0, -1), (1, 5)].into_iter().collect()),
+            MwwMop::WriteSome(writes.iter().copied().collect()),
+        ]
+    }
+
+    #[test]
+    fn an_mww_reply_answers_when_its_writes_are_a_subset_of_the_request() {
+        let asked = txn(&[(0, 7), (1, 7)]);
+        assert!(mww_answers(&asked, &txn(&[(0, 7), (1, 7)])));
+        // The endpoint dropped the write below what it read.
+        assert!(mww_answers(&asked, &txn(&[(0, 7)])));
+        assert!(mww_answers(&asked, &txn(&[])));
+        // A write not asked for, or of another value, or another shape.
+        assert!(!mww_answers(&asked, &txn(&[(0, 7), (2, 7)])));
+        assert!(!mww_answers(&asked, &txn(&[(0, 8)])));
+        assert!(!mww_answers(&asked, &asked[..1]));
+        let swapped = vec![asked[1].clone(), asked[0].clone()];
+        assert!(!mww_answers(&asked, &swapped));
+    }
 }

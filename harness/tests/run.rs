@@ -714,6 +714,22 @@ fn matrix_runs_every_syncing_core_and_marks_the_older_ones_not_applicable() {
     }
 }
 
+/// The `ERROR`/`SEVERE`/`WARN` lines of every node's log, for failure messages.
+fn log_problems(r: &Finished) -> String {
+    let mut out = String::new();
+    for node in ["n1", "n2", "n3"] {
+        let log = std::fs::read_to_string(r.store.path().join(node).join("endpoint.log"))
+            .unwrap_or_default();
+        for line in log
+            .lines()
+            .filter(|l| l.contains("ERROR") || l.contains("SEVERE") || l.contains("WARN"))
+        {
+            out.push_str(&format!("{node}: {line}\n"));
+        }
+    }
+    out
+}
+
 /// The history's operations (JSON lines).
 fn history_ops(r: &Finished) -> Vec<Value> {
     std::fs::read_to_string(r.store.path().join("history.jsonl"))
@@ -757,7 +773,7 @@ fn mww_run(extra: &[&str]) -> Finished {
 fn mww_ps_rw_pg_rw_under_disconnects_is_causal_and_converges() {
     let _serial = lock();
     let r = mww_run(&[]);
-    assert_eq!(r.code, 0, "{}", r.output);
+    assert_eq!(r.code, 0, "{}\n{}", r.output, log_problems(&r));
     for checker in ["stats", "causal-consistency", "strong-convergence", "logs"] {
         r.assert_valid(checker);
     }
@@ -842,7 +858,7 @@ fn mww_one_sided_writers_are_causal_and_converge() {
             "--nemesis-interval",
             "1",
         ]);
-        assert_eq!(r.code, 0, "{workload}: {}", r.output);
+        assert_eq!(r.code, 0, "{workload}: {}\n{}", r.output, log_problems(&r));
         for checker in ["stats", "causal-consistency", "strong-convergence", "logs"] {
             r.assert_valid(checker);
         }
@@ -883,7 +899,7 @@ fn mww_convergence_workload_is_judged_by_convergence_only() {
         "--time-limit",
         "2",
     ]);
-    assert_eq!(r.code, 0, "{}", r.output);
+    assert_eq!(r.code, 0, "{}\n{}", r.output, log_problems(&r));
     let checkers: Vec<String> = r.results()["checkers"]
         .as_array()
         .map(|a| {
