@@ -247,10 +247,14 @@ fn validate_mww(opts: &RunOpts) -> Result<()> {
             "{w} needs at least one PowerSync node (a node not in --postgres-nodes)"
         )));
     }
-    if let Some(f) = opts.faults.iter().find(|f| !f.is_disconnect()) {
+    if let Some(f) = opts
+        .faults
+        .iter()
+        .find(|f| !f.is_disconnect() && !matches!(f, Fault::Kill | Fault::Pause))
+    {
         return Err(Error::Options(format!(
-            "nemesis {f} is not implemented for {w}: use disconnect, disconnect-orderly or \
-             disconnect-random"
+            "nemesis {f} is not implemented for {w}: use kill, pause, disconnect, \
+             disconnect-orderly or disconnect-random"
         )));
     }
     if opts.keys_txn == 0 || opts.keys_txn as i64 > opts.generator.key_count {

@@ -270,7 +270,7 @@ fn options_that_do_not_fit_the_workload_are_refused() {
         "{}",
         r.output
     );
-    let r = run(&["--workload", "ps-rw-pg-rw", "--nemesis", "kill"]);
+    let r = run(&["--workload", "ps-rw-pg-rw", "--nemesis", "standin-restart"]);
     assert_eq!(r.code, 2, "{}", r.output);
     assert!(
         r.output.contains("not implemented for ps-rw-pg-rw"),
@@ -950,4 +950,51 @@ fn mww_with_the_test_only_broken_connector_loses_acknowledged_writes() {
     );
     r.assert_valid("logs");
     assert_eq!(r.results()["options"]["test-broken-connector"], "drop");
+}
+
+/// Latest era under kill -9 (restart on the same data) and SIGSTOP/SIGCONT of the endpoints:
+/// still causal and convergent, every fault healed without error.
+#[test]
+fn mww_kill_and_pause_lose_nothing() {
+    let _serial = lock();
+    let r = run(&[
+        "--workload",
+        "ps-rw-pg-rw",
+        "--nodes",
+        "n1,n2,n3",
+        "--postgres-nodes",
+        "n1",
+        "--concurrency",
+        "3",
+        "--rate",
+        "20",
+        "--time-limit",
+        "6",
+        "--nemesis",
+        "kill,pause",
+        "--nemesis-interval",
+        "1",
+        "--seed",
+        "4",
+    ]);
+    assert_eq!(r.code, 0, "{}\n{}", r.output, log_problems(&r));
+    for checker in ["stats", "causal-consistency", "strong-convergence", "logs"] {
+        r.assert_valid(checker);
+    }
+    let ops = history_ops(&r);
+    let nemesis: Vec<&Value> = ops.iter().filter(|op| op["process"] == "nemesis").collect();
+    let count = |f: &str| nemesis.iter().filter(|op| op["f"] == f).count();
+    // Seed 4's first fault kills a PowerSync node.
+    assert!(
+        nemesis
+            .iter()
+            .any(|op| op["f"] == "kill" && (op["node"] == "n2" || op["node"] == "n3")),
+        "{nemesis:?}"
+    );
+    assert_eq!(count("kill"), count("start"), "{nemesis:?}");
+    assert_eq!(count("pause"), count("resume"), "{nemesis:?}");
+    assert!(
+        nemesis.iter().all(|op| op.get("error").is_none()),
+        "{nemesis:?}"
+    );
 }

@@ -1,7 +1,7 @@
 //! One run of a latest-era workload (reference B.9–B.11): the `mww` table, endpoints started
 //! with `--endpoint powersync` (PowerSync nodes) or `--endpoint postgresql` (the nodes in
 //! `--postgres-nodes`, as the latest harness runs them), `readAll`/`writeSome` transactions,
-//! the disconnect nemesis, the final barriers and one `r-final` read per client.
+//! the disconnect (and kill/pause) nemesis, the final barriers and one `r-final` read per client.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
