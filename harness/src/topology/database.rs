@@ -25,20 +25,6 @@ const CREATE_MWW_TABLE: &str = "CREATE TABLE IF NOT EXISTS public.mww (
     CONSTRAINT mww_pkey PRIMARY KEY (id)
 )";
 
-/// The endpoint's upload ledger, exactly as its connectors create it (`CREATE_LEDGER` in
-/// `endpoint/src/connectors/postgres.rs`). Created here, before any endpoint starts, because
-/// two endpoints opening their first upload connection at the same moment race in their own
-/// `CREATE TABLE IF NOT EXISTS`: PostgreSQL answers one of them `23505` (duplicate key in
-/// `pg_type`), which the endpoint treats as fatal and exits (an endpoint bug, reported; seen in
-/// about one run in four with two PowerSync writers). Remove this once the endpoint tolerates
-/// the race.
-const CREATE_UPLOAD_LEDGER: &str = "CREATE TABLE IF NOT EXISTS powersync_endpoint_uploads (
-    client_id TEXT NOT NULL,
-    tx_id BIGINT NOT NULL,
-    uploaded_at TIMESTAMPTZ NOT NULL DEFAULT now(),
-    PRIMARY KEY (client_id, tx_id)
-)";
-
 /// A throwaway PostgreSQL cluster, shared between the run and the nemesis (which restarts it).
 #[derive(Debug, Clone)]
 pub struct Database {
@@ -75,8 +61,7 @@ impl Database {
     }
 
     /// Starts a cluster with the latest era's `mww` table, keys `0..key_count` seeded with `-1`
-    /// (`id` = the key as text), `CREATE PUBLICATION powersync FOR TABLE mww`, and the
-    /// endpoint's upload ledger (see `CREATE_UPLOAD_LEDGER`).
+    /// (`id` = the key as text), and `CREATE PUBLICATION powersync FOR TABLE mww`.
     pub async fn start_mww(key_count: i64) -> Result<Database> {
         let pg = tokio::task::spawn_blocking(TestPostgres::start)
             .await
@@ -100,7 +85,6 @@ impl Database {
         client
             .batch_execute("CREATE PUBLICATION powersync FOR TABLE mww")
             .await?;
-        client.batch_execute(CREATE_UPLOAD_LEDGER).await?;
         Ok(db)
     }
 
