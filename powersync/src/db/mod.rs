@@ -339,12 +339,20 @@ where
     Ok(value)
 }
 
-/// Runs `f` on tokio's blocking pool. A panic inside `f` continues in the caller.
+/// Runs blocking SQLite work `f` off the async scheduler. On a multi-thread runtime it runs in
+/// place with `block_in_place` (tokio hands this worker's other tasks to another thread), which
+/// spares the two thread switches of a blocking-pool round trip on every transaction; on a
+/// current-thread runtime it goes to the blocking pool. A panic inside `f` continues in the
+/// caller either way.
 pub(crate) async fn run_blocking<R, F>(f: F) -> Result<R>
 where
     F: FnOnce() -> R + Send + 'static,
     R: Send + 'static,
 {
+    use tokio::runtime::{Handle, RuntimeFlavor};
+    if Handle::try_current().is_ok_and(|h| h.runtime_flavor() == RuntimeFlavor::MultiThread) {
+        return Ok(tokio::task::block_in_place(f));
+    }
     match tokio::task::spawn_blocking(f).await {
         Ok(value) => Ok(value),
         Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
