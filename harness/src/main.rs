@@ -100,39 +100,7 @@ fn verdicts(
 }
 
 fn table(verdicts: &[Verdict]) -> String {
-    let mut out = format!("{:<40} {:<8} anomalies\n", "checker", "valid?");
-    for v in verdicts {
-        let checker = match &v.model {
-            Some(m) => format!("{} ({m})", v.checker),
-            None => v.checker.clone(),
-        };
-        let valid = serde_json::to_string(&v.valid).unwrap_or_default();
-        let found: Vec<String> = v
-            .anomalies
-            .iter()
-            .map(|(k, xs)| format!("{k} ({})", xs.len()))
-            .collect();
-        out.push_str(&format!(
-            "{:<40} {:<8} {}\n",
-            checker,
-            valid.trim_matches('"'),
-            found.join(", ")
-        ));
-        if !v.not.is_empty() {
-            out.push_str(&format!("{:<49}not: {}\n", "", v.not.join(", ")));
-        }
-    }
-    for v in verdicts {
-        for (kind, xs) in &v.anomalies {
-            if let Some(first) = xs.first() {
-                out.push_str(&format!(
-                    "\n{} / {kind}, e.g.:\n{}\n",
-                    v.checker, first.explanation
-                ));
-            }
-        }
-    }
-    out
+    harness::report::verdict_table(verdicts, str::to_string)
 }
 
 fn main() -> ExitCode {

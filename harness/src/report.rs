@@ -247,36 +247,7 @@ pub fn table(verdicts: &[Verdict], stats: &Stats) -> String {
             &format!("final barriers (upload queues empty, not downloading): {secs:.1} s\n"),
         );
     }
-    out.push_str(&format!("{:<46} {:<8} anomalies\n", "checker", "valid?"));
-    for v in verdicts {
-        let checker = match &v.model {
-            Some(m) => format!("{} ({m})", v.checker),
-            None => v.checker.clone(),
-        };
-        let valid = serde_json::to_string(&v.valid).unwrap_or_default();
-        let found: Vec<String> = v
-            .anomalies
-            .iter()
-            .map(|(k, xs)| format!("{k} ({})", xs.len()))
-            .collect();
-        out.push_str(&format!(
-            "{:<46} {:<8} {}\n",
-            checker,
-            valid.trim_matches('"'),
-            found.join(", ")
-        ));
-    }
-    for v in verdicts {
-        for (kind, xs) in &v.anomalies {
-            if let Some(first) = xs.first() {
-                out.push_str(&format!(
-                    "\n{} / {kind}, e.g.:\n{}\n",
-                    v.checker,
-                    abbreviate(&first.explanation)
-                ));
-            }
-        }
-    }
+    out.push_str(&verdict_table(verdicts, abbreviate));
     let valid = verdicts.iter().all(Verdict::is_valid);
     out.push_str(&format!(
         "\n{}\n",
@@ -356,4 +327,43 @@ pub fn write_run(
         &serde_json::to_string_pretty(&results).unwrap_or_default(),
     )?;
     latency_plot(history, &dir.join("latency-raw.png"))
+}
+
+/// The verdict table: one row per checker (validity, anomaly kinds with counts, what the history
+/// is not), then one example of each anomaly kind, its explanation passed through `explain`.
+pub fn verdict_table(verdicts: &[Verdict], explain: fn(&str) -> String) -> String {
+    let mut out = format!("{:<46} {:<8} anomalies\n", "checker", "valid?");
+    for v in verdicts {
+        let checker = match &v.model {
+            Some(m) => format!("{} ({m})", v.checker),
+            None => v.checker.clone(),
+        };
+        let valid = serde_json::to_string(&v.valid).unwrap_or_default();
+        let found: Vec<String> = v
+            .anomalies
+            .iter()
+            .map(|(k, xs)| format!("{k} ({})", xs.len()))
+            .collect();
+        out.push_str(&format!(
+            "{:<46} {:<8} {}\n",
+            checker,
+            valid.trim_matches('"'),
+            found.join(", ")
+        ));
+        if !v.not.is_empty() {
+            out.push_str(&format!("{:<55}not: {}\n", "", v.not.join(", ")));
+        }
+    }
+    for v in verdicts {
+        for (kind, xs) in &v.anomalies {
+            if let Some(first) = xs.first() {
+                out.push_str(&format!(
+                    "\n{} / {kind}, e.g.:\n{}\n",
+                    v.checker,
+                    explain(&first.explanation)
+                ));
+            }
+        }
+    }
+    out
 }
