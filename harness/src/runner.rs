@@ -152,6 +152,47 @@ enum Done {
     Mww(mww::MwwPhases),
 }
 
+/// The main phase: the nemesis runs beside the clients until every client is done (they stop at
+/// the time limit), the progress bar ticking meanwhile; then the final nemesis heals every
+/// fault. Returns what the clients returned. The nemesis runs in a `JoinSet` so that an
+/// interrupted run aborts it.
+async fn main_phase<W: Send + 'static>(
+    mut clients: JoinSet<W>,
+    targets: Targets,
+    opts: &RunOpts,
+    rec: &Arc<Recorder>,
+    stop_tx: watch::Sender<bool>,
+    stop_rx: watch::Receiver<bool>,
+) -> Result<Vec<W>> {
+    let mut nemesis = JoinSet::new();
+    nemesis.spawn(nemesis::run(
+        targets,
+        opts.faults.clone(),
+        opts.nemesis_interval,
+        opts.seed,
+        Arc::clone(rec),
+        stop_rx,
+    ));
+    let progress = report::Progress::new(opts.progress, opts.time_limit);
+    let mut workers = Vec::new();
+    loop {
+        tokio::select! {
+            joined = clients.join_next() => match joined {
+                Some(Ok(w)) => workers.push(w),
+                Some(Err(e)) => return Err(Error::Task(e.to_string())),
+                None => break,
+            },
+            _ = tokio::time::sleep(Duration::from_millis(200)) => progress.tick(&rec.counts),
+        }
+    }
+    progress.finish(&rec.counts);
+    let _ = stop_tx.send(true);
+    while let Some(r) = nemesis.join_next().await {
+        r.map_err(|e| Error::Task(e.to_string()))?;
+    }
+    Ok(workers)
+}
+
 async fn interrupted() {
     let term = async {
         match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
@@ -418,34 +459,7 @@ async fn phases(
             worker
         });
     }
-    // In a JoinSet so that an interrupted run aborts it.
-    let mut nemesis = JoinSet::new();
-    nemesis.spawn(nemesis::run(
-        targets,
-        opts.faults.clone(),
-        opts.nemesis_interval,
-        opts.seed,
-        Arc::clone(&rec),
-        stop_rx,
-    ));
-    let progress = report::Progress::new(opts.progress, opts.time_limit);
-    let mut workers = Vec::new();
-    loop {
-        tokio::select! {
-            joined = clients.join_next() => match joined {
-                Some(Ok(w)) => workers.push(w),
-                Some(Err(e)) => return Err(Error::Task(e.to_string())),
-                None => break,
-            },
-            _ = tokio::time::sleep(Duration::from_millis(200)) => progress.tick(&rec.counts),
-        }
-    }
-    progress.finish(&rec.counts);
-    // Final nemesis: heal everything.
-    let _ = stop_tx.send(true);
-    while let Some(r) = nemesis.join_next().await {
-        r.map_err(|e| Error::Task(e.to_string()))?;
-    }
+    let workers = main_phase(clients, targets, opts, &rec, stop_tx, stop_rx).await?;
 
     // Quiescence (every node agrees with PostgreSQL, or the timeout), then final reads of every
     // key by every client, then PostgreSQL's own final state.

@@ -171,32 +171,7 @@ pub(super) async fn phases(
             worker
         });
     }
-    let mut nemesis_task = JoinSet::new();
-    nemesis_task.spawn(nemesis::run(
-        targets.clone(),
-        opts.faults.clone(),
-        opts.nemesis_interval,
-        opts.seed,
-        Arc::clone(&rec),
-        stop_rx,
-    ));
-    let progress = report::Progress::new(opts.progress, opts.time_limit);
-    let mut workers = Vec::new();
-    loop {
-        tokio::select! {
-            joined = clients.join_next() => match joined {
-                Some(Ok(w)) => workers.push(w),
-                Some(Err(e)) => return Err(Error::Task(e.to_string())),
-                None => break,
-            },
-            _ = tokio::time::sleep(Duration::from_millis(200)) => progress.tick(&rec.counts),
-        }
-    }
-    progress.finish(&rec.counts);
-    let _ = stop_tx.send(true);
-    while let Some(r) = nemesis_task.join_next().await {
-        r.map_err(|e| Error::Task(e.to_string()))?;
-    }
+    let workers = super::main_phase(clients, targets.clone(), opts, &rec, stop_tx, stop_rx).await?;
 
     // Final nemesis: connect every PowerSync node (after a random connect some may still be
     // disconnected), then the barriers: empty upload queues on every node, then downloading
