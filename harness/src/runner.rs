@@ -193,6 +193,20 @@ async fn main_phase<W: Send + 'static>(
     Ok(workers)
 }
 
+/// Each started endpoint's URL by node name, and its log file.
+async fn urls_and_logs(
+    endpoints: &[Arc<Mutex<Endpoint>>],
+) -> (BTreeMap<String, String>, Vec<PathBuf>) {
+    let mut urls = BTreeMap::new();
+    let mut log_paths = Vec::new();
+    for e in endpoints {
+        let e = e.lock().await;
+        urls.insert(e.name().to_owned(), e.url());
+        log_paths.push(e.log_path());
+    }
+    (urls, log_paths)
+}
+
 async fn interrupted() {
     let term = async {
         match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
@@ -398,13 +412,7 @@ async fn phases(
             }
         }
     }
-    let mut urls = BTreeMap::new();
-    let mut log_paths = Vec::new();
-    for e in &topo.endpoints {
-        let e = e.lock().await;
-        urls.insert(e.name().to_owned(), e.url());
-        log_paths.push(e.log_path());
-    }
+    let (urls, log_paths) = urls_and_logs(&topo.endpoints).await;
     let targets = Targets {
         endpoints: topo.endpoints.clone(),
         standin: topo.standin.clone(),

@@ -116,13 +116,7 @@ pub(super) async fn phases(
             }
         }
     }
-    let mut urls = BTreeMap::new();
-    let mut log_paths = Vec::new();
-    for e in &topo.endpoints {
-        let e = e.lock().await;
-        urls.insert(e.name().to_owned(), e.url());
-        log_paths.push(e.log_path());
-    }
+    let (urls, log_paths) = super::urls_and_logs(&topo.endpoints).await;
     let targets = Targets {
         endpoints: topo.endpoints.clone(),
         standin: topo.standin.clone(),
