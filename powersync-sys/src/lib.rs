@@ -69,6 +69,7 @@ pub mod bindings {
         );
     }
 }
+mod capabilities;
 mod error;
 mod loader;
 mod probe;
@@ -76,6 +77,10 @@ mod registration;
 mod vendored;
 mod version;
 
+pub use capabilities::{
+    CoreCapabilities, DOWNLOAD_SYNC_OPS, KNOWN_CONTROL_OPS, TimeUnit, TransactionRequirements,
+    WriteCheckpoint,
+};
 pub use error::{Attempt, Error, LibrarySource};
 pub use loader::CoreLibrary;
 pub use registration::{registered_core, unregister_auto_extension};
