@@ -123,3 +123,61 @@ pub fn bisect(args: BisectArgs) -> ExitCode {
         }
     }
 }
+
+/// Options of `harness diff-cores`.
+#[derive(Debug, Args)]
+pub struct DiffArgs {
+    /// The first core (a vendored version).
+    #[arg(long)]
+    a: String,
+    /// The second core.
+    #[arg(long)]
+    b: String,
+    /// The script (default: the committed `harness/fixtures/core-diff-script.json`).
+    #[arg(long)]
+    script: Option<std::path::PathBuf>,
+    /// Print the differences as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+/// `harness diff-cores`: exit 0 when the cores behave the same on the script, 1 when they
+/// differ, 2 when the script could not be run.
+pub fn diff_cores(args: DiffArgs) -> ExitCode {
+    use harness::core_diff::{self, Script};
+    let result = (|| {
+        let script = match &args.script {
+            Some(path) => Script::read(path)?,
+            None => Script::parse(core_diff::DEFAULT_SCRIPT)?,
+        };
+        let load = |v: &str| {
+            powersync_sys::VendoredCore::find(v)
+                .and_then(|c| c.load())
+                .map_err(|e| harness::Error::Options(e.to_string()))
+        };
+        let (a, b) = (load(&args.a)?, load(&args.b)?);
+        let diffs = core_diff::compare(&core_diff::run(a, &script)?, &core_diff::run(b, &script)?);
+        Ok::<_, harness::Error>((a, b, diffs))
+    })();
+    match result {
+        Ok((a, b, diffs)) => {
+            if args.json {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&diffs).unwrap_or_default()
+                );
+            } else {
+                print!("{}", core_diff::report(a, b, &diffs));
+            }
+            if diffs.is_empty() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            }
+        }
+        Err(e) => {
+            eprintln!("harness: {e}");
+            ExitCode::from(2)
+        }
+    }
+}

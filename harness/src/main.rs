@@ -7,6 +7,8 @@
 //!   across vendored core builds, one table plus `<store>/matrix.json`.
 //! - `harness bisect --workload W --good C --bad C [--repeats N] [options]`: the first core that
 //!   fails, on the way from the good to the bad one in release order.
+//! - `harness diff-cores --a C --b C [--script FILE] [--json]`: the same deterministic script on
+//!   two cores; exit 1 when tables, CRUD queue or instructions differ.
 //! - `harness check <history.jsonl|.edn> --model strict-serializable [--workload list-append|mww]`
 //!   prints a verdict table and exits 0 only when every checker found the history valid
 //!   (1: invalid or unknown, 2: the history could not be read or the options are wrong).
@@ -62,6 +64,9 @@ enum Command {
     Matrix(cores_cli::MatrixArgs),
     /// Find the first core between `--good` and `--bad` (release order) that fails a workload.
     Bisect(cores_cli::BisectArgs),
+    /// Run the same script of sync lines and local writes on two cores and report what differs
+    /// (tables, CRUD queue, powersync_control instructions).
+    DiffCores(cores_cli::DiffArgs),
 }
 
 /// The workloads the checker knows.
@@ -123,6 +128,7 @@ fn main() -> ExitCode {
         Command::Run(args) => cli::run(args),
         Command::Matrix(args) => cores_cli::matrix(args),
         Command::Bisect(args) => cores_cli::bisect(args),
+        Command::DiffCores(args) => cores_cli::diff_cores(args),
     }
 }
 
