@@ -1,8 +1,8 @@
 //! A workload across vendored core builds, one run each (up to `jobs` at a time), summarised in
 //! one table and one machine-readable file (`<store>/matrix.json`).
 //!
-//! Which cores can run a workload is read from the core itself ([`powersync_sys::CoreLibrary::
-//! capabilities`]), not from version numbers: synced workloads need download sync
+//! Which cores can run a workload is read from the core itself
+//! ([`powersync_sys::CoreLibrary::capabilities`]), not from version numbers: synced workloads need download sync
 //! (`powersync_control` with the `connection` op, core 0.4.6 on), so cores without it are
 //! `n/a` with the probed reason; `sqlite3-local` loads no core, so every row is `n/a` there.
 

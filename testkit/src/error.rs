@@ -44,7 +44,7 @@ pub enum Error {
     /// The server did not become ready in time.
     #[error("timed out: {0}")]
     Timeout(String),
-    /// [`crate::eventually`] gave up: the condition did not hold before the timeout.
+    /// [`crate::eventually()`] gave up: the condition did not hold before the timeout.
     #[error(
         "timed out waiting for {what} after {waited:?} ({attempts} attempts){}",
         last.as_ref().map(|l| format!("; last: {l}")).unwrap_or_default()

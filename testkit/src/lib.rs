@@ -7,7 +7,7 @@
 //! - [`postgres::TestPostgres`]: a throwaway PostgreSQL cluster with `wal_level=logical`.
 //! - [`keys::TestKey`]: RS256 **test-only** key pairs, JWKS and token signing.
 //! - [`process::ChildGuard`]: a child process that is killed when dropped.
-//! - [`eventually`] / [`eventually_async`]: poll a condition with a deadline; the timeout error
+//! - [`eventually()`] / [`eventually_async()`]: poll a condition with a deadline; the timeout error
 //!   names what was awaited.
 
 pub mod error;

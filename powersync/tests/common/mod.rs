@@ -8,8 +8,12 @@ use powersync::{CoreLibrary, DatabaseOptions, PowerSyncDatabase};
 pub fn cores() -> Vec<&'static CoreLibrary> {
     powersync_sys::VendoredCore::test_set()
         .map(|c| {
-            c.load()
-                .unwrap_or_else(|e| panic!("core {}: {e} (run `vendor/fetch-cores --test-set`)", c.version))
+            c.load().unwrap_or_else(|e| {
+                panic!(
+                    "core {}: {e} (run `vendor/fetch-cores --test-set`)",
+                    c.version
+                )
+            })
         })
         .collect()
 }
