@@ -96,7 +96,7 @@ fn secs(name: &str, v: f64) -> Result<Duration, harness::Error> {
 }
 
 impl RunArgs {
-    fn into_opts(self) -> Result<RunOpts, harness::Error> {
+    pub(crate) fn into_opts(self) -> Result<RunOpts, harness::Error> {
         let faults = nemesis::parse_faults(&self.nemesis)?;
         let binaries = Binaries::locate(self.endpoint_bin, self.standin_bin)?;
         let seed = self.seed.unwrap_or_else(|| {
@@ -162,8 +162,8 @@ fn timestamp() -> String {
     )
 }
 
-/// Runs `harness run` (or `harness matrix` when `matrix`).
-pub fn run(args: RunArgs, matrix: bool) -> ExitCode {
+/// Runs `harness run`.
+pub fn run(args: RunArgs) -> ExitCode {
     let opts = match args.into_opts() {
         Ok(o) => o,
         Err(e) => {
@@ -181,16 +181,6 @@ pub fn run(args: RunArgs, matrix: bool) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    if matrix {
-        let rows = rt.block_on(harness::matrix::run(&opts));
-        print!("{}", harness::matrix::table(&rows));
-        println!("runs stored under {}", opts.store.display());
-        return if harness::matrix::all_valid(&rows) {
-            ExitCode::SUCCESS
-        } else {
-            ExitCode::from(1)
-        };
-    }
     match rt.block_on(runner::run(&opts)) {
         Ok(outcome) => {
             print!("{}", report::table(&outcome.verdicts, &outcome.stats));

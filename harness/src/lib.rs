@@ -7,10 +7,14 @@
 //!   ([`check::causal`]) and endpoint log checks ([`check::logs`]);
 //! - [`runner`]: one run of a [`workload`] against a [`topology`] of PostgreSQL, the stand-in
 //!   and endpoints, with [`client`]s, a [`nemesis`], a [`recorder`] and a [`report`];
-//! - [`matrix`]: a workload across every vendored core version.
+//! - [`matrix`]: a workload across vendored core builds (in parallel with `jobs`).
+//! - [`bisect`]: the first core between a good and a bad one that fails a workload.
+//! - [`core_diff`]: the same script of sync lines and local writes on two cores, compared.
 
+pub mod bisect;
 pub mod check;
 pub mod client;
+pub mod core_diff;
 pub mod error;
 pub mod history;
 pub mod matrix;

@@ -3,12 +3,18 @@
 //! - `harness run --workload W [options]` starts PostgreSQL, the stand-in and endpoints, runs the
 //!   workload (with faults), checks the history and stores the run; exit 0 only when every
 //!   checker is valid (1: a checker is not, 2: the run could not be carried out).
-//! - `harness matrix --workload W [options]`: the same across every vendored core version.
+//! - `harness matrix --workload W [--cores all|test-set|V,..] [--jobs N] [options]`: the same
+//!   across vendored core builds, one table plus `<store>/matrix.json`.
+//! - `harness bisect --workload W --good C --bad C [--repeats N] [options]`: the first core that
+//!   fails, on the way from the good to the bad one in release order.
+//! - `harness diff-cores --a C --b C [--script FILE] [--json]`: the same deterministic script on
+//!   two cores; exit 1 when tables, CRUD queue or instructions differ.
 //! - `harness check <history.jsonl|.edn> --model strict-serializable [--workload list-append|mww]`
 //!   prints a verdict table and exits 0 only when every checker found the history valid
 //!   (1: invalid or unknown, 2: the history could not be read or the options are wrong).
 
 mod cli;
+mod cores_cli;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -53,8 +59,14 @@ enum Command {
     },
     /// Run a workload against real processes, check the history and store the run.
     Run(RunArgs),
-    /// Run a workload once per vendored core version and print one table.
-    Matrix(RunArgs),
+    /// Run a workload once per vendored core build (`--cores all|test-set|V,...`, `--jobs N`),
+    /// print one table and write `<store>/matrix.json`.
+    Matrix(cores_cli::MatrixArgs),
+    /// Find the first core between `--good` and `--bad` (release order) that fails a workload.
+    Bisect(cores_cli::BisectArgs),
+    /// Run the same script of sync lines and local writes on two cores and report what differs
+    /// (tables, CRUD queue, powersync_control instructions).
+    DiffCores(cores_cli::DiffArgs),
 }
 
 /// The workloads the checker knows.
@@ -113,8 +125,10 @@ fn main() -> ExitCode {
             key_count,
             json,
         } => check(history, model, anomalies, workload, key_count, json),
-        Command::Run(args) => cli::run(args, false),
-        Command::Matrix(args) => cli::run(args, true),
+        Command::Run(args) => cli::run(args),
+        Command::Matrix(args) => cores_cli::matrix(args),
+        Command::Bisect(args) => cores_cli::bisect(args),
+        Command::DiffCores(args) => cores_cli::diff_cores(args),
     }
 }
 

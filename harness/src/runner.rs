@@ -504,26 +504,11 @@ async fn phases(
     })
 }
 
-/// The library file of vendored core `version`.
+/// The library file of vendored core `version`, fetched.
 fn core_path(version: &str) -> Result<PathBuf> {
-    let cores = powersync_sys::vendored_cores();
-    let core = cores.iter().find(|c| c.version == version).ok_or_else(|| {
-        Error::Options(format!(
-            "unknown core version {version}; vendored: {}",
-            cores
-                .iter()
-                .map(|c| c.version.as_str())
-                .collect::<Vec<_>>()
-                .join(", ")
-        ))
-    })?;
-    if !core.is_fetched() {
-        return Err(Error::Options(format!(
-            "core {version} is not fetched ({}); run vendor/fetch-cores",
-            core.path().display()
-        )));
-    }
-    Ok(core.path())
+    powersync_sys::VendoredCore::find(version)
+        .and_then(|core| core.fetched_path())
+        .map_err(|e| Error::Options(e.to_string()))
 }
 
 /// One client thread: its process number (a new one after each `info`, as in Jepsen) and the

@@ -163,4 +163,16 @@ pub enum Error {
         /// The versions the manifest lists.
         known: Vec<String>,
     },
+
+    /// A capability probe ([`crate::CoreLibrary::capabilities`]) met behaviour it cannot
+    /// classify.
+    #[error("probing the core at {path}: {what}: {message}")]
+    Probe {
+        /// The core's path.
+        path: PathBuf,
+        /// What was being probed.
+        what: String,
+        /// What happened.
+        message: String,
+    },
 }

@@ -2,10 +2,18 @@
 //! registers it with SQLite, and reports its version.
 //!
 //! The core is a pure SQLite loadable extension with a single exported symbol,
-//! `sqlite3_powersync_init` (see [`bindings`]). This crate opens the library once per path with
-//! `dlopen` (`RTLD_NOW`), looks the symbol up, reads the core's version through a private
-//! in-memory connection and checks it against [`SUPPORTED_VERSIONS`]. A loaded [`CoreLibrary`] is
-//! never unloaded: SQLite may call its entry point for as long as the process lives.
+//! `sqlite3_powersync_init` (see [`bindings`]). This crate `dlopen`s (`RTLD_NOW`) each canonical
+//! path once, looks the symbol up, reads the core's version through a private in-memory
+//! connection and checks it against [`SUPPORTED_VERSIONS`]. A loaded [`CoreLibrary`] is never
+//! unloaded: SQLite may call its entry point for as long as the process lives. SQLite itself
+//! `dlopen`s the file again on every [`CoreLibrary::load_into`] (and `dlclose`s it when that
+//! connection closes); the dynamic loader hands back the copy already mapped, so each file is
+//! mapped once per process, but a file replaced on disk after it was loaded is not picked up.
+//!
+//! **Trust.** Loading a native library runs its code with the process's rights. This crate
+//! loads what the caller names ([`CoreLibrary::load_from`]), what `POWERSYNC_LIB` /
+//! `POWERSYNC_LIB_DIR` name, the vendored build (whose sha256 `vendor/fetch-cores` verified when
+//! it installed it), or what the system loader finds; choosing those is the caller's decision.
 //!
 //! Two ways to put PowerSync into connections:
 //! - [`CoreLibrary::register_auto_extension`]: every SQLite connection opened afterwards in this
@@ -61,6 +69,7 @@ pub mod bindings {
         );
     }
 }
+mod capabilities;
 mod error;
 mod loader;
 mod probe;
@@ -68,10 +77,14 @@ mod registration;
 mod vendored;
 mod version;
 
+pub use capabilities::{
+    CoreCapabilities, DOWNLOAD_SYNC_OPS, KNOWN_CONTROL_OPS, TimeUnit, TransactionRequirements,
+    WriteCheckpoint,
+};
 pub use error::{Attempt, Error, LibrarySource};
 pub use loader::CoreLibrary;
 pub use registration::{registered_core, unregister_auto_extension};
-pub use vendored::{VendoredCore, vendor_dir, vendored_cores};
+pub use vendored::{NpmBuild, VendoredCore, vendor_dir, vendored_cores};
 pub use version::{CoreVersion, SUPPORTED_VERSIONS, SupportedVersions};
 
 /// The name of the entry point every core exports.

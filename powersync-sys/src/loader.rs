@@ -1,4 +1,8 @@
-//! Finding and opening the library, once per path.
+//! Finding and opening the library. This crate `dlopen`s each canonical path once and keeps the
+//! handle for the life of the process; SQLite's `sqlite3_load_extension` (used by
+//! [`CoreLibrary::load_into`]) calls `dlopen` on the same path again for every connection, which
+//! the dynamic loader answers with the already mapped copy (reference counted, never unmapped
+//! because our handle is never closed).
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -64,13 +68,7 @@ impl CoreLibrary {
 
     /// Loads the vendored core `version` (e.g. `"0.4.11"`) from `vendor/lib/<version>/`.
     pub fn vendored(version: &str) -> Result<&'static Self> {
-        let cores = vendored::vendored_cores();
-        let Some(core) = cores.iter().find(|c| c.version == version) else {
-            return Err(Error::UnknownVendoredCore {
-                requested: version.to_string(),
-                known: cores.into_iter().map(|c| c.version).collect(),
-            });
-        };
+        let core = vendored::VendoredCore::find(version)?;
         Self::open_candidate(core.path(), LibrarySource::Vendored)
     }
 
@@ -122,9 +120,11 @@ impl CoreLibrary {
         if let Some(core) = loaded.iter().find(|c| c.path == path) {
             return Ok(core);
         }
-        // SAFETY: dlopen runs the library's initialisers. A PowerSync core has no constructors
-        // with preconditions (its state is created per connection by the entry point), and
-        // choosing which file to trust is the caller's decision, documented on `load`.
+        // SAFETY: dlopen runs the library's initialisers, i.e. arbitrary code from the file. The
+        // official core builds have no initialisers with preconditions (their state is created
+        // per connection by the entry point). Which file is trusted is the caller's choice: the
+        // path comes from the caller, the environment or the vendored manifest, and loading a
+        // native library is only as safe as that file (see the crate documentation, "Trust").
         let library = match unsafe { Library::open(Some(&path), RTLD_NOW | RTLD_LOCAL) } {
             Ok(library) => library,
             Err(error) if source == LibrarySource::System => {

@@ -1,16 +1,22 @@
 //! Every vendored core loads, initialises inside a transaction and reports the manifest's version.
 
-use powersync_sys::{CoreLibrary, LibrarySource, vendor_dir, vendored_cores};
+use powersync_sys::{CoreLibrary, LibrarySource, VendoredCore, vendor_dir};
 use rusqlite::Connection;
 
-fn fetched_cores() -> Vec<powersync_sys::VendoredCore> {
-    let cores = vendored_cores();
-    let missing: Vec<_> = cores.iter().filter(|c| !c.is_fetched()).collect();
+/// Every fetched core; the test set (`vendor/fetch-cores --test-set`, what `make test` fetches)
+/// must be among them.
+fn fetched_cores() -> Vec<&'static VendoredCore> {
+    let missing: Vec<_> = VendoredCore::test_set()
+        .filter(|c| !c.is_fetched())
+        .collect();
     assert!(
         missing.is_empty(),
-        "vendored cores not fetched: {missing:?}; run `vendor/fetch-cores`"
+        "test-set cores not fetched: {missing:?}; run `vendor/fetch-cores --test-set`"
     );
-    cores
+    VendoredCore::all()
+        .iter()
+        .filter(|c| c.is_fetched())
+        .collect()
 }
 
 #[test]
@@ -62,7 +68,7 @@ fn core_0_5_refuses_powersync_init_outside_a_transaction() {
 
 #[test]
 fn loading_the_same_library_twice_returns_the_same_handle() {
-    let default = vendored_cores().into_iter().find(|c| c.is_default).unwrap();
+    let default = VendoredCore::default();
     let a = CoreLibrary::vendored(&default.version).unwrap();
     let b = CoreLibrary::vendored(&default.version).unwrap();
     assert!(std::ptr::eq(a, b));

@@ -1,13 +1,10 @@
 //! Each failure gives its own error variant and a message a user can act on. The fixtures are
-//! real shared objects built from `fixtures/*.c` by the build script.
+//! real shared objects built from `fixtures/c/*.c` by the dev-only `powersync-sys-fixtures` crate.
 
 use std::path::PathBuf;
 
-use powersync_sys::{CoreLibrary, Error, LibrarySource};
-
-fn fixture(name: &str) -> PathBuf {
-    PathBuf::from(env!("POWERSYNC_SYS_FIXTURES")).join(format!("lib{name}.so"))
-}
+use powersync_sys::{CoreLibrary, Error, LibrarySource, VendoredCore};
+use powersync_sys_fixtures::Fixture;
 
 #[test]
 fn a_missing_file_is_not_found_and_names_the_path_and_the_fix() {
@@ -48,7 +45,7 @@ fn a_file_that_is_not_a_shared_object_fails_to_load() {
 
 #[test]
 fn a_library_without_the_entry_point_is_missing_symbol() {
-    let err = CoreLibrary::load_from(fixture("no_entry_point")).unwrap_err();
+    let err = CoreLibrary::load_from(Fixture::NoEntryPoint.path()).unwrap_err();
     let Error::MissingSymbol { symbol, .. } = &err else {
         panic!("{err:?}")
     };
@@ -61,7 +58,7 @@ fn a_library_without_the_entry_point_is_missing_symbol() {
 
 #[test]
 fn an_entry_point_that_fails_gives_init_failed_with_sqlites_message() {
-    let err = CoreLibrary::load_from(fixture("init_fails")).unwrap_err();
+    let err = CoreLibrary::load_from(Fixture::InitFails.path()).unwrap_err();
     let Error::InitFailed { code, message, .. } = &err else {
         panic!("{err:?}")
     };
@@ -75,7 +72,7 @@ fn an_entry_point_that_fails_gives_init_failed_with_sqlites_message() {
 
 #[test]
 fn a_core_outside_the_supported_range_is_unsupported_version() {
-    let err = CoreLibrary::load_from(fixture("too_old")).unwrap_err();
+    let err = CoreLibrary::load_from(Fixture::TooOld.path()).unwrap_err();
     let Error::UnsupportedVersion {
         found, supported, ..
     } = &err
@@ -89,7 +86,7 @@ fn a_core_outside_the_supported_range_is_unsupported_version() {
 
 #[test]
 fn an_unparseable_version_is_invalid_version() {
-    let err = CoreLibrary::load_from(fixture("bad_version")).unwrap_err();
+    let err = CoreLibrary::load_from(Fixture::BadVersion.path()).unwrap_err();
     let Error::InvalidVersion { raw, .. } = &err else {
         panic!("{err:?}")
     };
@@ -114,10 +111,7 @@ fn a_failed_load_is_not_cached_and_can_be_retried() {
         CoreLibrary::load_from(&path),
         Err(Error::NotFound { .. })
     ));
-    let real = powersync_sys::vendored_cores()
-        .into_iter()
-        .find(|c| c.version == "0.5.2")
-        .unwrap();
+    let real = VendoredCore::find("0.5.2").unwrap();
     std::fs::copy(real.path(), &path).unwrap();
     let core = CoreLibrary::load_from(&path).unwrap();
     assert_eq!(core.version().semver(), "0.5.2");

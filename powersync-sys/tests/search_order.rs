@@ -3,7 +3,7 @@
 
 use std::process::{Command, Output};
 
-use powersync_sys::{vendor_dir, vendored_cores};
+use powersync_sys::{VendoredCore, vendor_dir};
 
 fn core_info(env: &[(&str, &str)], args: &[&str]) -> Output {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_powersync-core-info"));
@@ -35,7 +35,7 @@ fn lib(version: &str) -> String {
 
 #[test]
 fn without_configuration_the_vendored_default_is_used() {
-    let default = vendored_cores().into_iter().find(|c| c.is_default).unwrap();
+    let default = VendoredCore::default();
     let out = core_info(&[], &[]);
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(

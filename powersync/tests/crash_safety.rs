@@ -13,7 +13,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use powersync::schema::{Column, Schema, Table};
-use powersync::{CoreLibrary, DatabaseOptions, Error, PowerSyncDatabase};
+use powersync::{DatabaseOptions, Error, PowerSyncDatabase};
 
 fn schema() -> Schema {
     Schema::new(vec![Table::new(
@@ -23,12 +23,8 @@ fn schema() -> Schema {
 }
 
 fn options() -> DatabaseOptions {
-    let default = powersync_sys::vendored_cores()
-        .into_iter()
-        .find(|c| c.is_default)
-        .expect("a default core");
-    DatabaseOptions::default()
-        .with_core(CoreLibrary::vendored(&default.version).expect("run vendor/fetch-cores"))
+    let default = powersync_sys::VendoredCore::default();
+    DatabaseOptions::default().with_core(default.load().expect("run vendor/fetch-cores"))
 }
 
 fn runtime() -> tokio::runtime::Runtime {

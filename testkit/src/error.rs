@@ -44,6 +44,21 @@ pub enum Error {
     /// The server did not become ready in time.
     #[error("timed out: {0}")]
     Timeout(String),
+    /// [`crate::eventually()`] gave up: the condition did not hold before the timeout.
+    #[error(
+        "timed out waiting for {what} after {waited:?} ({attempts} attempts){}",
+        last.as_ref().map(|l| format!("; last: {l}")).unwrap_or_default()
+    )]
+    Eventually {
+        /// What was awaited, as the caller named it.
+        what: String,
+        /// How long it waited.
+        waited: std::time::Duration,
+        /// How many times the condition was checked.
+        attempts: u32,
+        /// The last reason the check gave, if it gave any.
+        last: Option<String>,
+    },
 }
 
 impl Error {

@@ -17,7 +17,7 @@ use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use tempfile::TempDir;
 
@@ -254,19 +254,12 @@ impl TestPostgres {
     }
 
     fn wait_accepting(&self) -> Result<(), Error> {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            if std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
-                return Ok(());
-            }
-            if Instant::now() > deadline {
-                return Err(Error::Timeout(format!(
-                    "PostgreSQL not accepting connections on port {}",
-                    self.port
-                )));
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        crate::eventually(
+            format_args!("PostgreSQL to accept connections on port {}", self.port),
+            Duration::from_secs(30),
+            || std::net::TcpStream::connect(("127.0.0.1", self.port)),
+        )
+        .map(drop)
     }
 }
 

@@ -6,10 +6,16 @@
 //! an in-memory database, initialises PowerSync, applies a one-table schema, inserts a row in a
 //! transaction and prints the upload-queue entry the core recorded. Exit status 1 with the
 //! loader's message when anything fails.
+//!
+//! `powersync-core-info --probe [--core VERSION | --lib PATH] [--json]` prints what the core can
+//! do instead (`CoreLibrary::capabilities`): SQL functions, `powersync_control` operations,
+//! transaction requirements, the write-checkpoint mechanism, the `last_synced_at` unit and
+//! update-hook support. `--core all` probes every fetched vendored core (JSON: one object per
+//! line).
 
 use std::process::ExitCode;
 
-use powersync_sys::CoreLibrary;
+use powersync_sys::{CoreLibrary, VendoredCore};
 use rusqlite::Connection;
 
 fn main() -> ExitCode {
@@ -22,8 +28,22 @@ fn main() -> ExitCode {
     }
 }
 
+const USAGE: &str =
+    "usage: powersync-core-info [PATH] | --probe [--core VERSION|all | --lib PATH] [--json]";
+
 fn run() -> Result<(), String> {
-    let core = match std::env::args_os().nth(1) {
+    let args: Vec<std::ffi::OsString> = std::env::args_os().skip(1).collect();
+    if args.first().is_some_and(|a| a == "--probe") {
+        return probe(&args[1..]);
+    }
+    if args.len() > 1
+        || args
+            .first()
+            .is_some_and(|a| a.to_string_lossy().starts_with('-'))
+    {
+        return Err(USAGE.into());
+    }
+    let core = match args.first() {
         Some(path) => CoreLibrary::load_from(path),
         None => CoreLibrary::load(),
     }
@@ -50,5 +70,68 @@ fn run() -> Result<(), String> {
         })
         .map_err(sql)?;
     println!("local transaction: ps_crud id={id} tx_id={tx_id:?} data={data}");
+    Ok(())
+}
+
+fn probe(args: &[std::ffi::OsString]) -> Result<(), String> {
+    let mut json = false;
+    let mut cores: Option<Vec<&'static CoreLibrary>> = None;
+    let mut it = args.iter();
+    while let Some(arg) = it.next() {
+        let mut value = || {
+            it.next()
+                .ok_or_else(|| format!("{} needs a value; {USAGE}", arg.to_string_lossy()))
+        };
+        match arg.to_str() {
+            Some("--json") => json = true,
+            Some("--core") => {
+                let v = value()?.to_string_lossy().into_owned();
+                cores = Some(if v == "all" {
+                    VendoredCore::all()
+                        .iter()
+                        .filter(|c| c.is_fetched())
+                        .map(VendoredCore::load)
+                        .collect::<Result<_, _>>()
+                        .map_err(|e| e.to_string())?
+                } else {
+                    vec![
+                        VendoredCore::find(&v)
+                            .and_then(|c| c.load())
+                            .map_err(|e| e.to_string())?,
+                    ]
+                });
+            }
+            Some("--lib") => {
+                cores = Some(vec![
+                    CoreLibrary::load_from(value()?).map_err(|e| e.to_string())?,
+                ]);
+            }
+            _ => {
+                return Err(format!(
+                    "unknown argument {}; {USAGE}",
+                    arg.to_string_lossy()
+                ));
+            }
+        }
+    }
+    let cores = match cores {
+        Some(cores) => cores,
+        None => vec![CoreLibrary::load().map_err(|e| e.to_string())?],
+    };
+    for (i, core) in cores.into_iter().enumerate() {
+        let caps = core.capabilities().map_err(|e| e.to_string())?;
+        if json {
+            println!(
+                "{}",
+                serde_json::to_string(caps).map_err(|e| e.to_string())?
+            );
+        } else {
+            if i > 0 {
+                println!();
+            }
+            println!("library: {} ({})", core.path().display(), core.source());
+            println!("{caps}");
+        }
+    }
     Ok(())
 }

@@ -4,24 +4,23 @@
 use powersync::schema::{Column, IncludeOld, Schema, Table};
 use powersync::{CoreLibrary, DatabaseOptions, PowerSyncDatabase};
 
-/// Every vendored core, loaded; fails with the fix when one is not fetched.
+/// Every core of the vendored test set, loaded; fails with the fix when one is not fetched.
 pub fn cores() -> Vec<&'static CoreLibrary> {
-    powersync_sys::vendored_cores()
-        .iter()
+    powersync_sys::VendoredCore::test_set()
         .map(|c| {
-            CoreLibrary::vendored(&c.version)
-                .unwrap_or_else(|e| panic!("core {}: {e} (run `vendor/fetch-cores`)", c.version))
+            c.load().unwrap_or_else(|e| {
+                panic!(
+                    "core {}: {e} (run `vendor/fetch-cores --test-set`)",
+                    c.version
+                )
+            })
         })
         .collect()
 }
 
 /// The default vendored core.
 pub fn default_core() -> &'static CoreLibrary {
-    let default = powersync_sys::vendored_cores()
-        .into_iter()
-        .find(|c| c.is_default)
-        .unwrap();
-    CoreLibrary::vendored(&default.version).unwrap()
+    powersync_sys::VendoredCore::default().load().unwrap()
 }
 
 /// A core by version.
