@@ -17,8 +17,9 @@ use std::time::Duration;
 use tokio_postgres::IsolationLevel;
 
 use crate::history::wire;
-use crate::history::{Key, ListAppendMop, MwwMop, OpType};
-use crate::topology::parse_list;
+use std::collections::BTreeMap;
+
+use crate::history::{Element, Key, ListAppendMop, MwwMop, OpType, parse_list};
 
 /// The seed's Jepsen client timeouts (`:socket-timeout 1000 :connection-timeout 1000`).
 pub const CLIENT_TIMEOUT: Duration = Duration::from_secs(1);
@@ -178,6 +179,40 @@ pub async fn db_api(
         return Err(format!("HTTP {}: {}", status.as_u16(), text.trim()));
     }
     serde_json::from_str(&text).map_err(|e| format!("undecodable {text:?}: {e}"))
+}
+
+/// Reads nodes' rows with `GET /db/list` (the initial-sync and quiescence polls), one HTTP client
+/// for every poll.
+#[derive(Debug, Clone)]
+pub struct Lister {
+    http: reqwest::Client,
+}
+
+impl Lister {
+    /// A lister whose requests time out after 2 s.
+    pub fn new() -> crate::Result<Lister> {
+        let http = reqwest::Client::builder()
+            .no_proxy()
+            .timeout(Duration::from_secs(2))
+            .build()?;
+        Ok(Lister { http })
+    }
+
+    /// The rows of the endpoint at `base` as key → list, or `None` if it did not answer.
+    pub async fn rows(&self, base: &str) -> Option<BTreeMap<Key, Vec<Element>>> {
+        let resp = self.http.get(format!("{base}/db/list")).send().await.ok()?;
+        if !resp.status().is_success() {
+            return None;
+        }
+        let rows: Vec<serde_json::Value> = resp.json().await.ok()?;
+        let mut out = BTreeMap::new();
+        for row in rows {
+            let k = row.get("k")?.as_i64()?;
+            let v = row.get("v")?.as_str().unwrap_or("");
+            out.insert(k, parse_list(v).ok()?);
+        }
+        Some(out)
+    }
 }
 
 /// Whether the response holds the request's micro-ops (same functions, keys and appends).

@@ -79,7 +79,7 @@ fn verdicts(
     workload: WorkloadArg,
     opts: &list_append::Opts,
     key_count: Option<usize>,
-) -> harness::Result<Vec<Verdict>> {
+) -> checkers::Result<Vec<Verdict>> {
     let has_final_reads = history.ops.iter().any(|op| op.final_read);
     Ok(match workload {
         WorkloadArg::ListAppend => {

@@ -4,7 +4,6 @@
 
 mod plot;
 
-use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Duration;
 
@@ -12,9 +11,9 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde::Serialize;
 use serde_json::json;
 
-use crate::check::{Anomaly, Verdict};
+use crate::check::Verdict;
 use crate::error::{Error, Result};
-use crate::history::{Element, History, Key, OpType, edn, json as jsonl};
+use crate::history::{History, OpType, edn, json as jsonl};
 use crate::recorder::Counts;
 use crate::runner::RunOpts;
 
@@ -159,59 +158,6 @@ impl Stats {
         }
         s
     }
-}
-
-/// Jepsen's `stats` checker: every client function of the main phase had at least one `ok`.
-pub fn stats_verdict(history: &History) -> Verdict {
-    let mut per_f: BTreeMap<&str, (u64, u64)> = BTreeMap::new();
-    for op in history.completions().filter(|op| !op.final_read) {
-        let e = per_f.entry(op.f.as_str()).or_default();
-        e.0 += 1;
-        if op.op_type == OpType::Ok {
-            e.1 += 1;
-        }
-    }
-    let mut found = Vec::new();
-    if per_f.is_empty() {
-        found.push(Anomaly {
-            kind: "no-operations".into(),
-            ops: Vec::new(),
-            explanation: "the main phase completed no client operation".into(),
-            detail: json!({}),
-        });
-    }
-    for (f, (count, ok)) in &per_f {
-        if *ok == 0 {
-            found.push(Anomaly {
-                kind: "no-ok-operations".into(),
-                ops: Vec::new(),
-                explanation: format!("none of the {count} {f} operations completed ok"),
-                detail: json!({"f": f, "count": count}),
-            });
-        }
-    }
-    Verdict::from_anomalies("stats", found)
-}
-
-/// A node's rows from `GET /db/list` as key → list, or `None` if it did not answer.
-pub async fn list_rows(base: &str) -> Option<BTreeMap<Key, Vec<Element>>> {
-    let http = reqwest::Client::builder()
-        .no_proxy()
-        .timeout(Duration::from_secs(2))
-        .build()
-        .ok()?;
-    let resp = http.get(format!("{base}/db/list")).send().await.ok()?;
-    if !resp.status().is_success() {
-        return None;
-    }
-    let rows: Vec<serde_json::Value> = resp.json().await.ok()?;
-    let mut out = BTreeMap::new();
-    for row in rows {
-        let k = row.get("k")?.as_i64()?;
-        let v = row.get("v")?.as_str().unwrap_or("");
-        out.insert(k, crate::topology::parse_list(v).ok()?);
-    }
-    Some(out)
 }
 
 /// The verdict table printed at the end of a run.

@@ -13,8 +13,8 @@ use base64::Engine;
 use tokio::sync::{Mutex, watch};
 use tokio::task::JoinSet;
 
-use crate::check::{Verdict, convergence, list_append, logs};
-use crate::client::{EndpointClient, Outcome, PostgresClient};
+use crate::check::{Verdict, convergence, list_append, logs, stats};
+use crate::client::{EndpointClient, Lister, Outcome, PostgresClient};
 use crate::error::{Error, Result};
 use crate::history::{Element, History, Key, ListAppendMop, Op, OpType, Process, Value};
 use crate::nemesis::{self, Fault, Targets};
@@ -474,7 +474,7 @@ async fn phases(
     let quiescence = match &database {
         Some(db) => {
             let started = Instant::now();
-            let agreed = wait_quiescent(&urls, db, opts.quiesce_timeout).await;
+            let agreed = wait_quiescent(&urls, db, opts.quiesce_timeout).await?;
             Some((agreed, started.elapsed()))
         }
         None => None,
@@ -603,10 +603,11 @@ impl Worker {
 
 /// Waits until every synced endpoint lists all `key_count` rows (the initial sync).
 async fn wait_initial_sync(urls: &BTreeMap<String, String>, key_count: i64) -> Result<()> {
+    let lister = Lister::new()?;
     let deadline = Instant::now() + Duration::from_secs(60);
     for (node, url) in urls {
         loop {
-            if let Some(rows) = report::list_rows(url).await
+            if let Some(rows) = lister.rows(url).await
                 && rows.len() as i64 >= key_count
             {
                 break;
@@ -626,24 +627,29 @@ async fn wait_initial_sync(urls: &BTreeMap<String, String>, key_count: i64) -> R
 
 /// Polls until every endpoint's `GET /db/list` equals PostgreSQL's state, or `timeout`.
 /// Returns whether they agreed.
-async fn wait_quiescent(urls: &BTreeMap<String, String>, db: &Database, timeout: Duration) -> bool {
+async fn wait_quiescent(
+    urls: &BTreeMap<String, String>,
+    db: &Database,
+    timeout: Duration,
+) -> Result<bool> {
+    let lister = Lister::new()?;
     let deadline = Instant::now() + timeout;
     loop {
         if let Ok(pg) = db.final_state().await {
             let mut all = true;
             for url in urls.values() {
-                let same = match report::list_rows(url).await {
+                let same = match lister.rows(url).await {
                     Some(rows) => rows == pg,
                     None => false,
                 };
                 all &= same;
             }
             if all {
-                return true;
+                return Ok(true);
             }
         }
         if Instant::now() > deadline {
-            return false;
+            return Ok(false);
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
@@ -653,7 +659,7 @@ async fn wait_quiescent(urls: &BTreeMap<String, String>, db: &Database, timeout:
 fn finish(opts: &RunOpts, history: &History, phases: &Phases) -> Result<RunOutcome> {
     let postgres = phases.postgres_state.as_ref();
     let mut verdicts = vec![
-        report::stats_verdict(history),
+        stats::check(history),
         list_append::check_with(history, &opts.workload.list_append_opts())?,
         convergence::list_append(history, postgres),
     ];
@@ -703,7 +709,7 @@ fn finish_mww(opts: &RunOpts, history: &History, phases: &mww::MwwPhases) -> Res
 fn log_verdict(workload: Workload, paths: &[PathBuf]) -> Result<Verdict> {
     if !workload.log_case_insensitive() {
         let refs: Vec<&std::path::Path> = paths.iter().map(PathBuf::as_path).collect();
-        return logs::check_files(&refs, logs::SEED_PATTERNS);
+        return Ok(logs::check_files(&refs, logs::SEED_PATTERNS)?);
     }
     let mut texts = Vec::new();
     for p in paths {

@@ -13,13 +13,12 @@ use tokio::sync::{Mutex, watch};
 use tokio::task::JoinSet;
 
 use super::{RunOpts, Topology, core_path};
-use crate::check::{Verdict, causal, convergence, logs};
+use crate::check::{Verdict, causal, convergence, logs, stats};
 use crate::client::{MwwClient, MwwOutcome, db_api};
 use crate::error::{Error, Result};
 use crate::history::{History, Key, MwwMop, Op, OpType, Process, Value};
 use crate::nemesis::{self, Targets};
 use crate::recorder::Recorder;
-use crate::report;
 use crate::topology::{Database, Endpoint, EndpointConfig, Standin};
 use crate::workload::MwwGenerator;
 
@@ -265,7 +264,7 @@ pub(super) fn verdicts(
     history: &History,
     phases: &MwwPhases,
 ) -> Result<Vec<Verdict>> {
-    let mut verdicts = vec![report::stats_verdict(history)];
+    let mut verdicts = vec![stats::check(history)];
     if opts.workload.mww_causal() {
         let key_count = usize::try_from(opts.generator.key_count).ok();
         verdicts.push(causal::check(history, &causal::Opts { key_count }));

@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex};
 use testkit::TestPostgres;
 
 use crate::error::{Error, Result};
-use crate::history::{Element, Key};
+use crate::history::{Element, Key, parse_list};
 
 /// The seed's table (reference A.5).
 const CREATE_TABLE: &str = "CREATE TABLE IF NOT EXISTS public.lww (
@@ -161,29 +161,5 @@ impl Database {
             state.insert(Key::from(k), parse_list(&v)?);
         }
         Ok(state)
-    }
-}
-
-/// Parses the seed's stored text (`" 1 2 3"`) into a list, as the seed's PostgreSQL client does:
-/// trim, split on whitespace, parse integers. Blank text is the empty list.
-pub fn parse_list(text: &str) -> Result<Vec<Element>> {
-    text.split_whitespace()
-        .map(|t| {
-            t.parse::<Element>()
-                .map_err(|_| Error::Wire(format!("stored list {text:?} holds {t:?}")))
-        })
-        .collect()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn parses_the_seed_encoding() {
-        assert_eq!(parse_list("").unwrap(), Vec::<Element>::new());
-        assert_eq!(parse_list(" 7").unwrap(), vec![7]);
-        assert_eq!(parse_list(" 7 8  9").unwrap(), vec![7, 8, 9]);
-        assert!(parse_list(" 7 x").is_err());
     }
 }

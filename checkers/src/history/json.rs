@@ -241,7 +241,7 @@ fn decode_mww_mop(m: &Json) -> Result<MwwMop> {
 }
 
 /// Decodes `{"17": 42}` (string keys, as JSON needs) into key → value.
-pub(crate) fn decode_int_map(v: &Json) -> Option<BTreeMap<Key, i64>> {
+pub fn decode_int_map(v: &Json) -> Option<BTreeMap<Key, i64>> {
     match v {
         Json::Null => Some(BTreeMap::new()),
         Json::Object(o) => o
