@@ -8,7 +8,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use clap::Args;
 use harness::nemesis;
 use harness::report;
-use harness::runner::{self, RunOpts};
+use harness::runner::{self, Era, LatestOpts, RunOpts, SeedOpts};
 use harness::topology::Binaries;
 use harness::workload::{GeneratorOpts, Workload};
 
@@ -108,8 +108,29 @@ impl RunArgs {
         let store = self.store.unwrap_or_else(|| {
             PathBuf::from("store").join(format!("{}-{}", self.workload, timestamp()))
         });
+        let era = if self.workload.is_mww() {
+            Era::Latest(LatestOpts {
+                keys_txn: self.keys_txn,
+                final_quiesce: secs("final-quiesce", self.final_quiesce)?,
+                test_broken_connector: self.test_broken_connector,
+            })
+        } else if self.test_broken_connector.is_some() {
+            return Err(harness::Error::Options(
+                "--test-broken-connector applies to the latest-era workloads only".into(),
+            ));
+        } else {
+            Era::Seed(SeedOpts {
+                generator: GeneratorOpts {
+                    txn_length: self.txn_length,
+                    append_keys: self.append_keys,
+                    read_keys: self.read_keys,
+                },
+                quiesce_timeout: secs("quiesce-timeout", self.quiesce_timeout)?,
+            })
+        };
         Ok(RunOpts {
             workload: self.workload,
+            era,
             rate: self.rate,
             time_limit: secs("time-limit", self.time_limit)?,
             concurrency: self.concurrency.unwrap_or(self.nodes.len()),
@@ -120,19 +141,10 @@ impl RunArgs {
             faults,
             nemesis_interval: secs("nemesis-interval", self.nemesis_interval)?,
             seed,
-            generator: GeneratorOpts {
-                key_count: self.key_count,
-                txn_length: self.txn_length,
-                append_keys: self.append_keys,
-                read_keys: self.read_keys,
-            },
-            quiesce_timeout: secs("quiesce-timeout", self.quiesce_timeout)?,
+            key_count: self.key_count,
             store,
             binaries,
             progress: !self.no_progress,
-            keys_txn: self.keys_txn,
-            final_quiesce: secs("final-quiesce", self.final_quiesce)?,
-            test_broken_connector: self.test_broken_connector,
         })
     }
 }

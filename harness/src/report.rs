@@ -15,7 +15,7 @@ use crate::check::Verdict;
 use crate::error::{Error, Result};
 use crate::history::{History, OpType, edn, json as jsonl};
 use crate::recorder::Counts;
-use crate::runner::RunOpts;
+use crate::runner::{Era, RunOpts};
 
 pub use plot::latency_plot;
 
@@ -242,6 +242,10 @@ pub fn write_run(
 ) -> Result<()> {
     write(&dir.join("history.jsonl"), &jsonl::write_history(history))?;
     write(&dir.join("history.edn"), &edn::write_history(history))?;
+    let (seed, latest) = match &opts.era {
+        Era::Seed(s) => (Some(s), None),
+        Era::Latest(l) => (None, Some(l)),
+    };
     let results = json!({
         "valid?": verdicts.iter().all(Verdict::is_valid),
         "workload": opts.workload.to_string(),
@@ -256,13 +260,13 @@ pub fn write_run(
             "nemesis": opts.faults.iter().map(ToString::to_string).collect::<Vec<_>>(),
             "nemesis-interval-secs": opts.nemesis_interval.as_secs_f64(),
             "seed": opts.seed,
-            "key-count": opts.generator.key_count,
-            "txn-length": opts.generator.txn_length,
-            "append-keys": opts.generator.append_keys,
-            "read-keys": opts.generator.read_keys,
-            "keys-txn": opts.keys_txn,
-            "final-quiesce-secs": opts.final_quiesce.as_secs_f64(),
-            "test-broken-connector": opts.test_broken_connector,
+            "key-count": opts.key_count,
+            "txn-length": seed.map(|s| s.generator.txn_length),
+            "append-keys": seed.map(|s| s.generator.append_keys),
+            "read-keys": seed.map(|s| s.generator.read_keys),
+            "keys-txn": latest.map(|l| l.keys_txn),
+            "final-quiesce-secs": latest.map(|l| l.final_quiesce.as_secs_f64()),
+            "test-broken-connector": latest.and_then(|l| l.test_broken_connector.as_deref()),
         },
         "stats": stats,
         "checkers": verdicts,

@@ -169,8 +169,6 @@ impl Workload {
 /// Shapes of the generated transactions.
 #[derive(Debug, Clone, Copy)]
 pub struct GeneratorOpts {
-    /// Keys are `0..key_count` (the seed seeds 100).
-    pub key_count: i64,
     /// Micro-ops per `txn` transaction (the seed's txn-generator: 4).
     pub txn_length: usize,
     /// Keys per append-only transaction (the seed: 10).
@@ -183,14 +181,16 @@ pub struct GeneratorOpts {
 /// key as Elle requires.
 #[derive(Debug)]
 pub struct Generator {
+    key_count: i64,
     opts: GeneratorOpts,
     next: AtomicI64,
 }
 
 impl Generator {
-    /// A generator with the given shapes.
-    pub fn new(opts: GeneratorOpts) -> Generator {
+    /// A generator over keys `0..key_count` with the given shapes.
+    pub fn new(key_count: i64, opts: GeneratorOpts) -> Generator {
         Generator {
+            key_count,
             opts,
             next: AtomicI64::new(1),
         }
@@ -201,11 +201,11 @@ impl Generator {
     }
 
     fn key(&self, rng: &mut fastrand::Rng) -> Key {
-        rng.i64(0..self.opts.key_count.max(1))
+        rng.i64(0..self.key_count.max(1))
     }
 
     fn distinct_keys(&self, rng: &mut fastrand::Rng, n: usize) -> Vec<Key> {
-        let n = n.min(usize::try_from(self.opts.key_count).unwrap_or(0));
+        let n = n.min(usize::try_from(self.key_count).unwrap_or(0));
         let mut keys: Vec<Key> = Vec::with_capacity(n);
         while keys.len() < n {
             let k = self.key(rng);
@@ -297,12 +297,14 @@ mod tests {
     use super::*;
 
     fn generator() -> Generator {
-        Generator::new(GeneratorOpts {
-            key_count: 100,
-            txn_length: 4,
-            append_keys: 10,
-            read_keys: 10,
-        })
+        Generator::new(
+            100,
+            GeneratorOpts {
+                txn_length: 4,
+                append_keys: 10,
+                read_keys: 10,
+            },
+        )
     }
 
     #[test]
