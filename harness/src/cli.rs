@@ -108,6 +108,12 @@ impl RunArgs {
         let store = self.store.unwrap_or_else(|| {
             PathBuf::from("store").join(format!("{}-{}", self.workload, timestamp()))
         });
+        // Once, here: every process is started with its own directory as cwd, so a relative
+        // path would name a different place in each.
+        let store = std::path::absolute(&store).map_err(|source| harness::Error::Io {
+            path: store.clone(),
+            source,
+        })?;
         let era = if self.workload.is_mww() {
             Era::Latest(LatestOpts {
                 keys_txn: self.keys_txn,
@@ -178,10 +184,7 @@ fn timestamp() -> String {
 pub fn run(args: RunArgs, matrix: bool) -> ExitCode {
     let opts = match args.into_opts() {
         Ok(o) => o,
-        Err(e) => {
-            eprintln!("harness: {e}");
-            return ExitCode::from(2);
-        }
+        Err(e) => return failed(&e),
     };
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -197,27 +200,31 @@ pub fn run(args: RunArgs, matrix: bool) -> ExitCode {
         let rows = rt.block_on(harness::matrix::run(&opts));
         print!("{}", harness::matrix::table(&rows));
         println!("runs stored under {}", opts.store.display());
-        return if harness::matrix::all_valid(&rows) {
-            ExitCode::SUCCESS
-        } else {
-            ExitCode::from(1)
-        };
+        return verdict_code(harness::matrix::all_valid(&rows));
     }
     match rt.block_on(runner::run(&opts)) {
         Ok(outcome) => {
             print!("{}", report::table(&outcome.verdicts, &outcome.stats));
             println!("run stored in {}", outcome.store.display());
-            if outcome.valid() {
-                ExitCode::SUCCESS
-            } else {
-                ExitCode::from(1)
-            }
+            verdict_code(outcome.valid())
         }
-        Err(e) => {
-            eprintln!("harness: {e}");
-            ExitCode::from(2)
-        }
+        Err(e) => failed(&e),
     }
+}
+
+/// Exit 0 when every checker was valid, else 1.
+pub fn verdict_code(valid: bool) -> ExitCode {
+    if valid {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    }
+}
+
+/// Prints the error and exits 2: the run or the check could not be carried out.
+pub fn failed(e: &dyn std::fmt::Display) -> ExitCode {
+    eprintln!("harness: {e}");
+    ExitCode::from(2)
 }
 
 #[cfg(test)]

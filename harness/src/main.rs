@@ -143,15 +143,8 @@ fn check(
             } else {
                 print!("{}", table(&vs));
             }
-            if vs.iter().all(Verdict::is_valid) {
-                ExitCode::SUCCESS
-            } else {
-                ExitCode::from(1)
-            }
+            cli::verdict_code(vs.iter().all(Verdict::is_valid))
         }
-        Err(e) => {
-            eprintln!("harness: {e}");
-            ExitCode::from(2)
-        }
+        Err(e) => cli::failed(&e),
     }
 }

@@ -56,7 +56,7 @@ pub struct RunOpts {
     pub seed: u64,
     /// Keys are `0..key_count` (seeded in PostgreSQL for synced workloads).
     pub key_count: i64,
-    /// Where to store the run (created).
+    /// Where to store the run (created); an absolute path.
     pub store: PathBuf,
     /// The binaries to start.
     pub binaries: Binaries,
@@ -275,6 +275,13 @@ async fn interrupted() {
 }
 
 fn validate(opts: &RunOpts) -> Result<()> {
+    if !opts.store.is_absolute() {
+        return Err(Error::Options(format!(
+            "the run directory {} must be an absolute path (the processes run in their own \
+             directories)",
+            opts.store.display()
+        )));
+    }
     if opts.nodes.is_empty() {
         return Err(Error::Options("--nodes is empty".into()));
     }

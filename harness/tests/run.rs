@@ -247,6 +247,66 @@ fn sqlite3_local_is_strict_serializable_and_the_run_is_stored() {
     assert!(!dir.join("n1/endpoint.sqlite3").exists());
 }
 
+/// Issue 15's first command: no `--store`, so the run goes to the relative default
+/// `store/<workload>-<timestamp>` below the current directory, and still succeeds (the
+/// endpoints run with their own directories as cwd).
+#[test]
+fn a_run_into_the_relative_default_directory_succeeds() {
+    let _serial = lock();
+    assert_binaries();
+    let cwd = tempfile::Builder::new()
+        .prefix("harness-cwd-")
+        .tempdir()
+        .expect("temp dir");
+    let child = Command::new(env!("CARGO_BIN_EXE_harness"))
+        .args([
+            "run",
+            "--workload",
+            "sqlite3-local",
+            "--rate",
+            "50",
+            "--time-limit",
+            "2",
+            "--no-progress",
+        ])
+        .current_dir(cwd.path())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("harness starts");
+    let mut guard = HarnessRun { child: Some(child) };
+    let out = guard
+        .child
+        .take()
+        .expect("child")
+        .wait_with_output()
+        .expect("harness exits");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    let runs: Vec<PathBuf> = std::fs::read_dir(cwd.path().join("store"))
+        .expect("store/ below the cwd")
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .collect();
+    assert_eq!(runs.len(), 1, "{runs:?}");
+    assert!(
+        runs[0]
+            .file_name()
+            .is_some_and(|n| n.to_string_lossy().starts_with("sqlite3-local-")),
+        "{runs:?}"
+    );
+    assert!(runs[0].join("results.json").is_file(), "{text}");
+    // The printed run directory is the absolute one.
+    assert!(
+        text.contains(&format!("run stored in {}", runs[0].display())),
+        "{text}"
+    );
+}
+
 /// kill -9 and SIGSTOP of a plain SQLite endpoint: acknowledged transactions survive the restart
 /// (fsync on commit), so the history stays strict-serializable.
 #[test]
