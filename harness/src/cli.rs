@@ -10,7 +10,7 @@ use harness::nemesis;
 use harness::report;
 use harness::runner::{self, Era, LatestOpts, RunOpts, SeedOpts};
 use harness::topology::Binaries;
-use harness::workload::{GeneratorOpts, Workload};
+use harness::workload::{ElleOpts, GeneratorOpts, KeyDist, Workload};
 
 /// Options of `harness run` and `harness matrix`.
 #[derive(Debug, Args)]
@@ -50,12 +50,23 @@ pub struct RunArgs {
     /// Seed of the generators and the nemesis (default: from the clock).
     #[arg(long)]
     seed: Option<u64>,
-    /// Keys 0..key-count (seeded in PostgreSQL for synced workloads).
-    #[arg(long, default_value_t = 100)]
-    key_count: i64,
-    /// Micro-ops per list-append transaction.
+    /// Seed-era `txn` workloads: keys in Elle's active pool (default 10 exponential, 3
+    /// uniform, as Elle's). Latest era: the keys 0..key-count (default 100). At most 100: the
+    /// endpoint seeds and accepts keys 0..=99.
+    #[arg(long)]
+    key_count: Option<i64>,
+    /// Seed-era `txn` workloads: how Elle's generator picks keys from its active pool.
+    #[arg(long, value_enum, default_value_t = KeyDist::Exponential)]
+    key_dist: KeyDist,
+    /// Seed-era `txn` workloads: writes a key takes at most before it is retired for a fresh one.
+    #[arg(long, default_value_t = 256)]
+    max_writes_per_key: u64,
+    /// Seed-era `txn` workloads: fewest micro-ops per transaction.
+    #[arg(long, default_value_t = 1)]
+    min_txn_length: usize,
+    /// Seed-era `txn` workloads: most micro-ops per transaction.
     #[arg(long, default_value_t = 4)]
-    txn_length: usize,
+    max_txn_length: usize,
     /// Keys per append-only transaction.
     #[arg(long, default_value_t = 10)]
     append_keys: usize,
@@ -127,7 +138,16 @@ impl RunArgs {
         } else {
             Era::Seed(SeedOpts {
                 generator: GeneratorOpts {
-                    txn_length: self.txn_length,
+                    elle: ElleOpts {
+                        key_dist: self.key_dist,
+                        key_count: self.key_count.unwrap_or(match self.key_dist {
+                            KeyDist::Exponential => 10,
+                            KeyDist::Uniform => 3,
+                        }),
+                        max_writes_per_key: self.max_writes_per_key,
+                        min_txn_length: self.min_txn_length,
+                        max_txn_length: self.max_txn_length,
+                    },
                     append_keys: self.append_keys,
                     read_keys: self.read_keys,
                 },
@@ -147,7 +167,11 @@ impl RunArgs {
             faults,
             nemesis_interval: secs("nemesis-interval", self.nemesis_interval)?,
             seed,
-            key_count: self.key_count,
+            key_count: if self.workload.is_mww() {
+                self.key_count.unwrap_or(runner::ENDPOINT_KEYS)
+            } else {
+                runner::ENDPOINT_KEYS
+            },
             store,
             binaries,
             progress: !self.no_progress,

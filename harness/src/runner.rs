@@ -54,7 +54,10 @@ pub struct RunOpts {
     pub nemesis_interval: Duration,
     /// Seed of the generators and the nemesis.
     pub seed: u64,
-    /// Keys are `0..key_count` (seeded in PostgreSQL for synced workloads).
+    /// Keys are `0..key_count` (seeded in PostgreSQL for synced workloads, read by the seed
+    /// era's final reads; the seed era's active pool is [`ElleOpts::key_count`]).
+    ///
+    /// [`ElleOpts::key_count`]: crate::workload::ElleOpts::key_count
     pub key_count: i64,
     /// Where to store the run (created); an absolute path.
     pub store: PathBuf,
@@ -328,7 +331,8 @@ fn validate(opts: &RunOpts) -> Result<()> {
     }
     match (&opts.era, opts.workload.is_mww()) {
         (Era::Latest(era), true) => validate_mww(opts, era)?,
-        (Era::Seed(_), false) => {
+        (Era::Seed(era), false) => {
+            validate_elle(&era.generator.elle)?;
             if let Some(f) = opts.faults.iter().find(|f| f.is_disconnect()) {
                 return Err(Error::Options(format!(
                     "nemesis {f} needs a latest-era workload (ps-rw-pg-rw, ps-ro-pg-rw, \
@@ -347,6 +351,27 @@ fn validate(opts: &RunOpts) -> Result<()> {
     if opts.rate <= 0.0 || opts.concurrency == 0 {
         return Err(Error::Options(
             "--rate and --concurrency must be positive".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// The options of Elle's generator.
+fn validate_elle(elle: &crate::workload::ElleOpts) -> Result<()> {
+    if !(1..=ENDPOINT_KEYS).contains(&elle.key_count) {
+        return Err(Error::Options(format!(
+            "--key-count must be 1..={ENDPOINT_KEYS}: the endpoint seeds and accepts keys 0..=99"
+        )));
+    }
+    if elle.min_txn_length == 0 || elle.min_txn_length > elle.max_txn_length {
+        return Err(Error::Options(format!(
+            "--min-txn-length {} and --max-txn-length {}: need 1 <= min <= max",
+            elle.min_txn_length, elle.max_txn_length
+        )));
+    }
+    if elle.max_writes_per_key == 0 {
+        return Err(Error::Options(
+            "--max-writes-per-key must be positive".into(),
         ));
     }
     Ok(())
