@@ -16,6 +16,7 @@
 pub mod edn;
 pub mod generate;
 pub mod json;
+pub mod reader;
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -161,37 +162,46 @@ impl Op {
 pub struct History {
     /// The operations, in the order they happened.
     pub ops: Vec<Op>,
+    /// The names of named keys (EDN keywords or strings) by the id they were given; empty when
+    /// every key is an integer.
+    pub key_names: BTreeMap<Key, String>,
 }
 
 impl History {
     /// Wraps operations into a history.
     pub fn new(ops: Vec<Op>) -> History {
-        History { ops }
-    }
-
-    /// Parses a history in either textual form: EDN if the first operation starts with `{:`, a
-    /// tagged literal or a comment, else JSON lines (or one JSON array of operations).
-    pub fn parse(text: &str) -> Result<History> {
-        let start: String = text
-            .chars()
-            .filter(|c| !c.is_whitespace() && *c != ',')
-            .skip_while(|c| *c == '[')
-            .take(2)
-            .collect();
-        if start.starts_with(['#', ';']) || start == "{:" {
-            edn::read_history(text)
-        } else {
-            json::read_history(text)
+        History {
+            ops,
+            key_names: BTreeMap::new(),
         }
     }
 
-    /// Reads and parses a history file (see [`History::parse`]).
+    /// Wraps operations whose named keys were numbered by `keys`.
+    pub fn with_keys(ops: Vec<Op>, keys: json::Keys) -> History {
+        History {
+            ops,
+            key_names: keys.names,
+        }
+    }
+
+    /// Parses a history in either textual form (see [`reader::read`]).
+    pub fn parse(text: &str) -> Result<History> {
+        reader::read(text.as_bytes())
+    }
+
+    /// Reads and parses a history file, streaming (see [`reader::read`]).
     pub fn read_file(path: &Path) -> Result<History> {
-        let text = std::fs::read_to_string(path).map_err(|source| Error::Io {
+        let file = std::fs::File::open(path).map_err(|source| Error::Io {
             path: path.to_path_buf(),
             source,
         })?;
-        History::parse(&text)
+        reader::read(std::io::BufReader::new(file)).map_err(|e| match e {
+            Error::Io { source, .. } => Error::Io {
+                path: path.to_path_buf(),
+                source,
+            },
+            other => other,
+        })
     }
 
     /// The client completions (`ok`, `fail`, `info`), in order.

@@ -134,6 +134,15 @@ fn check(
         let workload = workload
             .or_else(|| detect(&h))
             .unwrap_or(WorkloadArg::ListAppend);
+        if !h.key_names.is_empty() && !json {
+            // Named keys (Elle's `:x`) are checked as ids; say which is which.
+            let names: Vec<String> = h
+                .key_names
+                .iter()
+                .map(|(id, name)| format!("{name} = {id}"))
+                .collect();
+            println!("keys: {}", names.join(", "));
+        }
         verdicts(&h, workload, &opts, key_count)
     });
     match result {
