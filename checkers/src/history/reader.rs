@@ -58,7 +58,7 @@ pub fn read<R: BufRead>(mut input: R) -> Result<History> {
     };
     let mut keys = Keys::default();
     let mut ops = Vec::new();
-    let mut push = |v: &Json, ops: &mut Vec<_>, keys: &mut Keys| -> Result<()> {
+    let push = |v: &Json, ops: &mut Vec<_>, keys: &mut Keys| -> Result<()> {
         let op = op_from_json(ops.len(), v, keys)?;
         ops.push(op);
         Ok(())
