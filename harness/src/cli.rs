@@ -8,7 +8,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use clap::Args;
 use harness::nemesis;
 use harness::report;
-use harness::runner::{self, Era, LatestOpts, RunOpts, SeedOpts};
+use harness::runner::{self, CheckerOpts, Era, LatestOpts, RunOpts, SeedOpts};
 use harness::topology::Binaries;
 use harness::workload::{ElleOpts, GeneratorOpts, KeyDist, Workload};
 
@@ -88,6 +88,22 @@ pub struct RunArgs {
     /// No progress bar.
     #[arg(long)]
     no_progress: bool,
+    /// Seed-era workloads: check each of these consistency models (comma-separated, Elle's
+    /// names) instead of the workload's.
+    #[arg(long, value_delimiter = ',')]
+    consistency_models: Vec<String>,
+    /// Seed-era workloads: anomalies to reject besides the model's (comma-separated Elle names),
+    /// added to the workload's.
+    #[arg(long, value_delimiter = ',')]
+    anomalies: Vec<String>,
+    /// Milliseconds the list-append checker may search for a cycle in each strongly connected
+    /// component (Jepsen's `--cycle-search-timeout`).
+    #[arg(long, default_value_t = 1000)]
+    cycle_search_timeout: u64,
+    /// Seconds a client request may take (connect and reply) before it is `info` (default: 1
+    /// seed era, 3 latest era).
+    #[arg(long)]
+    client_timeout: Option<f64>,
     /// Latest-era workloads: keys written per transaction.
     #[arg(long, default_value_t = 4)]
     keys_txn: usize,
@@ -175,6 +191,15 @@ impl RunArgs {
             store,
             binaries,
             progress: !self.no_progress,
+            client_timeout: self
+                .client_timeout
+                .map(|t| secs("client-timeout", t))
+                .transpose()?,
+            checker: CheckerOpts {
+                consistency_models: self.consistency_models,
+                anomalies: self.anomalies,
+                cycle_search_timeout: Duration::from_millis(self.cycle_search_timeout),
+            },
         })
     }
 }

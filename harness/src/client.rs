@@ -51,10 +51,16 @@ impl<M: Model> EndpointClient<M> {
     /// A client of the endpoint at `base` (`http://127.0.0.1:<port>`), with the model's
     /// connect and request timeouts.
     pub fn new(base: &str) -> crate::Result<EndpointClient<M>> {
+        EndpointClient::with_timeout(base, M::CLIENT_TIMEOUT)
+    }
+
+    /// A client of the endpoint at `base` with connect and request timeouts of `timeout`
+    /// (Jepsen's `--client-timeout`).
+    pub fn with_timeout(base: &str, timeout: Duration) -> crate::Result<EndpointClient<M>> {
         let http = reqwest::Client::builder()
             .no_proxy()
-            .connect_timeout(M::CLIENT_TIMEOUT)
-            .timeout(M::CLIENT_TIMEOUT)
+            .connect_timeout(timeout)
+            .timeout(timeout)
             .build()?;
         Ok(EndpointClient {
             http,

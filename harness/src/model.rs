@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use serde_json::Value as Json;
 
-pub use lww::Lww;
+pub use lww::{Lww, list_append_opts as lww_list_append_opts};
 pub use mww::Mww;
 
 use crate::check::Verdict;
@@ -131,8 +131,15 @@ pub trait Model: Sized + Send + Sync + 'static {
         role: Self::Role,
         rng: &mut fastrand::Rng,
     ) -> (&'static str, Vec<Self::Mop>);
-    /// The client of a thread on `node`: its endpoint at `url`, or PostgreSQL at `pg_uri`.
-    fn client(node: &str, postgres: bool, url: Option<&str>, pg_uri: &str) -> Result<Self::Client>;
+    /// The client of a thread on `node`: its endpoint at `url` (requests time out after
+    /// `timeout`), or PostgreSQL at `pg_uri`.
+    fn client(
+        node: &str,
+        postgres: bool,
+        url: Option<&str>,
+        pg_uri: &str,
+        timeout: Duration,
+    ) -> Result<Self::Client>;
     /// Runs one transaction.
     fn txn(
         client: &mut Self::Client,

@@ -65,6 +65,33 @@ pub struct RunOpts {
     pub binaries: Binaries,
     /// Show a progress bar on stderr.
     pub progress: bool,
+    /// The clients' connect and request timeout (`None`: the era's, 1 s seed, 3 s latest).
+    pub client_timeout: Option<Duration>,
+    /// Jepsen's checker options.
+    pub checker: CheckerOpts,
+}
+
+/// Jepsen's checker options for the list-append checks of seed-era runs.
+#[derive(Debug, Clone)]
+pub struct CheckerOpts {
+    /// `--consistency-models`: check each of these instead of the workload's model.
+    pub consistency_models: Vec<String>,
+    /// `--anomalies`: reject these besides what the model proscribes (added to the
+    /// workload's).
+    pub anomalies: Vec<String>,
+    /// `--cycle-search-timeout`: the cycle search's budget in each strongly connected
+    /// component.
+    pub cycle_search_timeout: Duration,
+}
+
+impl Default for CheckerOpts {
+    fn default() -> CheckerOpts {
+        CheckerOpts {
+            consistency_models: Vec::new(),
+            anomalies: Vec::new(),
+            cycle_search_timeout: Duration::from_secs(1),
+        }
+    }
 }
 
 /// The options only one era has: a seed-era run cannot carry latest-era options, nor the
@@ -330,9 +357,21 @@ fn validate(opts: &RunOpts) -> Result<()> {
         )));
     }
     match (&opts.era, opts.workload.is_mww()) {
-        (Era::Latest(era), true) => validate_mww(opts, era)?,
+        (Era::Latest(era), true) => {
+            if !opts.checker.consistency_models.is_empty() || !opts.checker.anomalies.is_empty() {
+                return Err(Error::Options(format!(
+                    "--consistency-models and --anomalies apply to the list-append checker of \
+                     the seed-era workloads; {} is judged by the causal and convergence checkers",
+                    opts.workload
+                )));
+            }
+            validate_mww(opts, era)?
+        }
         (Era::Seed(era), false) => {
             validate_elle(&era.generator.elle)?;
+            for la in crate::model::lww_list_append_opts(opts) {
+                crate::check::list_append::validate(&la)?;
+            }
             if let Some(f) = opts.faults.iter().find(|f| f.is_disconnect()) {
                 return Err(Error::Options(format!(
                     "nemesis {f} needs a latest-era workload (ps-rw-pg-rw, ps-ro-pg-rw, \
@@ -347,6 +386,13 @@ fn validate(opts: &RunOpts) -> Result<()> {
                 if latest { "latest-era" } else { "seed-era" }
             )));
         }
+    }
+    if opts.client_timeout.is_some_and(|t| t.is_zero())
+        || opts.checker.cycle_search_timeout.is_zero()
+    {
+        return Err(Error::Options(
+            "--client-timeout and --cycle-search-timeout must be positive".into(),
+        ));
     }
     if opts.rate <= 0.0 || opts.concurrency == 0 {
         return Err(Error::Options(
@@ -504,7 +550,13 @@ async fn phases<M: Model>(
         let mut worker = Worker::<M> {
             process: i as u64,
             concurrency: opts.concurrency as u64,
-            client: M::client(&node, postgres, url, &pg_uri)?,
+            client: M::client(
+                &node,
+                postgres,
+                url,
+                &pg_uri,
+                opts.client_timeout.unwrap_or(M::CLIENT_TIMEOUT),
+            )?,
             role: M::role(opts.workload, postgres),
             node,
         };

@@ -131,3 +131,33 @@ fn histories_in_elles_own_form_are_checked() {
     assert_eq!(code, 1, "{out}");
     assert!(out.contains("G2-item"), "{out}");
 }
+
+#[test]
+fn several_consistency_models_and_a_cycle_search_budget() {
+    let path = write("fractured-models.edn", FRACTURED);
+    let (code, out) = run(&[
+        "check",
+        path.to_str(),
+        "--consistency-models",
+        "read-committed,serializable",
+        "--cycle-search-timeout",
+        "500",
+        "--json",
+    ]);
+    assert_eq!(code, 1, "{out}");
+    let verdicts: serde_json::Value = serde_json::from_str(&out).expect("JSON verdicts");
+    let models: Vec<(&str, bool)> = verdicts
+        .as_array()
+        .expect("an array")
+        .iter()
+        .filter(|v| v["checker"] == "list-append")
+        .map(|v| (v["model"].as_str().unwrap_or(""), v["valid?"] == true))
+        .collect();
+    assert_eq!(
+        models,
+        [("read-committed", true), ("serializable", false)],
+        "{out}"
+    );
+    let (code, out) = run(&["check", path.to_str(), "--consistency-models", "bogus"]);
+    assert_eq!(code, 2, "{out}");
+}

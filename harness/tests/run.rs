@@ -372,6 +372,23 @@ const REFUSED: &[(&str, Option<&str>)] = &[
         "--workload ps-rw-pg-rw --test-broken-connector lose",
         Some("only \"drop\""),
     ),
+    // Jepsen's checker options.
+    (
+        "--workload sqlite3-local --consistency-models serializable,bogus",
+        Some("unknown consistency model \"bogus\""),
+    ),
+    (
+        "--workload sqlite3-local --anomalies G1b,G9",
+        Some("unknown anomaly type \"G9\""),
+    ),
+    (
+        "--workload ps-rw-pg-rw --anomalies G1b",
+        Some("apply to the list-append checker"),
+    ),
+    (
+        "--workload sqlite3-local --client-timeout 0",
+        Some("must be positive"),
+    ),
     (
         "--workload sqlite3-local --endpoint-bin /nonexistent/powersync_endpoint",
         Some("cargo build -p endpoint"),

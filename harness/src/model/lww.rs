@@ -117,11 +117,17 @@ impl Model for Lww {
         (role.f(), generator.next(role, rng))
     }
 
-    fn client(node: &str, postgres: bool, url: Option<&str>, pg_uri: &str) -> Result<LwwClient> {
+    fn client(
+        node: &str,
+        postgres: bool,
+        url: Option<&str>,
+        pg_uri: &str,
+        timeout: Duration,
+    ) -> Result<LwwClient> {
         Ok(if postgres {
             LwwClient::Postgres(PostgresClient::new(pg_uri))
         } else {
-            LwwClient::Endpoint(EndpointClient::new(&url_of(node, url)?)?)
+            LwwClient::Endpoint(EndpointClient::with_timeout(&url_of(node, url)?, timeout)?)
         })
     }
 
@@ -166,13 +172,42 @@ impl Model for Lww {
         postgres: Option<&BTreeMap<Key, Vec<Element>>>,
         endpoint_logs: &[PathBuf],
     ) -> Result<Vec<Verdict>> {
-        Ok(vec![
-            stats::check(history),
-            list_append::check_with(history, &opts.workload.list_append_opts())?,
-            convergence::list_append(history, postgres),
-            log_verdict(opts.workload, endpoint_logs)?,
-        ])
+        let mut verdicts = vec![stats::check(history)];
+        for la in list_append_opts(opts) {
+            verdicts.push(list_append::check_with(history, &la)?);
+        }
+        verdicts.push(convergence::list_append(history, postgres));
+        verdicts.push(log_verdict(opts.workload, endpoint_logs)?);
+        Ok(verdicts)
     }
+}
+
+/// The list-append checks of a run: the workload's model (or each of
+/// `--consistency-models`), with the workload's anomalies and `--anomalies`, and the run's
+/// cycle-search budget.
+pub fn list_append_opts(opts: &RunOpts) -> Vec<list_append::Opts> {
+    let base = opts.workload.list_append_opts();
+    let models = if opts.checker.consistency_models.is_empty() {
+        vec![base.model.clone()]
+    } else {
+        opts.checker.consistency_models.clone()
+    };
+    let mut anomalies = base.anomalies.clone();
+    anomalies.extend(
+        opts.checker
+            .anomalies
+            .iter()
+            .filter(|a| !base.anomalies.contains(a))
+            .cloned(),
+    );
+    models
+        .into_iter()
+        .map(|model| list_append::Opts {
+            model,
+            anomalies: anomalies.clone(),
+            cycle_search_timeout: opts.checker.cycle_search_timeout,
+        })
+        .collect()
 }
 
 /// Whether the response holds the request's micro-ops (same functions, keys and appends).

@@ -131,8 +131,9 @@ impl Model for Mww {
         _postgres: bool,
         url: Option<&str>,
         _pg_uri: &str,
+        timeout: Duration,
     ) -> Result<EndpointClient<Mww>> {
-        EndpointClient::new(&url_of(node, url)?)
+        EndpointClient::with_timeout(&url_of(node, url)?, timeout)
     }
 
     async fn txn(client: &mut EndpointClient<Mww>, f: &str, mops: &[MwwMop]) -> Outcome<MwwMop> {
