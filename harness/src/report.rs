@@ -1,5 +1,5 @@
 //! What a run shows and keeps: the progress bar, summary figures, the verdict table and the run
-//! directory (`history.jsonl`, `history.edn`, `results.json`, `latency-raw.png`, and the
+//! directory (`history.jsonl`, `history.edn`, `results.json`, `latency-raw.png`, `rate.png`, and the
 //! processes' own directories and logs).
 
 mod plot;
@@ -17,7 +17,7 @@ use crate::history::{History, OpType, edn, json as jsonl};
 use crate::recorder::Counts;
 use crate::runner::{Era, RunOpts};
 
-pub use plot::latency_plot;
+pub use plot::{latency_plot, rate_plot};
 
 /// The progress bar of the main phase (stderr; hidden when stderr is not a terminal).
 pub struct Progress {
@@ -231,7 +231,8 @@ fn write(path: &Path, text: &str) -> Result<()> {
     })
 }
 
-/// Writes `history.jsonl`, `history.edn`, `results.json` and `latency-raw.png` into `dir`.
+/// Writes `history.jsonl`, `history.edn`, `results.json`, `latency-raw.png` and `rate.png`
+/// into `dir`.
 pub fn write_run(
     dir: &Path,
     opts: &RunOpts,
@@ -284,7 +285,9 @@ pub fn write_run(
         &dir.join("results.json"),
         &serde_json::to_string_pretty(&results).unwrap_or_default(),
     )?;
-    latency_plot(history, &dir.join("latency-raw.png"))
+    let title = format!("{} {}", opts.workload, opts.nodes.join(","));
+    latency_plot(history, &title, &dir.join("latency-raw.png"))?;
+    rate_plot(history, &title, &dir.join("rate.png"))
 }
 
 /// The verdict table: one row per checker (validity, anomaly kinds with counts, what the history

@@ -241,6 +241,7 @@ fn sqlite3_local_is_strict_serializable_and_the_run_is_stored() {
         .expect("harness check");
     assert!(recheck.status.success(), "{recheck:?}");
     assert!(is_png(&dir.join("latency-raw.png")));
+    assert!(is_png(&dir.join("rate.png")));
     assert!(dir.join("n1/endpoint.log").is_file());
     assert!(dir.join("n1/.env").is_file());
     // Teardown removed the database.
