@@ -52,6 +52,29 @@ pub struct Started {
     pub targets: Targets,
 }
 
+/// Where a client thread sends its transactions.
+#[derive(Debug, Clone, Copy)]
+pub struct ClientTarget<'a> {
+    /// The thread's node.
+    pub node: &'a str,
+    /// Whether the node is one of `--postgres-nodes`.
+    pub postgres: bool,
+    /// The node's endpoint, if one was started.
+    pub url: Option<&'a str>,
+    /// PostgreSQL's URI (empty without PostgreSQL).
+    pub pg_uri: &'a str,
+    /// The request timeout.
+    pub timeout: Duration,
+}
+
+impl ClientTarget<'_> {
+    /// The URL of the node's endpoint, or an error naming the node.
+    fn url(&self) -> Result<&str> {
+        self.url
+            .ok_or_else(|| crate::Error::Options(format!("no endpoint for node {}", self.node)))
+    }
+}
+
 /// How the run settled after the main phase, for the summary figures.
 #[derive(Debug, Clone, Copy)]
 pub enum Settled {
@@ -131,15 +154,8 @@ pub trait Model: Sized + Send + Sync + 'static {
         role: Self::Role,
         rng: &mut fastrand::Rng,
     ) -> (&'static str, Vec<Self::Mop>);
-    /// The client of a thread on `node`: its endpoint at `url` (requests time out after
-    /// `timeout`), or PostgreSQL at `pg_uri`.
-    fn client(
-        node: &str,
-        postgres: bool,
-        url: Option<&str>,
-        pg_uri: &str,
-        timeout: Duration,
-    ) -> Result<Self::Client>;
+    /// The client of a client thread.
+    fn client(target: &ClientTarget<'_>) -> Result<Self::Client>;
     /// Runs one transaction.
     fn txn(
         client: &mut Self::Client,
@@ -162,10 +178,4 @@ pub trait Model: Sized + Send + Sync + 'static {
         postgres: Option<&BTreeMap<Key, Self::Value>>,
         endpoint_logs: &[PathBuf],
     ) -> Result<Vec<Verdict>>;
-}
-
-/// The URL of `node`'s endpoint, or an error naming the node.
-fn url_of(node: &str, url: Option<&str>) -> Result<String> {
-    url.map(str::to_owned)
-        .ok_or_else(|| crate::Error::Options(format!("no endpoint for node {node}")))
 }

@@ -17,7 +17,7 @@ use crate::check::Verdict;
 use crate::client::Outcome;
 use crate::error::{Error, Result};
 use crate::history::{History, Key, Op, OpType, Process};
-use crate::model::{Common, Lww, Model, Mww, Settled, Started};
+use crate::model::{ClientTarget, Common, Lww, Model, Mww, Settled, Started};
 use crate::nemesis::{self, Fault, Targets};
 use crate::recorder::Recorder;
 use crate::report;
@@ -550,13 +550,13 @@ async fn phases<M: Model>(
         let mut worker = Worker::<M> {
             process: i as u64,
             concurrency: opts.concurrency as u64,
-            client: M::client(
-                &node,
+            client: M::client(&ClientTarget {
+                node: &node,
                 postgres,
                 url,
-                &pg_uri,
-                opts.client_timeout.unwrap_or(M::CLIENT_TIMEOUT),
-            )?,
+                pg_uri: &pg_uri,
+                timeout: opts.client_timeout.unwrap_or(M::CLIENT_TIMEOUT),
+            })?,
             role: M::role(opts.workload, postgres),
             node,
         };

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value as Json;
 
-use super::{Common, Model, Settled, Started, url_of};
+use super::{ClientTarget, Common, Model, Settled, Started};
 use crate::check::{Verdict, convergence, list_append, logs, stats};
 use crate::client::{CLIENT_TIMEOUT, EndpointClient, Lister, Outcome, PostgresClient};
 use crate::error::{Error, Result};
@@ -117,17 +117,11 @@ impl Model for Lww {
         (role.f(), generator.next(role, rng))
     }
 
-    fn client(
-        node: &str,
-        postgres: bool,
-        url: Option<&str>,
-        pg_uri: &str,
-        timeout: Duration,
-    ) -> Result<LwwClient> {
-        Ok(if postgres {
-            LwwClient::Postgres(PostgresClient::new(pg_uri))
+    fn client(target: &ClientTarget<'_>) -> Result<LwwClient> {
+        Ok(if target.postgres {
+            LwwClient::Postgres(PostgresClient::new(target.pg_uri))
         } else {
-            LwwClient::Endpoint(EndpointClient::with_timeout(&url_of(node, url)?, timeout)?)
+            LwwClient::Endpoint(EndpointClient::with_timeout(target.url()?, target.timeout)?)
         })
     }
 

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value as Json;
 
-use super::{Common, Model, Settled, Started, url_of};
+use super::{ClientTarget, Common, Model, Settled, Started};
 use crate::check::{Verdict, causal, convergence, logs, stats};
 use crate::client::{EndpointClient, MWW_CLIENT_TIMEOUT, Outcome, db_api};
 use crate::error::{Error, Result};
@@ -126,14 +126,8 @@ impl Model for Mww {
         ("txn", generator.next(writes, rng))
     }
 
-    fn client(
-        node: &str,
-        _postgres: bool,
-        url: Option<&str>,
-        _pg_uri: &str,
-        timeout: Duration,
-    ) -> Result<EndpointClient<Mww>> {
-        EndpointClient::with_timeout(&url_of(node, url)?, timeout)
+    fn client(target: &ClientTarget<'_>) -> Result<EndpointClient<Mww>> {
+        EndpointClient::with_timeout(target.url()?, target.timeout)
     }
 
     async fn txn(client: &mut EndpointClient<Mww>, f: &str, mops: &[MwwMop]) -> Outcome<MwwMop> {

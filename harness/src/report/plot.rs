@@ -174,24 +174,15 @@ pub fn latency_plot(history: &History, title: &str, path: &Path) -> Result<()> {
         .map(|y| (y.log10() - ly0) / (ly1 - ly0))
         .zip(y_ticks.iter().copied())
         .collect();
-    frame(
-        &root,
-        &format!("{title} latency"),
-        "latency (ms, log)",
-        &y_labels,
-        &x_ticks,
-        end,
-    )?;
-    legend(
-        &root,
-        &[
-            ("ok", OK),
-            ("info", INFO),
-            ("fail", FAIL),
-            ("final read", FINAL),
-            ("nemesis", NEMESIS),
-        ],
-    )?;
+    let entries = [
+        ("ok", OK),
+        ("info", INFO),
+        ("fail", FAIL),
+        ("final read", FINAL),
+        ("nemesis", NEMESIS),
+    ];
+    let texts = [&format!("{title} latency"), "latency (ms, log)"];
+    frame(&root, texts, &y_labels, &x_ticks, end, &entries)?;
     root.present().map_err(plot_error)?;
     Ok(())
 }
@@ -258,23 +249,14 @@ pub fn rate_plot(history: &History, title: &str, path: &Path) -> Result<()> {
             ))
             .map_err(plot_error)?;
     }
-    frame(
-        &root,
-        &format!("{title} rate"),
-        "throughput (ops/s)",
-        &y_labels,
-        &x_ticks,
-        end,
-    )?;
-    legend(
-        &root,
-        &[
-            ("ok", OK),
-            ("info", INFO),
-            ("fail", FAIL),
-            ("nemesis", NEMESIS),
-        ],
-    )?;
+    let entries = [
+        ("ok", OK),
+        ("info", INFO),
+        ("fail", FAIL),
+        ("nemesis", NEMESIS),
+    ];
+    let texts = [&format!("{title} rate"), "throughput (ops/s)"];
+    frame(&root, texts, &y_labels, &x_ticks, end, &entries)?;
     root.present().map_err(plot_error)?;
     Ok(())
 }
@@ -291,16 +273,17 @@ fn ticks(end: f64) -> Vec<f64> {
     out
 }
 
-/// The frame, the title, the axis titles and the tick labels (`y_labels`: (fraction of the
-/// height, value)).
+/// The frame, the title and y axis title (`texts`), the x axis title, the tick labels
+/// (`y_labels`: (fraction of the height, value)) and the legend.
 fn frame(
     root: &Root<'_>,
-    title: &str,
-    y_title: &str,
+    [title, y_title]: [&str; 2],
     y_labels: &[(f64, f64)],
     x_ticks: &[f64],
     end: f64,
+    entries: &[(&str, RGBColor)],
 ) -> Result<()> {
+    legend(root, entries)?;
     let plot_w = WIDTH as i32 - LEFT - RIGHT;
     let plot_h = HEIGHT as i32 - TOP - BOTTOM;
     root.draw(&Rectangle::new(
