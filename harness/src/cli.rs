@@ -8,9 +8,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use clap::Args;
 use harness::nemesis;
 use harness::report;
-use harness::runner::{self, RunOpts};
+use harness::runner::{self, CheckerOpts, Era, LatestOpts, RunOpts, SeedOpts};
 use harness::topology::Binaries;
-use harness::workload::{GeneratorOpts, Workload};
+use harness::workload::{ElleOpts, GeneratorOpts, KeyDist, Workload};
 
 /// Options of `harness run` and `harness matrix`.
 #[derive(Debug, Args)]
@@ -50,12 +50,23 @@ pub struct RunArgs {
     /// Seed of the generators and the nemesis (default: from the clock).
     #[arg(long)]
     seed: Option<u64>,
-    /// Keys 0..key-count (seeded in PostgreSQL for synced workloads).
-    #[arg(long, default_value_t = 100)]
-    key_count: i64,
-    /// Micro-ops per list-append transaction.
+    /// Seed-era `txn` workloads: keys in Elle's active pool (default 10 exponential, 3
+    /// uniform, as Elle's). Latest era: the keys 0..key-count (default 100). At most 100: the
+    /// endpoint seeds and accepts keys 0..=99.
+    #[arg(long)]
+    key_count: Option<i64>,
+    /// Seed-era `txn` workloads: how Elle's generator picks keys from its active pool.
+    #[arg(long, value_enum, default_value_t = KeyDist::Exponential)]
+    key_dist: KeyDist,
+    /// Seed-era `txn` workloads: writes a key takes at most before it is retired for a fresh one.
+    #[arg(long, default_value_t = 256)]
+    max_writes_per_key: u64,
+    /// Seed-era `txn` workloads: fewest micro-ops per transaction.
+    #[arg(long, default_value_t = 1)]
+    min_txn_length: usize,
+    /// Seed-era `txn` workloads: most micro-ops per transaction.
     #[arg(long, default_value_t = 4)]
-    txn_length: usize,
+    max_txn_length: usize,
     /// Keys per append-only transaction.
     #[arg(long, default_value_t = 10)]
     append_keys: usize,
@@ -77,6 +88,22 @@ pub struct RunArgs {
     /// No progress bar.
     #[arg(long)]
     no_progress: bool,
+    /// Seed-era workloads: check each of these consistency models (comma-separated, Elle's
+    /// names) instead of the workload's.
+    #[arg(long, value_delimiter = ',')]
+    consistency_models: Vec<String>,
+    /// Seed-era workloads: anomalies to reject besides the model's (comma-separated Elle names),
+    /// added to the workload's.
+    #[arg(long, value_delimiter = ',')]
+    anomalies: Vec<String>,
+    /// Milliseconds the list-append checker may search for a cycle in each strongly connected
+    /// component (Jepsen's `--cycle-search-timeout`).
+    #[arg(long, default_value_t = 1000)]
+    cycle_search_timeout: u64,
+    /// Seconds a client request may take (connect and reply) before it is `info` (default: 1
+    /// seed era, 3 latest era).
+    #[arg(long)]
+    client_timeout: Option<f64>,
     /// Latest-era workloads: keys written per transaction.
     #[arg(long, default_value_t = 4)]
     keys_txn: usize,
@@ -108,8 +135,44 @@ impl RunArgs {
         let store = self.store.unwrap_or_else(|| {
             PathBuf::from("store").join(format!("{}-{}", self.workload, timestamp()))
         });
+        // Once, here: every process is started with its own directory as cwd, so a relative
+        // path would name a different place in each.
+        let store = std::path::absolute(&store).map_err(|source| harness::Error::Io {
+            path: store.clone(),
+            source,
+        })?;
+        let era = if self.workload.is_mww() {
+            Era::Latest(LatestOpts {
+                keys_txn: self.keys_txn,
+                final_quiesce: secs("final-quiesce", self.final_quiesce)?,
+                test_broken_connector: self.test_broken_connector,
+            })
+        } else if self.test_broken_connector.is_some() {
+            return Err(harness::Error::Options(
+                "--test-broken-connector applies to the latest-era workloads only".into(),
+            ));
+        } else {
+            Era::Seed(SeedOpts {
+                generator: GeneratorOpts {
+                    elle: ElleOpts {
+                        key_dist: self.key_dist,
+                        key_count: self.key_count.unwrap_or(match self.key_dist {
+                            KeyDist::Exponential => 10,
+                            KeyDist::Uniform => 3,
+                        }),
+                        max_writes_per_key: self.max_writes_per_key,
+                        min_txn_length: self.min_txn_length,
+                        max_txn_length: self.max_txn_length,
+                    },
+                    append_keys: self.append_keys,
+                    read_keys: self.read_keys,
+                },
+                quiesce_timeout: secs("quiesce-timeout", self.quiesce_timeout)?,
+            })
+        };
         Ok(RunOpts {
             workload: self.workload,
+            era,
             rate: self.rate,
             time_limit: secs("time-limit", self.time_limit)?,
             concurrency: self.concurrency.unwrap_or(self.nodes.len()),
@@ -120,19 +183,23 @@ impl RunArgs {
             faults,
             nemesis_interval: secs("nemesis-interval", self.nemesis_interval)?,
             seed,
-            generator: GeneratorOpts {
-                key_count: self.key_count,
-                txn_length: self.txn_length,
-                append_keys: self.append_keys,
-                read_keys: self.read_keys,
+            key_count: if self.workload.is_mww() {
+                self.key_count.unwrap_or(runner::ENDPOINT_KEYS)
+            } else {
+                runner::ENDPOINT_KEYS
             },
-            quiesce_timeout: secs("quiesce-timeout", self.quiesce_timeout)?,
             store,
             binaries,
             progress: !self.no_progress,
-            keys_txn: self.keys_txn,
-            final_quiesce: secs("final-quiesce", self.final_quiesce)?,
-            test_broken_connector: self.test_broken_connector,
+            client_timeout: self
+                .client_timeout
+                .map(|t| secs("client-timeout", t))
+                .transpose()?,
+            checker: CheckerOpts {
+                consistency_models: self.consistency_models,
+                anomalies: self.anomalies,
+                cycle_search_timeout: Duration::from_millis(self.cycle_search_timeout),
+            },
         })
     }
 }
@@ -166,10 +233,7 @@ fn timestamp() -> String {
 pub fn run(args: RunArgs) -> ExitCode {
     let opts = match args.into_opts() {
         Ok(o) => o,
-        Err(e) => {
-            eprintln!("harness: {e}");
-            return ExitCode::from(2);
-        }
+        Err(e) => return failed(&e),
     };
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -185,17 +249,25 @@ pub fn run(args: RunArgs) -> ExitCode {
         Ok(outcome) => {
             print!("{}", report::table(&outcome.verdicts, &outcome.stats));
             println!("run stored in {}", outcome.store.display());
-            if outcome.valid() {
-                ExitCode::SUCCESS
-            } else {
-                ExitCode::from(1)
-            }
+            verdict_code(outcome.valid())
         }
-        Err(e) => {
-            eprintln!("harness: {e}");
-            ExitCode::from(2)
-        }
+        Err(e) => failed(&e),
     }
+}
+
+/// Exit 0 when every checker was valid, else 1.
+pub fn verdict_code(valid: bool) -> ExitCode {
+    if valid {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    }
+}
+
+/// Prints the error and exits 2: the run or the check could not be carried out.
+pub fn failed(e: &dyn std::fmt::Display) -> ExitCode {
+    eprintln!("harness: {e}");
+    ExitCode::from(2)
 }
 
 #[cfg(test)]

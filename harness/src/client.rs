@@ -1,63 +1,77 @@
 //! The two kinds of Jepsen clients a run uses, with the seed's semantics (reference A.10):
 //!
-//! - [`EndpointClient`]: `POST /sql-txn` to one endpoint with 1 s connect and socket timeouts.
-//!   A refused connection is `fail` (the request never arrived); a timeout or any other error is
-//!   `info` (it may have happened);
-//! - [`MwwClient`]: the latest era's client (reference B.10): `POST /sql-txn` with
-//!   `readAll`/`writeSome` to an endpoint started with `--endpoint powersync` or
-//!   `--endpoint postgresql`, 3 s timeouts (`--client-timeout 3`); a `type: fail` reply is
-//!   `fail`, everything else as above. [`db_api`] calls `GET /db-api/<action>` for the nemesis
-//!   and the final barriers;
+//! - [`EndpointClient`]: `POST /sql-txn` to one endpoint in the wire format of the run's
+//!   [`Model`]: the seed's list-append with 1 s connect and socket timeouts, or the latest era's
+//!   `readAll`/`writeSome` (reference B.10) to an endpoint started with `--endpoint powersync`
+//!   or `--endpoint postgresql`, 3 s timeouts (`--client-timeout 3`), where a `type: fail`
+//!   reply is `fail`. A refused connection is `fail` (the request never arrived); a timeout or
+//!   any other error is `info` (it may have happened). [`db_api`] calls
+//!   `GET /db-api/<action>` for the nemesis and the final barriers; [`Lister`] polls
+//!   `GET /db/list`;
 //! - [`PostgresClient`]: the seed's PostgreSQL client (`PostgreSQLJDBCClient`): each transaction
 //!   in `REPEATABLE READ`; reads `SELECT k,v FROM lww WHERE k = $1`, appends
 //!   `INSERT ... ON CONFLICT (k) DO UPDATE SET v = concat_ws(' ', lww.v, $2)`.
 
+use std::marker::PhantomData;
 use std::time::Duration;
 
 use tokio_postgres::IsolationLevel;
 
-use crate::history::wire;
-use crate::history::{Key, ListAppendMop, MwwMop, OpType};
-use crate::topology::parse_list;
+use std::collections::BTreeMap;
+
+use crate::history::{Element, Key, ListAppendMop, parse_list};
+use crate::model::Model;
 
 /// The seed's Jepsen client timeouts (`:socket-timeout 1000 :connection-timeout 1000`).
 pub const CLIENT_TIMEOUT: Duration = Duration::from_secs(1);
 
+/// The latest era's client timeout (`--client-timeout 3`).
+pub const MWW_CLIENT_TIMEOUT: Duration = Duration::from_secs(3);
+
 /// How a client operation ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Outcome {
-    /// It happened; the completed micro-ops (reads filled in).
-    Ok(Vec<ListAppendMop>),
+pub enum Outcome<M> {
+    /// It happened; the completed micro-ops (reads filled in, the writes actually made).
+    Ok(Vec<M>),
     /// It certainly did not happen.
     Fail(String),
     /// It may or may not have happened.
     Info(String),
 }
 
-/// A client of one endpoint.
-#[derive(Debug, Clone)]
-pub struct EndpointClient {
+/// A client of one endpoint speaking the wire format of data model `M`.
+#[derive(Debug)]
+pub struct EndpointClient<M> {
     http: reqwest::Client,
     url: String,
+    model: PhantomData<fn() -> M>,
 }
 
-impl EndpointClient {
-    /// A client of the endpoint at `base` (`http://127.0.0.1:<port>`).
-    pub fn new(base: &str) -> crate::Result<EndpointClient> {
+impl<M: Model> EndpointClient<M> {
+    /// A client of the endpoint at `base` (`http://127.0.0.1:<port>`), with the model's
+    /// connect and request timeouts.
+    pub fn new(base: &str) -> crate::Result<EndpointClient<M>> {
+        EndpointClient::with_timeout(base, M::CLIENT_TIMEOUT)
+    }
+
+    /// A client of the endpoint at `base` with connect and request timeouts of `timeout`
+    /// (Jepsen's `--client-timeout`).
+    pub fn with_timeout(base: &str, timeout: Duration) -> crate::Result<EndpointClient<M>> {
         let http = reqwest::Client::builder()
             .no_proxy()
-            .connect_timeout(CLIENT_TIMEOUT)
-            .timeout(CLIENT_TIMEOUT)
+            .connect_timeout(timeout)
+            .timeout(timeout)
             .build()?;
         Ok(EndpointClient {
             http,
             url: format!("{base}/sql-txn"),
+            model: PhantomData,
         })
     }
 
-    /// Runs one transaction.
-    pub async fn txn(&self, mops: &[ListAppendMop]) -> Outcome {
-        let body = wire::list_append_request(mops);
+    /// Runs one transaction (`f` is `txn`, `append-only`, `read-only` or `r-final`).
+    pub async fn txn(&self, f: &str, mops: &[M::Mop]) -> Outcome<M::Mop> {
+        let body = M::request(f, mops);
         let resp = match self.http.post(&self.url).json(&body).send().await {
             Ok(r) => r,
             Err(e) if refused(&e) => return Outcome::Fail("connection-refused".into()),
@@ -74,85 +88,7 @@ impl EndpointClient {
             // clj-http throws on a non-2xx status, which crashes the invocation: info.
             return Outcome::Info(format!("HTTP {}: {}", status.as_u16(), text.trim()));
         }
-        match wire::list_append_response(&text) {
-            Ok(done) if same_shape(mops, &done) => Outcome::Ok(done),
-            Ok(_) => Outcome::Info(format!("response does not match the request: {text}")),
-            Err(e) => Outcome::Info(format!("undecodable response: {e}")),
-        }
-    }
-}
-
-/// The latest era's client timeout (`--client-timeout 3`).
-pub const MWW_CLIENT_TIMEOUT: Duration = Duration::from_secs(3);
-
-/// How a latest-era (mww) client operation ended.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum MwwOutcome {
-    /// It happened: the full `readAll` and the writes actually made.
-    Ok(Vec<MwwMop>),
-    /// It certainly did not happen.
-    Fail(String),
-    /// It may or may not have happened.
-    Info(String),
-}
-
-/// A latest-era client of one endpoint (`--endpoint powersync` or `postgresql`).
-#[derive(Debug, Clone)]
-pub struct MwwClient {
-    http: reqwest::Client,
-    url: String,
-}
-
-impl MwwClient {
-    /// A client of the endpoint at `base` (`http://127.0.0.1:<port>`).
-    pub fn new(base: &str) -> crate::Result<MwwClient> {
-        let http = reqwest::Client::builder()
-            .no_proxy()
-            .connect_timeout(MWW_CLIENT_TIMEOUT)
-            .timeout(MWW_CLIENT_TIMEOUT)
-            .build()?;
-        Ok(MwwClient {
-            http,
-            url: format!("{base}/sql-txn"),
-        })
-    }
-
-    /// Runs one transaction (`f` is `txn` or `r-final`).
-    pub async fn txn(&self, f: &str, mops: &[MwwMop]) -> MwwOutcome {
-        let body = wire::mww_request(f, mops);
-        let resp = match self.http.post(&self.url).json(&body).send().await {
-            Ok(r) => r,
-            Err(e) if refused(&e) => return MwwOutcome::Fail("connection-refused".into()),
-            Err(e) if e.is_timeout() => return MwwOutcome::Info("timeout".into()),
-            Err(e) => return MwwOutcome::Info(error_chain(&e)),
-        };
-        let status = resp.status();
-        let text = match resp.text().await {
-            Ok(t) => t,
-            Err(e) if e.is_timeout() => return MwwOutcome::Info("timeout".into()),
-            Err(e) => return MwwOutcome::Info(error_chain(&e)),
-        };
-        if !status.is_success() {
-            return MwwOutcome::Info(format!("HTTP {}: {}", status.as_u16(), text.trim()));
-        }
-        match wire::mww_response(&text) {
-            Ok((OpType::Ok, done)) if mww_answers(mops, &done) => MwwOutcome::Ok(done),
-            Ok((OpType::Fail, _)) => MwwOutcome::Fail(format!("endpoint: {}", text.trim())),
-            Ok(_) => MwwOutcome::Info(format!("response does not match the request: {text}")),
-            Err(e) => MwwOutcome::Info(format!("undecodable response: {e}")),
-        }
-    }
-}
-
-/// Whether `got` answers `asked`: `[readAll, writeSome]` with the writes a subset of the ones
-/// asked for (the endpoint drops writes below the value it read).
-fn mww_answers(asked: &[MwwMop], got: &[MwwMop]) -> bool {
-    match (asked, got) {
-        (
-            [MwwMop::ReadAll(_), MwwMop::WriteSome(want)],
-            [MwwMop::ReadAll(_), MwwMop::WriteSome(done)],
-        ) => done.iter().all(|(k, v)| want.get(k) == Some(v)),
-        _ => false,
+        M::response(&text, mops)
     }
 }
 
@@ -180,17 +116,41 @@ pub async fn db_api(
     serde_json::from_str(&text).map_err(|e| format!("undecodable {text:?}: {e}"))
 }
 
-/// Whether the response holds the request's micro-ops (same functions, keys and appends).
-fn same_shape(asked: &[ListAppendMop], got: &[ListAppendMop]) -> bool {
-    asked.len() == got.len()
-        && asked.iter().zip(got).all(|(a, g)| match (a, g) {
-            (ListAppendMop::Read { key: k1, .. }, ListAppendMop::Read { key: k2, .. }) => k1 == k2,
-            (a @ ListAppendMop::Append { .. }, g) => a == g,
-            _ => false,
-        })
+/// Reads nodes' rows with `GET /db/list` (the initial-sync and quiescence polls), one HTTP client
+/// for every poll.
+#[derive(Debug, Clone)]
+pub struct Lister {
+    http: reqwest::Client,
 }
 
-fn refused(e: &reqwest::Error) -> bool {
+impl Lister {
+    /// A lister whose requests time out after 2 s.
+    pub fn new() -> crate::Result<Lister> {
+        let http = reqwest::Client::builder()
+            .no_proxy()
+            .timeout(Duration::from_secs(2))
+            .build()?;
+        Ok(Lister { http })
+    }
+
+    /// The rows of the endpoint at `base` as key → list, or `None` if it did not answer.
+    pub async fn rows(&self, base: &str) -> Option<BTreeMap<Key, Vec<Element>>> {
+        let resp = self.http.get(format!("{base}/db/list")).send().await.ok()?;
+        if !resp.status().is_success() {
+            return None;
+        }
+        let rows: Vec<serde_json::Value> = resp.json().await.ok()?;
+        let mut out = BTreeMap::new();
+        for row in rows {
+            let k = row.get("k")?.as_i64()?;
+            let v = row.get("v")?.as_str().unwrap_or("");
+            out.insert(k, parse_list(v).ok()?);
+        }
+        Some(out)
+    }
+}
+
+pub(crate) fn refused(e: &reqwest::Error) -> bool {
     let mut source: Option<&dyn std::error::Error> = Some(e);
     while let Some(err) = source {
         if let Some(io) = err.downcast_ref::<std::io::Error>()
@@ -265,7 +225,7 @@ impl PostgresClient {
     }
 
     /// Runs one transaction in REPEATABLE READ.
-    pub async fn txn(&mut self, mops: &[ListAppendMop]) -> Outcome {
+    pub async fn txn(&mut self, mops: &[ListAppendMop]) -> Outcome<ListAppendMop> {
         if let Err(e) = self.connect().await {
             // Nothing was sent: the transaction did not happen.
             return Outcome::Fail(format!("connect: {e}"));
@@ -359,31 +319,4 @@ async fn run_txn(
 /// `lww.k` is an INTEGER; the generator's keys are small.
 fn pg_key(key: Key) -> i32 {
     i32::try_from(key).unwrap_or(i32::MAX)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn txn(writes: &[(Key, i64)]) -> Vec<MwwMop> {
-        vec![
-            MwwMop::ReadAll([(0, -1), (1, 5)].into_iter().collect()),
-            MwwMop::WriteSome(writes.iter().copied().collect()),
-        ]
-    }
-
-    #[test]
-    fn an_mww_reply_answers_when_its_writes_are_a_subset_of_the_request() {
-        let asked = txn(&[(0, 7), (1, 7)]);
-        assert!(mww_answers(&asked, &txn(&[(0, 7), (1, 7)])));
-        // The endpoint dropped the write below what it read.
-        assert!(mww_answers(&asked, &txn(&[(0, 7)])));
-        assert!(mww_answers(&asked, &txn(&[])));
-        // A write not asked for, or of another value, or another shape.
-        assert!(!mww_answers(&asked, &txn(&[(0, 7), (2, 7)])));
-        assert!(!mww_answers(&asked, &txn(&[(0, 8)])));
-        assert!(!mww_answers(&asked, &asked[..1]));
-        let swapped = vec![asked[1].clone(), asked[0].clone()];
-        assert!(!mww_answers(&asked, &swapped));
-    }
 }

@@ -2,10 +2,11 @@
 
 use std::path::PathBuf;
 
-/// Everything that can go wrong while reading histories, checking them, or running a test.
+/// Everything that can go wrong while running a test (reading and checking histories: the
+/// [`checkers`] crate's error, wrapped).
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    /// A line of a JSON-lines history (or a wire response) is not valid JSON.
+    /// A wire response is not valid JSON.
     #[error("line {line}: invalid JSON: {source}")]
     Json {
         /// 1-based line number (1 for a single document).
@@ -13,7 +14,7 @@ pub enum Error {
         /// What serde_json reported.
         source: serde_json::Error,
     },
-    /// EDN text could not be parsed.
+    /// EDN text in a wire response could not be parsed.
     #[error("line {line}: invalid EDN: {reason}")]
     Edn {
         /// 1-based line number where the problem was found.
@@ -21,39 +22,12 @@ pub enum Error {
         /// What was wrong.
         reason: String,
     },
-    /// A parsed value is not a well-formed Jepsen operation.
-    #[error("operation {position}: {reason}")]
-    Op {
-        /// 0-based position of the operation in the file.
-        position: usize,
-        /// What was wrong.
-        reason: String,
-    },
-    /// A micro-operation is malformed (wrong arity, unknown function, bad types).
-    #[error("invalid micro-op {mop}: {reason}")]
-    Mop {
-        /// The micro-op as text.
-        mop: String,
-        /// What was wrong.
-        reason: String,
-    },
     /// An endpoint response does not have the documented wire shape.
     #[error("invalid endpoint response: {0}")]
     Wire(String),
-    /// The consistency model name is not one the checker knows.
-    #[error("unknown consistency model {0:?}")]
-    UnknownModel(String),
-    /// The anomaly name is not one the list-append checker detects.
-    #[error("unknown anomaly type {0:?}")]
-    UnknownAnomaly(String),
-    /// The history holds operations of a different workload than requested.
-    #[error("operation {index} does not belong to the {expected} workload")]
-    WrongWorkload {
-        /// The operation's `index`.
-        index: u64,
-        /// The workload the checker expected.
-        expected: &'static str,
-    },
+    /// A history could not be read or checked.
+    #[error(transparent)]
+    Checkers(#[from] checkers::Error),
     /// A file could not be read.
     #[error("cannot read {path}: {source}")]
     Io {

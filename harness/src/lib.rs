@@ -5,6 +5,8 @@
 //! - [`check`]: list-append isolation anomalies ([`check::list_append`]), strong convergence
 //!   ([`check::convergence`]), causal consistency of max-write-wins registers
 //!   ([`check::causal`]) and endpoint log checks ([`check::logs`]);
+//! - [`model`]: the data model of each era ([`model::Lww`], [`model::Mww`]) with its wire codec,
+//!   clients, checkers and the hooks of the phase driver;
 //! - [`runner`]: one run of a [`workload`] against a [`topology`] of PostgreSQL, the stand-in
 //!   and endpoints, with [`client`]s, a [`nemesis`], a [`recorder`] and a [`report`];
 //! - [`matrix`]: a workload across vendored core builds (in parallel with `jobs`).
@@ -18,6 +20,7 @@ pub mod core_diff;
 pub mod error;
 pub mod history;
 pub mod matrix;
+pub mod model;
 pub mod nemesis;
 pub mod recorder;
 pub mod report;

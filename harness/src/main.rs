@@ -44,6 +44,12 @@ enum Command {
         /// The consistency model list-append histories must satisfy (Elle's names).
         #[arg(long, default_value = "strict-serializable")]
         model: String,
+        /// Check each of these models instead (comma-separated; Jepsen's option).
+        #[arg(long, value_delimiter = ',')]
+        consistency_models: Vec<String>,
+        /// Milliseconds the cycle search may take in each strongly connected component.
+        #[arg(long, default_value_t = 1000)]
+        cycle_search_timeout: u64,
         /// list-append: anomalies to reject besides the model's (comma-separated Elle names).
         #[arg(long, value_delimiter = ',')]
         anomalies: Vec<String>,
@@ -89,13 +95,16 @@ fn detect(history: &History) -> Option<WorkloadArg> {
 fn verdicts(
     history: &History,
     workload: WorkloadArg,
-    opts: &list_append::Opts,
+    opts: &[list_append::Opts],
     key_count: Option<usize>,
-) -> harness::Result<Vec<Verdict>> {
+) -> checkers::Result<Vec<Verdict>> {
     let has_final_reads = history.ops.iter().any(|op| op.final_read);
     Ok(match workload {
         WorkloadArg::ListAppend => {
-            let mut v = vec![list_append::check_with(history, opts)?];
+            let mut v = opts
+                .iter()
+                .map(|o| list_append::check_with(history, o))
+                .collect::<checkers::Result<Vec<_>>>()?;
             if has_final_reads {
                 v.push(convergence::list_append(history, None));
             }
@@ -120,11 +129,28 @@ fn main() -> ExitCode {
         Command::Check {
             history,
             model,
+            consistency_models,
+            cycle_search_timeout,
             anomalies,
             workload,
             key_count,
             json,
-        } => check(history, model, anomalies, workload, key_count, json),
+        } => {
+            let models = if consistency_models.is_empty() {
+                vec![model]
+            } else {
+                consistency_models
+            };
+            let opts: Vec<list_append::Opts> = models
+                .iter()
+                .map(|m| list_append::Opts {
+                    anomalies: anomalies.clone(),
+                    cycle_search_timeout: std::time::Duration::from_millis(cycle_search_timeout),
+                    ..list_append::Opts::new(m)
+                })
+                .collect();
+            check(history, &opts, workload, key_count, json)
+        }
         Command::Run(args) => cli::run(args),
         Command::Matrix(args) => cores_cli::matrix(args),
         Command::Bisect(args) => cores_cli::bisect(args),
@@ -134,21 +160,25 @@ fn main() -> ExitCode {
 
 fn check(
     history: PathBuf,
-    model: String,
-    anomalies: Vec<String>,
+    opts: &[list_append::Opts],
     workload: Option<WorkloadArg>,
     key_count: Option<usize>,
     json: bool,
 ) -> ExitCode {
-    let opts = list_append::Opts {
-        anomalies,
-        ..list_append::Opts::new(&model)
-    };
     let result = History::read_file(&history).and_then(|h| {
         let workload = workload
             .or_else(|| detect(&h))
             .unwrap_or(WorkloadArg::ListAppend);
-        verdicts(&h, workload, &opts, key_count)
+        if !h.key_names.is_empty() && !json {
+            // Named keys (Elle's `:x`) are checked as ids; say which is which.
+            let names: Vec<String> = h
+                .key_names
+                .iter()
+                .map(|(id, name)| format!("{name} = {id}"))
+                .collect();
+            println!("keys: {}", names.join(", "));
+        }
+        verdicts(&h, workload, opts, key_count)
     });
     match result {
         Ok(vs) => {
@@ -157,15 +187,8 @@ fn check(
             } else {
                 print!("{}", table(&vs));
             }
-            if vs.iter().all(Verdict::is_valid) {
-                ExitCode::SUCCESS
-            } else {
-                ExitCode::from(1)
-            }
+            cli::verdict_code(vs.iter().all(Verdict::is_valid))
         }
-        Err(e) => {
-            eprintln!("harness: {e}");
-            ExitCode::from(2)
-        }
+        Err(e) => cli::failed(&e),
     }
 }

@@ -1,10 +1,9 @@
 //! What a run shows and keeps: the progress bar, summary figures, the verdict table and the run
-//! directory (`history.jsonl`, `history.edn`, `results.json`, `latency-raw.png`, and the
+//! directory (`history.jsonl`, `history.edn`, `results.json`, `latency-raw.png`, `rate.png`, and the
 //! processes' own directories and logs).
 
 mod plot;
 
-use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Duration;
 
@@ -12,13 +11,13 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde::Serialize;
 use serde_json::json;
 
-use crate::check::{Anomaly, Verdict};
+use crate::check::Verdict;
 use crate::error::{Error, Result};
-use crate::history::{Element, History, Key, OpType, edn, json as jsonl};
+use crate::history::{History, OpType, edn, json as jsonl};
 use crate::recorder::Counts;
-use crate::runner::RunOpts;
+use crate::runner::{Era, RunOpts};
 
-pub use plot::latency_plot;
+pub use plot::{latency_plot, rate_plot};
 
 /// The progress bar of the main phase (stderr; hidden when stderr is not a terminal).
 pub struct Progress {
@@ -161,59 +160,6 @@ impl Stats {
     }
 }
 
-/// Jepsen's `stats` checker: every client function of the main phase had at least one `ok`.
-pub fn stats_verdict(history: &History) -> Verdict {
-    let mut per_f: BTreeMap<&str, (u64, u64)> = BTreeMap::new();
-    for op in history.completions().filter(|op| !op.final_read) {
-        let e = per_f.entry(op.f.as_str()).or_default();
-        e.0 += 1;
-        if op.op_type == OpType::Ok {
-            e.1 += 1;
-        }
-    }
-    let mut found = Vec::new();
-    if per_f.is_empty() {
-        found.push(Anomaly {
-            kind: "no-operations".into(),
-            ops: Vec::new(),
-            explanation: "the main phase completed no client operation".into(),
-            detail: json!({}),
-        });
-    }
-    for (f, (count, ok)) in &per_f {
-        if *ok == 0 {
-            found.push(Anomaly {
-                kind: "no-ok-operations".into(),
-                ops: Vec::new(),
-                explanation: format!("none of the {count} {f} operations completed ok"),
-                detail: json!({"f": f, "count": count}),
-            });
-        }
-    }
-    Verdict::from_anomalies("stats", found)
-}
-
-/// A node's rows from `GET /db/list` as key → list, or `None` if it did not answer.
-pub async fn list_rows(base: &str) -> Option<BTreeMap<Key, Vec<Element>>> {
-    let http = reqwest::Client::builder()
-        .no_proxy()
-        .timeout(Duration::from_secs(2))
-        .build()
-        .ok()?;
-    let resp = http.get(format!("{base}/db/list")).send().await.ok()?;
-    if !resp.status().is_success() {
-        return None;
-    }
-    let rows: Vec<serde_json::Value> = resp.json().await.ok()?;
-    let mut out = BTreeMap::new();
-    for row in rows {
-        let k = row.get("k")?.as_i64()?;
-        let v = row.get("v")?.as_str().unwrap_or("");
-        out.insert(k, crate::topology::parse_list(v).ok()?);
-    }
-    Some(out)
-}
-
 /// The verdict table printed at the end of a run.
 pub fn table(verdicts: &[Verdict], stats: &Stats) -> String {
     let mut out = format!(
@@ -285,7 +231,8 @@ fn write(path: &Path, text: &str) -> Result<()> {
     })
 }
 
-/// Writes `history.jsonl`, `history.edn`, `results.json` and `latency-raw.png` into `dir`.
+/// Writes `history.jsonl`, `history.edn`, `results.json`, `latency-raw.png` and `rate.png`
+/// into `dir`.
 pub fn write_run(
     dir: &Path,
     opts: &RunOpts,
@@ -296,6 +243,10 @@ pub fn write_run(
 ) -> Result<()> {
     write(&dir.join("history.jsonl"), &jsonl::write_history(history))?;
     write(&dir.join("history.edn"), &edn::write_history(history))?;
+    let (seed, latest) = match &opts.era {
+        Era::Seed(s) => (Some(s), None),
+        Era::Latest(l) => (None, Some(l)),
+    };
     let results = json!({
         "valid?": verdicts.iter().all(Verdict::is_valid),
         "workload": opts.workload.to_string(),
@@ -310,13 +261,21 @@ pub fn write_run(
             "nemesis": opts.faults.iter().map(ToString::to_string).collect::<Vec<_>>(),
             "nemesis-interval-secs": opts.nemesis_interval.as_secs_f64(),
             "seed": opts.seed,
-            "key-count": opts.generator.key_count,
-            "txn-length": opts.generator.txn_length,
-            "append-keys": opts.generator.append_keys,
-            "read-keys": opts.generator.read_keys,
-            "keys-txn": opts.keys_txn,
-            "final-quiesce-secs": opts.final_quiesce.as_secs_f64(),
-            "test-broken-connector": opts.test_broken_connector,
+            "consistency-models": opts.checker.consistency_models,
+            "anomalies": opts.checker.anomalies,
+            "cycle-search-timeout-ms": opts.checker.cycle_search_timeout.as_millis() as u64,
+            "client-timeout-secs": opts.client_timeout.map(|t| t.as_secs_f64()),
+            "key-count": seed.map_or(opts.key_count, |s| s.generator.elle.key_count),
+            "table-keys": opts.key_count,
+            "key-dist": seed.map(|s| s.generator.elle.key_dist.to_string()),
+            "max-writes-per-key": seed.map(|s| s.generator.elle.max_writes_per_key),
+            "min-txn-length": seed.map(|s| s.generator.elle.min_txn_length),
+            "max-txn-length": seed.map(|s| s.generator.elle.max_txn_length),
+            "append-keys": seed.map(|s| s.generator.append_keys),
+            "read-keys": seed.map(|s| s.generator.read_keys),
+            "keys-txn": latest.map(|l| l.keys_txn),
+            "final-quiesce-secs": latest.map(|l| l.final_quiesce.as_secs_f64()),
+            "test-broken-connector": latest.and_then(|l| l.test_broken_connector.as_deref()),
         },
         "stats": stats,
         "checkers": verdicts,
@@ -326,7 +285,9 @@ pub fn write_run(
         &dir.join("results.json"),
         &serde_json::to_string_pretty(&results).unwrap_or_default(),
     )?;
-    latency_plot(history, &dir.join("latency-raw.png"))
+    let title = format!("{} {}", opts.workload, opts.nodes.join(","));
+    latency_plot(history, &title, &dir.join("latency-raw.png"))?;
+    rate_plot(history, &title, &dir.join("rate.png"))
 }
 
 /// The verdict table: one row per checker (validity, anomaly kinds with counts, what the history

@@ -1,27 +1,28 @@
 //! One test run: start the topology, run the clients (and the nemesis) for the time limit, heal,
-//! wait for quiescence, do the final reads, tear everything down, check and store. The
-//! latest-era (mww) workloads run in [`mww`].
-
-mod mww;
+//! let the nodes settle, do the final reads, tear everything down, check and store. One phase
+//! driver runs both eras; where they differ it calls the hooks of the run's [`Model`]
+//! ([`Lww`] for the seed era, [`Mww`] for the latest).
 
 use std::collections::BTreeMap;
+use std::ops::{Deref, DerefMut};
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use base64::Engine;
 use tokio::sync::{Mutex, watch};
 use tokio::task::JoinSet;
 
-use crate::check::{Verdict, convergence, list_append, logs};
-use crate::client::{EndpointClient, Outcome, PostgresClient};
+use crate::check::Verdict;
+use crate::client::Outcome;
 use crate::error::{Error, Result};
-use crate::history::{Element, History, Key, ListAppendMop, Op, OpType, Process, Value};
+use crate::history::{History, Key, Op, OpType, Process};
+use crate::model::{ClientTarget, Common, Lww, Model, Mww, Settled, Started};
 use crate::nemesis::{self, Fault, Targets};
 use crate::recorder::Recorder;
 use crate::report;
-use crate::topology::{Binaries, Database, Endpoint, EndpointConfig, Standin};
-use crate::workload::{Generator, GeneratorOpts, Role, Workload};
+use crate::topology::{Binaries, Database, Endpoint, Standin};
+use crate::workload::{GeneratorOpts, Workload};
 
 /// The keys the endpoint seeds (and accepts): 0..=99.
 pub const ENDPOINT_KEYS: i64 = 100;
@@ -31,6 +32,8 @@ pub const ENDPOINT_KEYS: i64 = 100;
 pub struct RunOpts {
     /// The workload.
     pub workload: Workload,
+    /// The era's own options; must be the workload's era ([`Workload::is_mww`]).
+    pub era: Era,
     /// Target rate of client transactions, per second, over all clients.
     pub rate: f64,
     /// Length of the main phase.
@@ -51,23 +54,75 @@ pub struct RunOpts {
     pub nemesis_interval: Duration,
     /// Seed of the generators and the nemesis.
     pub seed: u64,
-    /// Transaction shapes.
-    pub generator: GeneratorOpts,
-    /// How long to wait for every node to agree with PostgreSQL before the final reads.
-    pub quiesce_timeout: Duration,
-    /// Where to store the run (created).
+    /// Keys are `0..key_count` (seeded in PostgreSQL for synced workloads, read by the seed
+    /// era's final reads; the seed era's active pool is [`ElleOpts::key_count`]).
+    ///
+    /// [`ElleOpts::key_count`]: crate::workload::ElleOpts::key_count
+    pub key_count: i64,
+    /// Where to store the run (created); an absolute path.
     pub store: PathBuf,
     /// The binaries to start.
     pub binaries: Binaries,
     /// Show a progress bar on stderr.
     pub progress: bool,
-    /// Latest era: keys written per `writeSome` (`--keys-txn`).
+    /// The clients' connect and request timeout (`None`: the era's, 1 s seed, 3 s latest).
+    pub client_timeout: Option<Duration>,
+    /// Jepsen's checker options.
+    pub checker: CheckerOpts,
+}
+
+/// Jepsen's checker options for the list-append checks of seed-era runs.
+#[derive(Debug, Clone)]
+pub struct CheckerOpts {
+    /// `--consistency-models`: check each of these instead of the workload's model.
+    pub consistency_models: Vec<String>,
+    /// `--anomalies`: reject these besides what the model proscribes (added to the
+    /// workload's).
+    pub anomalies: Vec<String>,
+    /// `--cycle-search-timeout`: the cycle search's budget in each strongly connected
+    /// component.
+    pub cycle_search_timeout: Duration,
+}
+
+impl Default for CheckerOpts {
+    fn default() -> CheckerOpts {
+        CheckerOpts {
+            consistency_models: Vec::new(),
+            anomalies: Vec::new(),
+            cycle_search_timeout: Duration::from_secs(1),
+        }
+    }
+}
+
+/// The options only one era has: a seed-era run cannot carry latest-era options, nor the
+/// reverse.
+#[derive(Debug, Clone)]
+pub enum Era {
+    /// The seed era's list-append workloads ([`Lww`]).
+    Seed(SeedOpts),
+    /// The latest era's max-write-wins workloads ([`Mww`]).
+    Latest(LatestOpts),
+}
+
+/// The seed era's options.
+#[derive(Debug, Clone)]
+pub struct SeedOpts {
+    /// Transaction shapes.
+    pub generator: GeneratorOpts,
+    /// How long to wait for every node to agree with PostgreSQL before the final reads.
+    pub quiesce_timeout: Duration,
+}
+
+/// The latest era's options.
+#[derive(Debug, Clone)]
+pub struct LatestOpts {
+    /// Keys written per `writeSome` (`--keys-txn`).
     pub keys_txn: usize,
-    /// Latest era: the pause after the final barriers, before the final reads (the
-    /// reference's "Quiesce 3s").
+    /// The pause after the final barriers, before the final reads (the reference's
+    /// "Quiesce 3s").
     pub final_quiesce: Duration,
-    /// TEST ONLY: `ENDPOINT_TEST_BROKEN_CONNECTOR` for the PowerSync endpoints of a latest-era
-    /// run (`drop`: the endpoint silently drops every second upload). Never set in a real run.
+    /// TEST ONLY: `ENDPOINT_TEST_BROKEN_CONNECTOR` for the PowerSync endpoints (`drop`: the
+    /// endpoint silently drops every second upload). Never set in a real run.
     pub test_broken_connector: Option<String>,
 }
 
@@ -89,14 +144,8 @@ impl RunOutcome {
     }
 }
 
-/// A node's client side: an endpoint or PostgreSQL.
-#[derive(Debug, Clone)]
-enum Target {
-    Endpoint(String),
-    Postgres(String),
-}
-
 /// The started processes.
+#[derive(Default)]
 struct Topology {
     database: Option<Database>,
     standin: Option<Arc<Mutex<Standin>>>,
@@ -114,6 +163,47 @@ impl Topology {
     }
 }
 
+/// Where a run's topology goes to be torn down.
+type Slot = std::sync::Mutex<Option<Topology>>;
+
+/// Holds the topology while it starts and runs. However the phases end (success, an error,
+/// or the interrupted future being dropped), dropping the guard hands everything started so
+/// far to [`run`], which tears it down (a child whose handle is dropped unseen is killed).
+struct TopologyGuard<'a> {
+    topology: Topology,
+    slot: &'a Slot,
+}
+
+impl<'a> TopologyGuard<'a> {
+    fn new(slot: &'a Slot) -> TopologyGuard<'a> {
+        TopologyGuard {
+            topology: Topology::default(),
+            slot,
+        }
+    }
+}
+
+impl Deref for TopologyGuard<'_> {
+    type Target = Topology;
+    fn deref(&self) -> &Topology {
+        &self.topology
+    }
+}
+
+impl DerefMut for TopologyGuard<'_> {
+    fn deref_mut(&mut self) -> &mut Topology {
+        &mut self.topology
+    }
+}
+
+impl Drop for TopologyGuard<'_> {
+    fn drop(&mut self) {
+        let topology = std::mem::take(&mut self.topology);
+        let mut slot = self.slot.lock().unwrap_or_else(|e| e.into_inner());
+        *slot = Some(topology);
+    }
+}
+
 /// Runs a test: see the module documentation. Ctrl-C (or SIGTERM) tears everything down and
 /// returns [`Error::Interrupted`].
 pub async fn run(opts: &RunOpts) -> Result<RunOutcome> {
@@ -122,34 +212,26 @@ pub async fn run(opts: &RunOpts) -> Result<RunOutcome> {
         path: opts.store.clone(),
         source,
     })?;
-    let rec = Arc::new(Recorder::new());
-    let topology = Arc::new(Mutex::new(None::<Topology>));
-    let result = tokio::select! {
-        r = async {
-            if opts.workload.is_mww() {
-                mww::phases(opts, Arc::clone(&rec), Arc::clone(&topology)).await.map(Done::Mww)
-            } else {
-                phases(opts, Arc::clone(&rec), Arc::clone(&topology)).await.map(Done::Seed)
-            }
-        } => r,
-        _ = interrupted() => Err(Error::Interrupted),
-    };
-    // Whatever happened, stop every process (PostgreSQL stops when its last handle drops).
-    if let Some(t) = topology.lock().await.take() {
-        t.teardown().await;
-    }
-    let done = result?;
-    let history = rec.history();
-    match done {
-        Done::Seed(phases) => finish(opts, &history, &phases),
-        Done::Mww(phases) => finish_mww(opts, &history, &phases),
+    match &opts.era {
+        Era::Seed(era) => run_model::<Lww>(opts, era).await,
+        Era::Latest(era) => run_model::<Mww>(opts, era).await,
     }
 }
 
-/// What the phases of either era produced.
-enum Done {
-    Seed(Phases),
-    Mww(mww::MwwPhases),
+async fn run_model<M: Model>(opts: &RunOpts, era: &M::Opts) -> Result<RunOutcome> {
+    let rec = Arc::new(Recorder::new());
+    let slot = Slot::new(None);
+    let result = tokio::select! {
+        r = phases::<M>(opts, era, &rec, &slot) => r,
+        _ = interrupted() => Err(Error::Interrupted),
+    };
+    // Whatever happened, stop every process (PostgreSQL stops when its last handle drops).
+    let started = slot.lock().unwrap_or_else(|e| e.into_inner()).take();
+    if let Some(t) = started {
+        t.teardown().await;
+    }
+    let phases = result?;
+    finish::<M>(opts, &rec.history(), &phases)
 }
 
 /// The main phase: the nemesis runs beside the clients until every client is done (they stop at
@@ -223,6 +305,13 @@ async fn interrupted() {
 }
 
 fn validate(opts: &RunOpts) -> Result<()> {
+    if !opts.store.is_absolute() {
+        return Err(Error::Options(format!(
+            "the run directory {} must be an absolute path (the processes run in their own \
+             directories)",
+            opts.store.display()
+        )));
+    }
     if opts.nodes.is_empty() {
         return Err(Error::Options("--nodes is empty".into()));
     }
@@ -262,21 +351,47 @@ fn validate(opts: &RunOpts) -> Result<()> {
             opts.workload
         )));
     }
-    if !(1..=ENDPOINT_KEYS).contains(&opts.generator.key_count) {
+    if !(1..=ENDPOINT_KEYS).contains(&opts.key_count) {
         return Err(Error::Options(format!(
             "--key-count must be 1..={ENDPOINT_KEYS}: the endpoint seeds and accepts keys 0..=99"
         )));
     }
-    if opts.workload.is_mww() {
-        validate_mww(opts)?;
-    } else if let Some(f) = opts.faults.iter().find(|f| f.is_disconnect()) {
-        return Err(Error::Options(format!(
-            "nemesis {f} needs a latest-era workload (ps-rw-pg-rw, ps-ro-pg-rw, ps-rw-pg-ro, \
-             convergence): the seed endpoint has no /db-api"
-        )));
-    } else if opts.test_broken_connector.is_some() {
+    match (&opts.era, opts.workload.is_mww()) {
+        (Era::Latest(era), true) => {
+            if !opts.checker.consistency_models.is_empty() || !opts.checker.anomalies.is_empty() {
+                return Err(Error::Options(format!(
+                    "--consistency-models and --anomalies apply to the list-append checker of \
+                     the seed-era workloads; {} is judged by the causal and convergence checkers",
+                    opts.workload
+                )));
+            }
+            validate_mww(opts, era)?
+        }
+        (Era::Seed(era), false) => {
+            validate_elle(&era.generator.elle)?;
+            for la in crate::model::lww_list_append_opts(opts) {
+                crate::check::list_append::validate(&la)?;
+            }
+            if let Some(f) = opts.faults.iter().find(|f| f.is_disconnect()) {
+                return Err(Error::Options(format!(
+                    "nemesis {f} needs a latest-era workload (ps-rw-pg-rw, ps-ro-pg-rw, \
+                     ps-rw-pg-ro, convergence): the seed endpoint has no /db-api"
+                )));
+            }
+        }
+        (_, latest) => {
+            return Err(Error::Options(format!(
+                "{} is a {} workload: its options must be the same era's",
+                opts.workload,
+                if latest { "latest-era" } else { "seed-era" }
+            )));
+        }
+    }
+    if opts.client_timeout.is_some_and(|t| t.is_zero())
+        || opts.checker.cycle_search_timeout.is_zero()
+    {
         return Err(Error::Options(
-            "--test-broken-connector applies to the latest-era workloads only".into(),
+            "--client-timeout and --cycle-search-timeout must be positive".into(),
         ));
     }
     if opts.rate <= 0.0 || opts.concurrency == 0 {
@@ -287,8 +402,29 @@ fn validate(opts: &RunOpts) -> Result<()> {
     Ok(())
 }
 
+/// The options of Elle's generator.
+fn validate_elle(elle: &crate::workload::ElleOpts) -> Result<()> {
+    if !(1..=ENDPOINT_KEYS).contains(&elle.key_count) {
+        return Err(Error::Options(format!(
+            "--key-count must be 1..={ENDPOINT_KEYS}: the endpoint seeds and accepts keys 0..=99"
+        )));
+    }
+    if elle.min_txn_length == 0 || elle.min_txn_length > elle.max_txn_length {
+        return Err(Error::Options(format!(
+            "--min-txn-length {} and --max-txn-length {}: need 1 <= min <= max",
+            elle.min_txn_length, elle.max_txn_length
+        )));
+    }
+    if elle.max_writes_per_key == 0 {
+        return Err(Error::Options(
+            "--max-writes-per-key must be positive".into(),
+        ));
+    }
+    Ok(())
+}
+
 /// The latest era's option checks.
-fn validate_mww(opts: &RunOpts) -> Result<()> {
+fn validate_mww(opts: &RunOpts, era: &LatestOpts) -> Result<()> {
     let w = opts.workload;
     if matches!(w, Workload::PsRoPgRw | Workload::PsRwPgRo)
         && (opts.postgres_nodes.is_empty() || opts.postgres_nodes.len() == opts.nodes.len())
@@ -312,13 +448,13 @@ fn validate_mww(opts: &RunOpts) -> Result<()> {
              disconnect-orderly or disconnect-random"
         )));
     }
-    if opts.keys_txn == 0 || opts.keys_txn as i64 > opts.generator.key_count {
+    if era.keys_txn == 0 || era.keys_txn as i64 > opts.key_count {
         return Err(Error::Options(format!(
             "--keys-txn must be 1..=--key-count ({})",
-            opts.generator.key_count
+            opts.key_count
         )));
     }
-    if let Some(mode) = &opts.test_broken_connector
+    if let Some(mode) = &era.test_broken_connector
         && mode != "drop"
     {
         return Err(Error::Options(format!(
@@ -329,127 +465,106 @@ fn validate_mww(opts: &RunOpts) -> Result<()> {
 }
 
 /// What the phases leave for the checkers besides the history.
-struct Phases {
+struct Phases<M: Model> {
     /// PostgreSQL's final state, in synced workloads.
-    postgres_state: Option<BTreeMap<Key, Vec<Element>>>,
+    postgres_state: Option<BTreeMap<Key, M::Value>>,
     /// The endpoints' logs.
     endpoint_logs: Vec<PathBuf>,
-    /// Whether every node agreed with PostgreSQL before the final reads, and how long it took.
-    quiescence: Option<(bool, Duration)>,
+    /// How the nodes settled before the final reads.
+    settled: Settled,
 }
 
-/// Starts everything and runs the phases.
-async fn phases(
+/// Starts everything and runs the phases: start, main phase (clients and nemesis), settle,
+/// final reads, PostgreSQL's final state.
+async fn phases<M: Model>(
     opts: &RunOpts,
-    rec: Arc<Recorder>,
-    slot: Arc<Mutex<Option<Topology>>>,
-) -> Result<Phases> {
-    let synced = opts.workload.is_synced();
-    let mut topo = Topology {
-        database: None,
-        standin: None,
-        endpoints: Vec::new(),
+    era: &M::Opts,
+    rec: &Arc<Recorder>,
+    slot: &Slot,
+) -> Result<Phases<M>> {
+    let mut topo = TopologyGuard::new(slot);
+    let mut common = Common {
+        powersync_lib: opts.core_version.as_deref().map(core_path).transpose()?,
+        ..Common::default()
     };
-    let mut powersync_url = None;
-    let mut jwk = None;
-    if synced {
-        let db = Database::start(opts.generator.key_count).await?;
+    if opts.workload.is_synced() {
+        let db = Database::start(&M::SCHEMA, opts.key_count).await?;
+        let uri = db.uri();
+        common.pg_port = Some(db.port());
+        topo.database = Some(db);
         let key = testkit::TestKey::primary();
         let standin = Standin::start(
             &opts.binaries.standin,
             &opts.store.join("standin"),
-            &db.uri(),
+            &uri,
             key.jwks(),
-            "lww",
+            M::STANDIN,
         )
-        .await;
-        topo.database = Some(db);
-        let standin = match standin {
-            Ok(s) => s,
-            Err(e) => {
-                *slot.lock().await = Some(topo);
-                return Err(e);
-            }
-        };
-        powersync_url = Some(standin.url());
+        .await?;
+        common.powersync_url = Some(standin.url());
         topo.standin = Some(Arc::new(Mutex::new(standin)));
         // The seed's JWKS_PRIVATE_KEY: the private JWK as base64-encoded JSON.
         let private = testkit::keys::primary_private_jwk()?.to_string();
-        jwk = Some(base64::engine::general_purpose::STANDARD.encode(private));
+        common.jwks_private_key = Some(base64::engine::general_purpose::STANDARD.encode(private));
     }
-    let powersync_lib = match &opts.core_version {
-        Some(v) => Some(core_path(v)?),
-        None => None,
-    };
-    let endpoint_nodes: Vec<&String> = opts
-        .nodes
-        .iter()
-        .filter(|n| !opts.postgres_nodes.contains(n))
-        .collect();
-    for name in &endpoint_nodes {
-        let config = EndpointConfig {
-            name: (*name).clone(),
-            mode: opts.workload.endpoint_mode().to_owned(),
-            connector: opts.connector.clone(),
-            powersync_url: powersync_url.clone(),
-            pg_port: topo.database.as_ref().map(Database::port),
-            jwks_private_key: jwk.clone(),
-            powersync_lib: powersync_lib.clone(),
-            latest: None,
-            env: Vec::new(),
+    let mut syncing = Vec::new();
+    for name in &opts.nodes {
+        let postgres = opts.postgres_nodes.contains(name);
+        let Some(config) = M::endpoint(opts, era, name, postgres, &common) else {
+            continue;
         };
-        match Endpoint::start(
-            &opts.binaries.endpoint,
-            &opts.store.join(name.as_str()),
-            config,
-        )
-        .await
-        {
-            Ok(e) => topo.endpoints.push(Arc::new(Mutex::new(e))),
-            Err(e) => {
-                *slot.lock().await = Some(topo);
-                return Err(e);
-            }
+        let e = Endpoint::start(&opts.binaries.endpoint, &opts.store.join(name), config).await?;
+        if M::DB_API && !postgres {
+            syncing.push((name.clone(), e.url()));
         }
+        topo.endpoints.push(Arc::new(Mutex::new(e)));
     }
-    let (urls, log_paths) = urls_and_logs(&topo.endpoints).await;
-    let targets = Targets {
-        endpoints: topo.endpoints.clone(),
-        standin: topo.standin.clone(),
+    let (urls, endpoint_logs) = urls_and_logs(&topo.endpoints).await;
+    let started = Started {
+        urls,
         database: topo.database.clone(),
-        syncing: Vec::new(),
+        targets: Targets {
+            endpoints: topo.endpoints.clone(),
+            standin: topo.standin.clone(),
+            database: topo.database.clone(),
+            syncing,
+        },
     };
-    let database = topo.database.clone();
-    *slot.lock().await = Some(topo);
-    targets.check(&opts.faults)?;
-    if synced {
-        wait_initial_sync(&urls, opts.generator.key_count).await?;
-    }
+    started.targets.check(&opts.faults)?;
+    M::after_start(opts, &started).await?;
 
     // Main phase.
-    let generator = Arc::new(Generator::new(opts.generator));
+    let generator = Arc::new(M::generator(opts, era));
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut clients = JoinSet::new();
     let deadline = tokio::time::Instant::now() + opts.time_limit;
-    let mut threads = Vec::new();
+    let pg_uri = started
+        .database
+        .as_ref()
+        .map(Database::uri)
+        .unwrap_or_default();
     for i in 0..opts.concurrency {
-        let node = &opts.nodes[i % opts.nodes.len()];
-        let target = if opts.postgres_nodes.contains(node) {
-            Target::Postgres(node.clone())
-        } else {
-            Target::Endpoint(node.clone())
+        let node = opts.nodes[i % opts.nodes.len()].clone();
+        let postgres = opts.postgres_nodes.contains(&node);
+        let url = started.urls.get(&node).map(String::as_str);
+        let mut worker = Worker::<M> {
+            process: i as u64,
+            concurrency: opts.concurrency as u64,
+            client: M::client(&ClientTarget {
+                node: &node,
+                postgres,
+                url,
+                pg_uri: &pg_uri,
+                timeout: opts.client_timeout.unwrap_or(M::CLIENT_TIMEOUT),
+            })?,
+            role: M::role(opts.workload, postgres),
+            node,
         };
-        threads.push((i as u64, target));
-    }
-    let pg_uri = database.as_ref().map(Database::uri).unwrap_or_default();
-    for (thread, target) in threads.clone() {
-        let worker = Worker::new(thread, target, &urls, &pg_uri, opts)?;
-        let rec = Arc::clone(&rec);
+        let rec = Arc::clone(rec);
         let generator = Arc::clone(&generator);
-        let seed = opts.seed.wrapping_add(thread);
+        let seed = opts.seed.wrapping_add(i as u64);
         let mean_gap = opts.concurrency as f64 / opts.rate;
         clients.spawn(async move {
-            let mut worker = worker;
             let mut rng = fastrand::Rng::with_seed(seed);
             // Jepsen's stagger: a uniformly random gap with mean concurrency/rate between
             // scheduled starts (a slow operation delays the next one but causes no burst).
@@ -461,31 +576,29 @@ async fn phases(
                     break;
                 }
                 tokio::time::sleep_until(next_at).await;
-                let mops = generator.next(worker.role, &mut rng);
-                worker.invoke(&rec, worker.role.f(), mops, false).await;
+                let (f, mops) = M::next(&generator, worker.role, &mut rng);
+                worker.invoke(&rec, f, mops, false).await;
             }
             worker
         });
     }
-    let workers = main_phase(clients, targets, opts, &rec, stop_tx, stop_rx).await?;
+    let workers = main_phase(
+        clients,
+        started.targets.clone(),
+        opts,
+        rec,
+        stop_tx,
+        stop_rx,
+    )
+    .await?;
 
-    // Quiescence (every node agrees with PostgreSQL, or the timeout), then final reads of every
-    // key by every client, then PostgreSQL's own final state.
-    let quiescence = match &database {
-        Some(db) => {
-            let started = Instant::now();
-            let agreed = wait_quiescent(&urls, db, opts.quiesce_timeout).await;
-            Some((agreed, started.elapsed()))
-        }
-        None => None,
-    };
+    let settled = M::settle(opts, era, &started, rec).await?;
     let mut finals = JoinSet::new();
     for mut w in workers {
-        let rec = Arc::clone(&rec);
-        let keys = opts.generator.key_count;
+        let rec = Arc::clone(rec);
+        let reads = M::final_reads(opts);
         finals.spawn(async move {
-            for k in 0..keys {
-                let mops = vec![ListAppendMop::Read { key: k, list: None }];
+            for mops in reads {
                 w.invoke(&rec, "r-final", mops, true).await;
             }
         });
@@ -493,14 +606,14 @@ async fn phases(
     while let Some(r) = finals.join_next().await {
         r.map_err(|e| Error::Task(e.to_string()))?;
     }
-    let postgres_state = match &database {
-        Some(db) => Some(db.final_state().await?),
+    let postgres_state = match &started.database {
+        Some(db) => Some(db.state::<M>().await?),
         None => None,
     };
     Ok(Phases {
         postgres_state,
-        endpoint_logs: log_paths,
-        quiescence,
+        endpoint_logs,
+        settled,
     })
 }
 
@@ -511,70 +624,31 @@ fn core_path(version: &str) -> Result<PathBuf> {
         .map_err(|e| Error::Options(e.to_string()))
 }
 
-/// One client thread: its process number (a new one after each `info`, as in Jepsen) and the
-/// client of its node.
-struct Worker {
+/// One client thread: its process number (a new one after each `info`, as in Jepsen), its
+/// node, what it generates and its client.
+struct Worker<M: Model> {
     process: u64,
     concurrency: u64,
     node: String,
-    role: Role,
-    client: Client,
+    role: M::Role,
+    client: M::Client,
 }
 
-enum Client {
-    Endpoint(EndpointClient),
-    Postgres(PostgresClient),
-}
-
-impl Worker {
-    fn new(
-        thread: u64,
-        target: Target,
-        urls: &BTreeMap<String, String>,
-        pg_uri: &str,
-        opts: &RunOpts,
-    ) -> Result<Worker> {
-        let (node, client, postgres) = match target {
-            Target::Endpoint(node) => {
-                let url = urls
-                    .get(&node)
-                    .ok_or_else(|| Error::Options(format!("no endpoint for node {node}")))?;
-                (node, Client::Endpoint(EndpointClient::new(url)?), false)
-            }
-            Target::Postgres(node) => (node, Client::Postgres(PostgresClient::new(pg_uri)), true),
-        };
-        Ok(Worker {
-            process: thread,
-            concurrency: opts.concurrency as u64,
-            node,
-            role: opts.workload.role(postgres),
-            client,
-        })
-    }
-
-    async fn invoke(
-        &mut self,
-        rec: &Recorder,
-        f: &str,
-        mops: Vec<ListAppendMop>,
-        final_read: bool,
-    ) {
+impl<M: Model> Worker<M> {
+    async fn invoke(&mut self, rec: &Recorder, f: &str, mops: Vec<M::Mop>, final_read: bool) {
         let op = |op_type, value, error| Op {
             index: 0,
             time: 0,
             op_type,
             process: Process::Client(self.process),
             f: f.to_owned(),
-            value: Value::ListAppend(value),
+            value: M::value(value),
             node: Some(self.node.clone()),
             final_read,
             error,
         };
         rec.record(op(OpType::Invoke, mops.clone(), None));
-        let outcome = match &mut self.client {
-            Client::Endpoint(c) => c.txn(&mops).await,
-            Client::Postgres(c) => c.txn(&mops).await,
-        };
+        let outcome = M::txn(&mut self.client, f, &mops).await;
         match outcome {
             Outcome::Ok(done) => rec.record(op(OpType::Ok, done, None)),
             Outcome::Fail(e) => rec.record(op(OpType::Fail, mops, Some(e))),
@@ -586,68 +660,12 @@ impl Worker {
     }
 }
 
-/// Waits until every synced endpoint lists all `key_count` rows (the initial sync).
-async fn wait_initial_sync(urls: &BTreeMap<String, String>, key_count: i64) -> Result<()> {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    for (node, url) in urls {
-        loop {
-            if let Some(rows) = report::list_rows(url).await
-                && rows.len() as i64 >= key_count
-            {
-                break;
-            }
-            if Instant::now() > deadline {
-                return Err(Error::Startup {
-                    name: node.clone(),
-                    reason: format!("initial sync: {key_count} rows not listed within 60 s"),
-                    log_tail: String::new(),
-                });
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    }
-    Ok(())
-}
-
-/// Polls until every endpoint's `GET /db/list` equals PostgreSQL's state, or `timeout`.
-/// Returns whether they agreed.
-async fn wait_quiescent(urls: &BTreeMap<String, String>, db: &Database, timeout: Duration) -> bool {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if let Ok(pg) = db.final_state().await {
-            let mut all = true;
-            for url in urls.values() {
-                let same = match report::list_rows(url).await {
-                    Some(rows) => rows == pg,
-                    None => false,
-                };
-                all &= same;
-            }
-            if all {
-                return true;
-            }
-        }
-        if Instant::now() > deadline {
-            return false;
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-}
-
 /// Checks the history and writes the run directory.
-fn finish(opts: &RunOpts, history: &History, phases: &Phases) -> Result<RunOutcome> {
+fn finish<M: Model>(opts: &RunOpts, history: &History, phases: &Phases<M>) -> Result<RunOutcome> {
     let postgres = phases.postgres_state.as_ref();
-    let mut verdicts = vec![
-        report::stats_verdict(history),
-        list_append::check_with(history, &opts.workload.list_append_opts())?,
-        convergence::list_append(history, postgres),
-    ];
-    verdicts.push(log_verdict(opts.workload, &phases.endpoint_logs)?);
+    let verdicts = M::verdicts(opts, history, postgres, &phases.endpoint_logs)?;
     let mut stats = report::Stats::of(history, opts.time_limit);
-    if let Some((agreed, took)) = phases.quiescence {
-        stats.quiesced = Some(agreed);
-        stats.quiesce_secs = Some(took.as_secs_f64());
-    }
+    phases.settled.apply(&mut stats);
     report::write_run(
         &opts.store,
         opts,
@@ -661,74 +679,4 @@ fn finish(opts: &RunOpts, history: &History, phases: &Phases) -> Result<RunOutco
         stats,
         store: opts.store.clone(),
     })
-}
-
-/// Checks a latest-era history and writes the run directory.
-fn finish_mww(opts: &RunOpts, history: &History, phases: &mww::MwwPhases) -> Result<RunOutcome> {
-    let verdicts = mww::verdicts(opts, history, phases)?;
-    let mut stats = report::Stats::of(history, opts.time_limit);
-    stats.barrier_secs = Some(phases.barrier.as_secs_f64());
-    report::write_run(
-        &opts.store,
-        opts,
-        history,
-        &verdicts,
-        &stats,
-        serde_json::json!(phases.postgres_state),
-    )?;
-    Ok(RunOutcome {
-        verdicts,
-        stats,
-        store: opts.store.clone(),
-    })
-}
-
-/// The log check: `ERROR` (case-sensitive) in the endpoints' logs, or for `sqlite3-local`, as
-/// the seed's `(?i)ERROR`, `error` in any case.
-fn log_verdict(workload: Workload, paths: &[PathBuf]) -> Result<Verdict> {
-    if !workload.log_case_insensitive() {
-        let refs: Vec<&std::path::Path> = paths.iter().map(PathBuf::as_path).collect();
-        return logs::check_files(&refs, logs::SEED_PATTERNS);
-    }
-    let mut texts = Vec::new();
-    for p in paths {
-        let text = std::fs::read_to_string(p).map_err(|source| Error::Io {
-            path: p.clone(),
-            source,
-        })?;
-        texts.push((p.display().to_string(), text.to_lowercase()));
-    }
-    Ok(logs::check(
-        texts.iter().map(|(n, t)| (n.as_str(), t.as_str())),
-        &["error"],
-    ))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn sqlite3_logs_are_checked_in_any_case_and_the_others_for_upper_case_error() {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let log = dir.path().join("endpoint.log");
-        std::fs::write(&log, "INFO ok\nWARN an Error happened\n").expect("write");
-        let paths = [log];
-        assert!(
-            !log_verdict(Workload::Sqlite3Local, &paths)
-                .expect("read")
-                .is_valid()
-        );
-        assert!(
-            log_verdict(Workload::PowersyncSingle, &paths)
-                .expect("read")
-                .is_valid()
-        );
-        std::fs::write(&paths[0], "ERROR boom\n").expect("write");
-        assert!(
-            !log_verdict(Workload::PowersyncSingle, &paths)
-                .expect("read")
-                .is_valid()
-        );
-    }
 }

@@ -20,7 +20,7 @@ use std::time::Duration;
 use nix::sys::signal::Signal;
 use nix::unistd::Pid;
 
-pub use database::{Database, parse_list};
+pub use database::{Database, Schema};
 pub use endpoint::{Endpoint, EndpointConfig};
 pub use standin::Standin;
 

@@ -3,7 +3,9 @@
 //! mode they run, which clients do what, the transactions they generate and the checkers that
 //! judge them.
 
+use std::collections::HashMap;
 use std::fmt;
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicI64, Ordering};
 
 use clap::ValueEnum;
@@ -166,49 +168,186 @@ impl Workload {
     }
 }
 
+/// How Elle's generator picks a key from the active pool (`--key-dist`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum KeyDist {
+    /// Every active key is equally likely.
+    Uniform,
+    /// Key `i` of the pool is `2^i` times as likely as the first (Elle's default, base 2).
+    Exponential,
+}
+
+impl fmt::Display for KeyDist {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            KeyDist::Uniform => "uniform",
+            KeyDist::Exponential => "exponential",
+        })
+    }
+}
+
+/// The options of Elle's list-append generator (`elle.list-append/gen`).
+#[derive(Debug, Clone, Copy)]
+pub struct ElleOpts {
+    /// How keys are picked from the active pool.
+    pub key_dist: KeyDist,
+    /// Keys in the active pool at any time (Elle: 10 exponential, 3 uniform).
+    pub key_count: i64,
+    /// Writes a key takes at most before it is retired (Elle: 256). Each pool slot draws its
+    /// own limit, 1 + a Zipf-distributed number below this.
+    pub max_writes_per_key: u64,
+    /// Fewest micro-ops per transaction (Elle: 1).
+    pub min_txn_length: usize,
+    /// Most micro-ops per transaction (Elle: 4).
+    pub max_txn_length: usize,
+}
+
 /// Shapes of the generated transactions.
 #[derive(Debug, Clone, Copy)]
 pub struct GeneratorOpts {
-    /// Keys are `0..key_count` (the seed seeds 100).
-    pub key_count: i64,
-    /// Micro-ops per `txn` transaction (the seed's txn-generator: 4).
-    pub txn_length: usize,
+    /// `txn` transactions: Elle's generator.
+    pub elle: ElleOpts,
     /// Keys per append-only transaction (the seed: 10).
     pub append_keys: usize,
     /// Keys per read-only transaction (the seed: 10).
     pub read_keys: usize,
 }
 
-/// Generates transactions; elements are unique across the run, so every append is unique per
-/// key as Elle requires.
+/// The state of Elle's generator, shared by every client as Elle's one lazy sequence is.
+#[derive(Debug)]
+struct Pool {
+    /// The active keys.
+    active: Vec<Key>,
+    /// How many writes each slot of `active` allows its key.
+    max_writes: Vec<u64>,
+    /// Writes made to each key so far.
+    writes: HashMap<Key, u64>,
+}
+
+/// Generates transactions. `txn` transactions follow Elle's list-append generator: 1..N reads
+/// or appends (even odds) of keys from a small active pool, picked by `key_dist`; the
+/// elements appended to a key are 1, 2, 3, ... (unique per key, as Elle requires); a key that
+/// has taken its slot's write limit is retired and replaced by a fresh key one above the
+/// largest active key. The endpoint accepts keys `0..key_limit` only, so a retirement that
+/// would need a key `>= key_limit` keeps the old key instead (with no further limit).
+/// Append-only and read-only transactions (the seed's `ps-*-pg-*` generators) use distinct
+/// uniform keys of `0..key_limit`, and one new element per append-only transaction, unique
+/// across the run.
 #[derive(Debug)]
 pub struct Generator {
+    key_limit: i64,
     opts: GeneratorOpts,
+    /// Cumulative weights of Jepsen's `rand/zipf` over `0..max_writes_per_key`.
+    zipf_cdf: Vec<f64>,
+    pool: Mutex<Pool>,
     next: AtomicI64,
 }
 
+/// Jepsen's Zipf skew (`jepsen.random/zipf` default).
+const ZIPF_SKEW: f64 = 1.0001;
+
 impl Generator {
-    /// A generator with the given shapes.
-    pub fn new(opts: GeneratorOpts) -> Generator {
-        Generator {
+    /// A generator over keys `0..key_limit` with the given shapes.
+    pub fn new(key_limit: i64, opts: GeneratorOpts) -> Generator {
+        let n = opts.elle.max_writes_per_key.max(1);
+        let mut total = 0.0;
+        let mut zipf_cdf: Vec<f64> = (0..n)
+            .map(|k| {
+                total += 1.0 / ((k + 1) as f64).powf(ZIPF_SKEW);
+                total
+            })
+            .collect();
+        for w in &mut zipf_cdf {
+            *w /= total;
+        }
+        let pool_size = opts.elle.key_count.clamp(1, key_limit.max(1));
+        let mut generator = Generator {
+            key_limit,
             opts,
+            zipf_cdf,
+            pool: Mutex::new(Pool {
+                active: (0..pool_size).collect(),
+                max_writes: Vec::new(),
+                writes: HashMap::new(),
+            }),
             next: AtomicI64::new(1),
+        };
+        // Slot limits are drawn from a fixed seed: the clients' seeds drive the rest.
+        let mut rng = fastrand::Rng::with_seed(opts.elle.max_writes_per_key);
+        let limits = (0..pool_size)
+            .map(|_| generator.write_limit(&mut rng))
+            .collect();
+        generator
+            .pool
+            .get_mut()
+            .unwrap_or_else(|e| e.into_inner())
+            .max_writes = limits;
+        generator
+    }
+
+    /// A slot's write limit: 1 + Zipf over `0..max_writes_per_key`.
+    fn write_limit(&self, rng: &mut fastrand::Rng) -> u64 {
+        let u = rng.f64();
+        1 + self.zipf_cdf.partition_point(|&c| c < u) as u64
+    }
+
+    /// An index into a pool of `n` keys, by `key_dist`.
+    fn key_index(&self, rng: &mut fastrand::Rng, n: usize) -> usize {
+        match self.opts.elle.key_dist {
+            KeyDist::Uniform => rng.usize(..n),
+            KeyDist::Exponential => {
+                // Elle's rand-key-i, base 2: floor(log2(u * scale + 2)) - 1 with
+                // scale = 2 (2^n - 1), which makes index i 2^i times as likely as index 0.
+                let scale = 2.0 * (2f64.powi(n as i32) - 1.0);
+                let i = (rng.f64() * scale + 2.0).log2().floor() as usize - 1;
+                i.min(n - 1)
+            }
         }
     }
 
-    fn element(&self) -> Element {
-        self.next.fetch_add(1, Ordering::Relaxed)
-    }
-
-    fn key(&self, rng: &mut fastrand::Rng) -> Key {
-        rng.i64(0..self.opts.key_count.max(1))
+    /// One transaction of Elle's generator.
+    fn elle_txn(&self, rng: &mut fastrand::Rng) -> Vec<ListAppendMop> {
+        let ElleOpts {
+            min_txn_length,
+            max_txn_length,
+            ..
+        } = self.opts.elle;
+        let length = rng.usize(min_txn_length..=max_txn_length.max(min_txn_length));
+        let mut pool = self.pool.lock().unwrap_or_else(|e| e.into_inner());
+        let mut txn = Vec::with_capacity(length);
+        while txn.len() < length {
+            let append = rng.bool();
+            let i = self.key_index(rng, pool.active.len());
+            let key = pool.active[i];
+            if !append {
+                txn.push(ListAppendMop::Read { key, list: None });
+                continue;
+            }
+            let element = pool.writes.get(&key).copied().unwrap_or(0) + 1;
+            if element > pool.max_writes[i] {
+                let fresh = pool.active.iter().copied().max().unwrap_or(0) + 1;
+                if fresh < self.key_limit {
+                    pool.active[i] = fresh;
+                    pool.max_writes[i] = self.write_limit(rng);
+                } else {
+                    pool.max_writes[i] = u64::MAX;
+                }
+                continue;
+            }
+            pool.writes.insert(key, element);
+            txn.push(ListAppendMop::Append {
+                key,
+                element: element as Element,
+            });
+        }
+        txn
     }
 
     fn distinct_keys(&self, rng: &mut fastrand::Rng, n: usize) -> Vec<Key> {
-        let n = n.min(usize::try_from(self.opts.key_count).unwrap_or(0));
+        let n = n.min(usize::try_from(self.key_limit).unwrap_or(0));
         let mut keys: Vec<Key> = Vec::with_capacity(n);
         while keys.len() < n {
-            let k = self.key(rng);
+            let k = rng.i64(0..self.key_limit.max(1));
             if !keys.contains(&k) {
                 keys.push(k);
             }
@@ -219,21 +358,9 @@ impl Generator {
     /// The next transaction for a client of `role`.
     pub fn next(&self, role: Role, rng: &mut fastrand::Rng) -> Vec<ListAppendMop> {
         match role {
-            Role::Txn => (0..self.opts.txn_length)
-                .map(|_| {
-                    let key = self.key(rng);
-                    if rng.bool() {
-                        ListAppendMop::Append {
-                            key,
-                            element: self.element(),
-                        }
-                    } else {
-                        ListAppendMop::Read { key, list: None }
-                    }
-                })
-                .collect(),
+            Role::Txn => self.elle_txn(rng),
             Role::AppendOnly => {
-                let element = self.element();
+                let element = self.next.fetch_add(1, Ordering::Relaxed);
                 self.distinct_keys(rng, self.opts.append_keys)
                     .into_iter()
                     .map(|key| ListAppendMop::Append { key, element })
@@ -296,13 +423,142 @@ impl MwwGenerator {
 mod tests {
     use super::*;
 
+    fn elle(key_dist: KeyDist, key_count: i64, max_writes_per_key: u64) -> ElleOpts {
+        ElleOpts {
+            key_dist,
+            key_count,
+            max_writes_per_key,
+            min_txn_length: 4,
+            max_txn_length: 4,
+        }
+    }
+
+    fn generator_with(key_limit: i64, elle: ElleOpts) -> Generator {
+        Generator::new(
+            key_limit,
+            GeneratorOpts {
+                elle,
+                append_keys: 10,
+                read_keys: 10,
+            },
+        )
+    }
+
+    /// The 470f1ac shape: 4 micro-ops, uniform over all 100 keys, no retirement.
     fn generator() -> Generator {
-        Generator::new(GeneratorOpts {
-            key_count: 100,
-            txn_length: 4,
-            append_keys: 10,
-            read_keys: 10,
-        })
+        generator_with(100, elle(KeyDist::Uniform, 100, 1000))
+    }
+
+    /// How often each key is touched in `txns` transactions.
+    fn key_counts(g: &Generator, txns: usize, seed: u64) -> BTreeMap<Key, usize> {
+        let mut rng = fastrand::Rng::with_seed(seed);
+        let mut counts = BTreeMap::new();
+        for _ in 0..txns {
+            for m in g.next(Role::Txn, &mut rng) {
+                *counts.entry(m.key()).or_default() += 1;
+            }
+        }
+        counts
+    }
+
+    #[test]
+    fn uniform_keys_are_equally_likely() {
+        // No retirement: the pool already holds every key the endpoint would accept.
+        let g = generator_with(5, elle(KeyDist::Uniform, 5, 256));
+        let counts = key_counts(&g, 5000, 9);
+        assert_eq!(counts.keys().copied().collect::<Vec<_>>(), [0, 1, 2, 3, 4]);
+        // 20,000 micro-ops over 5 keys: 4,000 each, within 10%.
+        for (k, n) in &counts {
+            assert!((3600..=4400).contains(n), "key {k}: {n} of 20000");
+        }
+    }
+
+    #[test]
+    fn exponential_keys_double_in_likelihood_along_the_pool() {
+        let g = generator_with(4, elle(KeyDist::Exponential, 4, 256));
+        let counts: Vec<f64> = key_counts(&g, 10_000, 5)
+            .values()
+            .map(|n| *n as f64)
+            .collect();
+        assert_eq!(counts.len(), 4, "{counts:?}");
+        // P(i) = 2^i / 15: 1/15, 2/15, 4/15, 8/15.
+        let total: f64 = counts.iter().sum();
+        for (i, n) in counts.iter().enumerate() {
+            let expected = 2f64.powi(i as i32) / 15.0;
+            let got = n / total;
+            assert!(
+                (got - expected).abs() < 0.02,
+                "key {i}: {got:.3}, expected {expected:.3}"
+            );
+        }
+    }
+
+    #[test]
+    fn keys_are_retired_after_their_writes_and_replaced_by_larger_ones() {
+        // A limit of 1 write per key (Zipf over 0..1 is always 0): every key is appended
+        // once, then replaced by one above the largest active key.
+        let g = generator_with(1000, elle(KeyDist::Exponential, 3, 1));
+        let mut rng = fastrand::Rng::with_seed(2);
+        let mut appended: BTreeMap<Key, Vec<Element>> = BTreeMap::new();
+        for _ in 0..100 {
+            let t = g.next(Role::Txn, &mut rng);
+            assert_eq!(t.len(), 4);
+            for m in t {
+                if let ListAppendMop::Append { key, element } = m {
+                    appended.entry(key).or_default().push(element);
+                }
+            }
+        }
+        assert!(appended.values().all(|e| e == &[1]), "{appended:?}");
+        // Far more keys than the pool of 3 were written, each one larger than the last.
+        assert!(appended.len() > 50, "{}", appended.len());
+        assert!(appended.keys().all(|k| *k < 1000));
+        // With Elle's default limit a key takes several writes, each element one above the
+        // last, and keys are still retired.
+        let g = generator_with(100, elle(KeyDist::Exponential, 10, 256));
+        let mut rng = fastrand::Rng::with_seed(3);
+        let mut appended: BTreeMap<Key, Vec<Element>> = BTreeMap::new();
+        for _ in 0..500 {
+            for m in g.next(Role::Txn, &mut rng) {
+                if let ListAppendMop::Append { key, element } = m {
+                    appended.entry(key).or_default().push(element);
+                }
+            }
+        }
+        for (k, e) in &appended {
+            let want: Vec<Element> = (1..=e.len() as Element).collect();
+            assert_eq!(e, &want, "key {k}");
+        }
+        assert!(appended.keys().any(|k| *k >= 10), "no key was retired");
+        assert!(appended.values().any(|e| e.len() > 1), "{appended:?}");
+    }
+
+    #[test]
+    fn retirement_stops_at_the_keys_the_endpoint_accepts() {
+        let g = generator_with(5, elle(KeyDist::Uniform, 3, 1));
+        let mut rng = fastrand::Rng::with_seed(4);
+        let mut keys = std::collections::BTreeSet::new();
+        for _ in 0..200 {
+            keys.extend(g.next(Role::Txn, &mut rng).iter().map(ListAppendMop::key));
+        }
+        assert_eq!(keys.into_iter().collect::<Vec<_>>(), [0, 1, 2, 3, 4]);
+    }
+
+    #[test]
+    fn txn_lengths_lie_between_min_and_max() {
+        let g = generator_with(
+            100,
+            ElleOpts {
+                min_txn_length: 2,
+                max_txn_length: 5,
+                ..elle(KeyDist::Exponential, 10, 256)
+            },
+        );
+        let mut rng = fastrand::Rng::with_seed(6);
+        let lengths: std::collections::BTreeSet<usize> = (0..500)
+            .map(|_| g.next(Role::Txn, &mut rng).len())
+            .collect();
+        assert_eq!(lengths.into_iter().collect::<Vec<_>>(), [2, 3, 4, 5]);
     }
 
     #[test]

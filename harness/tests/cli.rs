@@ -96,3 +96,68 @@ fn unreadable_input_exits_2() {
     let (code, out) = run(&["check", path.to_str(), "--model", "no-such-model"]);
     assert_eq!(code, 2, "{out}");
 }
+
+/// A history in Elle's own form, as Elle's example histories (its repository's `histories/`)
+/// and test helpers write them: no `:process` (nor `:f`), keyword keys, reads invoked as
+/// `[:r k]`. A write skew: each transaction misses the other's append (two rw edges).
+const ELLE_WRITE_SKEW: &str = "\
+{:type :invoke, :value [[:r :x] [:r :y] [:append :x 1]]}
+{:type :ok, :value [[:r :x nil] [:r :y nil] [:append :x 1]]}
+{:type :invoke, :value [[:r :x] [:r :y] [:append :y 1]]}
+{:type :ok, :value [[:r :x nil] [:r :y nil] [:append :y 1]]}
+{:type :invoke, :value [[:r :x] [:r :y]]}
+{:type :ok, :value [[:r :x [1]] [:r :y [1]]]}
+";
+
+#[test]
+fn histories_in_elles_own_form_are_checked() {
+    let path = write("elle-write-skew.edn", ELLE_WRITE_SKEW);
+    let (code, out) = run(&["check", path.to_str(), "--model", "serializable"]);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("G2-item"), "{out}");
+    assert!(out.contains("keys: x = ") && out.contains("y = "), "{out}");
+    // Snapshot isolation allows write skew.
+    let (code, out) = run(&["check", path.to_str(), "--model", "snapshot-isolation"]);
+    assert_eq!(code, 0, "{out}");
+    // The same as JSON lines with string keys.
+    let json = "\
+{\"type\":\"invoke\",\"value\":[[\"r\",\"x\"],[\"r\",\"y\"],[\"append\",\"x\",1]]}
+{\"type\":\"ok\",\"value\":[[\"r\",\"x\",null],[\"r\",\"y\",null],[\"append\",\"x\",1]]}
+{\"type\":\"invoke\",\"value\":[[\"r\",\"x\"],[\"r\",\"y\"],[\"append\",\"y\",1]]}
+{\"type\":\"ok\",\"value\":[[\"r\",\"x\",null],[\"r\",\"y\",null],[\"append\",\"y\",1]]}
+";
+    let path = write("elle-write-skew.jsonl", json);
+    let (code, out) = run(&["check", path.to_str(), "--model", "serializable"]);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("G2-item"), "{out}");
+}
+
+#[test]
+fn several_consistency_models_and_a_cycle_search_budget() {
+    let path = write("fractured-models.edn", FRACTURED);
+    let (code, out) = run(&[
+        "check",
+        path.to_str(),
+        "--consistency-models",
+        "read-committed,serializable",
+        "--cycle-search-timeout",
+        "500",
+        "--json",
+    ]);
+    assert_eq!(code, 1, "{out}");
+    let verdicts: serde_json::Value = serde_json::from_str(&out).expect("JSON verdicts");
+    let models: Vec<(&str, bool)> = verdicts
+        .as_array()
+        .expect("an array")
+        .iter()
+        .filter(|v| v["checker"] == "list-append")
+        .map(|v| (v["model"].as_str().unwrap_or(""), v["valid?"] == true))
+        .collect();
+    assert_eq!(
+        models,
+        [("read-committed", true), ("serializable", false)],
+        "{out}"
+    );
+    let (code, out) = run(&["check", path.to_str(), "--consistency-models", "bogus"]);
+    assert_eq!(code, 2, "{out}");
+}

@@ -82,7 +82,10 @@ fn list_append_mop(m: &Json) -> Result<ListAppendMop> {
 
 /// Parses an EDN vector string such as `"[1 4 6 7]"`.
 fn edn_ints(s: &str) -> Result<Vec<Element>> {
-    let v = edn::parse_one(s)?;
+    let v = edn::parse_one(s).map_err(|e| match e {
+        checkers::Error::Edn { line, reason } => Error::Edn { line, reason },
+        other => Error::Checkers(other),
+    })?;
     ints(&v).ok_or_else(|| wire_error(format!("read {s:?} is not a vector of integers")))
 }
 

@@ -1,4 +1,5 @@
-//! The run's PostgreSQL: a `testkit::TestPostgres` cluster holding the seed's `lww` table.
+//! The run's PostgreSQL: a `testkit::TestPostgres` cluster holding a data model's table
+//! (the seed's `lww` or the latest era's `mww`, see [`crate::model`]).
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -6,24 +7,19 @@ use std::sync::{Arc, Mutex};
 use testkit::TestPostgres;
 
 use crate::error::{Error, Result};
-use crate::history::{Element, Key};
+use crate::history::Key;
+use crate::model::Model;
 
-/// The seed's table (reference A.5).
-const CREATE_TABLE: &str = "CREATE TABLE IF NOT EXISTS public.lww (
-    id uuid NOT NULL DEFAULT gen_random_uuid(),
-    k INTEGER NOT NULL UNIQUE,
-    v TEXT NOT NULL,
-    CONSTRAINT lww_pkey PRIMARY KEY (id)
-)";
-
-/// The latest era's table (reference B.6, `init-scripts/migrations.sql`): `id` is the key as
-/// text, `v = -1` means never written.
-const CREATE_MWW_TABLE: &str = "CREATE TABLE IF NOT EXISTS public.mww (
-    id TEXT NOT NULL,
-    k INTEGER NOT NULL UNIQUE,
-    v INTEGER NOT NULL,
-    CONSTRAINT mww_pkey PRIMARY KEY (id)
-)";
+/// A data model's table in PostgreSQL: how to create it and seed its keys.
+#[derive(Debug, Clone, Copy)]
+pub struct Schema {
+    /// The table's name (published as `powersync`).
+    pub table: &'static str,
+    /// `CREATE TABLE IF NOT EXISTS ...`.
+    pub create: &'static str,
+    /// Inserts the keys `0..$1` with their never-written value (`$1`: the key count).
+    pub seed: &'static str,
+}
 
 /// A throwaway PostgreSQL cluster, shared between the run and the nemesis (which restarts it).
 #[derive(Debug, Clone)]
@@ -33,70 +29,45 @@ pub struct Database {
 }
 
 impl Database {
-    /// Starts a cluster, creates `lww` with keys `0..key_count` seeded with `''` (uuid ids) and
-    /// `CREATE PUBLICATION powersync FOR TABLE lww`.
-    pub async fn start(key_count: i64) -> Result<Database> {
-        let pg = tokio::task::spawn_blocking(TestPostgres::start)
-            .await
-            .map_err(|e| Error::Task(e.to_string()))??;
-        let port = pg.port();
-        let db = Database {
-            pg: Arc::new(Mutex::new(pg)),
-            port,
-        };
-        let client = db.client().await?;
-        client.batch_execute(CREATE_TABLE).await?;
-        client.execute("DELETE FROM lww", &[]).await?;
-        let insert = client
-            .prepare("INSERT INTO lww (k, v) VALUES ($1, '')")
-            .await?;
-        for k in 0..key_count {
-            let k = i32::try_from(k).map_err(|_| Error::Options(format!("key {k} too large")))?;
-            client.execute(&insert, &[&k]).await?;
-        }
-        client
-            .batch_execute("CREATE PUBLICATION powersync FOR TABLE lww")
-            .await?;
-        Ok(db)
-    }
-
-    /// Starts a cluster with the latest era's `mww` table, keys `0..key_count` seeded with `-1`
-    /// (`id` = the key as text), and `CREATE PUBLICATION powersync FOR TABLE mww`.
-    pub async fn start_mww(key_count: i64) -> Result<Database> {
-        let pg = tokio::task::spawn_blocking(TestPostgres::start)
-            .await
-            .map_err(|e| Error::Task(e.to_string()))??;
-        let port = pg.port();
-        let db = Database {
-            pg: Arc::new(Mutex::new(pg)),
-            port,
-        };
-        let client = db.client().await?;
-        client.batch_execute(CREATE_MWW_TABLE).await?;
-        client.execute("DELETE FROM mww", &[]).await?;
+    /// Starts a cluster, creates `schema`'s table with keys `0..key_count` seeded and
+    /// `CREATE PUBLICATION powersync FOR TABLE <table>`.
+    pub async fn start(schema: &Schema, key_count: i64) -> Result<Database> {
         let n = i32::try_from(key_count)
             .map_err(|_| Error::Options(format!("key count {key_count} too large")))?;
+        let pg = tokio::task::spawn_blocking(TestPostgres::start)
+            .await
+            .map_err(|e| Error::Task(e.to_string()))??;
+        let port = pg.port();
+        let db = Database {
+            pg: Arc::new(Mutex::new(pg)),
+            port,
+        };
+        let client = db.client().await?;
+        client.batch_execute(schema.create).await?;
         client
-            .execute(
-                "INSERT INTO mww (id, k, v) SELECT k::text, k, -1 FROM generate_series(0, $1 - 1) AS k",
-                &[&n],
-            )
+            .execute(&format!("DELETE FROM {}", schema.table), &[])
             .await?;
+        client.execute(schema.seed, &[&n]).await?;
         client
-            .batch_execute("CREATE PUBLICATION powersync FOR TABLE mww")
+            .batch_execute(&format!(
+                "CREATE PUBLICATION powersync FOR TABLE {}",
+                schema.table
+            ))
             .await?;
         Ok(db)
     }
 
-    /// PostgreSQL's `mww` state: key → value (`-1`: never written).
-    pub async fn mww_state(&self) -> Result<BTreeMap<Key, i64>> {
+    /// PostgreSQL's state of model `M`'s table: key → value, read as text and parsed by the
+    /// model.
+    pub async fn state<M: Model>(&self) -> Result<BTreeMap<Key, M::Value>> {
         let client = self.client().await?;
-        let rows = client.query("SELECT k, v FROM mww ORDER BY k", &[]).await?;
+        let sql = format!("SELECT k, v::text FROM {} ORDER BY k", M::SCHEMA.table);
+        let rows = client.query(&sql, &[]).await?;
         let mut state = BTreeMap::new();
         for row in rows {
             let k: i32 = row.try_get(0)?;
-            let v: i32 = row.try_get(1)?;
-            state.insert(Key::from(k), i64::from(v));
+            let v: String = row.try_get(1)?;
+            state.insert(Key::from(k), M::parse_value(&v)?);
         }
         Ok(state)
     }
@@ -148,42 +119,5 @@ impl Database {
         })
         .await
         .map_err(|e| Error::Task(e.to_string()))?
-    }
-
-    /// PostgreSQL's state: key → list (the seed's leading-space text, split on whitespace).
-    pub async fn final_state(&self) -> Result<BTreeMap<Key, Vec<Element>>> {
-        let client = self.client().await?;
-        let rows = client.query("SELECT k, v FROM lww ORDER BY k", &[]).await?;
-        let mut state = BTreeMap::new();
-        for row in rows {
-            let k: i32 = row.try_get(0)?;
-            let v: String = row.try_get(1)?;
-            state.insert(Key::from(k), parse_list(&v)?);
-        }
-        Ok(state)
-    }
-}
-
-/// Parses the seed's stored text (`" 1 2 3"`) into a list, as the seed's PostgreSQL client does:
-/// trim, split on whitespace, parse integers. Blank text is the empty list.
-pub fn parse_list(text: &str) -> Result<Vec<Element>> {
-    text.split_whitespace()
-        .map(|t| {
-            t.parse::<Element>()
-                .map_err(|_| Error::Wire(format!("stored list {text:?} holds {t:?}")))
-        })
-        .collect()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn parses_the_seed_encoding() {
-        assert_eq!(parse_list("").unwrap(), Vec::<Element>::new());
-        assert_eq!(parse_list(" 7").unwrap(), vec![7]);
-        assert_eq!(parse_list(" 7 8  9").unwrap(), vec![7, 8, 9]);
-        assert!(parse_list(" 7 x").is_err());
     }
 }

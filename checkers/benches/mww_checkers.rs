@@ -2,13 +2,13 @@
 //! generated 100k-transaction max-write-wins history (100 keys, 4 writes per transaction,
 //! 10 processes on 5 nodes).
 //!
-//! Run with `cargo bench -p harness --bench mww_checkers [-- <txns>]`. Prints wall-clock times
+//! Run with `cargo bench -p checkers --bench mww_checkers [-- <txns>]`. Prints wall-clock times
 //! and the peak resident set size (`VmHWM` from `/proc/self/status`).
 
 use std::time::Instant;
 
-use harness::check::{causal, convergence};
-use harness::history::generate::{self, MwwGenOpts};
+use checkers::history::generate::{self, MwwGenOpts};
+use checkers::{causal, convergence};
 
 fn peak_rss() -> String {
     std::fs::read_to_string("/proc/self/status")

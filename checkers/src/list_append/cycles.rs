@@ -23,7 +23,7 @@ use adya::graph::{PROCESS, REALTIME, WR, WW};
 use adya::history as ah;
 use serde_json::json;
 
-use crate::check::Anomaly;
+use crate::Anomaly;
 
 /// `(cycle-exists anomaly, edge relations it allows)`, for the models without rw.
 const WITHOUT_RW: [(&str, u8); 4] = [

@@ -106,12 +106,19 @@ pub fn check(history: &History, model: &str) -> Result<Verdict> {
     check_with(history, &Opts::new(model))
 }
 
-/// Checks a list-append history with the given options.
-pub fn check_with(history: &History, opts: &Opts) -> Result<Verdict> {
+/// Checks that `opts` names a known model and known anomalies (what [`check_with`] would
+/// refuse), so that a run can refuse them before it starts.
+pub fn validate(opts: &Opts) -> Result<&'static str> {
     let model = canonical_model(&opts.model)?;
     if let Some(bad) = opts.anomalies.iter().find(|a| !known_anomaly(a)) {
         return Err(Error::UnknownAnomaly(bad.clone()));
     }
+    Ok(model)
+}
+
+/// Checks a list-append history with the given options.
+pub fn check_with(history: &History, opts: &Opts) -> Result<Verdict> {
+    let model = validate(opts)?;
     let unfinished = unfinished_invocations(history);
     if let Some(mut dup) = duplicate_append(history, &unfinished) {
         dup.model = Some(model.to_owned());

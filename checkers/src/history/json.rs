@@ -94,17 +94,54 @@ pub fn read_history(text: &str) -> Result<History> {
         }
         out
     };
+    let mut keys = Keys::default();
     let ops = values
         .iter()
         .enumerate()
-        .map(|(i, v)| op_from_json(i, v))
+        .map(|(i, v)| op_from_json(i, v, &mut keys))
         .collect::<Result<Vec<_>>>()?;
-    Ok(History::new(ops))
+    Ok(History::with_keys(ops, keys))
+}
+
+/// The first id given to a named key: integer keys keep their value, and real histories'
+/// integer keys stay far below this.
+pub const NAMED_KEY_BASE: Key = 1 << 32;
+
+/// The process of operations that have none (Elle's histories may omit `:process`): Jepsen
+/// then pairs every invocation with the next completion, as of one process.
+pub const NO_PROCESS: u64 = i64::MAX as u64;
+
+/// The keys of a history as ids: integer keys are their own id; names (EDN keywords or
+/// strings, e.g. Elle's `:x`) get ids from [`NAMED_KEY_BASE`] in order of first appearance.
+#[derive(Debug, Clone, Default)]
+pub struct Keys {
+    ids: std::collections::HashMap<String, Key>,
+    /// Each named key's id → its name.
+    pub names: BTreeMap<Key, String>,
+}
+
+impl Keys {
+    /// The id of key `k`, or `None` if it is neither an integer nor a name.
+    pub fn id(&mut self, k: &Json) -> Option<Key> {
+        match k {
+            Json::Number(n) => n.as_i64(),
+            Json::String(name) => {
+                if let Some(id) = self.ids.get(name) {
+                    return Some(*id);
+                }
+                let id = NAMED_KEY_BASE + self.ids.len() as Key;
+                self.ids.insert(name.clone(), id);
+                self.names.insert(id, name.clone());
+                Some(id)
+            }
+            _ => None,
+        }
+    }
 }
 
 /// Decodes one operation from its JSON form. `position` (0-based) is used as the index when the
-/// operation has none, and in error messages.
-pub fn op_from_json(position: usize, v: &Json) -> Result<Op> {
+/// operation has none, and in error messages; named keys are numbered through `keys`.
+pub fn op_from_json(position: usize, v: &Json, keys: &mut Keys) -> Result<Op> {
     let bad = |reason: String| Error::Op { position, reason };
     let obj = v
         .as_object()
@@ -117,6 +154,7 @@ pub fn op_from_json(position: usize, v: &Json) -> Result<Op> {
             Process::Client(n.as_u64().ok_or_else(|| bad(format!("bad process {n}")))?)
         }
         Some(Json::String(s)) => Process::Named(s.clone()),
+        None | Some(Json::Null) => Process::Client(NO_PROCESS),
         other => return Err(bad(format!("bad process {other:?}"))),
     };
     let f = match obj.get("f") {
@@ -125,7 +163,7 @@ pub fn op_from_json(position: usize, v: &Json) -> Result<Op> {
         Some(other) => other.to_string(),
     };
     let value = match (&process, obj.get("value")) {
-        (Process::Client(_), Some(Json::Array(mops))) => decode_mops(mops)?,
+        (Process::Client(_), Some(Json::Array(mops))) => decode_mops(mops, keys)?,
         _ => Value::None,
     };
     let index = match obj.get("index") {
@@ -157,7 +195,7 @@ pub fn op_from_json(position: usize, v: &Json) -> Result<Op> {
 }
 
 /// Decodes a transaction's micro-operations (`[f k v]` triples).
-pub(crate) fn decode_mops(mops: &[Json]) -> Result<Value> {
+pub(crate) fn decode_mops(mops: &[Json], keys: &mut Keys) -> Result<Value> {
     if mops.is_empty() {
         return Ok(Value::ListAppend(Vec::new()));
     }
@@ -174,7 +212,7 @@ pub(crate) fn decode_mops(mops: &[Json]) -> Result<Value> {
             .map(Value::Mww)
     } else {
         mops.iter()
-            .map(decode_list_append_mop)
+            .map(|m| decode_list_append_mop(m, keys))
             .collect::<Result<_>>()
             .map(Value::ListAppend)
     }
@@ -199,11 +237,15 @@ fn triple(m: &Json) -> Result<(&str, &Json, &Json)> {
     }
 }
 
-fn decode_list_append_mop(m: &Json) -> Result<ListAppendMop> {
-    let (f, k, v) = triple(m)?;
-    let key = k
-        .as_i64()
-        .ok_or_else(|| mop_error(m, "key is not an integer"))?;
+fn decode_list_append_mop(m: &Json, keys: &mut Keys) -> Result<ListAppendMop> {
+    // Elle writes reads' invocations as `[:r k]`, without the nil.
+    let (f, k, v) = match m.as_array().map(Vec::as_slice) {
+        Some([Json::String(f), k]) if f == "r" => ("r", k, &Json::Null),
+        _ => triple(m)?,
+    };
+    let key = keys
+        .id(k)
+        .ok_or_else(|| mop_error(m, "key is neither an integer nor a name"))?;
     match f {
         "append" => Ok(ListAppendMop::Append {
             key,
@@ -241,7 +283,7 @@ fn decode_mww_mop(m: &Json) -> Result<MwwMop> {
 }
 
 /// Decodes `{"17": 42}` (string keys, as JSON needs) into key → value.
-pub(crate) fn decode_int_map(v: &Json) -> Option<BTreeMap<Key, i64>> {
+pub fn decode_int_map(v: &Json) -> Option<BTreeMap<Key, i64>> {
     match v {
         Json::Null => Some(BTreeMap::new()),
         Json::Object(o) => o

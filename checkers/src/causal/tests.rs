@@ -147,7 +147,7 @@ fn shape_keys_and_unique_writes() {
 
 #[test]
 fn generated_serial_store_history_is_causal_and_converges() {
-    use crate::check::convergence;
+    use crate::convergence;
     use crate::history::generate::{self, MwwGenOpts};
     let (h, store) = generate::mww(&MwwGenOpts::default());
     let v = check(

@@ -1,7 +1,7 @@
 //! Benchmark: list-append checker time and peak memory on a generated 100k-transaction history
 //! (4 micro-ops per transaction, 100 active keys, 100 appends per key, 10 processes).
 //!
-//! Run with `cargo bench -p harness --bench list_append_checker` (release profile). Prints the
+//! Run with `cargo bench -p checkers --bench list_append_checker` (release profile). Prints the
 //! wall-clock time of each step and the process's peak resident set size (`VmHWM` from
 //! `/proc/self/status`, which includes the generated history itself). Optional arguments:
 //! the number of transactions, then the models to check; `--broken` generates from a store
@@ -10,8 +10,8 @@
 
 use std::time::Instant;
 
-use harness::check::list_append;
-use harness::history::generate::{self, GenOpts};
+use checkers::history::generate::{self, GenOpts};
+use checkers::list_append;
 
 /// The `VmHWM` / `VmRSS` line of `/proc/self/status`, in MiB, if available.
 fn proc_status_mib(field: &str) -> Option<f64> {

@@ -52,12 +52,13 @@ pub fn read_history(text: &str) -> Result<History> {
     {
         forms = inner.clone();
     }
+    let mut keys = super::json::Keys::default();
     let ops = forms
         .iter()
         .enumerate()
-        .map(|(i, v)| super::json::op_from_json(i, v))
+        .map(|(i, v)| super::json::op_from_json(i, v, &mut keys))
         .collect::<Result<Vec<_>>>()?;
-    Ok(History::new(ops))
+    Ok(History::with_keys(ops, keys))
 }
 
 /// Renders an operation as one EDN map.
@@ -432,7 +433,8 @@ mod tests {
         assert!(matches!(parse_one("[1 2"), Err(Error::Edn { .. })));
         assert!(matches!(parse_one("{:a}"), Err(Error::Edn { .. })));
         assert!(matches!(parse_one("1 2"), Err(Error::Edn { .. })));
-        let err = read_history("{:type :ok}\n{:type :ok :process 0 :value [[:r]]}").unwrap_err();
+        let err = read_history("{:type :ok :process -1}\n{:type :ok :process 0 :value [[:r]]}")
+            .unwrap_err();
         assert!(matches!(err, Error::Op { position: 0, .. }), "{err}");
     }
 }
