@@ -46,16 +46,27 @@ pub fn token(sub: &str) -> String {
     TestKey::primary().token(sub, 300).expect("sign")
 }
 
-/// Opens `/sync/stream` with `body` and returns the response.
+/// The `Accept` header of the SDKs (BSON preferred).
+pub const SDK_ACCEPT: &str =
+    "application/vnd.powersync.bson-stream;q=0.9,application/x-ndjson;q=0.8";
+
+/// Opens `/sync/stream` with `body`, asking for NDJSON, and returns the response.
 pub async fn open_stream(url: &str, token: &str, body: &Value) -> reqwest::Response {
+    open_stream_accepting(url, token, body, "application/x-ndjson").await
+}
+
+/// Opens `/sync/stream` with `body` and the given `Accept` header.
+pub async fn open_stream_accepting(
+    url: &str,
+    token: &str,
+    body: &Value,
+    accept: &str,
+) -> reqwest::Response {
     reqwest::Client::new()
         .post(format!("{url}/sync/stream"))
         .header("Authorization", format!("Token {token}"))
         .header("Content-Type", "application/json")
-        .header(
-            "Accept",
-            "application/vnd.powersync.bson-stream;q=0.9,application/x-ndjson;q=0.8",
-        )
+        .header("Accept", accept)
         .body(body.to_string())
         .send()
         .await
@@ -82,6 +93,47 @@ impl Lines {
         Lines {
             stream: Box::pin(response.bytes_stream()),
             buf: Vec::new(),
+        }
+    }
+
+    /// Wraps a 200 BSON response (read with [`Lines::next_document`]).
+    pub fn new_bson(response: reqwest::Response) -> Self {
+        assert_eq!(response.status(), 200);
+        assert_eq!(
+            response.headers()["content-type"],
+            "application/vnd.powersync.bson-stream",
+            "BSON framing"
+        );
+        Lines {
+            stream: Box::pin(response.bytes_stream()),
+            buf: Vec::new(),
+        }
+    }
+
+    /// The next whole BSON document (length prefix included), `None` at the end of the
+    /// stream. Panics after `timeout`.
+    pub async fn next_document(&mut self, timeout: Duration) -> Option<Vec<u8>> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            if self.buf.len() >= 4 {
+                let len = i32::from_le_bytes([self.buf[0], self.buf[1], self.buf[2], self.buf[3]]);
+                let len = usize::try_from(len).expect("document length");
+                assert!(len >= 5, "document length {len}");
+                if self.buf.len() >= len {
+                    return Some(self.buf.drain(..len).collect());
+                }
+            }
+            let chunk = tokio::time::timeout_at(deadline, self.stream.next())
+                .await
+                .expect("timed out waiting for a sync document");
+            match chunk {
+                Some(Ok(bytes)) => self.buf.extend_from_slice(&bytes),
+                Some(Err(e)) => panic!("stream error: {e}"),
+                None => {
+                    assert!(self.buf.is_empty(), "partial document at end of stream");
+                    return None;
+                }
+            }
         }
     }
 
