@@ -13,6 +13,8 @@ use serde_json::Value;
 use standin::{Config, SyncRules};
 use testkit::{TestKey, TestPostgres};
 
+use core_client::CoreClient;
+
 /// Default sync rules: one global bucket over `lww`.
 pub const LWW_RULES: &str =
     "bucket_definitions:\n  global:\n    data:\n      - SELECT * FROM lww\n";
@@ -220,4 +222,40 @@ pub fn strs(ops: &[Value], name: &str) -> Vec<String> {
     ops.iter()
         .map(|o| o[name].as_str().expect("string field").to_owned())
         .collect()
+}
+
+/// Starts a sync iteration against the stand-in and returns the open line reader.
+pub async fn connect(client: &mut CoreClient, url: &str, token: &str) -> Lines {
+    let request = client.start();
+    let response = open_stream(url, token, &request).await;
+    assert_eq!(response.status(), 200);
+    client.control("connection", Some("established"));
+    Lines::new(response)
+}
+
+/// Feeds lines until `done` holds after a line; every line is checked with `each`.
+pub async fn feed_until(
+    client: &mut CoreClient,
+    lines: &mut Lines,
+    mut each: impl FnMut(&CoreClient),
+    done: impl Fn(&CoreClient) -> bool,
+) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while !done(client) {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out; rows {:?}",
+            client.rows()
+        );
+        let line = lines
+            .next_raw(Duration::from_secs(20))
+            .await
+            .expect("stream ended early");
+        let out = client.control("line_text", Some(&line));
+        assert!(
+            !out.iter().any(|i| i.get("CloseSyncStream").is_some()),
+            "core closed the stream: {out:?}"
+        );
+        each(client);
+    }
 }
