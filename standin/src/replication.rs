@@ -21,7 +21,7 @@ use crate::checksum::{put_checksum, remove_checksum, subkey};
 use crate::compact::{CompactStats, compact_bucket};
 use crate::config::Config;
 use crate::decode::{self, Message, Value, format_lsn, parse_lsn};
-use crate::rows::{ColumnType, previous_text, row_data};
+use crate::rows::{Cell, ColumnType, previous_json, row_data};
 use crate::rules::{SourceTable, SyncRules};
 use crate::storage::{PersistedState, Storage, encode_ops, quote_ident};
 use crate::store::{BucketInfo, Op, OpKind, Store};
@@ -358,6 +358,7 @@ impl Replicator {
                 );
                 continue;
             }
+            let compat = self.rules.compatibility();
             let sql = format!(
                 "SELECT * FROM {}.{}",
                 quote_ident(&table.schema),
@@ -376,9 +377,10 @@ impl Replicator {
             let key = table_key(&table);
             for message in self.client.simple_query(&sql).await? {
                 if let SimpleQueryMessage::Row(row) = message {
-                    let values: Vec<Option<&str>> =
-                        (0..columns.len()).map(|i| row.get(i)).collect();
-                    let (id, data) = row_data(&columns, &values);
+                    let values: Vec<Cell<'_>> = (0..columns.len())
+                        .map(|i| row.get(i).map_or(Cell::Null, Cell::Text))
+                        .collect();
+                    let (id, data) = row_data(&columns, &values, compat);
                     for (bucket, object_type) in &targets {
                         ops.push(self.put(bucket, object_type, &id, &data));
                     }
@@ -649,17 +651,18 @@ impl Replicator {
         }
         let previous =
             previous_id.and_then(|id| self.current.get(&info.table_key).and_then(|m| m.get(&id)));
-        let texts: Vec<Option<String>> = values
-            .into_iter()
+        let cells: Vec<Cell<'_>> = values
+            .iter()
             .zip(&info.columns)
             .map(|(v, c)| match v {
-                Value::Text(t) => Some(t),
-                Value::Null => None,
-                Value::UnchangedToast => previous.and_then(|p| previous_text(p, &c.name)),
+                Value::Text(t) => Cell::Text(t),
+                Value::Null => Cell::Null,
+                Value::UnchangedToast => previous
+                    .and_then(|p| previous_json(p, &c.name))
+                    .map_or(Cell::Null, Cell::Json),
             })
             .collect();
-        let refs: Vec<Option<&str>> = texts.iter().map(|t| t.as_deref()).collect();
-        let (id, data) = row_data(&info.columns, &refs);
+        let (id, data) = row_data(&info.columns, &cells, self.rules.compatibility());
         let key = info.table_key.clone();
         let targets = info.targets.clone();
         for (bucket, object_type) in &targets {
