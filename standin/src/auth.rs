@@ -1,4 +1,4 @@
-//! Client authentication as the service does it (sync-protocol.md §1.1, the service's
+//! Client authentication as the service does it (the service's
 //! `auth/KeyStore.ts` and `KeySpec.ts`): `Authorization: Token <jwt>` (or `Bearer`), verified
 //! against a static JWKS.
 //!

@@ -1,7 +1,6 @@
 //! Replication from the source PostgreSQL: initial snapshot, then logical decoding with the
 //! `pgoutput` plugin through a logical slot, polled on an ordinary connection
-//! (`pg_logical_slot_peek_binary_changes` + `pg_replication_slot_advance`, sync-protocol.md
-//! §5.2).
+//! (`pg_logical_slot_peek_binary_changes` + `pg_replication_slot_advance`).
 //!
 //! Each poll: read `w = pg_current_wal_flush_lsn()` (logical decoding only reads flushed WAL,
 //! so with `synchronous_commit=off` the insert position may be ahead of what a peek can

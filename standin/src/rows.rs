@@ -1,5 +1,5 @@
 //! Row → op data: the service's mapping of PostgreSQL values to the JSON `data` string
-//! (sync-protocol.md §4).
+//! (the service's `jpgwire` decoders and `sync-rules` value conversion).
 //!
 //! Values arrive in their PostgreSQL text output format (pgoutput text tuples, or the text
 //! result format of the snapshot query), with the session settings `TimeZone=UTC`,

@@ -2,7 +2,7 @@
 //! (first) or `checkpoint_diff`, the data of the buckets with something new grouped by
 //! priority (highest first) with a `partial_checkpoint_complete` after every group but the
 //! lowest and `checkpoint_complete` after it, `token_expires_in` keepalives merged into the
-//! data, and the end of the stream at token expiry (sync-protocol.md §2, §5.4).
+//! data, and the end of the stream at token expiry.
 //!
 //! - A complete line (partial or full) is sent only once its checkpoint is durable.
 //! - Once 1000 ops of a checkpoint were sent and a newer checkpoint would send a line, the
