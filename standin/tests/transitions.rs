@@ -312,3 +312,34 @@ async fn a_compacted_op_beyond_the_checkpoint_invalidates_it() {
     assert_eq!(rows.len(), 3000);
     assert!(rows.values().all(|&(_, v)| v == 1), "the newest values");
 }
+
+#[tokio::test]
+async fn compaction_runs_on_its_interval() {
+    let (pg, db) = postgres(&format!("{LWW}; INSERT INTO lww VALUES ('a', 1, 1)")).await;
+    let mut config = config(&pg, LWW_RULES);
+    config.compact_interval = Some(Duration::from_millis(200));
+    let standin = StandIn::start(config).await.unwrap();
+    db.batch_execute("UPDATE lww SET v = 2; UPDATE lww SET v = 3")
+        .await
+        .unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let cleared: i64 = db
+            .query_one(
+                "SELECT count(*) FROM powersync_standin.ops WHERE op = 'CLEAR'",
+                &[],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        if cleared == 1 {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "no compaction");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let want = table_rows(&db).await;
+    let seen = fresh_client_sync(&standin.url(), &want).await;
+    assert_eq!(op_kinds(&seen), ["CLEAR", "PUT"]);
+    standin.shutdown().await;
+}
