@@ -50,7 +50,7 @@ pub use db::options::{DatabaseOptions, JournalMode, Pragmas, Synchronous};
 pub use error::{Error, Result};
 pub use powersync_sys::{CoreLibrary, CoreVersion};
 pub use schema::Schema;
-pub use status::{DownloadProgress, SyncStatus};
+pub use status::{DownloadProgress, FULL_SYNC_PRIORITY, PriorityStatus, SyncStatus};
 pub use sync::SyncOptions;
 pub use upload::UploadOptions;
 

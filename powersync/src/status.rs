@@ -1,6 +1,24 @@
 //! The sync status, published on a watch channel.
 
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
+
+use serde_json::Value;
+
+/// The priority the core reports for a complete sync (every priority included).
+pub const FULL_SYNC_PRIORITY: i32 = i32::MAX;
+
+/// Whether the buckets of a priority have been synced, from the core's `priority_status`.
+/// Bucket priorities run from 0 (synced first) to 3 (the default); a sync at priority `p`
+/// includes every bucket with a priority number of at most `p`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PriorityStatus {
+    /// The priority (0..=3, or [`FULL_SYNC_PRIORITY`]).
+    pub priority: i32,
+    /// Whether a checkpoint including this priority was ever applied.
+    pub has_synced: Option<bool>,
+    /// When one was last applied.
+    pub last_synced_at: Option<SystemTime>,
+}
 
 /// Download progress of the current checkpoint, from the core's `UpdateSyncStatus`.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -33,13 +51,107 @@ pub struct SyncStatus {
     pub download_error: Option<String>,
     /// Download progress while `downloading`.
     pub download_progress: Option<DownloadProgress>,
+    /// The core's per-priority entries (ascending priority number), including partial syncs
+    /// from `partial_checkpoint_complete`; see [`SyncStatus::status_for_priority`].
+    pub priority_status: Vec<PriorityStatus>,
 }
 
 impl SyncStatus {
+    /// The sync state of the buckets with priority `priority`: the entry of the closest
+    /// priority at or below in importance (a number at least `priority`) that was reported,
+    /// otherwise the full sync's `has_synced` and `last_synced_at`, as the official SDKs
+    /// answer it.
+    pub fn status_for_priority(&self, priority: i32) -> PriorityStatus {
+        self.priority_status
+            .iter()
+            .filter(|p| p.priority >= priority)
+            .min_by_key(|p| p.priority)
+            .cloned()
+            .unwrap_or(PriorityStatus {
+                priority,
+                has_synced: self.has_synced,
+                last_synced_at: self.last_synced_at,
+            })
+    }
+
+    /// Replaces the per-priority entries with the core's `priority_status` (from an
+    /// `UpdateSyncStatus`); `micros` says whether `last_synced_at` is in microseconds (core
+    /// 0.5+) or seconds. Returns whether anything changed.
+    pub(crate) fn apply_priority_status(&mut self, core: &Value, micros: bool) -> bool {
+        let Some(entries) = core["priority_status"].as_array() else {
+            return false;
+        };
+        let mut list: Vec<PriorityStatus> = entries
+            .iter()
+            .filter_map(|e| {
+                let priority = i32::try_from(e["priority"].as_i64()?).ok()?;
+                Some(PriorityStatus {
+                    priority,
+                    has_synced: e["has_synced"].as_bool(),
+                    last_synced_at: e["last_synced_at"].as_u64().map(|t| {
+                        SystemTime::UNIX_EPOCH
+                            + if micros {
+                                Duration::from_micros(t)
+                            } else {
+                                Duration::from_secs(t)
+                            }
+                    }),
+                })
+            })
+            .collect();
+        list.sort_by_key(|p| p.priority);
+        let changed = list != self.priority_status;
+        self.priority_status = list;
+        changed
+    }
+
     /// True when any error is set.
     pub fn any_error(&self) -> Option<&str> {
         self.upload_error
             .as_deref()
             .or(self.download_error.as_deref())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn a_partial_sync_covers_higher_priorities_only() {
+        let mut status = SyncStatus::default();
+        assert!(status.apply_priority_status(
+            &json!({"priority_status": [
+                {"priority": 1, "last_synced_at": 1_700_000_000_000_000u64, "has_synced": true}
+            ]}),
+            true,
+        ));
+        assert_eq!(status.status_for_priority(0).has_synced, Some(true));
+        assert_eq!(status.status_for_priority(1).priority, 1);
+        assert_eq!(
+            status.status_for_priority(1).last_synced_at,
+            Some(SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000))
+        );
+        // Priority 3 is not covered: the full sync's state (none yet) answers.
+        assert_eq!(status.status_for_priority(3).has_synced, None);
+        status.has_synced = Some(false);
+        assert_eq!(status.status_for_priority(3).has_synced, Some(false));
+
+        assert!(status.apply_priority_status(
+            &json!({"priority_status": [
+                {"priority": 2147483647, "last_synced_at": 1_700_000_001u64, "has_synced": true}
+            ]}),
+            false,
+        ));
+        assert_eq!(status.status_for_priority(3).priority, FULL_SYNC_PRIORITY);
+        assert_eq!(status.status_for_priority(0).has_synced, Some(true));
+        assert!(!status.apply_priority_status(
+            &json!({"priority_status": [
+                {"priority": 2147483647, "last_synced_at": 1_700_000_001u64, "has_synced": true}
+            ]}),
+            false,
+        ));
+        assert!(!status.apply_priority_status(&json!({"connected": true}), true));
     }
 }

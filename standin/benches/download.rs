@@ -93,7 +93,7 @@ async fn main() {
     // Ceiling: the same lines, straight into a fresh core (no HTTP, no replication).
     let mut fresh = CoreClient::open();
     fresh.start();
-    let empty_checkpoint = r#"{"checkpoint":{"last_op_id":"0","buckets":[{"bucket":"global[]","checksum":0,"count":0,"priority":3}]}}"#;
+    let empty_checkpoint = r#"{"checkpoint":{"last_op_id":"0","buckets":[{"bucket":"1#global[]","checksum":0,"count":0,"priority":3}]}}"#;
     fresh.control("line_text", Some(empty_checkpoint));
     fresh.control(
         "line_text",

@@ -1,5 +1,16 @@
-//! Client authentication as the service does it (sync-protocol.md §1.1): `Authorization:
-//! Token <jwt>` (or `Bearer`), verified against a static JWKS of RSA keys.
+//! Client authentication as the service does it (the service's
+//! `auth/KeyStore.ts` and `KeySpec.ts`): `Authorization: Token <jwt>` (or `Bearer`), verified
+//! against a static JWKS.
+//!
+//! - Keys: `kty` RSA (RS256/384/512), EC (ES256 on P-256, ES384 on P-384), OKP (EdDSA,
+//!   Ed25519) and oct (HS256/384/512, a shared secret). A key with `alg` accepts only that
+//!   algorithm; without `alg`, any algorithm of its `kty` family.
+//! - A token with a `kid` uses the key with exactly that kid (an algorithm it does not accept
+//!   is an error), else the keys without a kid; a token without a `kid` only tries keys
+//!   without a kid.
+//! - Claims, in the service's order: the signature; `sub`, `iat`, `exp` present; `nbf` and
+//!   `exp` with 60 s of clock tolerance; `aud` present and in the audience list; `exp - iat`
+//!   at most the maximum lifetime; `parameters`, if present, an object.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -9,13 +20,31 @@ use serde_json::Value;
 use crate::Error;
 use crate::api_error::ApiError;
 
-/// Clock tolerance for `exp`, as in the service.
-const LEEWAY_SECS: i64 = 60;
+/// Clock tolerance for `exp` and `nbf`, as in the service.
+const LEEWAY_SECS: f64 = 60.0;
 
 struct Key {
     kid: Option<String>,
-    algorithm: Algorithm,
+    kty: String,
+    alg: Option<Algorithm>,
     key: DecodingKey,
+}
+
+impl Key {
+    /// The service's `KeySpec.matchesAlgorithm`.
+    fn matches(&self, alg: Algorithm) -> bool {
+        use Algorithm::*;
+        match self.alg {
+            Some(own) => own == alg,
+            None => match self.kty.as_str() {
+                "RSA" => matches!(alg, RS256 | RS384 | RS512),
+                "oct" => matches!(alg, HS256 | HS384 | HS512),
+                "OKP" => alg == EdDSA,
+                "EC" => matches!(alg, ES256 | ES384),
+                _ => false,
+            },
+        }
+    }
 }
 
 /// The verified identity of a request.
@@ -51,9 +80,33 @@ pub fn now_secs() -> i64 {
         .unwrap_or(0)
 }
 
+fn now_f64() -> f64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0)
+}
+
+fn parse_alg(alg: &str) -> Option<Algorithm> {
+    use Algorithm::*;
+    Some(match alg {
+        "HS256" => HS256,
+        "HS384" => HS384,
+        "HS512" => HS512,
+        "RS256" => RS256,
+        "RS384" => RS384,
+        "RS512" => RS512,
+        "ES256" => ES256,
+        "ES384" => ES384,
+        "EdDSA" => EdDSA,
+        _ => return None,
+    })
+}
+
 impl KeyStore {
-    /// Builds the key store from a JWKS `{"keys":[...]}`. Only `kty: RSA` keys with `use` `sig`
-    /// or absent are used (RS256/384/512; RS256 when `alg` is absent).
+    /// Builds the key store from a JWKS `{"keys":[...]}`. Keys with `use` other than `sig`
+    /// are skipped; a key the stand-in cannot use (unknown `kty`, ES512/P-521, a malformed
+    /// key) is an error at start-up rather than a silently missing key.
     pub fn new(jwks: &Value, audience: Vec<String>, max_lifetime: Duration) -> Result<Self, Error> {
         let list = jwks
             .get("keys")
@@ -62,36 +115,33 @@ impl KeyStore {
         let mut keys = Vec::new();
         for jwk in list {
             let field = |name: &str| jwk.get(name).and_then(Value::as_str);
-            if field("kty") != Some("RSA") {
-                tracing::warn!(
-                    "JWKS: skipping a key with kty {:?} (only RSA is supported)",
-                    field("kty")
-                );
-                continue;
-            }
             if !matches!(field("use"), None | Some("sig")) {
                 continue;
             }
-            let algorithm = match field("alg") {
-                None | Some("RS256") => Algorithm::RS256,
-                Some("RS384") => Algorithm::RS384,
-                Some("RS512") => Algorithm::RS512,
-                Some(other) => {
-                    return Err(Error::Jwks(format!(
-                        "unsupported alg {other:?} for an RSA key"
-                    )));
-                }
-            };
-            let (Some(n), Some(e)) = (field("n"), field("e")) else {
-                return Err(Error::Jwks("RSA key without `n` or `e`".to_owned()));
-            };
-            let key = DecodingKey::from_rsa_components(n, e)
-                .map_err(|e| Error::Jwks(format!("bad RSA key: {e}")))?;
-            keys.push(Key {
-                kid: field("kid").map(str::to_owned),
-                algorithm,
-                key,
-            });
+            let kid = field("kid").map(str::to_owned);
+            let describe = format!("key kid {:?}", kid.as_deref().unwrap_or("*"));
+            let kty = field("kty").unwrap_or_default().to_owned();
+            if !matches!(kty.as_str(), "RSA" | "EC" | "OKP" | "oct") {
+                return Err(Error::Jwks(format!("{describe}: unsupported kty {kty:?}")));
+            }
+            let alg =
+                match field("alg") {
+                    None => None,
+                    Some(name) => Some(parse_alg(name).ok_or_else(|| {
+                        Error::Jwks(format!("{describe}: unsupported alg {name:?}"))
+                    })?),
+                };
+            // jsonwebtoken's JWK type knows only the algorithms it implements; the `alg`
+            // was checked above, so parse the key material without it.
+            let mut material = jwk.clone();
+            if let Some(object) = material.as_object_mut() {
+                object.remove("alg");
+            }
+            let parsed: jsonwebtoken::jwk::Jwk = serde_json::from_value(material)
+                .map_err(|e| Error::Jwks(format!("{describe}: {e}")))?;
+            let key = DecodingKey::from_jwk(&parsed)
+                .map_err(|e| Error::Jwks(format!("{describe}: {e}")))?;
+            keys.push(Key { kid, kty, alg, key });
         }
         Ok(KeyStore {
             keys,
@@ -108,37 +158,56 @@ impl KeyStore {
         self.verify(token)
     }
 
+    fn signature_valid(key: &Key, token: &str, alg: Algorithm) -> Option<Value> {
+        let mut validation = Validation::new(alg);
+        validation.validate_exp = false;
+        validation.validate_nbf = false;
+        validation.validate_aud = false;
+        validation.required_spec_claims.clear();
+        jsonwebtoken::decode::<Value>(token, &key.key, &validation)
+            .ok()
+            .map(|data| data.claims)
+    }
+
     /// Verifies a JWT.
     pub fn verify(&self, token: &str) -> Result<Claims, ApiError> {
-        let header = jsonwebtoken::decode_header(token)
-            .map_err(|e| ApiError::unauthorized("PSYNC_S2101", &format!("Malformed JWT: {e}")))?;
-        let candidates = self.keys.iter().filter(|k| match (&k.kid, &header.kid) {
-            (None, _) => true,
-            (Some(kid), Some(want)) => kid == want,
-            (Some(_), None) => true,
-        });
-        let mut payload = None;
-        for key in candidates {
-            if key.algorithm != header.alg {
-                continue;
-            }
-            let mut validation = Validation::new(key.algorithm);
-            validation.validate_exp = false;
-            validation.validate_aud = false;
-            validation.required_spec_claims.clear();
-            if let Ok(data) = jsonwebtoken::decode::<Value>(token, &key.key, &validation) {
-                payload = Some(data.claims);
-                break;
-            }
-        }
-        let claims = payload.ok_or_else(|| {
+        let header = jsonwebtoken::decode_header(token).map_err(|_| {
+            ApiError::unauthorized(
+                "PSYNC_S2101",
+                "Token is not a well-formed JWT. Check the token format.",
+            )
+        })?;
+        let not_found = || {
             ApiError::unauthorized(
                 "PSYNC_S2101",
                 "Could not find an appropriate key in the keystore. The key is missing or no key \
                  matched the token KID",
             )
-        })?;
-        self.check_claims(&claims)
+        };
+        let exact = header
+            .kid
+            .as_ref()
+            .and_then(|kid| self.keys.iter().find(|k| k.kid.as_ref() == Some(kid)));
+        let payload = match exact {
+            Some(key) => {
+                if !key.matches(header.alg) {
+                    return Err(ApiError::unauthorized(
+                        "PSYNC_S2101",
+                        &format!("Unexpected token algorithm {:?}", header.alg),
+                    ));
+                }
+                Self::signature_valid(key, token, header.alg).ok_or_else(|| {
+                    ApiError::unauthorized("PSYNC_S2101", "signature verification failed")
+                })?
+            }
+            None => self
+                .keys
+                .iter()
+                .filter(|k| k.kid.is_none() && k.matches(header.alg))
+                .find_map(|k| Self::signature_valid(k, token, header.alg))
+                .ok_or_else(not_found)?,
+        };
+        self.check_claims(&payload)
     }
 
     fn check_claims(&self, claims: &Value) -> Result<Claims, ApiError> {
@@ -150,22 +219,51 @@ impl KeyStore {
         };
         let sub = match claims.get("sub") {
             Some(Value::String(s)) => s.clone(),
-            Some(Value::Number(n)) => n.to_string(),
-            _ => return Err(missing("sub")),
+            Some(Value::Null) | None => return Err(missing("sub")),
+            Some(other) => other.to_string(),
         };
         let iat = claims
             .get("iat")
-            .and_then(Value::as_i64)
+            .and_then(Value::as_f64)
             .ok_or_else(|| missing("iat"))?;
         let exp = claims
             .get("exp")
-            .and_then(Value::as_i64)
+            .and_then(Value::as_f64)
             .ok_or_else(|| missing("exp"))?;
-        if exp + LEEWAY_SECS < now_secs() {
+        let now = now_f64();
+        if let Some(nbf) = claims.get("nbf") {
+            let nbf = nbf.as_f64().ok_or_else(|| {
+                ApiError::unauthorized("PSYNC_S2101", "\"nbf\" claim must be a number")
+            })?;
+            if nbf > now + LEEWAY_SECS {
+                return Err(ApiError::unauthorized(
+                    "PSYNC_S2101",
+                    "JWT is not valid yet (\"nbf\" claim timestamp check failed)",
+                ));
+            }
+        }
+        if exp <= now - LEEWAY_SECS {
             return Err(ApiError::unauthorized("PSYNC_S2103", "JWT has expired"));
         }
+        let auds: Vec<&str> = match claims.get("aud") {
+            None | Some(Value::Null) => {
+                return Err(ApiError::unauthorized(
+                    "PSYNC_S2105",
+                    "JWT payload is missing a required claim \"aud\"",
+                ));
+            }
+            Some(Value::String(s)) => vec![s.as_str()],
+            Some(Value::Array(a)) => a.iter().filter_map(Value::as_str).collect(),
+            Some(_) => Vec::new(),
+        };
+        if !auds.iter().any(|a| self.audience.iter().any(|b| b == a)) {
+            return Err(ApiError::unauthorized(
+                "PSYNC_S2105",
+                &format!("Unexpected \"aud\" claim value: {:?}", auds),
+            ));
+        }
         let lifetime = exp - iat;
-        if lifetime > self.max_lifetime.as_secs() as i64 {
+        if lifetime > self.max_lifetime.as_secs_f64() {
             return Err(ApiError::unauthorized(
                 "PSYNC_S2104",
                 &format!(
@@ -174,18 +272,19 @@ impl KeyStore {
                 ),
             ));
         }
-        let auds: Vec<&str> = match claims.get("aud") {
-            Some(Value::String(s)) => vec![s.as_str()],
-            Some(Value::Array(a)) => a.iter().filter_map(Value::as_str).collect(),
-            _ => Vec::new(),
-        };
-        if !auds.iter().any(|a| self.audience.iter().any(|b| b == a)) {
+        if let Some(parameters) = claims.get("parameters")
+            && !parameters.is_object()
+            && !parameters.is_null()
+        {
             return Err(ApiError::unauthorized(
-                "PSYNC_S2105",
-                &format!("Unexpected \"aud\" claim value: {:?}", auds),
+                "PSYNC_S2101",
+                "Payload parameters must be an object",
             ));
         }
-        Ok(Claims { sub, exp })
+        Ok(Claims {
+            sub,
+            exp: exp.floor() as i64,
+        })
     }
 }
 

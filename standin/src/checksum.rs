@@ -1,4 +1,5 @@
-//! Op checksums the way the PowerSync service computes them (sync-protocol.md §2.4).
+//! Op checksums the way the PowerSync service computes them (its `service-core/src/util/utils.ts`:
+//! `hashData`, `hashDelete`, `addChecksums`).
 
 use sha2::{Digest, Sha256};
 
@@ -37,7 +38,8 @@ pub fn as_signed(sum: u32) -> i32 {
 mod tests {
     use super::*;
 
-    // Test vectors from sync-protocol.md §2.4.
+    // Test vectors: the first from the service's storage snapshot tests (`put.test.a...`), the
+    // others computed with the same formula.
     #[test]
     fn matches_the_service_vectors() {
         assert_eq!(

@@ -38,6 +38,9 @@ pub struct Config {
     pub expire_warning: Duration,
     /// Maximum number of ops in one `data` line.
     pub data_chunk_ops: usize,
+    /// Compact the buckets this often ([`crate::StandIn::compact`]); `None` (the default):
+    /// only when asked.
+    pub compact_interval: Option<Duration>,
 }
 
 impl Config {
@@ -56,6 +59,7 @@ impl Config {
             keepalive_interval: Duration::from_secs(20),
             expire_warning: Duration::from_secs(20),
             data_chunk_ops: 1000,
+            compact_interval: None,
         }
     }
 
@@ -93,6 +97,7 @@ fn read(path: &Path) -> Result<String, Error> {
 /// storage_schema: powersync_standin # optional
 /// poll_interval_ms: 20             # optional
 /// keepalive_interval_secs: 20      # optional
+/// compact_interval_secs: 300       # optional; no periodic compaction without it
 /// ```
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -106,6 +111,7 @@ pub struct ConfigFile {
     storage_schema: Option<String>,
     poll_interval_ms: Option<u64>,
     keepalive_interval_secs: Option<u64>,
+    compact_interval_secs: Option<u64>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -169,6 +175,9 @@ impl ConfigFile {
         if let Some(secs) = self.keepalive_interval_secs {
             config.keepalive_interval = Duration::from_secs(secs.max(1));
         }
+        if let Some(secs) = self.compact_interval_secs {
+            config.compact_interval = Some(Duration::from_secs(secs.max(1)));
+        }
         Ok(config)
     }
 }
@@ -190,13 +199,15 @@ mod tests {
         std::fs::write(
             dir.join("standin.yaml"),
             "port: 0\npostgres_uri: postgresql://x@127.0.0.1/db\nsync_rules:\n  path: rules.yaml\n\
-             client_auth:\n  jwks_path: jwks.json\n  audience: [a]\npoll_interval_ms: 5\n",
+             client_auth:\n  jwks_path: jwks.json\n  audience: [a]\npoll_interval_ms: 5\n\
+             compact_interval_secs: 60\n",
         )
         .unwrap();
         let config = Config::from_file(&dir.join("standin.yaml")).unwrap();
         assert_eq!(config.listen.port(), 0);
         assert_eq!(config.audience, vec!["a".to_owned()]);
         assert_eq!(config.poll_interval, Duration::from_millis(5));
+        assert_eq!(config.compact_interval, Some(Duration::from_secs(60)));
         assert_eq!(config.sync_rules.buckets()[0].name, "global[]");
         std::fs::remove_dir_all(&dir).unwrap();
     }

@@ -1,9 +1,11 @@
 //! The HTTP routes: `POST /sync/stream`, `GET /write-checkpoint2.json`, `GET /probes/*`, and a
-//! JSON 404 for everything else.
+//! JSON 404 for everything else. The sync stream's framing is negotiated from `Accept` as
+//! the service does it ([`prefers_bson`]).
 
 use std::collections::HashMap;
 use std::convert::Infallible;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use axum::Router;
 use axum::body::{Body, Bytes};
@@ -40,6 +42,76 @@ pub struct AppState {
     pub shutdown: watch::Receiver<bool>,
     /// Changes when open streams are to be dropped.
     pub disconnect: watch::Receiver<u64>,
+    /// How many streams were served in each framing.
+    pub served: Arc<Served>,
+}
+
+/// Counts of `/sync/stream` responses by framing.
+#[derive(Debug, Default)]
+pub struct Served {
+    /// NDJSON streams.
+    pub ndjson: AtomicU64,
+    /// BSON streams.
+    pub bson: AtomicU64,
+}
+
+/// NDJSON's media type.
+pub const NDJSON: &str = "application/x-ndjson";
+/// The concatenated-BSON media type.
+pub const BSON: &str = "application/vnd.powersync.bson-stream";
+
+/// Whether `Accept` prefers BSON over NDJSON, decided as the service's `negotiator` does:
+/// each of the two types gets the quality of the most specific range matching it (exact, then
+/// `application/*`, then `*/*`); the higher quality wins, ties go to the more specific match,
+/// then to the range listed first, then to NDJSON. No header, no match or quality 0: NDJSON.
+pub fn prefers_bson(accept: Option<&str>) -> bool {
+    let Some(accept) = accept else {
+        return false;
+    };
+    // (quality, specificity, position in the header) of the best range for each type.
+    let rank = |media: &str| -> Option<(f64, u8, usize)> {
+        let (kind, sub) = media.split_once('/')?;
+        let mut best: Option<(f64, u8, usize)> = None;
+        for (index, range) in accept.split(',').enumerate() {
+            let mut parts = range.split(';');
+            let Some((rkind, rsub)) = parts.next().map(str::trim).and_then(|r| r.split_once('/'))
+            else {
+                continue;
+            };
+            let mut q = 1.0;
+            for param in parts {
+                if let Some((k, v)) = param.split_once('=')
+                    && k.trim().eq_ignore_ascii_case("q")
+                {
+                    q = v.trim().parse::<f64>().unwrap_or(0.0);
+                }
+            }
+            let (rkind, rsub) = (
+                rkind.trim().to_ascii_lowercase(),
+                rsub.trim().to_ascii_lowercase(),
+            );
+            let specificity = if rkind == kind && rsub == sub {
+                2
+            } else if rkind == kind && rsub == "*" {
+                1
+            } else if rkind == "*" && rsub == "*" {
+                0
+            } else {
+                continue;
+            };
+            if best.is_none_or(|(_, s, _)| specificity > s) {
+                best = Some((q, specificity, index));
+            }
+        }
+        best.filter(|(q, _, _)| *q > 0.0)
+    };
+    match (rank(BSON), rank(NDJSON)) {
+        (Some(_), None) => true,
+        (Some((bq, bs, bi)), Some((nq, ns, ni))) => {
+            bq > nq || (bq == nq && (bs > ns || (bs == ns && bi < ni)))
+        }
+        _ => false,
+    }
 }
 
 /// Builds the router.
@@ -114,7 +186,13 @@ async fn sync_stream(
     if !state.store.is_ready() {
         return Err(ApiError::no_sync_rules());
     }
-    let rules = &state.config.sync_rules;
+    let bson = prefers_bson(headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()));
+    let counter = if bson {
+        &state.served.bson
+    } else {
+        &state.served.ndjson
+    };
+    counter.fetch_add(1, Ordering::Relaxed);
     let ctx = StreamContext {
         store: state.store.clone(),
         user_key: user_key(&claims.sub, request.client_id.as_deref()),
@@ -123,17 +201,7 @@ async fn sync_stream(
         keepalive: state.config.keepalive_interval,
         expire_warning: state.config.expire_warning,
         chunk_ops: state.config.data_chunk_ops.max(1),
-        bucket_streams: rules
-            .buckets()
-            .iter()
-            .enumerate()
-            .map(|(i, b)| (b.name.clone(), i))
-            .collect(),
-        stream_names: rules
-            .buckets()
-            .iter()
-            .map(|b| b.definition.clone())
-            .collect(),
+        bson,
         shutdown: state.shutdown.clone(),
         disconnect: state.disconnect.clone(),
     };
@@ -146,7 +214,7 @@ async fn sync_stream(
     let h = response.headers_mut();
     h.insert(
         header::CONTENT_TYPE,
-        HeaderValue::from_static("application/x-ndjson"),
+        HeaderValue::from_static(if bson { BSON } else { NDJSON }),
     );
     h.insert("x-accel-buffering", HeaderValue::from_static("no"));
     Ok(response)
@@ -222,4 +290,41 @@ async fn checkpoint_request(
         .map_err(|e| ApiError::unavailable(&format!("checkpoint request: {e}")))?;
     state.store.add_write_checkpoint(&key, id, lsn);
     Ok(axum::Json(json!({"data": {"checkpoint_request_id": id.to_string()}})).into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn negotiates_framing_like_the_service() {
+        // What every SDK sends, and its reverse.
+        assert!(prefers_bson(Some(
+            "application/vnd.powersync.bson-stream;q=0.9,application/x-ndjson;q=0.8"
+        )));
+        assert!(!prefers_bson(Some(
+            "application/vnd.powersync.bson-stream;q=0.7,application/x-ndjson;q=0.8"
+        )));
+        // Missing header, no quality given, wildcards, ties.
+        assert!(!prefers_bson(None));
+        assert!(!prefers_bson(Some("application/json")));
+        assert!(!prefers_bson(Some("*/*")));
+        assert!(prefers_bson(Some("application/vnd.powersync.bson-stream")));
+        assert!(!prefers_bson(Some(
+            "application/x-ndjson, application/vnd.powersync.bson-stream"
+        )));
+        assert!(prefers_bson(Some(
+            "application/vnd.powersync.bson-stream, application/x-ndjson"
+        )));
+        assert!(prefers_bson(Some(
+            "application/vnd.powersync.bson-stream, */*"
+        )));
+        assert!(!prefers_bson(Some(
+            "application/vnd.powersync.bson-stream;q=0, */*"
+        )));
+        assert!(prefers_bson(Some(
+            "application/x-ndjson;q=0.5, application/*"
+        )));
+        assert!(!prefers_bson(Some("garbage")));
+    }
 }

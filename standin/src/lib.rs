@@ -11,7 +11,9 @@
 
 pub mod api_error;
 pub mod auth;
+pub mod bson;
 pub mod checksum;
+pub mod compact;
 pub mod config;
 pub mod decode;
 mod error;
@@ -26,9 +28,10 @@ pub mod stream;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use tokio::sync::{Mutex, watch};
+use tokio::sync::{Mutex, mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
+pub use compact::CompactStats;
 pub use config::Config;
 pub use error::Error;
 pub use rules::SyncRules;
@@ -40,6 +43,9 @@ pub struct StandIn {
     store: Arc<store::Store>,
     shutdown: watch::Sender<bool>,
     disconnect: watch::Sender<u64>,
+    commands: mpsc::Sender<replication::Command>,
+    served: Arc<http::Served>,
+    generation: u64,
     server: JoinHandle<()>,
     replication: JoinHandle<()>,
 }
@@ -54,14 +60,11 @@ impl StandIn {
             config.audience.clone(),
             config.max_token_lifetime,
         )?;
-        let bucket_names: Vec<String> = config
-            .sync_rules
-            .buckets()
-            .iter()
-            .map(|b| b.name.clone())
-            .collect();
-        let store = Arc::new(store::Store::new(&bucket_names));
+        let store = Arc::new(store::Store::new());
         let replicator = replication::Replicator::init(&config, store.clone(), true).await?;
+        let generation = replicator.generation();
+        let served = Arc::new(http::Served::default());
+        let (commands, commands_rx) = mpsc::channel(4);
         let listener = tokio::net::TcpListener::bind(config.listen)
             .await
             .map_err(Error::Http)?;
@@ -76,6 +79,7 @@ impl StandIn {
             config: config.clone(),
             shutdown: shutdown_rx.clone(),
             disconnect: disconnect_rx,
+            served: served.clone(),
         });
         let mut server_shutdown = shutdown_rx.clone();
         let server = tokio::spawn(async move {
@@ -93,6 +97,7 @@ impl StandIn {
             store.clone(),
             replicator,
             shutdown_rx,
+            commands_rx,
         ));
         tracing::info!("stand-in listening on http://{addr}");
         Ok(StandIn {
@@ -100,6 +105,9 @@ impl StandIn {
             store,
             shutdown,
             disconnect,
+            commands,
+            served,
+            generation,
             server,
             replication,
         })
@@ -118,6 +126,40 @@ impl StandIn {
     /// The newest durable checkpoint (`last_op_id` of the newest checkpoint streams complete).
     pub fn checkpoint(&self) -> u64 {
         self.store.durable_checkpoint()
+    }
+
+    /// The snapshot generation: bucket ids are `<generation>#<definition>[]`, e.g.
+    /// `1#global[]` (a new snapshot, e.g. after a sync rules change, gets new ids).
+    pub fn generation(&self) -> u64 {
+        self.generation
+    }
+
+    /// The bucket id clients see for bucket definition `definition` (e.g. `global`).
+    pub fn bucket(&self, definition: &str) -> String {
+        format!("{}#{definition}[]", self.generation)
+    }
+
+    /// How many `/sync/stream` responses were served as `(NDJSON, BSON)`.
+    pub fn streams_served(&self) -> (u64, u64) {
+        use std::sync::atomic::Ordering;
+        (
+            self.served.ndjson.load(Ordering::Relaxed),
+            self.served.bson.load(Ordering::Relaxed),
+        )
+    }
+
+    /// Compacts every bucket up to the durable checkpoint now: superseded ops become MOVE, the
+    /// dead prefix of each bucket one CLEAR, persisted before streams see it (see
+    /// [`compact`]). Also runs every [`Config::compact_interval`] when set.
+    pub async fn compact(&self) -> Result<CompactStats, Error> {
+        let (reply, answer) = oneshot::channel();
+        self.commands
+            .send(replication::Command::Compact(reply))
+            .await
+            .map_err(|_| Error::Source("the replication worker has stopped".to_owned()))?;
+        answer
+            .await
+            .map_err(|_| Error::Source("the replication worker has stopped".to_owned()))?
     }
 
     /// Ends every open `/sync/stream` response (a fault for tests: clients see the body end

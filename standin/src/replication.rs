@@ -1,7 +1,6 @@
 //! Replication from the source PostgreSQL: initial snapshot, then logical decoding with the
 //! `pgoutput` plugin through a logical slot, polled on an ordinary connection
-//! (`pg_logical_slot_peek_binary_changes` + `pg_replication_slot_advance`, sync-protocol.md
-//! §5.2).
+//! (`pg_logical_slot_peek_binary_changes` + `pg_replication_slot_advance`).
 //!
 //! Each poll: read `w = pg_current_wal_flush_lsn()` (logical decoding only reads flushed WAL,
 //! so with `synchronous_commit=off` the insert position may be ahead of what a peek can
@@ -18,12 +17,13 @@ use tokio_postgres::{Client, NoTls, SimpleQueryMessage};
 
 use crate::Error;
 use crate::checksum::{put_checksum, remove_checksum, subkey};
+use crate::compact::{CompactStats, compact_bucket};
 use crate::config::Config;
 use crate::decode::{self, Message, Value, format_lsn, parse_lsn};
-use crate::rows::{ColumnType, previous_text, row_data};
+use crate::rows::{Cell, ColumnType, previous_json, row_data};
 use crate::rules::{SourceTable, SyncRules};
 use crate::storage::{PersistedState, Storage, encode_ops, quote_ident};
-use crate::store::{Op, OpKind, Store};
+use crate::store::{BucketInfo, Op, OpKind, Store};
 
 /// The publication the service (and the stand-in) replicates.
 pub const PUBLICATION: &str = "powersync";
@@ -92,6 +92,17 @@ pub struct Replicator {
     last_op_id: u64,
     processed_lsn: u64,
     slot_confirmed: u64,
+    /// Snapshot generation (the bucket id version).
+    generation: u64,
+    rules_fingerprint: String,
+}
+
+/// A fingerprint of the parsed sync rules: a stored state built with other rules is replaced
+/// by a new snapshot (with new bucket ids).
+pub fn rules_fingerprint(rules: &SyncRules) -> String {
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::digest(format!("{rules:?}").as_bytes());
+    digest.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 impl Replicator {
@@ -132,47 +143,136 @@ impl Replicator {
             last_op_id: 0,
             processed_lsn: 0,
             slot_confirmed: 0,
+            generation: 0,
+            rules_fingerprint: rules_fingerprint(&config.sync_rules),
         };
         let slot_lsn = rep.slot_confirmed_lsn().await?;
-        match (rep.storage.state(&rep.client).await?, slot_lsn) {
-            (Some(state), Some(confirmed)) => {
+        let state = rep.storage.state(&rep.client).await?;
+        let resumable = state.as_ref().and_then(|state| {
+            let why = if slot_lsn.is_none() {
+                format!("replication slot `{}` is missing", rep.slot)
+            } else if !state.snapshot_done {
+                "the previous snapshot did not finish".to_owned()
+            } else if state.rules_fingerprint != rep.rules_fingerprint {
+                "the sync rules changed".to_owned()
+            } else {
+                return None;
+            };
+            Some(why)
+        });
+        match (state, slot_lsn, resumable) {
+            (Some(state), Some(confirmed), None) => {
                 rep.last_op_id = state.last_op_id;
                 rep.processed_lsn = state.processed_lsn;
                 rep.slot_confirmed = confirmed;
+                rep.generation = state.generation;
+                rep.publish_buckets();
                 let ops = rep.storage.load_ops(&rep.client).await?;
-                rep.current = current_rows(&rep.rules, &ops);
+                rep.current = current_rows(&rep.rules, rep.generation, &ops);
                 if load_store {
                     for (key, id, lsn) in rep.storage.load_write_checkpoints(&rep.client).await? {
                         rep.store.add_write_checkpoint(&key, id, lsn);
                     }
-                    rep.store.apply(ops, state.last_op_id, state.processed_lsn);
                 }
+                // Everything the store does not hold durably: all of it on the first start;
+                // on a reconnect, the ops of a batch whose commit succeeded although its
+                // reply was lost (the store rolled them back).
+                let durable = rep.store.durable_checkpoint();
+                let missing: Vec<Op> = ops.into_iter().filter(|op| op.op_id > durable).collect();
+                if !load_store && !missing.is_empty() {
+                    tracing::info!(
+                        "reloaded {} ops committed before the connection was lost",
+                        missing.len()
+                    );
+                }
+                rep.store
+                    .apply(missing, state.last_op_id, state.processed_lsn);
                 if confirmed < state.processed_lsn {
                     rep.advance_slot(state.processed_lsn).await?;
                 }
             }
-            (Some(_), None) if !load_store => {
+            (Some(_), _, why) if !load_store => {
                 // Re-snapshotting under a running store would mix two op logs: refuse, keep
                 // serving what is there, and let a restart take the new snapshot.
                 return Err(Error::Source(format!(
-                    "replication slot `{}` disappeared; restart the stand-in to take a new \
-                     initial snapshot",
-                    rep.slot
+                    "{}; restart the stand-in to take a new initial snapshot",
+                    why.unwrap_or_default()
                 )));
             }
-            (state, _) => {
-                if state.is_some() {
-                    tracing::warn!(
-                        "replication slot `{}` is missing: taking a new initial snapshot",
-                        rep.slot
-                    );
+            (state, _, why) => {
+                if let Some(why) = why {
+                    tracing::warn!("{why}: taking a new initial snapshot with new bucket ids");
                 }
-                rep.last_op_id = state.map(|s| s.last_op_id).unwrap_or(0);
+                rep.last_op_id = state.as_ref().map(|s| s.last_op_id).unwrap_or(0);
+                rep.generation = state.as_ref().map(|s| s.generation).unwrap_or(0) + 1;
+                rep.publish_buckets();
                 rep.snapshot(load_store).await?;
                 rep.poll().await?;
             }
         }
         Ok(rep)
+    }
+
+    /// The current snapshot generation (the version in bucket ids).
+    pub fn generation(&self) -> u64 {
+        self.generation
+    }
+
+    fn bucket_name(&self, definition_name: &str) -> String {
+        format!("{}#{definition_name}", self.generation)
+    }
+
+    /// Tells the store which buckets clients see in this generation.
+    fn publish_buckets(&self) {
+        let defs = self.rules.buckets();
+        let infos = defs
+            .iter()
+            .enumerate()
+            .map(|(i, b)| BucketInfo {
+                name: b.versioned_name(self.generation),
+                priority: b.priority,
+                stream: i,
+            })
+            .collect();
+        let names = defs.iter().map(|b| b.definition.clone()).collect();
+        self.store.set_buckets(infos, names);
+    }
+
+    fn state(&self, processed_lsn: u64) -> PersistedState {
+        PersistedState {
+            last_op_id: self.last_op_id,
+            processed_lsn,
+            generation: self.generation,
+            rules_fingerprint: self.rules_fingerprint.clone(),
+            snapshot_done: true,
+        }
+    }
+
+    /// Compacts every bucket up to the durable checkpoint ([`crate::compact`]), persisting
+    /// each bucket's rewrite in one transaction before streams see it.
+    pub async fn compact(&mut self) -> Result<CompactStats, Error> {
+        let upto = self.store.durable_checkpoint();
+        let mut stats = CompactStats::default();
+        for info in self.store.bucket_infos() {
+            let ops = self.store.ops_through(&info.name, upto);
+            let (compacted, bucket_stats) = compact_bucket(&ops);
+            if bucket_stats.is_empty() {
+                continue;
+            }
+            self.storage
+                .replace_compacted(&mut self.client, &info.name, upto, encode_ops(&compacted))
+                .await?;
+            self.store.replace_through(&info.name, upto, compacted);
+            stats.add(bucket_stats);
+        }
+        if !stats.is_empty() {
+            tracing::info!(
+                "compacted up to op {upto}: {} ops moved, {} cleared",
+                stats.moved,
+                stats.cleared
+            );
+        }
+        Ok(stats)
     }
 
     async fn slot_confirmed_lsn(&self) -> Result<Option<u64>, Error> {
@@ -208,6 +308,10 @@ impl Replicator {
     /// Creates the slot (dropping a stale one), then stores a PUT for every existing row of
     /// every published table the sync rules read.
     async fn snapshot(&mut self, publish: bool) -> Result<(), Error> {
+        let pending = self.state(0);
+        self.storage
+            .begin_snapshot(&mut self.client, &pending)
+            .await?;
         self.client
             .execute(
                 "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots \
@@ -224,7 +328,6 @@ impl Replicator {
             .await?;
         let slot_lsn = parse_lsn(row.get::<_, &str>(0))?;
         self.slot_confirmed = slot_lsn;
-        self.storage.clear_for_snapshot(&self.client).await?;
         self.current.clear();
 
         let published: Vec<(String, String)> = self
@@ -254,6 +357,7 @@ impl Replicator {
                 );
                 continue;
             }
+            let compat = self.rules.compatibility();
             let sql = format!(
                 "SELECT * FROM {}.{}",
                 quote_ident(&table.schema),
@@ -268,13 +372,14 @@ impl Replicator {
                     type_oid: c.type_().oid(),
                 })
                 .collect();
-            let targets = self.rules.targets(&table);
+            let targets = self.targets(&table);
             let key = table_key(&table);
             for message in self.client.simple_query(&sql).await? {
                 if let SimpleQueryMessage::Row(row) = message {
-                    let values: Vec<Option<&str>> =
-                        (0..columns.len()).map(|i| row.get(i)).collect();
-                    let (id, data) = row_data(&columns, &values);
+                    let values: Vec<Cell<'_>> = (0..columns.len())
+                        .map(|i| row.get(i).map_or(Cell::Null, Cell::Text))
+                        .collect();
+                    let (id, data) = row_data(&columns, &values, compat);
                     for (bucket, object_type) in &targets {
                         ops.push(self.put(bucket, object_type, &id, &data));
                     }
@@ -286,13 +391,10 @@ impl Replicator {
             }
         }
         self.client.batch_execute("COMMIT").await?;
-        let state = PersistedState {
-            last_op_id: self.last_op_id,
-            processed_lsn: slot_lsn,
-        };
+        let state = self.state(slot_lsn);
         let payload = (!ops.is_empty()).then(|| encode_ops(&ops));
         self.storage
-            .persist(&mut self.client, payload, state)
+            .persist(&mut self.client, payload, &state, true)
             .await?;
         self.processed_lsn = slot_lsn;
         if publish {
@@ -302,7 +404,8 @@ impl Replicator {
             self.store.stage(ops, self.last_op_id);
         }
         tracing::info!(
-            "initial snapshot stored: checkpoint {}, slot at {}",
+            "initial snapshot {} stored: checkpoint {}, slot at {}",
+            self.generation,
             self.last_op_id,
             format_lsn(slot_lsn)
         );
@@ -327,6 +430,7 @@ impl Replicator {
             object_id: id.to_owned(),
             data,
             checksum,
+            target_op: None,
         }
     }
 
@@ -437,13 +541,10 @@ impl Replicator {
             // Streams may send these ops right away; checkpoint_complete waits for commit().
             let payload = encode_ops(&ops);
             self.store.stage(ops, self.last_op_id);
-            let state = PersistedState {
-                last_op_id: self.last_op_id,
-                processed_lsn: position,
-            };
+            let state = self.state(position);
             if let Err(e) = self
                 .storage
-                .persist(&mut self.client, Some(payload), state)
+                .persist(&mut self.client, Some(payload), &state, false)
                 .await
             {
                 self.store.rollback();
@@ -473,10 +574,19 @@ impl Replicator {
             table_key: table_key(&table),
             id_index: columns.iter().position(|c| c.name == "id"),
             columns,
-            targets: self.rules.targets(&table),
+            targets: self.targets(&table),
         };
         self.relations.insert(rel.id, self.relation_infos.len());
         self.relation_infos.push(info);
+    }
+
+    /// `(versioned bucket id, object_type)` for every bucket a row of `table` belongs to.
+    fn targets(&self, table: &SourceTable) -> Vec<(String, String)> {
+        self.rules
+            .targets(table)
+            .into_iter()
+            .map(|(bucket, object_type)| (self.bucket_name(&bucket), object_type))
+            .collect()
     }
 
     fn id_of(&self, table: usize, values: &[Value]) -> Option<String> {
@@ -540,17 +650,18 @@ impl Replicator {
         }
         let previous =
             previous_id.and_then(|id| self.current.get(&info.table_key).and_then(|m| m.get(&id)));
-        let texts: Vec<Option<String>> = values
-            .into_iter()
+        let cells: Vec<Cell<'_>> = values
+            .iter()
             .zip(&info.columns)
             .map(|(v, c)| match v {
-                Value::Text(t) => Some(t),
-                Value::Null => None,
-                Value::UnchangedToast => previous.and_then(|p| previous_text(p, &c.name)),
+                Value::Text(t) => Cell::Text(t),
+                Value::Null => Cell::Null,
+                Value::UnchangedToast => previous
+                    .and_then(|p| previous_json(p, &c.name))
+                    .map_or(Cell::Null, Cell::Json),
             })
             .collect();
-        let refs: Vec<Option<&str>> = texts.iter().map(|t| t.as_deref()).collect();
-        let (id, data) = row_data(&info.columns, &refs);
+        let (id, data) = row_data(&info.columns, &cells, self.rules.compatibility());
         let key = info.table_key.clone();
         let targets = info.targets.clone();
         for (bucket, object_type) in &targets {
@@ -577,16 +688,22 @@ impl Replicator {
     }
 }
 
-/// Rebuilds the rows currently in buckets (per source table key) from the op log: for each
-/// source table, the ops of its first `(bucket, object_type)` target replayed in order.
-pub fn current_rows(rules: &SyncRules, ops: &[Op]) -> HashMap<String, HashMap<String, String>> {
+/// Rebuilds the rows currently in buckets (per source table key) from the op log of snapshot
+/// `generation`: for each source table, the PUT and REMOVE ops of its first
+/// `(bucket, object_type)` target replayed in order (MOVE and CLEAR ops only stand for
+/// superseded ones).
+pub fn current_rows(
+    rules: &SyncRules,
+    generation: u64,
+    ops: &[Op],
+) -> HashMap<String, HashMap<String, String>> {
     let mut sources: HashMap<(&str, &str), String> = HashMap::new();
     let targets: Vec<(String, String, String)> = rules
         .tables()
         .iter()
         .filter_map(|t| {
             let (bucket, object_type) = rules.targets(t).into_iter().next()?;
-            Some((bucket, object_type, table_key(t)))
+            Some((format!("{generation}#{bucket}"), object_type, table_key(t)))
         })
         .collect();
     for (bucket, object_type, key) in &targets {
@@ -602,53 +719,120 @@ pub fn current_rows(rules: &SyncRules, ops: &[Op]) -> HashMap<String, HashMap<St
             (OpKind::Put, Some(data)) => {
                 rows.insert(op.object_id.clone(), data.clone());
             }
-            _ => {
+            (OpKind::Put | OpKind::Remove, _) => {
                 rows.remove(&op.object_id);
             }
+            (OpKind::Move | OpKind::Clear, _) => {}
         }
     }
     out
 }
 
+/// A request to the replication worker.
+#[derive(Debug)]
+pub enum Command {
+    /// Compact now ([`Replicator::compact`]) and answer with what changed.
+    Compact(tokio::sync::oneshot::Sender<Result<CompactStats, Error>>),
+}
+
 /// Runs the replication loop until `shutdown` fires. On errors (e.g. a PostgreSQL restart)
-/// it reconnects and resumes from the persisted state.
+/// it reconnects and resumes from the persisted state. Between polls it serves `commands`
+/// and compacts every `config.compact_interval`.
 pub async fn run(
     config: Config,
     store: Arc<Store>,
     mut replicator: Replicator,
     mut shutdown: tokio::sync::watch::Receiver<bool>,
+    mut commands: tokio::sync::mpsc::Receiver<Command>,
 ) {
+    use std::time::Duration;
+    let mut next_compaction = config
+        .compact_interval
+        .map(|every| tokio::time::Instant::now() + every);
     loop {
         let result = tokio::select! {
             _ = shutdown.changed() => return,
             r = replicator.poll() => r,
         };
-        let pause = match result {
-            Ok(n) if n > 0 => std::time::Duration::ZERO,
+        let mut pause = match result {
+            Ok(n) if n > 0 => Duration::ZERO,
             Ok(_) => config.poll_interval,
             Err(e) => {
                 tracing::warn!("replication poll failed: {e}; reconnecting");
-                loop {
-                    tokio::select! {
-                        _ = shutdown.changed() => return,
-                        _ = tokio::time::sleep(std::time::Duration::from_millis(200)) => {}
-                    }
-                    match Replicator::init(&config, store.clone(), false).await {
-                        Ok(r) => {
-                            replicator = r;
-                            break;
-                        }
-                        Err(e) => tracing::warn!("replication reconnect failed: {e}"),
-                    }
+                match reconnect(&config, &store, &mut shutdown).await {
+                    Some(r) => replicator = r,
+                    None => return,
                 }
-                std::time::Duration::ZERO
+                Duration::ZERO
             }
         };
+        if let (Some(at), Some(every)) = (next_compaction, config.compact_interval)
+            && tokio::time::Instant::now() >= at
+        {
+            next_compaction = Some(tokio::time::Instant::now() + every);
+            if let Err(e) = replicator.compact().await {
+                tracing::warn!("compaction failed: {e}; reconnecting");
+                match reconnect(&config, &store, &mut shutdown).await {
+                    Some(r) => replicator = r,
+                    None => return,
+                }
+            }
+        }
+        while let Ok(command) = commands.try_recv() {
+            if serve(&mut replicator, command).await {
+                match reconnect(&config, &store, &mut shutdown).await {
+                    Some(r) => replicator = r,
+                    None => return,
+                }
+            }
+            pause = Duration::ZERO;
+        }
         if !pause.is_zero() {
             tokio::select! {
                 _ = shutdown.changed() => return,
                 _ = tokio::time::sleep(pause) => {}
+                Some(command) = commands.recv() => {
+                    if serve(&mut replicator, command).await {
+                        match reconnect(&config, &store, &mut shutdown).await {
+                            Some(r) => replicator = r,
+                            None => return,
+                        }
+                    }
+                }
             }
+        }
+    }
+}
+
+/// Serves one command; true when it failed on the source connection (reconnect).
+async fn serve(replicator: &mut Replicator, command: Command) -> bool {
+    match command {
+        Command::Compact(reply) => {
+            let result = replicator.compact().await;
+            let failed = result.is_err();
+            if let Err(e) = &result {
+                tracing::warn!("compaction failed: {e}; reconnecting");
+            }
+            let _ = reply.send(result);
+            failed
+        }
+    }
+}
+
+/// Re-initialises the replicator after an error, retrying every 200 ms; `None` on shutdown.
+async fn reconnect(
+    config: &Config,
+    store: &Arc<Store>,
+    shutdown: &mut tokio::sync::watch::Receiver<bool>,
+) -> Option<Replicator> {
+    loop {
+        tokio::select! {
+            _ = shutdown.changed() => return None,
+            _ = tokio::time::sleep(std::time::Duration::from_millis(200)) => {}
+        }
+        match Replicator::init(config, store.clone(), false).await {
+            Ok(r) => return Some(r),
+            Err(e) => tracing::warn!("replication reconnect failed: {e}"),
         }
     }
 }
@@ -666,6 +850,7 @@ mod tests {
             object_id: id.into(),
             data: (kind == OpKind::Put).then(|| format!("{{\"id\":\"{id}\",\"n\":{op_id}}}")),
             checksum: 0,
+            target_op: None,
         }
     }
 
@@ -677,17 +862,18 @@ mod tests {
         )
         .unwrap();
         let ops = vec![
-            op(1, "a[]", OpKind::Put, "x", "1"),
-            op(2, "b[]", OpKind::Put, "x", "1"),
-            op(3, "b[]", OpKind::Put, "u", "9"),
-            op(4, "a[]", OpKind::Put, "x", "2"),
-            op(5, "b[]", OpKind::Put, "x", "2"),
-            op(6, "a[]", OpKind::Remove, "x", "1"),
-            op(7, "b[]", OpKind::Remove, "x", "1"),
-            op(8, "a[]", OpKind::Put, "x", "2"),
-            op(9, "b[]", OpKind::Put, "x", "2"),
+            op(1, "2#a[]", OpKind::Put, "x", "1"),
+            op(2, "2#b[]", OpKind::Put, "x", "1"),
+            op(3, "2#b[]", OpKind::Put, "u", "9"),
+            op(4, "2#a[]", OpKind::Put, "x", "2"),
+            op(5, "2#b[]", OpKind::Put, "x", "2"),
+            op(6, "2#a[]", OpKind::Remove, "x", "1"),
+            op(7, "2#b[]", OpKind::Remove, "x", "1"),
+            op(8, "2#a[]", OpKind::Put, "x", "2"),
+            op(9, "2#b[]", OpKind::Put, "x", "2"),
+            op(10, "2#a[]", OpKind::Move, "", ""),
         ];
-        let rows = current_rows(&rules, &ops);
+        let rows = current_rows(&rules, 2, &ops);
         let t = &rows["public.t"];
         assert_eq!(t.len(), 1);
         assert_eq!(t["2"], r#"{"id":"2","n":8}"#);

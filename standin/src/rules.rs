@@ -1,8 +1,10 @@
 //! Sync rules: the subset of the service's `sync_rules.yaml` the stand-in implements.
 //!
 //! Supported: global buckets whose data queries are `SELECT * FROM <table> [AS <alias>]`
-//! (the table optionally schema-qualified and/or double-quoted). Anything else (parameter
-//! queries, `WHERE`, column lists, Sync Streams) is rejected with
+//! (the table optionally schema-qualified and/or double-quoted), each with an optional
+//! `priority:` (0..=3, default 3), and the `config:` section's `edition` (1 or 2) with the
+//! compatibility options that apply to such buckets ([`Compatibility`]). Anything else
+//! (parameter queries, `WHERE`, column lists, Sync Streams) is rejected with
 //! [`Error::UnsupportedSyncRules`] instead of being silently ignored.
 
 use std::collections::BTreeMap;
@@ -29,28 +31,108 @@ pub struct DataQuery {
     pub object_type: String,
 }
 
+/// The priority of buckets that do not name one (the service's default).
+pub const DEFAULT_PRIORITY: u8 = 3;
+
 /// A global bucket definition.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BucketDefinition {
-    /// The bucket name as sent to clients: `<definition name>[]`.
+    /// The bucket's name before versioning: `<definition name>[]` (clients see
+    /// `<generation>#<definition name>[]`, see [`BucketDefinition::versioned_name`]).
     pub name: String,
     /// The definition's name as written in the YAML (the default stream's name).
     pub definition: String,
+    /// The bucket priority, 0 (synced first) to 3 (the default).
+    pub priority: u8,
     /// Its data queries.
     pub queries: Vec<DataQuery>,
+}
+
+impl BucketDefinition {
+    /// The bucket id clients see for snapshot `generation`: `<generation>#<name>`, as the
+    /// service versions bucket ids with the sync rules' replication id (storage v2), so a new
+    /// snapshot gets new buckets instead of clashing with what clients already hold.
+    pub fn versioned_name(&self, generation: u64) -> String {
+        format!("{generation}#{}", self.name)
+    }
+}
+
+/// The compatibility options of the `config:` section that change what the stand-in sends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Compatibility {
+    /// `edition` (1 = legacy, the default; 2 turns on the options fixed in it).
+    pub edition: u8,
+    /// `timestamps_iso8601`: `timestamp`/`timestamptz` with a `T` between date and time
+    /// (on by default from edition 2).
+    pub timestamps_iso8601: bool,
 }
 
 /// Parsed sync rules.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SyncRules {
     buckets: Vec<BucketDefinition>,
+    compatibility: Compatibility,
 }
 
 #[derive(Deserialize)]
 struct RulesFile {
     bucket_definitions: Option<BTreeMap<String, BucketYaml>>,
     streams: Option<serde_yaml_ng::Value>,
-    config: Option<serde_yaml_ng::Value>,
+    config: Option<ConfigYaml>,
+}
+
+/// The `config:` section. Unknown keys are rejected rather than ignored.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ConfigYaml {
+    edition: Option<u8>,
+    timestamps_iso8601: Option<bool>,
+    /// Bucket ids are always versioned here (as with the service's storage v2).
+    versioned_bucket_ids: Option<bool>,
+    /// No expressions are supported, so this changes nothing.
+    fixed_json_extract: Option<bool>,
+    custom_postgres_types: Option<bool>,
+}
+
+fn parse_compatibility(config: Option<ConfigYaml>) -> Result<Compatibility, Error> {
+    let Some(config) = config else {
+        return Ok(Compatibility {
+            edition: 1,
+            timestamps_iso8601: false,
+        });
+    };
+    let edition = config.edition.unwrap_or(1);
+    if !(1..=2).contains(&edition) {
+        return Err(Error::UnsupportedSyncRules(format!(
+            "config.edition {edition}: only editions 1 and 2 are supported"
+        )));
+    }
+    if config.versioned_bucket_ids == Some(false) {
+        return Err(Error::UnsupportedSyncRules(
+            "config.versioned_bucket_ids: false is not supported (bucket ids are always versioned)"
+                .to_owned(),
+        ));
+    }
+    let _ = (config.fixed_json_extract, config.custom_postgres_types);
+    Ok(Compatibility {
+        edition,
+        timestamps_iso8601: config.timestamps_iso8601.unwrap_or(edition >= 2),
+    })
+}
+
+fn parse_priority(name: &str, value: Option<serde_yaml_ng::Value>) -> Result<u8, Error> {
+    let Some(value) = value else {
+        return Ok(DEFAULT_PRIORITY);
+    };
+    value
+        .as_u64()
+        .filter(|p| *p <= 3)
+        .map(|p| p as u8)
+        .ok_or_else(|| {
+            Error::Config(format!(
+                "bucket `{name}`: priority must be an integer from 0 to 3, got {value:?}"
+            ))
+        })
 }
 
 #[derive(Deserialize)]
@@ -70,12 +152,7 @@ impl SyncRules {
                 "Sync Streams (`streams:`) are not supported".to_owned(),
             ));
         }
-        if file.config.is_some() {
-            return Err(Error::UnsupportedSyncRules(
-                "the `config:` section (editions/compatibility options) is not supported"
-                    .to_owned(),
-            ));
-        }
+        let compatibility = parse_compatibility(file.config)?;
         let defs = file.bucket_definitions.unwrap_or_default();
         if defs.is_empty() {
             return Err(Error::Config(
@@ -89,11 +166,7 @@ impl SyncRules {
                     "bucket `{name}`: parameter queries are not supported (global buckets only)"
                 )));
             }
-            if def.priority.is_some() {
-                return Err(Error::UnsupportedSyncRules(format!(
-                    "bucket `{name}`: priorities are not supported"
-                )));
-            }
+            let priority = parse_priority(&name, def.priority)?;
             let mut queries = Vec::new();
             for sql in def.data.unwrap_or_default() {
                 let query = parse_select_star(&sql).map_err(|why| {
@@ -116,10 +189,19 @@ impl SyncRules {
             buckets.push(BucketDefinition {
                 name: format!("{name}[]"),
                 definition: name,
+                priority,
                 queries,
             });
         }
-        Ok(SyncRules { buckets })
+        Ok(SyncRules {
+            buckets,
+            compatibility,
+        })
+    }
+
+    /// The `config:` section's compatibility options.
+    pub fn compatibility(&self) -> Compatibility {
+        self.compatibility
     }
 
     /// The bucket definitions, sorted by name.
@@ -299,5 +381,60 @@ mod tests {
             SyncRules::parse("bucket_definitions: {}\n"),
             Err(Error::Config(_))
         ));
+        for yaml in [
+            "config:\n  edition: 3\nbucket_definitions:\n  b:\n    data:\n      - SELECT * FROM t\n",
+            "config:\n  versioned_bucket_ids: false\nbucket_definitions:\n  b:\n    data:\n      - SELECT * FROM t\n",
+        ] {
+            assert!(
+                matches!(SyncRules::parse(yaml), Err(Error::UnsupportedSyncRules(_))),
+                "{yaml}"
+            );
+        }
+        for bad in ["4", "-1", "high", "1.5"] {
+            let yaml = format!(
+                "bucket_definitions:\n  b:\n    priority: {bad}\n    data:\n      - SELECT * FROM t\n"
+            );
+            let err = SyncRules::parse(&yaml).unwrap_err();
+            assert!(err.to_string().contains("priority"), "{err}");
+        }
+        let err = SyncRules::parse(
+            "config:\n  nonsense: 1\nbucket_definitions:\n  b:\n    data:\n      - SELECT * FROM t\n",
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("nonsense"), "{err}");
+    }
+
+    #[test]
+    fn priorities_and_editions() {
+        let rules = SyncRules::parse(
+            "config:\n  edition: 2\nbucket_definitions:\n  urgent:\n    priority: 0\n    data:\n      - SELECT * FROM a\n  \
+             rest:\n    data:\n      - SELECT * FROM b\n",
+        )
+        .unwrap();
+        let prios: Vec<(&str, u8)> = rules
+            .buckets()
+            .iter()
+            .map(|b| (b.name.as_str(), b.priority))
+            .collect();
+        assert_eq!(prios, [("rest[]", 3), ("urgent[]", 0)]);
+        assert_eq!(rules.buckets()[1].versioned_name(4), "4#urgent[]");
+        assert_eq!(
+            rules.compatibility(),
+            Compatibility {
+                edition: 2,
+                timestamps_iso8601: true
+            }
+        );
+        let legacy = SyncRules::parse(
+            "config:\n  timestamps_iso8601: true\nbucket_definitions:\n  b:\n    data:\n      - SELECT * FROM t\n",
+        )
+        .unwrap();
+        assert!(legacy.compatibility().timestamps_iso8601);
+        assert!(
+            !SyncRules::parse("bucket_definitions:\n  b:\n    data:\n      - SELECT * FROM t\n")
+                .unwrap()
+                .compatibility()
+                .timestamps_iso8601
+        );
     }
 }

@@ -26,12 +26,20 @@ pub struct Storage {
 }
 
 /// The persisted replication state.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PersistedState {
     /// Last op id handed out.
     pub last_op_id: u64,
     /// Source position up to which all transactions are in `ops`.
     pub processed_lsn: u64,
+    /// The snapshot generation: bucket ids are `<generation>#<name>` (see
+    /// [`crate::rules::BucketDefinition::versioned_name`]).
+    pub generation: u64,
+    /// Fingerprint of the sync rules the ops were built with; other rules need a new snapshot.
+    pub rules_fingerprint: String,
+    /// False while a snapshot of this generation is being taken (a crash then means: take
+    /// it again).
+    pub snapshot_done: bool,
 }
 
 impl Storage {
@@ -60,7 +68,11 @@ impl Storage {
                      object_type text NOT NULL, object_id text NOT NULL, data text,
                      checksum bigint NOT NULL, PRIMARY KEY (op_id));
                  CREATE TABLE IF NOT EXISTS {wc} (
-                     user_key text PRIMARY KEY, id bigint NOT NULL, lsn pg_lsn NOT NULL);",
+                     user_key text PRIMARY KEY, id bigint NOT NULL, lsn pg_lsn NOT NULL);
+                 ALTER TABLE {state} ADD COLUMN IF NOT EXISTS generation bigint NOT NULL DEFAULT 1;
+                 ALTER TABLE {state} ADD COLUMN IF NOT EXISTS rules_fingerprint text NOT NULL DEFAULT '';
+                 ALTER TABLE {state} ADD COLUMN IF NOT EXISTS snapshot_done boolean NOT NULL DEFAULT true;
+                 ALTER TABLE {ops} ADD COLUMN IF NOT EXISTS target_op bigint;",
                 s = self.schema,
                 state = self.t("state"),
                 ops = self.t("ops"),
@@ -75,7 +87,8 @@ impl Storage {
         let row = client
             .query_opt(
                 &format!(
-                    "SELECT last_op_id, processed_lsn::text FROM {}",
+                    "SELECT last_op_id, processed_lsn::text, generation, rules_fingerprint, \
+                     snapshot_done FROM {}",
                     self.t("state")
                 ),
                 &[],
@@ -85,51 +98,108 @@ impl Storage {
             Ok(PersistedState {
                 last_op_id: r.get::<_, i64>(0) as u64,
                 processed_lsn: parse_lsn(r.get::<_, &str>(1))?,
+                generation: r.get::<_, i64>(2) as u64,
+                rules_fingerprint: r.get(3),
+                snapshot_done: r.get(4),
             })
         })
         .transpose()
     }
 
-    /// Forgets ops (before a fresh initial snapshot). Write checkpoints and the op id
-    /// counter are kept, so ids stay monotonic.
-    pub async fn clear_for_snapshot(&self, client: &Client) -> Result<(), Error> {
-        client
-            .batch_execute(&format!("TRUNCATE {}", self.t("ops")))
-            .await?;
-        Ok(())
+    /// Records that a snapshot of `state.generation` is starting (`snapshot_done` false), so
+    /// that a crash before [`Storage::persist`] with `replace_all` takes it again. Write
+    /// checkpoints and the op id counter are kept, so ids and generations stay monotonic.
+    pub async fn begin_snapshot(
+        &self,
+        client: &mut Client,
+        state: &PersistedState,
+    ) -> Result<(), Error> {
+        let pending = PersistedState {
+            snapshot_done: false,
+            ..state.clone()
+        };
+        self.persist(client, None, &pending, false).await
     }
 
     /// Writes ops (a payload from [`encode_ops`], loaded with `COPY ... BINARY`) and the new
-    /// state in one transaction.
+    /// state in one transaction; with `replace_all` (a snapshot) the old ops go in the same
+    /// transaction.
     pub async fn persist(
         &self,
         client: &mut Client,
         copy_payload: Option<Bytes>,
-        state: PersistedState,
+        state: &PersistedState,
+        replace_all: bool,
     ) -> Result<(), Error> {
         let tx = client.transaction().await?;
-        if let Some(payload) = copy_payload {
-            let sink = tx
-                .copy_in(&format!(
-                    "COPY {} (op_id, bucket, op, object_type, object_id, data, checksum) \
-                     FROM STDIN BINARY",
-                    self.t("ops")
-                ))
+        if replace_all {
+            tx.batch_execute(&format!("TRUNCATE {}", self.t("ops")))
                 .await?;
-            let mut sink = std::pin::pin!(sink);
-            sink.send(payload).await?;
-            sink.as_mut().finish().await?;
+        }
+        if let Some(payload) = copy_payload {
+            self.copy_ops(&tx, payload).await?;
         }
         tx.execute(
             &format!(
-                "INSERT INTO {} (last_op_id, processed_lsn) VALUES ($1, $2::text::pg_lsn) \
+                "INSERT INTO {} (last_op_id, processed_lsn, generation, rules_fingerprint, \
+                     snapshot_done) \
+                 VALUES ($1, $2::text::pg_lsn, $3, $4, $5) \
                  ON CONFLICT (singleton) DO UPDATE \
-                 SET last_op_id = excluded.last_op_id, processed_lsn = excluded.processed_lsn",
+                 SET last_op_id = excluded.last_op_id, processed_lsn = excluded.processed_lsn, \
+                     generation = excluded.generation, rules_fingerprint = excluded.rules_fingerprint, \
+                     snapshot_done = excluded.snapshot_done",
                 self.t("state")
             ),
-            &[&(state.last_op_id as i64), &format_lsn(state.processed_lsn)],
+            &[
+                &(state.last_op_id as i64),
+                &format_lsn(state.processed_lsn),
+                &(state.generation as i64),
+                &state.rules_fingerprint,
+                &state.snapshot_done,
+            ],
         )
         .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn copy_ops(
+        &self,
+        tx: &tokio_postgres::Transaction<'_>,
+        payload: Bytes,
+    ) -> Result<(), Error> {
+        let sink = tx
+            .copy_in(&format!(
+                "COPY {} (op_id, bucket, op, object_type, object_id, data, checksum, target_op) \
+                 FROM STDIN BINARY",
+                self.t("ops")
+            ))
+            .await?;
+        let mut sink = std::pin::pin!(sink);
+        sink.send(payload).await?;
+        sink.as_mut().finish().await?;
+        Ok(())
+    }
+
+    /// Replaces the ops of `bucket` up to `upto` by their compacted form (a payload from
+    /// [`encode_ops`]) in one transaction.
+    pub async fn replace_compacted(
+        &self,
+        client: &mut Client,
+        bucket: &str,
+        upto: u64,
+        payload: Bytes,
+    ) -> Result<(), Error> {
+        let tx = client.transaction().await?;
+        tx.execute(
+            &format!(
+                "DELETE FROM {} WHERE bucket = $1 AND op_id <= $2",
+                self.t("ops")
+            ),
+            &[&bucket, &(upto as i64)],
+        )
+        .await?;
+        self.copy_ops(&tx, payload).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -139,7 +209,7 @@ impl Storage {
         let rows = client
             .query(
                 &format!(
-                    "SELECT op_id, bucket, op, object_type, object_id, data, checksum \
+                    "SELECT op_id, bucket, op, object_type, object_id, data, checksum, target_op \
                      FROM {} ORDER BY op_id, bucket",
                     self.t("ops")
                 ),
@@ -158,6 +228,7 @@ impl Storage {
                     object_id: r.get(4),
                     data: r.get(5),
                     checksum: r.get::<_, i64>(6) as u32,
+                    target_op: r.get::<_, Option<i64>>(7).map(|t| t as u64),
                 })
             })
             .collect()
@@ -282,7 +353,7 @@ fn encode_op_row(buf: &mut Vec<u8>, op: &Op) {
         buf.extend_from_slice(&(bytes.len() as i32).to_be_bytes());
         buf.extend_from_slice(bytes);
     }
-    buf.extend_from_slice(&7i16.to_be_bytes());
+    buf.extend_from_slice(&8i16.to_be_bytes());
     field(buf, &(op.op_id as i64).to_be_bytes());
     field(buf, op.bucket.as_bytes());
     field(buf, op.kind.as_str().as_bytes());
@@ -293,6 +364,10 @@ fn encode_op_row(buf: &mut Vec<u8>, op: &Op) {
         None => buf.extend_from_slice(&(-1i32).to_be_bytes()),
     }
     field(buf, &i64::from(op.checksum).to_be_bytes());
+    match op.target_op {
+        Some(target) => field(buf, &(target as i64).to_be_bytes()),
+        None => buf.extend_from_slice(&(-1i32).to_be_bytes()),
+    }
 }
 
 #[cfg(test)]

@@ -1,32 +1,41 @@
-//! In-memory view of the stand-in's state that the HTTP streams read: ops per bucket, bucket
-//! checksums, the current checkpoint, the replicated position and the write checkpoints.
+//! In-memory view of the stand-in's state that the HTTP streams read: the buckets (names,
+//! priorities), ops per bucket, bucket checksums, the current checkpoint, the replicated
+//! position and the write checkpoints.
 //!
 //! The replicator *stages* the ops of a batch here as soon as they are decoded, so streams can
 //! send the checkpoint line and the data while the batch is being persisted; it *commits*
 //! them once they are durable in PostgreSQL ([`crate::storage`]). Streams send
-//! `checkpoint_complete` (the only line that makes a client apply anything) only for
-//! committed checkpoints. A failed persist rolls the staged ops back.
+//! `checkpoint_complete` and `partial_checkpoint_complete` (the lines that make a client apply
+//! anything) only once [`CheckpointView::checkpoint`] is at most [`Store::durable_checkpoint`].
+//! A failed persist rolls the staged ops back; the replay stages the same ops again.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::RwLock;
 
 use tokio::sync::watch;
 
-/// PUT or REMOVE (the stand-in does no compaction, so no MOVE or CLEAR).
+/// The kind of an op.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum OpKind {
     /// The row's full data.
     Put,
     /// The row was removed from the bucket.
     Remove,
+    /// A compacted PUT or REMOVE that a later op superseded: kept only for its checksum.
+    Move,
+    /// Compaction folded every op up to this one into it: the client empties the bucket and
+    /// takes this op's checksum as the bucket's.
+    Clear,
 }
 
 impl OpKind {
-    /// The protocol name (`PUT`/`REMOVE`).
+    /// The protocol name (`PUT`/`REMOVE`/`MOVE`/`CLEAR`).
     pub fn as_str(self) -> &'static str {
         match self {
             OpKind::Put => "PUT",
             OpKind::Remove => "REMOVE",
+            OpKind::Move => "MOVE",
+            OpKind::Clear => "CLEAR",
         }
     }
 
@@ -35,6 +44,8 @@ impl OpKind {
         match text {
             "PUT" => Some(OpKind::Put),
             "REMOVE" => Some(OpKind::Remove),
+            "MOVE" => Some(OpKind::Move),
+            "CLEAR" => Some(OpKind::Clear),
             _ => None,
         }
     }
@@ -47,16 +58,19 @@ pub struct Op {
     pub op_id: u64,
     /// The bucket it belongs to.
     pub bucket: String,
-    /// PUT or REMOVE.
+    /// PUT, REMOVE, MOVE or CLEAR.
     pub kind: OpKind,
-    /// Output table name.
+    /// Output table name (empty for MOVE and CLEAR).
     pub object_type: String,
-    /// Row id.
+    /// Row id (empty for MOVE and CLEAR).
     pub object_id: String,
     /// The row as a JSON string (PUT only).
     pub data: Option<String>,
     /// The op checksum.
     pub checksum: u32,
+    /// MOVE and CLEAR: the newest op that superseded what this op replaced. A client that
+    /// receives it while syncing a checkpoint below it must not complete that checkpoint.
+    pub target_op: Option<u64>,
 }
 
 /// Checksum and op count of a bucket up to the current checkpoint.
@@ -66,6 +80,17 @@ pub struct BucketChecksum {
     pub checksum: u32,
     /// Number of ops.
     pub count: u64,
+}
+
+/// A bucket as clients see it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BucketInfo {
+    /// The versioned bucket id (`<generation>#<definition>[]`).
+    pub name: String,
+    /// Priority 0..=3.
+    pub priority: u8,
+    /// Index of its definition in [`Store::stream_names`] (the `default` subscription).
+    pub stream: usize,
 }
 
 #[derive(Debug, Default)]
@@ -83,6 +108,8 @@ struct State {
     durable: u64,
     replicated_lsn: u64,
     buckets: BTreeMap<String, Bucket>,
+    infos: Vec<BucketInfo>,
+    stream_names: Vec<String>,
     /// Per `"<sub>/<client_id>"`: (write checkpoint id, source LSN), ascending.
     write_checkpoints: HashMap<String, Vec<(u64, u64)>>,
 }
@@ -90,8 +117,10 @@ struct State {
 /// A consistent view of the checkpoint for one stream iteration.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CheckpointView {
-    /// `last_op_id` of the checkpoint.
+    /// `last_op_id` of the checkpoint (staged: it may not be durable yet).
     pub checkpoint: u64,
+    /// The newest durable checkpoint at the time of the view.
+    pub durable: u64,
     /// Every bucket with its checksum and count at that checkpoint.
     pub buckets: BTreeMap<String, BucketChecksum>,
     /// The source position covered by the checkpoint.
@@ -105,17 +134,48 @@ pub struct Store {
     version: watch::Sender<u64>,
 }
 
+impl Default for Store {
+    fn default() -> Self {
+        Store::new()
+    }
+}
+
 impl Store {
-    /// An empty, not yet ready store with the given (always present) bucket names.
-    pub fn new(bucket_names: &[String]) -> Self {
-        let mut state = State::default();
-        for name in bucket_names {
-            state.buckets.insert(name.clone(), Bucket::default());
-        }
+    /// An empty, not yet ready store without buckets ([`Store::set_buckets`] names them).
+    pub fn new() -> Self {
         Store {
-            state: RwLock::new(state),
+            state: RwLock::new(State::default()),
             version: watch::channel(0).0,
         }
+    }
+
+    /// Sets the buckets every client sees (always present, even when empty) and the stream
+    /// (definition) names, dropping buckets of an earlier generation with their ops.
+    pub fn set_buckets(&self, infos: Vec<BucketInfo>, stream_names: Vec<String>) {
+        {
+            let mut state = self.write();
+            state
+                .buckets
+                .retain(|name, _| infos.iter().any(|i| &i.name == name));
+            for info in &infos {
+                state.buckets.entry(info.name.clone()).or_default();
+            }
+            state.infos = infos;
+            state.stream_names = stream_names;
+        }
+        self.bump();
+    }
+
+    /// The buckets, sorted by name.
+    pub fn bucket_infos(&self) -> Vec<BucketInfo> {
+        let mut infos = self.read().infos.clone();
+        infos.sort_by(|a, b| a.name.cmp(&b.name));
+        infos
+    }
+
+    /// The definition names, indexed by [`BucketInfo::stream`].
+    pub fn stream_names(&self) -> Vec<String> {
+        self.read().stream_names.clone()
     }
 
     fn read(&self) -> std::sync::RwLockReadGuard<'_, State> {
@@ -217,6 +277,7 @@ impl Store {
         let state = self.read();
         CheckpointView {
             checkpoint: state.checkpoint,
+            durable: state.durable,
             buckets: state
                 .buckets
                 .iter()
@@ -239,6 +300,32 @@ impl Store {
             .take(limit)
             .cloned()
             .collect()
+    }
+
+    /// Every op of `bucket` with `op_id <= upto`, in op id order.
+    pub fn ops_through(&self, bucket: &str, upto: u64) -> Vec<Op> {
+        self.ops(bucket, 0, upto, usize::MAX)
+    }
+
+    /// Replaces the ops of `bucket` with `op_id <= upto` by `compacted` (the same checksum
+    /// sum, fewer or rewritten ops: see [`crate::compact`]). Later ops stay as they are.
+    pub fn replace_through(&self, bucket: &str, upto: u64, compacted: Vec<Op>) {
+        {
+            let mut state = self.write();
+            let Some(b) = state.buckets.get_mut(bucket) else {
+                return;
+            };
+            let end = b.ops.partition_point(|op| op.op_id <= upto);
+            b.ops.splice(..end, compacted);
+            b.sum = BucketChecksum {
+                checksum: b
+                    .ops
+                    .iter()
+                    .fold(0u32, |sum, op| sum.wrapping_add(op.checksum)),
+                count: b.ops.len() as u64,
+            };
+        }
+        self.bump();
     }
 
     /// Records write checkpoint `id` of `user_key`, taken at source position `lsn`.
@@ -286,12 +373,27 @@ mod tests {
             object_id: op_id.to_string(),
             data: Some("{}".into()),
             checksum,
+            target_op: None,
         }
+    }
+
+    fn info(name: &str) -> BucketInfo {
+        BucketInfo {
+            name: name.into(),
+            priority: 3,
+            stream: 0,
+        }
+    }
+
+    fn store_with(names: &[&str]) -> Store {
+        let store = Store::new();
+        store.set_buckets(names.iter().map(|n| info(n)).collect(), vec!["g".into()]);
+        store
     }
 
     #[test]
     fn sums_wrap_and_ranges_respect_the_checkpoint() {
-        let store = Store::new(&["global[]".to_owned(), "empty[]".to_owned()]);
+        let store = store_with(&["global[]", "empty[]"]);
         assert!(!store.is_ready());
         store.apply(vec![put(1, u32::MAX), put(2, 5), put(3, 1)], 3, 100);
         let view = store.view();
@@ -315,7 +417,7 @@ mod tests {
 
     #[test]
     fn staged_ops_roll_back_until_committed() {
-        let store = Store::new(&["global[]".to_owned()]);
+        let store = store_with(&["global[]"]);
         store.apply(vec![put(1, 10)], 1, 100);
         store.stage(vec![put(2, 20), put(3, 30)], 3);
         assert_eq!(store.view().checkpoint, 3);
@@ -339,7 +441,7 @@ mod tests {
 
     #[test]
     fn write_checkpoints_need_replication() {
-        let store = Store::new(&[]);
+        let store = Store::new();
         store.apply(vec![], 0, 100);
         store.add_write_checkpoint("u/c", 1, 50);
         store.add_write_checkpoint("u/c", 2, 150);

@@ -1,6 +1,16 @@
-//! One `/sync/stream` connection: checkpoint, data chunks and `checkpoint_complete` for every
-//! new checkpoint, `token_expires_in` keepalives, and the end of the stream at token expiry
-//! (sync-protocol.md §2, §5.4).
+//! One `/sync/stream` connection, as the service's `sync.ts` streams it: a `checkpoint` line
+//! (first) or `checkpoint_diff`, the data of the buckets with something new grouped by
+//! priority (highest first) with a `partial_checkpoint_complete` after every group but the
+//! lowest and `checkpoint_complete` after it, `token_expires_in` keepalives merged into the
+//! data, and the end of the stream at token expiry.
+//!
+//! - A complete line (partial or full) is sent only once its checkpoint is durable.
+//! - Once 1000 ops of a checkpoint were sent and a newer checkpoint would send a line, the
+//!   current one is abandoned without a complete line (superseded) and a `checkpoint_diff`
+//!   follows, continuing from the positions already sent.
+//! - A chunk holding a compacted op (MOVE or CLEAR) whose target lies beyond the checkpoint
+//!   invalidates it: no complete line; the next checkpoint follows at once.
+//! - Lines are NDJSON or BSON ([`crate::bson`]), as negotiated by [`crate::http`].
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -13,7 +23,11 @@ use tokio::time::Instant;
 
 use crate::auth::now_secs;
 use crate::checksum::{as_signed, subkey};
-use crate::store::{BucketChecksum, Op, OpKind, Store};
+use crate::store::{BucketChecksum, BucketInfo, CheckpointView, Op, OpKind, Store};
+
+/// Ops sent for one checkpoint after which a newer checkpoint supersedes it (the service's
+/// threshold).
+pub const SUPERSEDE_AFTER_OPS: u64 = 1000;
 
 /// Everything a stream task needs.
 #[derive(Debug)]
@@ -32,21 +46,181 @@ pub struct StreamContext {
     pub expire_warning: Duration,
     /// Max ops per data line.
     pub chunk_ops: usize,
-    /// `(bucket name, index into streams)` and the stream (definition) names.
-    pub bucket_streams: Vec<(String, usize)>,
-    /// Definition names, the default streams.
-    pub stream_names: Vec<String>,
+    /// BSON framing instead of NDJSON.
+    pub bson: bool,
     /// Fires on stand-in shutdown.
     pub shutdown: watch::Receiver<bool>,
     /// Changes when the test asks to drop every open stream ([`crate::StandIn::disconnect_streams`]).
     pub disconnect: watch::Receiver<u64>,
 }
 
-/// Serialises one NDJSON line.
-fn line(value: &Value) -> Bytes {
-    let mut bytes = serde_json::to_vec(value).unwrap_or_default();
-    bytes.push(b'\n');
-    Bytes::from(bytes)
+/// Why a stream ends.
+#[derive(Debug)]
+struct End;
+
+/// The keepalive and expiry timers of a stream (the service's `tokenStream`).
+struct Timers {
+    exp: i64,
+    keepalive: Duration,
+    next_keepalive: Instant,
+    warning_at: Option<Instant>,
+    expiry_at: Instant,
+}
+
+/// A timer line that is due.
+enum Due {
+    /// `token_expires_in` with the remaining seconds.
+    Keepalive(i64),
+    /// `token_expires_in: 0`, then the stream ends.
+    Expired,
+}
+
+impl Timers {
+    fn new(exp: i64, keepalive: Duration, expire_warning: Duration) -> Self {
+        let start = Instant::now();
+        let remaining = (exp - now_secs()).max(0);
+        let expiry_at = start + Duration::from_secs(remaining as u64);
+        Timers {
+            exp,
+            keepalive,
+            next_keepalive: start + jitter(keepalive),
+            warning_at: expiry_at.checked_sub(expire_warning).filter(|&t| t > start),
+            expiry_at,
+        }
+    }
+
+    fn remaining(&self) -> i64 {
+        (self.exp - now_secs()).max(0)
+    }
+
+    /// The line due at `now`, if any; resets the timer it fires.
+    fn due(&mut self, now: Instant) -> Option<Due> {
+        if now >= self.expiry_at {
+            return Some(Due::Expired);
+        }
+        if self.warning_at.is_some_and(|t| now >= t) {
+            self.warning_at = None;
+            return Some(Due::Keepalive(self.remaining()));
+        }
+        if now >= self.next_keepalive {
+            self.next_keepalive = now + jitter(self.keepalive);
+            return Some(Due::Keepalive(self.remaining()));
+        }
+        None
+    }
+
+    /// Sleeps until the next timer line is due.
+    async fn next(&mut self) -> Due {
+        let mut at = self.expiry_at.min(self.next_keepalive);
+        if let Some(w) = self.warning_at {
+            at = at.min(w);
+        }
+        tokio::time::sleep_until(at).await;
+        self.due(Instant::now())
+            .unwrap_or(Due::Keepalive(self.remaining()))
+    }
+}
+
+/// The sending half of a stream: frames lines, interleaves due timer lines before every
+/// line (so keepalives and expiry also happen mid-download), and ends on shutdown, on a
+/// disconnect request or when the client is gone.
+struct Out {
+    tx: mpsc::Sender<Bytes>,
+    bson: bool,
+    timers: Timers,
+    shutdown: watch::Receiver<bool>,
+    disconnect: watch::Receiver<u64>,
+}
+
+impl Out {
+    fn frame(&self, value: &Value) -> Bytes {
+        if self.bson {
+            match value.as_object() {
+                Some(object) => Bytes::from(crate::bson::document(object)),
+                None => Bytes::new(),
+            }
+        } else {
+            let mut bytes = serde_json::to_vec(value).unwrap_or_default();
+            bytes.push(b'\n');
+            Bytes::from(bytes)
+        }
+    }
+
+    async fn raw(&mut self, bytes: Bytes) -> Result<(), End> {
+        tokio::select! {
+            sent = self.tx.send(bytes) => sent.map_err(|_| End),
+            _ = self.shutdown.changed() => Err(End),
+            _ = self.disconnect.changed() => Err(End),
+        }
+    }
+
+    async fn timer_line(&mut self, due: Due) -> Result<(), End> {
+        match due {
+            Due::Keepalive(secs) => {
+                let line = self.frame(&json!({ "token_expires_in": secs }));
+                self.raw(line).await
+            }
+            Due::Expired => {
+                let line = self.frame(&json!({ "token_expires_in": 0 }));
+                let _ = self.raw(line).await;
+                Err(End)
+            }
+        }
+    }
+
+    /// Sends `bytes` (an already framed line) after any timer line that is due.
+    async fn send_framed(&mut self, bytes: Bytes) -> Result<(), End> {
+        if let Some(due) = self.timers.due(Instant::now()) {
+            self.timer_line(due).await?;
+        }
+        self.raw(bytes).await
+    }
+
+    async fn send(&mut self, value: &Value) -> Result<(), End> {
+        let bytes = self.frame(value);
+        self.send_framed(bytes).await
+    }
+
+    /// One `data` line: NDJSON built directly, BSON from the same JSON.
+    async fn data(
+        &mut self,
+        bucket: &str,
+        after: u64,
+        next_after: u64,
+        has_more: bool,
+        ops: &[Op],
+    ) -> Result<(), End> {
+        let line = data_line(bucket, after, next_after, has_more, ops);
+        if self.bson {
+            let value: Value = serde_json::from_slice(&line).map_err(|_| End)?;
+            self.send(&value).await
+        } else {
+            self.send_framed(line).await
+        }
+    }
+
+    /// Waits for `done` to hold, re-checked on every store change, sending timer lines
+    /// meanwhile.
+    async fn wait_until(
+        &mut self,
+        store: &Store,
+        mut done: impl FnMut(&Store) -> bool,
+    ) -> Result<(), End> {
+        let mut changes = store.subscribe();
+        loop {
+            changes.borrow_and_update();
+            if done(store) {
+                return Ok(());
+            }
+            tokio::select! {
+                changed = changes.changed() => changed.map_err(|_| End)?,
+                due = self.timers.next() => self.timer_line(due).await?,
+                _ = self.shutdown.changed() => return Err(End),
+                _ = self.disconnect.changed() => return Err(End),
+                _ = self.tx.closed() => return Err(End),
+            }
+        }
+    }
 }
 
 fn jitter(base: Duration) -> Duration {
@@ -61,27 +235,39 @@ fn jitter(base: Duration) -> Duration {
 
 use crate::rows::push_json_string as push_str;
 
-/// Appends one oplog entry: ids and `data` as strings, as the core requires.
+/// Appends one oplog entry as the service maps it: ids and `data` as strings; PUT and REMOVE
+/// with `object_type`, `object_id`, `subkey` and `data` (`null` for REMOVE); MOVE and CLEAR
+/// with only `op_id`, `op` and `checksum` (a CLEAR's as a signed i32, as the compactor sums).
 fn push_op(out: &mut String, op: &Op) {
     use std::fmt::Write;
     let _ = write!(
         out,
-        "{{\"op_id\":\"{}\",\"op\":\"{}\",\"object_type\":",
+        "{{\"op_id\":\"{}\",\"op\":\"{}\"",
         op.op_id,
         op.kind.as_str()
     );
-    push_str(out, &op.object_type);
-    out.push_str(",\"object_id\":");
-    push_str(out, &op.object_id);
-    out.push_str(",\"subkey\":");
-    push_str(out, &subkey(&op.object_type, &op.object_id));
-    if op.kind == OpKind::Put
-        && let Some(data) = &op.data
-    {
-        out.push_str(",\"data\":");
-        push_str(out, data);
+    match op.kind {
+        OpKind::Put | OpKind::Remove => {
+            out.push_str(",\"object_type\":");
+            push_str(out, &op.object_type);
+            out.push_str(",\"object_id\":");
+            push_str(out, &op.object_id);
+            out.push_str(",\"subkey\":");
+            push_str(out, &subkey(&op.object_type, &op.object_id));
+            out.push_str(",\"data\":");
+            match (&op.kind, &op.data) {
+                (OpKind::Put, Some(data)) => push_str(out, data),
+                _ => out.push_str("null"),
+            }
+            let _ = write!(out, ",\"checksum\":{}}}", op.checksum);
+        }
+        OpKind::Move => {
+            let _ = write!(out, ",\"checksum\":{}}}", op.checksum);
+        }
+        OpKind::Clear => {
+            let _ = write!(out, ",\"checksum\":{}}}", as_signed(op.checksum));
+        }
     }
-    let _ = write!(out, ",\"checksum\":{}}}", op.checksum);
 }
 
 /// One `data` line (with its newline).
@@ -104,25 +290,36 @@ fn data_line(bucket: &str, after: u64, next_after: u64, has_more: bool, ops: &[O
     Bytes::from(out)
 }
 
-impl StreamContext {
-    fn bucket_json(&self, name: &str, sum: BucketChecksum) -> Value {
-        let stream = self
-            .bucket_streams
-            .iter()
-            .find(|(b, _)| b == name)
-            .map(|(_, i)| *i)
-            .unwrap_or(0);
-        json!({
-            "bucket": name,
-            "checksum": as_signed(sum.checksum),
-            "count": sum.count,
-            "priority": 3,
-            "subscriptions": [{"default": stream}],
-        })
-    }
+/// What a stream last announced: bucket checksums and the write checkpoint.
+struct Announced {
+    buckets: BTreeMap<String, BucketChecksum>,
+    write_checkpoint: Option<u64>,
+}
 
-    fn token_expires_in(&self) -> i64 {
-        (self.exp - now_secs()).max(0)
+/// How sending one checkpoint ended.
+enum Outcome {
+    /// Nothing to send (no change since the last checkpoint line).
+    Unchanged,
+    /// `checkpoint_complete` sent.
+    Complete,
+    /// Abandoned for a newer checkpoint (superseded) or by compaction (invalidated).
+    Abandoned,
+}
+
+fn bucket_json(info: &BucketInfo, sum: BucketChecksum) -> Value {
+    json!({
+        "bucket": info.name,
+        "checksum": as_signed(sum.checksum),
+        "count": sum.count,
+        "priority": info.priority,
+        "subscriptions": [{"default": info.stream}],
+    })
+}
+
+impl StreamContext {
+    fn write_checkpoint(&self, view: &CheckpointView) -> Option<u64> {
+        self.store
+            .write_checkpoint(&self.user_key, view.replicated_lsn)
     }
 
     /// Runs until the client goes away, the token expires or the stand-in shuts down.
@@ -133,134 +330,194 @@ impl StreamContext {
         if *self.shutdown.borrow() {
             return;
         }
-        let start = Instant::now();
-        let remaining = self.token_expires_in();
-        if remaining == 0 {
-            let _ = tx.send(line(&json!({"token_expires_in": 0}))).await;
+        let mut out = Out {
+            tx,
+            bson: self.bson,
+            timers: Timers::new(self.exp, self.keepalive, self.expire_warning),
+            shutdown: self.shutdown.clone(),
+            disconnect: self.disconnect.clone(),
+        };
+        if out.timers.remaining() == 0 {
+            let _ = out.timer_line(Due::Expired).await;
             return;
         }
-        let expiry_at = start + Duration::from_secs(remaining as u64);
-        let mut warning_at = expiry_at
-            .checked_sub(self.expire_warning)
-            .filter(|&t| t > start);
-        let mut next_keepalive = start + jitter(self.keepalive);
         let mut version = self.store.subscribe();
-        let mut last: Option<(BTreeMap<String, BucketChecksum>, Option<u64>)> = None;
+        let mut last: Option<Announced> = None;
         loop {
             version.borrow_and_update();
-            if self.send_checkpoint(&tx, &mut last).await.is_err() {
-                return;
+            let outcome = match self.send_checkpoint(&mut out, &mut last, &version).await {
+                Ok(outcome) => outcome,
+                Err(End) => return,
+            };
+            if matches!(outcome, Outcome::Abandoned) {
+                continue;
+            }
+            if !matches!(outcome, Outcome::Unchanged) {
+                // The service pauses 10 ms after a complete checkpoint.
+                tokio::time::sleep(Duration::from_millis(10)).await;
             }
             loop {
-                let warn = async {
-                    match warning_at {
-                        Some(t) => tokio::time::sleep_until(t).await,
-                        None => std::future::pending().await,
-                    }
-                };
                 tokio::select! {
                     changed = version.changed() => {
                         if changed.is_err() { return; }
                         break;
                     }
-                    _ = tokio::time::sleep_until(next_keepalive) => {
-                        next_keepalive = Instant::now() + jitter(self.keepalive);
-                        let v = json!({"token_expires_in": self.token_expires_in()});
-                        if tx.send(line(&v)).await.is_err() { return; }
-                    }
-                    _ = warn => {
-                        warning_at = None;
-                        let v = json!({"token_expires_in": self.token_expires_in()});
-                        if tx.send(line(&v)).await.is_err() { return; }
-                    }
-                    _ = tokio::time::sleep_until(expiry_at) => {
-                        let _ = tx.send(line(&json!({"token_expires_in": 0}))).await;
-                        return;
+                    due = out.timers.next() => {
+                        if out.timer_line(due).await.is_err() { return; }
                     }
                     _ = self.shutdown.changed() => return,
                     _ = self.disconnect.changed() => return,
-                    _ = tx.closed() => return,
+                    _ = out.tx.closed() => return,
                 }
             }
         }
     }
 
-    /// Sends a checkpoint (first time) or a checkpoint_diff when buckets or the write
-    /// checkpoint changed, then the data and `checkpoint_complete`.
-    async fn send_checkpoint(
-        &mut self,
-        tx: &mpsc::Sender<Bytes>,
-        last: &mut Option<(BTreeMap<String, BucketChecksum>, Option<u64>)>,
-    ) -> Result<(), ()> {
-        let view = self.store.view();
-        let wcp = self
-            .store
-            .write_checkpoint(&self.user_key, view.replicated_lsn);
+    /// The checkpoint or diff line for `view`, or `None` when nothing changed since `last`.
+    fn header(
+        &self,
+        view: &CheckpointView,
+        infos: &[BucketInfo],
+        wcp: Option<u64>,
+        last: Option<&Announced>,
+        bson: bool,
+    ) -> Option<Value> {
         let checkpoint = view.checkpoint.to_string();
-        let header = match last.as_ref() {
+        let info_sum = |info: &BucketInfo| {
+            view.buckets
+                .get(&info.name)
+                .map(|sum| bucket_json(info, *sum))
+        };
+        let mut line = match last {
             None => {
-                let buckets: Vec<Value> = view
-                    .buckets
-                    .iter()
-                    .map(|(name, sum)| self.bucket_json(name, *sum))
-                    .collect();
+                let buckets: Vec<Value> = infos.iter().filter_map(info_sum).collect();
                 let streams: Vec<Value> = self
-                    .stream_names
+                    .store
+                    .stream_names()
                     .iter()
                     .map(|n| json!({"name": n, "is_default": true, "errors": []}))
                     .collect();
-                let mut cp =
-                    json!({"last_op_id": checkpoint, "buckets": buckets, "streams": streams});
-                if let (Some(id), Some(obj)) = (wcp, cp.as_object_mut()) {
-                    obj.insert("write_checkpoint".to_owned(), Value::String(id.to_string()));
-                }
-                json!({ "checkpoint": cp })
+                json!({"checkpoint": {"last_op_id": checkpoint, "buckets": buckets, "streams": streams}})
             }
-            Some((previous, previous_wcp)) => {
-                let updated: Vec<Value> = view
-                    .buckets
+            Some(previous) => {
+                let updated: Vec<Value> = infos
                     .iter()
-                    .filter(|(name, sum)| previous.get(*name) != Some(*sum))
-                    .map(|(name, sum)| self.bucket_json(name, *sum))
+                    .filter(|i| previous.buckets.get(&i.name) != view.buckets.get(&i.name))
+                    .filter_map(info_sum)
                     .collect();
-                if updated.is_empty() && wcp == *previous_wcp {
-                    return Ok(());
+                let removed: Vec<&String> = previous
+                    .buckets
+                    .keys()
+                    .filter(|name| !view.buckets.contains_key(*name))
+                    .collect();
+                if updated.is_empty() && removed.is_empty() && wcp == previous.write_checkpoint {
+                    return None;
                 }
-                let mut diff = json!({"last_op_id": checkpoint, "updated_buckets": updated,
-                                      "removed_buckets": []});
-                if let (Some(id), Some(obj)) = (wcp, diff.as_object_mut()) {
-                    obj.insert("write_checkpoint".to_owned(), Value::String(id.to_string()));
-                }
-                json!({ "checkpoint_diff": diff })
+                json!({"checkpoint_diff": {"last_op_id": checkpoint, "updated_buckets": updated,
+                                           "removed_buckets": removed}})
             }
         };
-        tx.send(line(&header)).await.map_err(|_| ())?;
-        for name in view.buckets.keys() {
-            let mut after = self.positions.get(name).copied().unwrap_or(0);
-            while after < view.checkpoint {
-                let ops = self.store.ops(name, after, view.checkpoint, self.chunk_ops);
-                let Some(last_op) = ops.last() else { break };
-                let next_after = last_op.op_id;
-                let has_more = ops.len() == self.chunk_ops
-                    && !self
-                        .store
-                        .ops(name, next_after, view.checkpoint, 1)
-                        .is_empty();
-                tx.send(data_line(name, after, next_after, has_more, &ops))
-                    .await
-                    .map_err(|_| ())?;
-                after = next_after;
+        let body = line
+            .as_object_mut()
+            .and_then(|o| o.values_mut().next())
+            .and_then(Value::as_object_mut);
+        if let Some(body) = body {
+            match wcp {
+                Some(id) => {
+                    body.insert("write_checkpoint".to_owned(), Value::String(id.to_string()));
+                }
+                // The service leaves it `undefined`: JSON.stringify drops it, js-bson writes null.
+                None if bson => {
+                    body.insert("write_checkpoint".to_owned(), Value::Null);
+                }
+                None => {}
             }
-            self.positions
-                .insert(name.clone(), view.checkpoint.max(after));
         }
-        tx.send(line(
-            &json!({"checkpoint_complete": {"last_op_id": checkpoint}}),
-        ))
-        .await
-        .map_err(|_| ())?;
-        *last = Some((view.buckets, wcp));
-        Ok(())
+        Some(line)
+    }
+
+    /// Sends the checkpoint line, the data grouped by priority with the complete lines, and
+    /// says how it ended.
+    async fn send_checkpoint(
+        &mut self,
+        out: &mut Out,
+        last: &mut Option<Announced>,
+        version: &watch::Receiver<u64>,
+    ) -> Result<Outcome, End> {
+        let view = self.store.view();
+        let infos = self.store.bucket_infos();
+        let wcp = self.write_checkpoint(&view);
+        let Some(header) = self.header(&view, &infos, wcp, last.as_ref(), out.bson) else {
+            return Ok(Outcome::Unchanged);
+        };
+        out.send(&header).await?;
+        *last = Some(Announced {
+            buckets: view.buckets.clone(),
+            write_checkpoint: wcp,
+        });
+        let checkpoint = view.checkpoint;
+
+        // The buckets with data to send, grouped by priority, highest (0) first.
+        let mut groups: BTreeMap<u8, Vec<&BucketInfo>> = BTreeMap::new();
+        for info in &infos {
+            let after = self.positions.get(&info.name).copied().unwrap_or(0);
+            if !self.store.ops(&info.name, after, checkpoint, 1).is_empty() {
+                groups.entry(info.priority).or_default().push(info);
+            }
+        }
+        let lowest = groups.keys().next_back().copied();
+        let mut sent_ops: u64 = 0;
+        let mut invalidated = false;
+        for (&priority, buckets) in &groups {
+            for info in buckets {
+                let name = &info.name;
+                let mut after = self.positions.get(name).copied().unwrap_or(0);
+                loop {
+                    let ops = self.store.ops(name, after, checkpoint, self.chunk_ops);
+                    let Some(last_op) = ops.last() else { break };
+                    let next_after = last_op.op_id;
+                    let has_more = ops.len() == self.chunk_ops
+                        && !self.store.ops(name, next_after, checkpoint, 1).is_empty();
+                    invalidated |= ops
+                        .iter()
+                        .any(|op| op.target_op.is_some_and(|t| t > checkpoint));
+                    out.data(name, after, next_after, has_more, &ops).await?;
+                    after = next_after;
+                    self.positions.insert(name.clone(), after);
+                    sent_ops += ops.len() as u64;
+                    if sent_ops >= SUPERSEDE_AFTER_OPS && self.superseded(version, last) {
+                        return Ok(Outcome::Abandoned);
+                    }
+                }
+            }
+            if invalidated {
+                return Ok(Outcome::Abandoned);
+            }
+            out.wait_until(&self.store, |s| s.durable_checkpoint() >= checkpoint)
+                .await?;
+            if Some(priority) != lowest {
+                out.send(&json!({"partial_checkpoint_complete": {
+                    "last_op_id": checkpoint.to_string(), "priority": priority}}))
+                    .await?;
+            }
+        }
+        out.wait_until(&self.store, |s| s.durable_checkpoint() >= checkpoint)
+            .await?;
+        out.send(&json!({"checkpoint_complete": {"last_op_id": checkpoint.to_string()}}))
+            .await?;
+        Ok(Outcome::Complete)
+    }
+
+    /// Whether a newer checkpoint than the one being sent would produce a line.
+    fn superseded(&self, version: &watch::Receiver<u64>, last: &Option<Announced>) -> bool {
+        if !version.has_changed().unwrap_or(false) {
+            return false;
+        }
+        let view = self.store.view();
+        let infos = self.store.bucket_infos();
+        let wcp = self.write_checkpoint(&view);
+        self.header(&view, &infos, wcp, last.as_ref(), false)
+            .is_some()
     }
 }
 
@@ -278,6 +535,7 @@ mod tests {
             object_id: "a\"b".into(),
             data: Some(r#"{"id":"a\"b"}"#.into()),
             checksum: 4294967295,
+            target_op: None,
         };
         let remove = Op {
             op_id: 8,
@@ -296,8 +554,36 @@ mod tests {
                 {"op_id": "7", "op": "PUT", "object_type": "lww", "object_id": "a\"b",
                  "subkey": "lww/a\"b", "data": "{\"id\":\"a\\\"b\"}", "checksum": 4294967295u32},
                 {"op_id": "8", "op": "REMOVE", "object_type": "lww", "object_id": "a\"b",
-                 "subkey": "lww/a\"b", "checksum": 1}
+                 "subkey": "lww/a\"b", "data": null, "checksum": 1}
             ]}})
+        );
+    }
+
+    #[test]
+    fn move_and_clear_carry_only_their_checksum() {
+        let base = Op {
+            op_id: 3,
+            bucket: "b".into(),
+            kind: OpKind::Move,
+            object_type: String::new(),
+            object_id: String::new(),
+            data: None,
+            checksum: 4000000000,
+            target_op: Some(9),
+        };
+        let clear = Op {
+            op_id: 4,
+            kind: OpKind::Clear,
+            ..base.clone()
+        };
+        let v: Value =
+            serde_json::from_slice(&data_line("b", 0, 4, false, &[base, clear])).unwrap();
+        assert_eq!(
+            v["data"]["data"],
+            json!([
+                {"op_id": "3", "op": "MOVE", "checksum": 4000000000u32},
+                {"op_id": "4", "op": "CLEAR", "checksum": -294967296}
+            ])
         );
     }
 

@@ -29,42 +29,6 @@ async fn table_rows(db: &tokio_postgres::Client) -> BTreeMap<String, (i64, i64)>
         .collect()
 }
 
-/// Starts a sync iteration against the stand-in and returns the open line reader.
-async fn connect(client: &mut CoreClient, url: &str, token: &str) -> Lines {
-    let request = client.start();
-    let response = open_stream(url, token, &request).await;
-    assert_eq!(response.status(), 200);
-    client.control("connection", Some("established"));
-    Lines::new(response)
-}
-
-/// Feeds lines until `done` holds after a line; every line is checked with `each`.
-async fn feed_until(
-    client: &mut CoreClient,
-    lines: &mut Lines,
-    mut each: impl FnMut(&CoreClient),
-    done: impl Fn(&CoreClient) -> bool,
-) {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    while !done(client) {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out; rows {:?}",
-            client.rows()
-        );
-        let line = lines
-            .next_raw(Duration::from_secs(20))
-            .await
-            .expect("stream ended early");
-        let out = client.control("line_text", Some(&line));
-        assert!(
-            !out.iter().any(|i| i.get("CloseSyncStream").is_some()),
-            "core closed the stream: {out:?}"
-        );
-        each(client);
-    }
-}
-
 const LWW: &str = "CREATE TABLE lww (id text PRIMARY KEY, k integer NOT NULL, v integer NOT NULL)";
 
 #[tokio::test]

@@ -58,7 +58,7 @@ async fn full_sync(url: &str) -> (Vec<u64>, BTreeMap<String, String>) {
             }
         }
     }
-    let announced = bucket(&batch[0], "global[]").unwrap();
+    let announced = bucket(&batch[0], "1#global[]").unwrap();
     assert_eq!(announced["checksum"].as_i64().unwrap() as i32 as u32, sum);
     assert_eq!(announced["count"].as_u64().unwrap() as usize, all.len());
     (ids, rows)

@@ -31,8 +31,8 @@ async fn snapshot_transactions_and_checksums_match_the_service() {
     assert_eq!(cp["last_op_id"], "1");
     assert!(cp.get("write_checkpoint").is_none());
     assert_eq!(
-        bucket(&first[0], "global[]").unwrap(),
-        &json!({"bucket": "global[]", "checksum": 213352229, "count": 1, "priority": 3,
+        bucket(&first[0], "1#global[]").unwrap(),
+        &json!({"bucket": "1#global[]", "checksum": 213352229, "count": 1, "priority": 3,
                 "subscriptions": [{"default": 0}]})
     );
     assert_eq!(
@@ -90,7 +90,7 @@ async fn snapshot_transactions_and_checksums_match_the_service() {
     let sum = all.iter().fold(0u32, |acc, o| {
         acc.wrapping_add(o["checksum"].as_u64().unwrap() as u32)
     });
-    let announced = bucket(&second[0], "global[]").unwrap();
+    let announced = bucket(&second[0], "1#global[]").unwrap();
     assert_eq!(announced["checksum"].as_i64().unwrap() as i32 as u32, sum);
     assert_eq!(announced["count"], 5);
 
@@ -113,7 +113,7 @@ async fn snapshot_transactions_and_checksums_match_the_service() {
         open_stream(
             &standin.url(),
             &token("u1"),
-            &request(json!([{"name": "global[]", "after": "5"}])),
+            &request(json!([{"name": "1#global[]", "after": "5"}])),
         )
         .await,
     );
@@ -506,7 +506,7 @@ async fn probes_unknown_routes_bad_bodies_and_token_expiry() {
     for bad in [
         "not json",
         r#"{"buckets": 5}"#,
-        r#"{"buckets": [{"name": "global[]", "after": "x"}]}"#,
+        r#"{"buckets": [{"name": "1#global[]", "after": "x"}]}"#,
     ] {
         let resp = http
             .post(format!("{url}/sync/stream"))

@@ -129,9 +129,24 @@ impl PowerSyncDatabase {
                 })
             })
             .await;
-        match result? {
-            Some(json) => parse_instructions(&json),
-            None => Ok(Vec::new()),
+        let instructions = match result? {
+            Some(json) => parse_instructions(&json)?,
+            None => Vec::new(),
+        };
+        self.apply_priority_status(&instructions);
+        Ok(instructions)
+    }
+
+    /// Copies the per-priority entries of every `UpdateSyncStatus` into the status (the rest
+    /// of the status is applied by the download loop).
+    fn apply_priority_status(&self, instructions: &[Instruction]) {
+        let micros = self.core_version().at_least(0, 5, 0);
+        for instruction in instructions {
+            if let Instruction::UpdateSyncStatus { status } = instruction {
+                self.inner
+                    .status
+                    .send_if_modified(|s| s.apply_priority_status(status, micros));
+            }
         }
     }
 }

@@ -3,6 +3,7 @@
 mod control;
 mod credentials;
 mod download;
+mod priority;
 mod status_map;
 mod stream;
 

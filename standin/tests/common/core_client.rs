@@ -49,7 +49,31 @@ impl CoreClient {
         let list: Vec<Value> = result
             .map(|r| serde_json::from_str(&r).unwrap())
             .unwrap_or_default();
-        for instruction in &list {
+        self.check_and_keep(&list);
+        list
+    }
+
+    /// `line_binary` with one BSON document, in its own transaction; returns its instructions.
+    pub fn control_binary(&mut self, document: &[u8]) -> Vec<Value> {
+        self.conn.execute_batch("BEGIN IMMEDIATE").unwrap();
+        let result: Option<String> = self
+            .conn
+            .query_row(
+                "SELECT powersync_control('line_binary', ?1)",
+                [document],
+                |r| r.get(0),
+            )
+            .unwrap();
+        self.conn.execute_batch("COMMIT").unwrap();
+        let list: Vec<Value> = result
+            .map(|r| serde_json::from_str(&r).unwrap())
+            .unwrap_or_default();
+        self.check_and_keep(&list);
+        list
+    }
+
+    fn check_and_keep(&mut self, list: &[Value]) {
+        for instruction in list {
             if let Some(log) = instruction.get("LogLine") {
                 let line = log["line"].as_str().unwrap_or_default();
                 assert!(
@@ -58,8 +82,7 @@ impl CoreClient {
                 );
             }
         }
-        self.instructions.extend(list.clone());
-        list
+        self.instructions.extend(list.iter().cloned());
     }
 
     /// `start` in legacy checkpoint mode, returning the request body of `EstablishSyncStream`.

@@ -13,6 +13,8 @@ use serde_json::Value;
 use standin::{Config, SyncRules};
 use testkit::{TestKey, TestPostgres};
 
+use core_client::CoreClient;
+
 /// Default sync rules: one global bucket over `lww`.
 pub const LWW_RULES: &str =
     "bucket_definitions:\n  global:\n    data:\n      - SELECT * FROM lww\n";
@@ -46,16 +48,27 @@ pub fn token(sub: &str) -> String {
     TestKey::primary().token(sub, 300).expect("sign")
 }
 
-/// Opens `/sync/stream` with `body` and returns the response.
+/// The `Accept` header of the SDKs (BSON preferred).
+pub const SDK_ACCEPT: &str =
+    "application/vnd.powersync.bson-stream;q=0.9,application/x-ndjson;q=0.8";
+
+/// Opens `/sync/stream` with `body`, asking for NDJSON, and returns the response.
 pub async fn open_stream(url: &str, token: &str, body: &Value) -> reqwest::Response {
+    open_stream_accepting(url, token, body, "application/x-ndjson").await
+}
+
+/// Opens `/sync/stream` with `body` and the given `Accept` header.
+pub async fn open_stream_accepting(
+    url: &str,
+    token: &str,
+    body: &Value,
+    accept: &str,
+) -> reqwest::Response {
     reqwest::Client::new()
         .post(format!("{url}/sync/stream"))
         .header("Authorization", format!("Token {token}"))
         .header("Content-Type", "application/json")
-        .header(
-            "Accept",
-            "application/vnd.powersync.bson-stream;q=0.9,application/x-ndjson;q=0.8",
-        )
+        .header("Accept", accept)
         .body(body.to_string())
         .send()
         .await
@@ -82,6 +95,47 @@ impl Lines {
         Lines {
             stream: Box::pin(response.bytes_stream()),
             buf: Vec::new(),
+        }
+    }
+
+    /// Wraps a 200 BSON response (read with [`Lines::next_document`]).
+    pub fn new_bson(response: reqwest::Response) -> Self {
+        assert_eq!(response.status(), 200);
+        assert_eq!(
+            response.headers()["content-type"],
+            "application/vnd.powersync.bson-stream",
+            "BSON framing"
+        );
+        Lines {
+            stream: Box::pin(response.bytes_stream()),
+            buf: Vec::new(),
+        }
+    }
+
+    /// The next whole BSON document (length prefix included), `None` at the end of the
+    /// stream. Panics after `timeout`.
+    pub async fn next_document(&mut self, timeout: Duration) -> Option<Vec<u8>> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            if self.buf.len() >= 4 {
+                let len = i32::from_le_bytes([self.buf[0], self.buf[1], self.buf[2], self.buf[3]]);
+                let len = usize::try_from(len).expect("document length");
+                assert!(len >= 5, "document length {len}");
+                if self.buf.len() >= len {
+                    return Some(self.buf.drain(..len).collect());
+                }
+            }
+            let chunk = tokio::time::timeout_at(deadline, self.stream.next())
+                .await
+                .expect("timed out waiting for a sync document");
+            match chunk {
+                Some(Ok(bytes)) => self.buf.extend_from_slice(&bytes),
+                Some(Err(e)) => panic!("stream error: {e}"),
+                None => {
+                    assert!(self.buf.is_empty(), "partial document at end of stream");
+                    return None;
+                }
+            }
         }
     }
 
@@ -168,4 +222,40 @@ pub fn strs(ops: &[Value], name: &str) -> Vec<String> {
     ops.iter()
         .map(|o| o[name].as_str().expect("string field").to_owned())
         .collect()
+}
+
+/// Starts a sync iteration against the stand-in and returns the open line reader.
+pub async fn connect(client: &mut CoreClient, url: &str, token: &str) -> Lines {
+    let request = client.start();
+    let response = open_stream(url, token, &request).await;
+    assert_eq!(response.status(), 200);
+    client.control("connection", Some("established"));
+    Lines::new(response)
+}
+
+/// Feeds lines until `done` holds after a line; every line is checked with `each`.
+pub async fn feed_until(
+    client: &mut CoreClient,
+    lines: &mut Lines,
+    mut each: impl FnMut(&CoreClient),
+    done: impl Fn(&CoreClient) -> bool,
+) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while !done(client) {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out; rows {:?}",
+            client.rows()
+        );
+        let line = lines
+            .next_raw(Duration::from_secs(20))
+            .await
+            .expect("stream ended early");
+        let out = client.control("line_text", Some(&line));
+        assert!(
+            !out.iter().any(|i| i.get("CloseSyncStream").is_some()),
+            "core closed the stream: {out:?}"
+        );
+        each(client);
+    }
 }
