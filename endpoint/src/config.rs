@@ -91,6 +91,27 @@ impl fmt::Display for LatestEndpoint {
     }
 }
 
+/// Which Jepsen era the endpoint serves, with what only that era has, so that an illegal
+/// combination (a latest-era store with a seed-era mode, say) cannot be built.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Era {
+    /// The seed era (`lww` list-append, `/sql-txn` with `r`/`append`, `/powersync`, `/db/list`).
+    Seed {
+        /// Where transactions run.
+        mode: Mode,
+    },
+    /// The latest era (`--endpoint`: `mww`, `readAll`/`writeSome`, `/db-api/*`).
+    Latest {
+        /// Which store.
+        endpoint: LatestEndpoint,
+        /// `--keys`: keys `0..keys`.
+        keys: i64,
+    },
+}
+
+/// The latest era's default `--keys` (the Dart endpoint's 100).
+pub const MWW_DEFAULT_KEYS: i64 = 100;
+
 /// `ENDPOINT_LOG_LEVEL`: the Dart `logging` level names, or the `tracing` ones.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct LogLevel(pub LevelFilter);
@@ -122,6 +143,11 @@ impl FromStr for LogLevel {
 pub struct Secret(String);
 
 impl Secret {
+    /// Wraps `value`.
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(value.into())
+    }
+
     /// The secret value, for the one place that needs it.
     pub fn expose(&self) -> &str {
         &self.0
@@ -156,12 +182,13 @@ struct Args {
     #[arg(long, value_enum)]
     endpoint: Option<LatestEndpoint>,
     /// Latest era: the number of keys (`0..keys`), also the expected `readAll` size.
-    #[arg(short = 'k', long, default_value_t = 100, value_parser = clap::value_parser!(i64).range(1..=1_000_000))]
+    #[arg(short = 'k', long, default_value_t = MWW_DEFAULT_KEYS, value_parser = clap::value_parser!(i64).range(1..=1_000_000))]
     keys: i64,
-    /// Latest era (`--endpoint powersync`): how long to wait for the first complete sync with
-    /// every key before exiting (e.g. `120s`, `2m`).
-    #[arg(long, env = "FIRST_SYNC_TIMEOUT", default_value = "120s", value_parser = humantime::parse_duration)]
-    first_sync_timeout: std::time::Duration,
+    /// The synced stores (`--endpoint powersync`, mode `powersync`): how long to wait for the
+    /// first complete sync with every key before exiting (e.g. `120s`, `2m`). Unset: wait as long
+    /// as it takes, as the Dart endpoint does, saying so at INFO every 10 s.
+    #[arg(long, env = "FIRST_SYNC_TIMEOUT", value_parser = humantime::parse_duration)]
+    first_sync_timeout: Option<std::time::Duration>,
     #[command(flatten)]
     #[allow(dead_code, reason = "accepted for compatibility, never read")]
     fuzz: FuzzArgs,
@@ -252,7 +279,8 @@ struct Args {
         hide_default_value = true
     )]
     pg_database_password: Secret,
-    /// The RSA private JWK (base64 JSON) that signs the PowerSync tokens. Secret.
+    /// The RSA private JWK (base64 JSON) that signs the PowerSync tokens. Secret. Unset: the
+    /// public development key built into jepsen-powersync's Dart endpoint (a WARN says so).
     #[arg(long, env = "JWKS_PRIVATE_KEY", hide_env_values = true)]
     jwks_private_key: Option<Secret>,
 }
@@ -309,17 +337,46 @@ pub struct PostgresConfig {
     pub password: Secret,
 }
 
+/// TEST ONLY: faults a test switches on through the environment, read once at start-up by
+/// [`Config::load`] (never deeper in the code). Nothing outside tests may set them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TestFailpoints {
+    /// [`TestFailpoints::EXIT_AFTER_PG_COMMIT_ENV`]`=1`: an upload connector exits with status
+    /// [`TestFailpoints::EXIT_AFTER_PG_COMMIT_STATUS`] right after its first PostgreSQL commit,
+    /// before `complete()` (to test idempotent re-upload).
+    pub exit_after_pg_commit: bool,
+    /// [`TestFailpoints::BROKEN_CONNECTOR_ENV`]`=drop`: the latest era's connector completes every
+    /// second client transaction WITHOUT uploading it (so checkers can be shown to catch a lost
+    /// update).
+    pub drop_every_second_upload: bool,
+}
+
+impl TestFailpoints {
+    /// The variable of [`TestFailpoints::exit_after_pg_commit`].
+    pub const EXIT_AFTER_PG_COMMIT_ENV: &str = "ENDPOINT_TEST_EXIT_AFTER_PG_COMMIT";
+    /// The exit status of [`TestFailpoints::exit_after_pg_commit`].
+    pub const EXIT_AFTER_PG_COMMIT_STATUS: i32 = 86;
+    /// The variable of [`TestFailpoints::drop_every_second_upload`] (value `drop`).
+    pub const BROKEN_CONNECTOR_ENV: &str = "ENDPOINT_TEST_BROKEN_CONNECTOR";
+
+    /// Reads both variables from the process environment.
+    pub fn from_env() -> Self {
+        Self {
+            exit_after_pg_commit: std::env::var(Self::EXIT_AFTER_PG_COMMIT_ENV)
+                .is_ok_and(|v| v == "1"),
+            drop_every_second_upload: std::env::var(Self::BROKEN_CONNECTOR_ENV)
+                .is_ok_and(|v| v == "drop"),
+        }
+    }
+}
+
 /// The endpoint's resolved configuration.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
-    /// The latest era's `--endpoint`; `None` runs the seed era.
-    pub endpoint: Option<LatestEndpoint>,
-    /// `--keys` (latest era).
-    pub keys: i64,
-    /// `FIRST_SYNC_TIMEOUT` (latest era, `--endpoint powersync`).
-    pub first_sync_timeout: std::time::Duration,
-    /// The mode (resolved from `ENDPOINT_MODE` and `LOCAL_ONLY`).
-    pub mode: Mode,
+    /// The era, with its mode or latest-era endpoint.
+    pub era: Era,
+    /// `FIRST_SYNC_TIMEOUT`; `None`: no limit.
+    pub first_sync_timeout: Option<std::time::Duration>,
     /// `ENDPOINT_PORT`.
     pub port: u16,
     /// `ENDPOINT_LOG_LEVEL`.
@@ -340,9 +397,36 @@ pub struct Config {
     pub jwks_private_key: Option<Secret>,
     /// The `.env` file that was read, if there was one.
     pub dotenv_file: Option<PathBuf>,
+    /// TEST ONLY faults (see [`TestFailpoints`]).
+    pub test_failpoints: TestFailpoints,
 }
 
 impl Config {
+    /// The latest era's `--endpoint`; `None` in the seed era.
+    pub fn endpoint(&self) -> Option<LatestEndpoint> {
+        match self.era {
+            Era::Latest { endpoint, .. } => Some(endpoint),
+            Era::Seed { .. } => None,
+        }
+    }
+
+    /// The latest era's key count (`--keys`); the seed era's [`crate::LWW_KEY_COUNT`].
+    pub fn keys(&self) -> i64 {
+        match self.era {
+            Era::Latest { keys, .. } => keys,
+            Era::Seed { .. } => crate::LWW_KEY_COUNT,
+        }
+    }
+
+    /// The mode (resolved from `ENDPOINT_MODE` and `LOCAL_ONLY`); the latest era syncs
+    /// ([`Mode::Powersync`]).
+    pub fn mode(&self) -> Mode {
+        match self.era {
+            Era::Seed { mode } => mode,
+            Era::Latest { .. } => Mode::Powersync,
+        }
+    }
+
     /// Loads the configuration from the command line, `./.env` and the environment. Prints
     /// clap's message and exits for `--help`, `--version` and unparseable values.
     pub fn load() -> Result<Self> {
@@ -353,6 +437,7 @@ impl Config {
         let cwd = std::env::current_dir()?;
         let mut config = resolve(args, &cwd)?;
         config.dotenv_file = dotenv.is_some().then(|| cwd.join(dotenv_path));
+        config.test_failpoints = TestFailpoints::from_env();
         Ok(config)
     }
 }
@@ -364,11 +449,11 @@ impl fmt::Display for Config {
             f,
             "endpoint={} keys={} first_sync_timeout={:?} mode={} port={} log_level={} LOCAL_ONLY={} POWERSYNC_URL={} SQLITE3_PATH={} \
              USER_ID={} BACKEND_CONNECTOR={} PG_DATABASE={}@{}:{}/{} JWKS_PRIVATE_KEY={} .env={}",
-            self.endpoint
+            self.endpoint()
                 .map_or_else(|| "<seed era>".to_owned(), |e| e.to_string()),
-            self.keys,
+            self.keys(),
             self.first_sync_timeout,
-            self.mode,
+            self.mode(),
             self.port,
             self.log_level.0,
             self.local_only,
@@ -485,11 +570,16 @@ fn resolve(args: Args, cwd: &Path) -> Result<Config> {
         None if args.endpoint.is_some() => cwd.join("data").join("http.sqlite3"),
         None => cwd.join("powersync.sqlite3"),
     };
+    let era = match args.endpoint {
+        Some(endpoint) => Era::Latest {
+            endpoint,
+            keys: args.keys,
+        },
+        None => Era::Seed { mode },
+    };
     Ok(Config {
-        endpoint: args.endpoint,
-        keys: args.keys,
+        era,
         first_sync_timeout: args.first_sync_timeout,
-        mode,
         port: args.port,
         log_level: args.log_level,
         local_only: mode != Mode::Powersync,
@@ -507,6 +597,7 @@ fn resolve(args: Args, cwd: &Path) -> Result<Config> {
         // An empty value (e.g. `JWKS_PRIVATE_KEY=` in compose) means unset.
         jwks_private_key: args.jwks_private_key.filter(|key| !key.0.is_empty()),
         dotenv_file: None,
+        test_failpoints: TestFailpoints::default(),
     })
 }
 
@@ -539,8 +630,8 @@ mod test {
     #[test]
     fn latest_era_flags_map_onto_the_seed_settings() {
         let c = config(&["--endpoint", "postgresql"], &None).unwrap();
-        assert_eq!(c.endpoint, Some(LatestEndpoint::Postgresql));
-        assert_eq!(c.keys, 100);
+        assert_eq!(c.endpoint(), Some(LatestEndpoint::Postgresql));
+        assert_eq!(c.keys(), 100);
         assert_eq!(c.sqlite3_path, Path::new("/work/data/http.sqlite3"));
         let c = config(
             &[
@@ -570,8 +661,8 @@ mod test {
             ]),
         )
         .unwrap();
-        assert_eq!(c.endpoint, Some(LatestEndpoint::Powersync));
-        assert_eq!(c.keys, 7);
+        assert_eq!(c.endpoint(), Some(LatestEndpoint::Powersync));
+        assert_eq!(c.keys(), 7);
         assert_eq!(c.port, 9000);
         assert_eq!(c.log_level, LogLevel(LevelFilter::INFO));
         // A flag beats .env; .env still fills what the flags leave out.
@@ -596,13 +687,13 @@ mod test {
             )
             .is_err()
         );
-        assert_eq!(config(&[], &None).unwrap().endpoint, None);
+        assert_eq!(config(&[], &None).unwrap().endpoint(), None);
     }
 
     #[test]
     fn seed_defaults() {
         let c = config(&[], &None).unwrap();
-        assert_eq!(c.mode, Mode::Powersync);
+        assert_eq!(c.mode(), Mode::Powersync);
         assert_eq!(c.port, 8089);
         assert_eq!(c.log_level, LogLevel(LevelFilter::TRACE));
         assert!(!c.local_only);
@@ -637,9 +728,9 @@ mod test {
     #[test]
     fn mode_follows_local_only_and_rejects_contradictions() {
         let c = config(&[], &dotenv(&[("LOCAL_ONLY", "true")])).unwrap();
-        assert_eq!(c.mode, Mode::PowersyncLocal);
+        assert_eq!(c.mode(), Mode::PowersyncLocal);
         let c = config(&["--mode", "sqlite3-local"], &None).unwrap();
-        assert_eq!((c.mode, c.local_only), (Mode::Sqlite3Local, true));
+        assert_eq!((c.mode(), c.local_only), (Mode::Sqlite3Local, true));
         let err = config(&["--mode", "powersync", "--local-only", "true"], &None).unwrap_err();
         assert!(err.to_string().contains("LOCAL_ONLY"), "{err}");
         assert!(
@@ -680,7 +771,7 @@ mod test {
         let env = read_dotenv(&path).unwrap();
         assert_eq!(env.as_ref().map(Vec::len), Some(12));
         let c = config(&[], &env).unwrap();
-        assert_eq!(c.mode, Mode::Powersync);
+        assert_eq!(c.mode(), Mode::Powersync);
         assert_eq!(c.backend_connector, BackendConnector::Batch);
         assert_eq!(c.sqlite3_path, Path::new("/work/powersync.sqlite3"));
         assert_eq!(

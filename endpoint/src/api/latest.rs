@@ -20,8 +20,8 @@ use serde::Serialize;
 use serde_json::Value;
 
 use crate::api::seed::{
-    MAX_BODY_BYTES, MAX_MICRO_OPS, body_rejection, brief, brief_str, log_request,
-    method_not_allowed, not_found,
+    MAX_BODY_BYTES, body_rejection, brief, brief_str, log_request, method_not_allowed, micro_ops,
+    not_found,
 };
 use crate::error::{Error, RequestProblem, Result};
 use crate::model::mww::MwwOp;
@@ -141,17 +141,7 @@ pub fn parse_txn_request(body: &[u8], keys: i64) -> Result<TxnRequest> {
         .as_str()
         .ok_or_else(|| Error::malformed(format!("\"f\" must be a string, got {}", brief(f))))?
         .to_owned();
-    let mops = object
-        .get("value")
-        .ok_or_else(|| Error::malformed("missing field \"value\""))?
-        .as_array()
-        .ok_or_else(|| Error::malformed("\"value\" must be an array of micro-ops"))?;
-    if mops.len() > MAX_MICRO_OPS {
-        return Err(Error::malformed(format!(
-            "\"value\" has {} micro-ops; at most {MAX_MICRO_OPS} are accepted",
-            mops.len()
-        )));
-    }
+    let mops = micro_ops(object)?;
     let ops = mops
         .iter()
         .enumerate()

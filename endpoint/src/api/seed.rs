@@ -201,6 +201,15 @@ pub fn parse_txn_request(body: &[u8]) -> Result<Vec<MicroOp>> {
     let object = doc
         .as_object()
         .ok_or_else(|| Error::malformed("body must be a JSON object with a \"value\" array"))?;
+    let mops = micro_ops(object)?;
+    mops.iter()
+        .enumerate()
+        .map(|(i, mop)| parse_micro_op(&format!("value[{i}]"), mop))
+        .collect()
+}
+
+/// The `value` array of micro-ops of a `/sql-txn` body (both eras), at most [`MAX_MICRO_OPS`].
+pub(crate) fn micro_ops(object: &serde_json::Map<String, Value>) -> Result<&Vec<Value>> {
     let mops = object
         .get("value")
         .ok_or_else(|| Error::malformed("missing field \"value\""))?
@@ -212,10 +221,7 @@ pub fn parse_txn_request(body: &[u8]) -> Result<Vec<MicroOp>> {
             mops.len()
         )));
     }
-    mops.iter()
-        .enumerate()
-        .map(|(i, mop)| parse_micro_op(&format!("value[{i}]"), mop))
-        .collect()
+    Ok(mops)
 }
 
 fn parse_micro_op(at: &str, mop: &Value) -> Result<MicroOp> {

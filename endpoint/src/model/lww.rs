@@ -7,11 +7,17 @@
 //! a plain [`rusqlite::Connection`] (a [`rusqlite::Transaction`] derefs to one), so any store that
 //! reaches SQLite through rusqlite (plain SQLite, or PowerSync's views) runs the same SQL.
 
+use powersync::schema::{Column, Index, Schema, Table};
+use powersync::{CrudEntry, UpdateType};
 use rusqlite::{Connection, OptionalExtension, params};
 use serde::Serialize;
 use serde::ser::SerializeMap;
+use serde_json::Value;
+use tokio_postgres::GenericClient;
 
 use crate::error::{Error, Result};
+use crate::model::invalid_entry;
+use crate::pg::PgFailure;
 
 /// Number of seeded keys: `0..KEY_COUNT`. Requests for other keys are rejected.
 pub const KEY_COUNT: i64 = 100;
@@ -65,6 +71,81 @@ pub struct LwwRow {
     pub k: i64,
     /// The stored list text, e.g. `" 1 4 6"`.
     pub v: String,
+}
+
+/// The seed's PowerSync schema: `lww(k INTEGER, v TEXT)` with index `lww_k`, local-only in
+/// `powersync-local`.
+pub fn schema(local_only: bool) -> Schema {
+    let table = Table::new("lww", vec![Column::integer("k"), Column::text("v")])
+        .index(Index::new("lww_k", ["k"]));
+    Schema::new(vec![if local_only {
+        table.local_only()
+    } else {
+        table
+    }])
+}
+
+fn field<'a>(entry: &'a CrudEntry, name: &str) -> Option<&'a Value> {
+    entry.data.as_ref().and_then(|d| d.get(name))
+}
+
+/// Uploads one CRUD entry to PostgreSQL with the seed's SQL. With `exactly_one`, the statement
+/// must affect exactly one row (the seed's `RETURNING * ... .single`); otherwise it is fatal.
+pub async fn upload_entry(
+    client: &impl GenericClient,
+    entry: &CrudEntry,
+    exactly_one: bool,
+) -> Result<(), PgFailure> {
+    if entry.table != "lww" {
+        return Err(invalid_entry(entry, "only the lww table is synced"));
+    }
+    let rows = match entry.op {
+        UpdateType::Put => {
+            let k = field(entry, "k")
+                .and_then(Value::as_i64)
+                .ok_or_else(|| invalid_entry(entry, "no integer k"))?;
+            let k =
+                i32::try_from(k).map_err(|_| invalid_entry(entry, "k is out of INTEGER range"))?;
+            let v = field(entry, "v")
+                .and_then(Value::as_str)
+                .unwrap_or_default();
+            client
+                .execute(
+                    "INSERT INTO lww (id, k, v) VALUES (CAST($1::text AS uuid), $2, $3)",
+                    &[&entry.id, &k, &v],
+                )
+                .await?
+        }
+        UpdateType::Patch => {
+            let Some(v) = field(entry, "v") else {
+                return Ok(());
+            };
+            let v = v
+                .as_str()
+                .ok_or_else(|| invalid_entry(entry, "v is not text"))?;
+            client
+                .execute(
+                    "UPDATE lww SET v = $1 WHERE id = CAST($2::text AS uuid)",
+                    &[&v, &entry.id],
+                )
+                .await?
+        }
+        UpdateType::Delete => {
+            client
+                .execute(
+                    "DELETE FROM lww WHERE id = CAST($1::text AS uuid)",
+                    &[&entry.id],
+                )
+                .await?
+        }
+    };
+    if exactly_one && rows != 1 {
+        return Err(invalid_entry(
+            entry,
+            &format!("expected exactly one affected row, got {rows}"),
+        ));
+    }
+    Ok(())
 }
 
 /// Creates the plain-SQLite `lww` table if needed and seeds the keys that are missing, leaving
@@ -286,8 +367,6 @@ mod on_powersync_views {
             Self(e.to_string())
         }
     }
-
-    use crate::store::powersync::schema;
 
     async fn open(dir: &tempfile::TempDir, local_only: bool) -> PowerSyncDatabase {
         PowerSyncDatabase::open(
