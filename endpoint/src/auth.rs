@@ -201,14 +201,7 @@ mod tests {
             header,
             json!({"alg": "RS256", "typ": "JWT", "kid": "compose-demo-key"})
         );
-        assert_eq!(claims["sub"], "userId");
-        assert_eq!(claims["aud"], json!(["powersync-dev", "powersync"]));
-        assert_eq!(claims["parameters"], json!({"sync_filter": "*"}));
-        let (iat, exp) = (
-            claims["iat"].as_u64().unwrap(),
-            claims["exp"].as_u64().unwrap(),
-        );
-        assert_eq!(exp - iat, TOKEN_LIFETIME_SECS);
+        assert_dart_claims(&claims, "userId");
     }
 
     #[test]
@@ -238,7 +231,12 @@ mod tests {
             header,
             json!({"alg": "RS256", "typ": "JWT", "kid": DEVELOPMENT_KID})
         );
-        assert_eq!(claims["sub"], "user-7");
+        assert_dart_claims(&claims, "user-7");
+    }
+
+    /// The Dart endpoint's claims: `sub`, both audiences, `parameters`, a 5-minute lifetime.
+    fn assert_dart_claims(claims: &serde_json::Value, sub: &str) {
+        assert_eq!(claims["sub"], sub);
         assert_eq!(claims["aud"], json!(["powersync-dev", "powersync"]));
         assert_eq!(claims["parameters"], json!({"sync_filter": "*"}));
         let (iat, exp) = (

@@ -26,7 +26,8 @@ pub struct PowerSyncStore {
 
 impl PowerSyncStore {
     /// Opens the database at `SQLITE3_PATH` (the core is found as `powersync_sys` documents:
-    /// `POWERSYNC_LIB`, `POWERSYNC_LIB_DIR`, the vendored default), then:
+    /// `POWERSYNC_LIB*`, an installed bundle's core beside the binary or in `../lib/`, the
+    /// vendored default, the system loader), then:
     /// - `powersync-local`: seeds the missing keys and starts the upload loop with the no-op
     ///   connector;
     /// - `powersync`: connects with the configured connector and waits for the first sync and

@@ -1,13 +1,10 @@
 //! `--endpoint powersync`: the latest era's PowerSync database with the synced `mww` table,
 //! uploading through [`MwwTransactionConnector`], and the `/db-api` actions over it.
 
-use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use powersync::{
-    Backoff, CoreLibrary, DatabaseOptions, PowerSyncDatabase, SyncOptions, SyncStatus,
-};
+use powersync::{Backoff, DatabaseOptions, PowerSyncDatabase, SyncOptions, SyncStatus};
 use serde_json::json;
 
 use crate::config::Config;
@@ -28,35 +25,6 @@ pub const QUEUE_STUCK_AFTER: Duration = Duration::from_secs(11);
 pub const DOWNLOADING_WAIT: Duration = Duration::from_secs(31);
 /// How often the waits poll (the harness cannot tell this from the Dart 1 s).
 const POLL: Duration = Duration::from_millis(100);
-
-/// The core for the latest harness's install layout, where the binary is started without any
-/// environment (`powersync_http/bundle/bin/<binary>` with the libraries in `bundle/lib/`): when
-/// neither `POWERSYNC_LIB` nor `POWERSYNC_LIB_DIR` is set, a `libpowersync.so` beside the
-/// executable or in `../lib/` is used. `None`: the crate's own lookup applies.
-fn bundled_core() -> Result<Option<&'static CoreLibrary>> {
-    if std::env::var_os("POWERSYNC_LIB").is_some()
-        || std::env::var_os("POWERSYNC_LIB_DIR").is_some()
-    {
-        return Ok(None);
-    }
-    let Some(dir) = std::env::current_exe()
-        .ok()
-        .and_then(|exe| exe.parent().map(Path::to_path_buf))
-    else {
-        return Ok(None);
-    };
-    for candidate in [
-        dir.join("libpowersync.so"),
-        dir.join("..").join("lib").join("libpowersync.so"),
-    ] {
-        if candidate.is_file() {
-            return Ok(Some(
-                CoreLibrary::load_from(candidate).map_err(powersync::Error::from)?,
-            ));
-        }
-    }
-    Ok(None)
-}
 
 /// The PowerSync mww store.
 #[derive(Debug)]
@@ -87,12 +55,14 @@ impl PowerSyncMwwStore {
                 "does not exist yet"
             }
         );
-        let options = DatabaseOptions {
-            core: bundled_core()?,
-            ..DatabaseOptions::default()
-        };
-        let db =
-            PowerSyncDatabase::open(&config.sqlite3_path, &Mww::schema(false), options).await?;
+        // The core is found by `powersync_sys::CoreLibrary::load` (POWERSYNC_LIB*, an installed
+        // bundle's core beside the binary or in ../lib, the vendored default, the system).
+        let db = PowerSyncDatabase::open(
+            &config.sqlite3_path,
+            &Mww::schema(false),
+            DatabaseOptions::default(),
+        )
+        .await?;
         tracing::info!(
             "PowerSync core {} from {}",
             db.core_version(),
