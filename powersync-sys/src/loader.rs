@@ -262,7 +262,8 @@ fn env_path(name: &str) -> Option<PathBuf> {
 /// values count as unset.
 fn dotenv_value(text: &str, name: &str) -> Option<PathBuf> {
     text.lines()
-        .filter_map(|line| {
+        .rev()
+        .find_map(|line| {
             let line = line.trim();
             let line = line.strip_prefix("export ").unwrap_or(line).trim_start();
             let value = line
@@ -276,7 +277,6 @@ fn dotenv_value(text: &str, name: &str) -> Option<PathBuf> {
             };
             Some(value.to_owned())
         })
-        .last()
         .filter(|v| !v.is_empty())
         .map(PathBuf::from)
 }
