@@ -59,12 +59,20 @@ async fn synced_appends_reach_postgres_and_postgres_appends_reach_the_endpoint()
             "CrudBatchConnector" => 2,
             _ => 3,
         };
-        ep.txn(&append_txn(&[10, 11], value)).await;
-        ep.txn(&append_txn(&[11], value * 10)).await;
+        // Keys beyond the seeded 0..99 get their row on the first append, locally and (through
+        // every connector) in PostgreSQL.
+        let (new_key, top_key) = (1000 * value, i64::from(i32::MAX) - value);
+        ep.txn(&append_txn(&[10, 11, new_key], value)).await;
+        ep.txn(&append_txn(&[11, top_key, new_key], value * 10))
+            .await;
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             let lists = backend.lists().await;
-            if lists[&10].contains(&value) && lists[&11].ends_with(&[value, value * 10]) {
+            if lists[&10].contains(&value)
+                && lists[&11].ends_with(&[value, value * 10])
+                && lists.get(&new_key) == Some(&vec![value, value * 10])
+                && lists.get(&top_key) == Some(&vec![value * 10])
+            {
                 break;
             }
             assert!(
