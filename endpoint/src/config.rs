@@ -279,6 +279,11 @@ struct Args {
         hide_default_value = true
     )]
     pg_database_password: Secret,
+    /// Keep the database file of a previous run. Only for the `sqlite3_endpoint` program name
+    /// (argv[0]), which otherwise starts each run from an empty database as the Dart
+    /// `sqlite3_endpoint` does.
+    #[arg(long, env = "KEEP_DATABASE", action = ArgAction::SetTrue)]
+    keep_database: bool,
     /// The RSA private JWK (base64 JSON) that signs the PowerSync tokens. Secret. Unset: the
     /// public development key built into jepsen-powersync's Dart endpoint (a WARN says so).
     #[arg(long, env = "JWKS_PRIVATE_KEY", hide_env_values = true)]
@@ -335,6 +340,33 @@ pub struct PostgresConfig {
     pub user: String,
     /// `PG_DATABASE_PASSWORD`.
     pub password: Secret,
+}
+
+/// Which program the binary was started as (its file name, argv[0]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Program {
+    /// `powersync_endpoint`, `powersync_http` or any other name: the defaults described here.
+    #[default]
+    PowersyncEndpoint,
+    /// `sqlite3_endpoint` (the seed's `sqlite3_endpoint/bin/sqlite3_endpoint.exe`): mode
+    /// `sqlite3-local` by default, database `./sqlite3_endpoint.sqlite3`, emptied at every start
+    /// unless `--keep-database`.
+    Sqlite3Endpoint,
+}
+
+impl Program {
+    /// The program named by `argv0` (a path; only its file name counts).
+    pub fn from_argv0(argv0: &std::ffi::OsStr) -> Self {
+        let name = Path::new(argv0)
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        if name.starts_with("sqlite3_endpoint") {
+            Self::Sqlite3Endpoint
+        } else {
+            Self::PowersyncEndpoint
+        }
+    }
 }
 
 /// TEST ONLY: faults a test switches on through the environment, read once at start-up by
@@ -399,6 +431,11 @@ pub struct Config {
     pub dotenv_file: Option<PathBuf>,
     /// TEST ONLY faults (see [`TestFailpoints`]).
     pub test_failpoints: TestFailpoints,
+    /// Which program this is (argv[0]).
+    pub program: Program,
+    /// Start from an empty database file (the `sqlite3_endpoint` program without
+    /// `--keep-database`).
+    pub fresh_database: bool,
 }
 
 impl Config {
@@ -432,10 +469,14 @@ impl Config {
     pub fn load() -> Result<Self> {
         let dotenv_path = Path::new(DOTENV_FILE);
         let dotenv = read_dotenv(dotenv_path)?;
+        let program = std::env::args_os()
+            .next()
+            .map(|argv0| Program::from_argv0(&argv0))
+            .unwrap_or_default();
         let argv = with_dotenv(std::env::args_os(), &dotenv);
         let args = parse_args(argv).unwrap_or_else(|e| e.exit());
         let cwd = std::env::current_dir()?;
-        let mut config = resolve(args, &cwd)?;
+        let mut config = resolve(args, &cwd, program)?;
         config.dotenv_file = dotenv.is_some().then(|| cwd.join(dotenv_path));
         config.test_failpoints = TestFailpoints::from_env();
         Ok(config)
@@ -520,8 +561,9 @@ fn parse_args(argv: Vec<OsString>) -> std::result::Result<Args, clap::Error> {
     Args::from_arg_matches(&matches)
 }
 
-/// Resolves defaults that depend on other settings and checks combinations.
-fn resolve(args: Args, cwd: &Path) -> Result<Config> {
+/// Resolves defaults that depend on other settings (and on the program name) and checks
+/// combinations.
+fn resolve(args: Args, cwd: &Path, program: Program) -> Result<Config> {
     if args.endpoint.is_some() {
         if let Some(mode) = args.mode.filter(|m| *m != Mode::Powersync) {
             return Err(Error::config(
@@ -551,6 +593,7 @@ fn resolve(args: Args, cwd: &Path) -> Result<Config> {
         }
         (Some(mode), _) => mode,
         (None, Some(true)) => Mode::PowersyncLocal,
+        (None, _) if program == Program::Sqlite3Endpoint => Mode::Sqlite3Local,
         (None, _) => Mode::Powersync,
     };
     if !(args.powersync_url.starts_with("http://") || args.powersync_url.starts_with("https://")) {
@@ -568,6 +611,7 @@ fn resolve(args: Args, cwd: &Path) -> Result<Config> {
         }
         Some(path) => cwd.join(path),
         None if args.endpoint.is_some() => cwd.join("data").join("http.sqlite3"),
+        None if program == Program::Sqlite3Endpoint => cwd.join("sqlite3_endpoint.sqlite3"),
         None => cwd.join("powersync.sqlite3"),
     };
     let era = match args.endpoint {
@@ -598,6 +642,10 @@ fn resolve(args: Args, cwd: &Path) -> Result<Config> {
         jwks_private_key: args.jwks_private_key.filter(|key| !key.0.is_empty()),
         dotenv_file: None,
         test_failpoints: TestFailpoints::default(),
+        program,
+        fresh_database: program == Program::Sqlite3Endpoint
+            && mode == Mode::Sqlite3Local
+            && !args.keep_database,
     })
 }
 
@@ -624,7 +672,7 @@ mod test {
     fn config(args: &[&str], env: &Option<Vec<(String, String)>>) -> Result<Config> {
         let args = parse_args(with_dotenv(argv(args), env))
             .map_err(|e| Error::config("ARGS", e.to_string()))?;
-        resolve(args, Path::new("/work"))
+        resolve(args, Path::new("/work"), Program::PowersyncEndpoint)
     }
 
     #[test]
@@ -688,6 +736,39 @@ mod test {
             .is_err()
         );
         assert_eq!(config(&[], &None).unwrap().endpoint(), None);
+    }
+
+    #[test]
+    fn the_sqlite3_endpoint_program_defaults_to_sqlite3_local_on_a_fresh_database() {
+        for argv0 in [
+            "/jepsen/jepsen-powersync/sqlite3_endpoint/bin/sqlite3_endpoint.exe",
+            "sqlite3_endpoint",
+        ] {
+            assert_eq!(
+                Program::from_argv0(argv0.as_ref()),
+                Program::Sqlite3Endpoint
+            );
+        }
+        for argv0 in ["powersync_endpoint", "bundle/bin/powersync_http", ""] {
+            assert_eq!(
+                Program::from_argv0(argv0.as_ref()),
+                Program::PowersyncEndpoint
+            );
+        }
+        let sqlite3 = |args: &[&str], env: &Option<Vec<(String, String)>>| {
+            let args = parse_args(with_dotenv(argv(args), env)).unwrap();
+            resolve(args, Path::new("/work"), Program::Sqlite3Endpoint).unwrap()
+        };
+        // The seed's sqlite3_endpoint/.env holds only ENDPOINT_PORT.
+        let c = sqlite3(&[], &dotenv(&[("ENDPOINT_PORT", "8089")]));
+        assert_eq!(c.mode(), Mode::Sqlite3Local);
+        assert_eq!(c.sqlite3_path, Path::new("/work/sqlite3_endpoint.sqlite3"));
+        assert!(c.fresh_database);
+        assert!(!sqlite3(&["--keep-database"], &None).fresh_database);
+        let c = sqlite3(&["--mode", "powersync-local"], &None);
+        assert_eq!(c.mode(), Mode::PowersyncLocal);
+        assert!(!c.fresh_database, "only sqlite3-local empties its database");
+        assert!(!config(&[], &None).unwrap().fresh_database);
     }
 
     #[test]

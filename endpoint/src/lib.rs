@@ -59,6 +59,9 @@ pub async fn run(config: Config) -> Result<()> {
     match mode {
         Mode::Sqlite3Local => {
             let path = config.sqlite3_path.clone();
+            if config.fresh_database {
+                remove_database(&path)?;
+            }
             let store = tokio::task::spawn_blocking(move || Sqlite3Store::open(&path))
                 .await
                 .map_err(|e| Error::Io(std::io::Error::other(e)))??;
@@ -70,6 +73,31 @@ pub async fn run(config: Config) -> Result<()> {
             serve(store, &config).await
         }
     }
+}
+
+/// Deletes the database file and its WAL and shared-memory files, if present: the
+/// `sqlite3_endpoint` program starts each run from an empty database, as the Dart one does.
+fn remove_database(path: &std::path::Path) -> Result<()> {
+    let mut removed = false;
+    for suffix in ["", "-wal", "-shm"] {
+        let mut file = path.as_os_str().to_owned();
+        file.push(suffix);
+        match std::fs::remove_file(&file) {
+            Ok(()) => removed = true,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(Error::Io(e)),
+        }
+    }
+    tracing::info!(
+        "sqlite3_endpoint: starting from an empty database {} ({}; --keep-database keeps it)",
+        path.display(),
+        if removed {
+            "the previous run's file was removed"
+        } else {
+            "there was none"
+        }
+    );
+    Ok(())
 }
 
 async fn serve<S: TxnStore>(store: Arc<S>, config: &Config) -> Result<()> {
