@@ -71,6 +71,64 @@ impl fmt::Display for BackendConnector {
     }
 }
 
+/// What the endpoint does when an upload or an invariant fails (`--failure-policy`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, ValueEnum)]
+pub enum FailurePolicy {
+    /// The Dart endpoint's: log `ERROR` and exit with its code. Seed era (47f845d): 127 on any
+    /// upload error, also after its 10 serialization retries. Latest era (b77a3d0): 12 stuck
+    /// upload queue, 20/22 invalid SQLite/PostgreSQL data, 30 duplicate transaction id in one
+    /// process, 32 conflict retries exhausted, 40 database API timeout, 50 any other PostgreSQL
+    /// or connection error. Re-uploads are applied again (no ledger), as in Dart.
+    #[default]
+    #[value(name = "dart")]
+    Dart,
+    /// This endpoint's forgiving policy: lost connections and other retryable errors are retried
+    /// by the upload loop, re-uploads after a crash are skipped through the
+    /// `powersync_endpoint_uploads` ledger, invariant failures become 5xx replies with `ERROR`;
+    /// only fatal upload errors exit (127 seed, 32 latest).
+    #[value(name = "forgiving")]
+    Forgiving,
+}
+
+impl fmt::Display for FailurePolicy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            FailurePolicy::Dart => "dart",
+            FailurePolicy::Forgiving => "forgiving",
+        })
+    }
+}
+
+impl FailurePolicy {
+    /// Under the Dart policy, the Dart endpoint's exit code for `e` (an invariant of the latest
+    /// era's API), if it has one.
+    pub fn dart_exit_code(self, e: &Error) -> Option<i32> {
+        if self != FailurePolicy::Dart {
+            return None;
+        }
+        match e {
+            Error::UploadQueueStuck { .. } => Some(12),
+            Error::IncompleteData { store, .. } if *store == "sqlite3" => Some(20),
+            Error::IncompleteData { .. } => Some(22),
+            Error::ApiTimeout(..) => Some(40),
+            Error::Postgres(_) => Some(50),
+            _ => None,
+        }
+    }
+
+    /// Under the Dart policy, logs `e` at ERROR and exits with the Dart code; otherwise `e`.
+    pub fn check(self, e: Error) -> Error {
+        if let Some(code) = self.dart_exit_code(&e) {
+            tracing::error!(
+                "{e}; exiting {code} as the Dart endpoint does (--failure-policy forgiving answers \
+                 a 5xx instead)"
+            );
+            std::process::exit(code);
+        }
+        e
+    }
+}
+
 /// The latest era's `--endpoint`: which store the mww transactions run against.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum LatestEndpoint {
@@ -279,6 +337,10 @@ struct Args {
         hide_default_value = true
     )]
     pg_database_password: Secret,
+    /// What a failed upload or invariant does: `dart` (the Dart endpoint's exit codes) or
+    /// `forgiving` (retry, skip re-uploads through a ledger, answer 5xx). See `FailurePolicy`.
+    #[arg(long, env = "ENDPOINT_FAILURE_POLICY", value_enum, default_value_t = FailurePolicy::Dart)]
+    failure_policy: FailurePolicy,
     /// Keep the database file of a previous run. Only for the `sqlite3_endpoint` program name
     /// (argv[0]), which otherwise starts each run from an empty database as the Dart
     /// `sqlite3_endpoint` does.
@@ -433,6 +495,8 @@ pub struct Config {
     pub test_failpoints: TestFailpoints,
     /// Which program this is (argv[0]).
     pub program: Program,
+    /// `--failure-policy`.
+    pub failure_policy: FailurePolicy,
     /// Start from an empty database file (the `sqlite3_endpoint` program without
     /// `--keep-database`).
     pub fresh_database: bool,
@@ -489,7 +553,7 @@ impl fmt::Display for Config {
         write!(
             f,
             "endpoint={} keys={} first_sync_timeout={:?} mode={} port={} log_level={} LOCAL_ONLY={} POWERSYNC_URL={} SQLITE3_PATH={} \
-             USER_ID={} BACKEND_CONNECTOR={} PG_DATABASE={}@{}:{}/{} JWKS_PRIVATE_KEY={} .env={}",
+             USER_ID={} BACKEND_CONNECTOR={} failure_policy={} PG_DATABASE={}@{}:{}/{} JWKS_PRIVATE_KEY={} .env={}",
             self.endpoint()
                 .map_or_else(|| "<seed era>".to_owned(), |e| e.to_string()),
             self.keys(),
@@ -502,6 +566,7 @@ impl fmt::Display for Config {
             self.sqlite3_path.display(),
             self.user_id,
             self.backend_connector,
+            self.failure_policy,
             self.postgres.user,
             self.postgres.host,
             self.postgres.port,
@@ -643,6 +708,7 @@ fn resolve(args: Args, cwd: &Path, program: Program) -> Result<Config> {
         dotenv_file: None,
         test_failpoints: TestFailpoints::default(),
         program,
+        failure_policy: args.failure_policy,
         fresh_database: program == Program::Sqlite3Endpoint
             && mode == Mode::Sqlite3Local
             && !args.keep_database,

@@ -14,7 +14,9 @@ mod model;
 mod pg;
 mod store;
 
-pub use config::{BackendConnector, Config, Era, LatestEndpoint, MWW_DEFAULT_KEYS, Mode};
+pub use config::{
+    BackendConnector, Config, Era, FailurePolicy, LatestEndpoint, MWW_DEFAULT_KEYS, Mode,
+};
 pub use error::{Error, Result};
 /// The seed era's (`lww`) seeded key count.
 pub use model::lww::KEY_COUNT as LWW_KEY_COUNT;
@@ -110,7 +112,7 @@ async fn serve<S: TxnStore>(store: Arc<S>, config: &Config) -> Result<()> {
 
 /// Serves the latest era's API over `store` until SIGTERM or SIGINT.
 async fn serve_latest<S: MwwStore>(store: Arc<S>, config: &Config) -> Result<()> {
-    let app = api::latest::router(Arc::clone(&store), config.keys());
+    let app = api::latest::router(Arc::clone(&store), config.keys(), config.failure_policy);
     serve_app(app, config).await?;
     store.close().await?;
     tracing::info!("shut down cleanly");

@@ -199,7 +199,10 @@ async fn a_crash_between_the_postgres_commit_and_complete_does_not_apply_twice()
     let ep = backend.endpoint(
         &wd,
         "CrudTransactionConnector",
-        &[("ENDPOINT_TEST_EXIT_AFTER_PG_COMMIT", "1")],
+        &[
+            ("ENDPOINT_TEST_EXIT_AFTER_PG_COMMIT", "1"),
+            ("ENDPOINT_FAILURE_POLICY", "forgiving"),
+        ],
     );
     ep.txn(&append_txn(&[70], 1)).await;
     let mut ep = ep;
@@ -220,7 +223,11 @@ async fn a_crash_between_the_postgres_commit_and_complete_does_not_apply_twice()
         .execute("UPDATE lww SET v = v || ' 2' WHERE k = 70", &[])
         .await
         .unwrap();
-    let ep = backend.endpoint(&wd, "CrudTransactionConnector", &[]);
+    let ep = backend.endpoint(
+        &wd,
+        "CrudTransactionConnector",
+        &[("ENDPOINT_FAILURE_POLICY", "forgiving")],
+    );
     ep.txn(&append_txn(&[71], 3)).await;
     wait_for_postgres(&backend, &BTreeMap::from([(71, vec![3])])).await;
     assert_eq!(
@@ -245,7 +252,11 @@ async fn kill_9_during_uploads_then_restart_every_acknowledged_append_reaches_po
     let mut acknowledged: BTreeMap<i64, Vec<i64>> = BTreeMap::new();
     let mut value = 0;
     for _round in 0..3 {
-        let ep = backend.endpoint(&wd, "CrudTransactionConnector", &[]);
+        let ep = backend.endpoint(
+            &wd,
+            "CrudTransactionConnector",
+            &[("ENDPOINT_FAILURE_POLICY", "forgiving")],
+        );
         let until = Instant::now() + Duration::from_millis(fastrand::u64(300..1200));
         while Instant::now() < until {
             value += 1;
@@ -260,7 +271,11 @@ async fn kill_9_during_uploads_then_restart_every_acknowledged_append_reaches_po
         ep.signal(nix::sys::signal::Signal::SIGKILL);
         drop(ep);
     }
-    let _ep = backend.endpoint(&wd, "CrudTransactionConnector", &[]);
+    let _ep = backend.endpoint(
+        &wd,
+        "CrudTransactionConnector",
+        &[("ENDPOINT_FAILURE_POLICY", "forgiving")],
+    );
     let lists = wait_for_postgres(&backend, &acknowledged).await;
     for (k, values) in &acknowledged {
         assert_eq!(

@@ -23,6 +23,7 @@ use crate::api::seed::{
     MAX_BODY_BYTES, body_rejection, brief, brief_str, log_request, method_not_allowed, micro_ops,
     not_found,
 };
+use crate::config::FailurePolicy;
 use crate::error::{Error, RequestProblem, Result};
 use crate::model::mww::MwwOp;
 use crate::store::{DbAction, MwwOutcome, MwwStore};
@@ -31,6 +32,7 @@ use crate::store::{DbAction, MwwOutcome, MwwStore};
 pub struct AppState<S> {
     store: Arc<S>,
     keys: i64,
+    policy: FailurePolicy,
 }
 
 impl<S> Clone for AppState<S> {
@@ -38,12 +40,14 @@ impl<S> Clone for AppState<S> {
         Self {
             store: Arc::clone(&self.store),
             keys: self.keys,
+            policy: self.policy,
         }
     }
 }
 
 /// The router of the latest-era API over `store`, with keys `0..keys`.
-pub fn router<S: MwwStore>(store: Arc<S>, keys: i64) -> Router {
+/// Under the Dart [`FailurePolicy`], an invariant failure exits the process with the Dart code.
+pub fn router<S: MwwStore>(store: Arc<S>, keys: i64, policy: FailurePolicy) -> Router {
     Router::new()
         .route("/sql-txn", post(sql_txn::<S>))
         .route("/db-api/{action}", get(db_api::<S>))
@@ -51,7 +55,11 @@ pub fn router<S: MwwStore>(store: Arc<S>, keys: i64) -> Router {
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(middleware::from_fn(log_request))
-        .with_state(AppState { store, keys })
+        .with_state(AppState {
+            store,
+            keys,
+            policy,
+        })
 }
 
 /// A parsed `/sql-txn` request.
@@ -85,7 +93,12 @@ async fn sql_txn<S: MwwStore>(
     let body = body.map_err(body_rejection)?;
     let request = parse_txn_request(&body, state.keys)?;
     tracing::debug!(?request, "sql-txn request");
-    let reply = match state.store.run_txn(request.ops.clone()).await? {
+    let outcome = state
+        .store
+        .run_txn(request.ops.clone())
+        .await
+        .map_err(|e| state.policy.check(e))?;
+    let reply = match outcome {
         MwwOutcome::Ok(value) => TxnReply {
             client_type: state.store.client_type(),
             f: request.f,
@@ -121,7 +134,11 @@ async fn db_api<S: MwwStore>(
             ),
         });
     };
-    let body = state.store.db_api(parsed).await?;
+    let body = state
+        .store
+        .db_api(parsed)
+        .await
+        .map_err(|e| state.policy.check(e))?;
     tracing::info!("db-api {action}: {body}");
     Ok(Json(body))
 }

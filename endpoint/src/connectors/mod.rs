@@ -27,7 +27,7 @@ use tokio::sync::OnceCell;
 use tokio_postgres::IsolationLevel;
 
 use crate::auth::TokenSigner;
-use crate::config::TestFailpoints;
+use crate::config::{FailurePolicy, TestFailpoints};
 use crate::model::{Lww, Model};
 use crate::pg::{PgClass, PgFailure};
 use postgres::{Postgres, record_upload};
@@ -48,6 +48,10 @@ pub struct RetryPolicy {
     pub backoff: BackoffKind,
     /// Conflicts that persist through every attempt are fatal (otherwise retryable).
     pub exhausted_is_fatal: bool,
+    /// The Dart endpoint's exit code for an upload error ([`FailurePolicy::Dart`]).
+    pub dart_exit: i32,
+    /// The Dart endpoint's exit code when the conflict retries are exhausted.
+    pub dart_exit_exhausted: i32,
 }
 
 impl RetryPolicy {
@@ -58,6 +62,8 @@ impl RetryPolicy {
         retry_canceled: false,
         backoff: BackoffKind::Jittered,
         exhausted_is_fatal: false,
+        dart_exit: 127,
+        dart_exit_exhausted: 127,
     };
 
     /// The latest era's Dart `_txWithRetries`: 40001/40P01/57014 up to 64 attempts with the
@@ -67,6 +73,8 @@ impl RetryPolicy {
         retry_canceled: true,
         backoff: BackoffKind::Dart,
         exhausted_is_fatal: true,
+        dart_exit: 50,
+        dart_exit_exhausted: 32,
     };
 
     fn retries(&self, e: &tokio_postgres::Error) -> bool {
@@ -137,6 +145,8 @@ pub struct Shared {
     client_id: OnceCell<String>,
     /// The test-only faults (see [`TestFailpoints`]).
     failpoints: TestFailpoints,
+    /// `--failure-policy`.
+    pub failure_policy: FailurePolicy,
 }
 
 impl Shared {
@@ -147,6 +157,7 @@ impl Shared {
         powersync_url: String,
         user_id: String,
         failpoints: TestFailpoints,
+        failure_policy: FailurePolicy,
     ) -> Arc<Self> {
         Arc::new(Self {
             pg,
@@ -155,7 +166,30 @@ impl Shared {
             user_id,
             client_id: OnceCell::new(),
             failpoints,
+            failure_policy,
         })
+    }
+
+    /// Under [`FailurePolicy::Dart`], an upload error ends the process with the Dart code (after
+    /// an `ERROR` line), as the Dart endpoint's `exit(...)`; otherwise the error goes back to the
+    /// upload loop.
+    pub(crate) fn settle(
+        &self,
+        code: i32,
+        result: Result<(), ConnectorError>,
+    ) -> Result<(), ConnectorError> {
+        match result {
+            Err(e) if self.failure_policy == FailurePolicy::Dart => self.dart_exit(code, &e),
+            other => other,
+        }
+    }
+
+    fn dart_exit(&self, code: i32, e: &dyn std::fmt::Display) -> ! {
+        tracing::error!(
+            "upload failed: {e}; exiting {code} as the Dart endpoint does (--failure-policy \
+             forgiving retries instead)"
+        );
+        std::process::exit(code);
     }
 
     pub(crate) fn credentials(&self) -> Result<PowerSyncCredentials, ConnectorError> {
@@ -200,8 +234,9 @@ impl Shared {
                     .isolation_level(IsolationLevel::RepeatableRead)
                     .start()
                     .await?;
+                let ledger = self.failure_policy == FailurePolicy::Forgiving;
                 for transaction in transactions {
-                    if let Some(tx_id) = transaction.transaction_id
+                    if let Some(tx_id) = transaction.transaction_id.filter(|_| ledger)
                         && !record_upload(&tx, client_id, tx_id).await?
                     {
                         tracing::info!(
@@ -242,6 +277,15 @@ impl Shared {
             if client.is_closed() {
                 *guard = None;
             }
+            if conflict && self.failure_policy == FailurePolicy::Dart {
+                self.dart_exit(
+                    policy.dart_exit_exhausted,
+                    &format!(
+                        "PostgreSQL conflicts persisted through {} attempts",
+                        policy.max_attempts
+                    ),
+                );
+            }
             if conflict && policy.exhausted_is_fatal {
                 return Err(ConnectorError::fatal(format!(
                     "client transaction {:?}: PostgreSQL conflicts persisted through {} attempts",
@@ -280,27 +324,31 @@ impl BackendConnector for CrudBatchConnector {
     }
 
     async fn upload_data(&self, db: &PowerSyncDatabase) -> Result<(), ConnectorError> {
-        let Some(batch) = db.crud_batch(100).await? else {
-            return Ok(());
-        };
-        {
-            let mut guard = self.0.pg.lock().await?;
-            let Some(client) = guard.as_mut() else {
-                return Err(ConnectorError::retryable(
-                    "PostgreSQL connection unavailable",
-                ));
+        let result: Result<(), ConnectorError> = async {
+            let Some(batch) = db.crud_batch(100).await? else {
+                return Ok(());
             };
-            for entry in &batch.crud {
-                if let Err(e) = crate::model::lww::upload_entry(&*client, entry, false).await {
-                    if client.is_closed() {
-                        *guard = None;
+            {
+                let mut guard = self.0.pg.lock().await?;
+                let Some(client) = guard.as_mut() else {
+                    return Err(ConnectorError::retryable(
+                        "PostgreSQL connection unavailable",
+                    ));
+                };
+                for entry in &batch.crud {
+                    if let Err(e) = crate::model::lww::upload_entry(&*client, entry, false).await {
+                        if client.is_closed() {
+                            *guard = None;
+                        }
+                        return Err(e.into_connector_error());
                     }
-                    return Err(e.into_connector_error());
                 }
             }
+            batch.complete().await?;
+            Ok(())
         }
-        batch.complete().await?;
-        Ok(())
+        .await;
+        self.0.settle(RetryPolicy::SEED.dart_exit, result)
     }
 }
 
@@ -314,18 +362,22 @@ impl BackendConnector for CrudTransactionConnector {
     }
 
     async fn upload_data(&self, db: &PowerSyncDatabase) -> Result<(), ConnectorError> {
-        let client_id = self.0.client_id(db).await?;
-        while let Some(transaction) = db.next_crud_transaction().await? {
-            self.0
-                .apply_transactions::<Lww>(
-                    &client_id,
-                    std::slice::from_ref(&transaction),
-                    RetryPolicy::SEED,
-                )
-                .await?;
-            transaction.complete().await?;
+        let result: Result<(), ConnectorError> = async {
+            let client_id = self.0.client_id(db).await?;
+            while let Some(transaction) = db.next_crud_transaction().await? {
+                self.0
+                    .apply_transactions::<Lww>(
+                        &client_id,
+                        std::slice::from_ref(&transaction),
+                        RetryPolicy::SEED,
+                    )
+                    .await?;
+                transaction.complete().await?;
+            }
+            Ok(())
         }
-        Ok(())
+        .await;
+        self.0.settle(RetryPolicy::SEED.dart_exit, result)
     }
 }
 
@@ -339,27 +391,31 @@ impl BackendConnector for CrudMultiTransactionConnector {
     }
 
     async fn upload_data(&self, db: &PowerSyncDatabase) -> Result<(), ConnectorError> {
-        let client_id = self.0.client_id(db).await?;
-        loop {
-            let mut cursor = db.crud_transactions();
-            let mut group = Vec::new();
-            let mut entries = 0;
-            while entries < MULTI_MAX_ENTRIES {
-                let Some(transaction) = cursor.next().await? else {
-                    break;
-                };
-                entries += transaction.crud.len();
-                group.push(transaction);
+        let result: Result<(), ConnectorError> = async {
+            let client_id = self.0.client_id(db).await?;
+            loop {
+                let mut cursor = db.crud_transactions();
+                let mut group = Vec::new();
+                let mut entries = 0;
+                while entries < MULTI_MAX_ENTRIES {
+                    let Some(transaction) = cursor.next().await? else {
+                        break;
+                    };
+                    entries += transaction.crud.len();
+                    group.push(transaction);
+                }
+                if group.is_empty() {
+                    return Ok(());
+                }
+                self.0
+                    .apply_transactions::<Lww>(&client_id, &group, RetryPolicy::SEED)
+                    .await?;
+                let batch = CrudTransaction::into_batch(group)
+                    .ok_or_else(|| ConnectorError::fatal("empty group"))?;
+                batch.complete().await?;
             }
-            if group.is_empty() {
-                return Ok(());
-            }
-            self.0
-                .apply_transactions::<Lww>(&client_id, &group, RetryPolicy::SEED)
-                .await?;
-            let batch = CrudTransaction::into_batch(group)
-                .ok_or_else(|| ConnectorError::fatal("empty group"))?;
-            batch.complete().await?;
         }
+        .await;
+        self.0.settle(RetryPolicy::SEED.dart_exit, result)
     }
 }

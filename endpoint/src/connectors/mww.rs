@@ -16,7 +16,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use powersync::{BackendConnector, ConnectorError, PowerSyncCredentials, PowerSyncDatabase};
 
 use super::{RetryPolicy, Shared};
-use crate::config::TestFailpoints;
+use crate::config::{FailurePolicy, TestFailpoints};
 use crate::model::Mww;
 
 /// The test-only fault: drops every second client transaction.
@@ -44,12 +44,40 @@ impl BrokenDrop {
 pub struct MwwTransactionConnector {
     shared: Arc<Shared>,
     broken: Option<Arc<BrokenDrop>>,
+    /// Transaction ids uploaded by this process (the Dart endpoint exits 30 on a repeat).
+    seen: Arc<std::sync::Mutex<std::collections::HashSet<i64>>>,
 }
 
 impl MwwTransactionConnector {
     /// A connector over `shared`; `broken` is the test-only fault (see [`BrokenDrop`]).
-    pub fn new(shared: Arc<Shared>, broken: Option<Arc<BrokenDrop>>) -> Self {
-        Self { shared, broken }
+    pub fn new(
+        shared: Arc<Shared>,
+        broken: Option<Arc<BrokenDrop>>,
+        seen: Arc<std::sync::Mutex<std::collections::HashSet<i64>>>,
+    ) -> Self {
+        Self {
+            shared,
+            broken,
+            seen,
+        }
+    }
+
+    /// Under the Dart policy, a client transaction id uploaded before by this process is the
+    /// Dart endpoint's exit 30.
+    fn check_new(&self, tx_id: Option<i64>) {
+        let Some(tx_id) = tx_id else { return };
+        let repeated = !self
+            .seen
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(tx_id);
+        if repeated && self.shared.failure_policy == FailurePolicy::Dart {
+            tracing::error!(
+                "client transaction {tx_id} is uploaded a second time by this process; exiting 30 \
+                 as the Dart endpoint does"
+            );
+            std::process::exit(30);
+        }
     }
 }
 
@@ -59,28 +87,33 @@ impl BackendConnector for MwwTransactionConnector {
     }
 
     async fn upload_data(&self, db: &PowerSyncDatabase) -> Result<(), ConnectorError> {
-        let client_id = self.shared.client_id(db).await?;
-        while let Some(transaction) = db.next_crud_transaction().await? {
-            if self.broken.as_ref().is_some_and(|b| b.drop_next()) {
-                tracing::warn!(
-                    "TEST-ONLY broken connector ({}=drop): dropping client transaction {:?} ({} \
-                     entries) without uploading it",
-                    TestFailpoints::BROKEN_CONNECTOR_ENV,
-                    transaction.transaction_id,
-                    transaction.crud.len()
-                );
-            } else {
-                self.shared
-                    .apply_transactions::<Mww>(
-                        &client_id,
-                        std::slice::from_ref(&transaction),
-                        RetryPolicy::LATEST,
-                    )
-                    .await?;
+        let result: Result<(), ConnectorError> = async {
+            let client_id = self.shared.client_id(db).await?;
+            while let Some(transaction) = db.next_crud_transaction().await? {
+                self.check_new(transaction.transaction_id);
+                if self.broken.as_ref().is_some_and(|b| b.drop_next()) {
+                    tracing::warn!(
+                        "TEST-ONLY broken connector ({}=drop): dropping client transaction {:?} ({} \
+                         entries) without uploading it",
+                        TestFailpoints::BROKEN_CONNECTOR_ENV,
+                        transaction.transaction_id,
+                        transaction.crud.len()
+                    );
+                } else {
+                    self.shared
+                        .apply_transactions::<Mww>(
+                            &client_id,
+                            std::slice::from_ref(&transaction),
+                            RetryPolicy::LATEST,
+                        )
+                        .await?;
+                }
+                transaction.complete().await?;
             }
-            transaction.complete().await?;
+            Ok(())
         }
-        Ok(())
+        .await;
+        self.shared.settle(RetryPolicy::LATEST.dart_exit, result)
     }
 }
 

@@ -68,6 +68,7 @@ impl PowerSyncStore {
                 config.powersync_url.clone(),
                 config.user_id.clone(),
                 config.test_failpoints,
+                config.failure_policy,
             );
             let options = SyncOptions::default();
             match config.backend_connector {

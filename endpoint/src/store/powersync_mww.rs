@@ -32,6 +32,7 @@ pub struct PowerSyncMwwStore {
     db: PowerSyncDatabase,
     shared: Arc<Shared>,
     broken: Option<Arc<BrokenDrop>>,
+    seen: Arc<std::sync::Mutex<std::collections::HashSet<i64>>>,
     keys: i64,
     first_sync_timeout: Option<Duration>,
     closed: Closed,
@@ -80,8 +81,10 @@ impl PowerSyncMwwStore {
                 config.powersync_url.clone(),
                 config.user_id.clone(),
                 config.test_failpoints,
+                config.failure_policy,
             ),
             broken,
+            seen: Arc::default(),
             keys: config.keys(),
             first_sync_timeout: config.first_sync_timeout,
             closed: Closed::default(),
@@ -121,7 +124,11 @@ impl PowerSyncMwwStore {
     }
 
     async fn connect(&self) -> Result<()> {
-        let connector = MwwTransactionConnector::new(Arc::clone(&self.shared), self.broken.clone());
+        let connector = MwwTransactionConnector::new(
+            Arc::clone(&self.shared),
+            self.broken.clone(),
+            Arc::clone(&self.seen),
+        );
         self.db.connect(connector, Self::options()).await?;
         Ok(())
     }
