@@ -13,53 +13,32 @@ use axum::Json;
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{DefaultBodyLimit, Path, State};
-use axum::middleware;
+use axum::extract::{Path, State};
 use axum::routing::{get, post};
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::api::seed::{
-    MAX_BODY_BYTES, body_rejection, brief, brief_str, log_request, method_not_allowed, micro_ops,
-    not_found,
-};
+use crate::api::seed::{AppState, body_rejection, brief, brief_str, finish, micro_ops};
 use crate::config::FailurePolicy;
 use crate::error::{Error, RequestProblem, Result};
 use crate::model::mww::MwwOp;
 use crate::store::{DbAction, MwwOutcome, MwwStore};
 
-/// What the handlers share.
-pub struct AppState<S> {
-    store: Arc<S>,
+/// The latest era's settings: the key count and the failure policy.
+#[derive(Debug, Clone, Copy)]
+pub struct LatestSettings {
     keys: i64,
     policy: FailurePolicy,
-}
-
-impl<S> Clone for AppState<S> {
-    fn clone(&self) -> Self {
-        Self {
-            store: Arc::clone(&self.store),
-            keys: self.keys,
-            policy: self.policy,
-        }
-    }
 }
 
 /// The router of the latest-era API over `store`, with keys `0..keys`.
 /// Under the Dart [`FailurePolicy`], an invariant failure exits the process with the Dart code.
 pub fn router<S: MwwStore>(store: Arc<S>, keys: i64, policy: FailurePolicy) -> Router {
-    Router::new()
+    let routes = Router::new()
         .route("/sql-txn", post(sql_txn::<S>))
-        .route("/db-api/{action}", get(db_api::<S>))
-        .fallback(not_found)
-        .method_not_allowed_fallback(method_not_allowed)
-        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
-        .layer(middleware::from_fn(log_request))
-        .with_state(AppState {
-            store,
-            keys,
-            policy,
-        })
+        .route("/db-api/{action}", get(db_api::<S>));
+    let settings = LatestSettings { keys, policy };
+    finish(routes, AppState { store, settings })
 }
 
 /// A parsed `/sql-txn` request.
@@ -87,17 +66,17 @@ pub struct TxnReply {
 }
 
 async fn sql_txn<S: MwwStore>(
-    State(state): State<AppState<S>>,
+    State(state): State<AppState<S, LatestSettings>>,
     body: std::result::Result<Bytes, BytesRejection>,
 ) -> Result<Json<TxnReply>> {
     let body = body.map_err(body_rejection)?;
-    let request = parse_txn_request(&body, state.keys)?;
+    let request = parse_txn_request(&body, state.settings.keys)?;
     tracing::debug!(?request, "sql-txn request");
     let outcome = state
         .store
         .run_txn(request.ops.clone())
         .await
-        .map_err(|e| state.policy.check(e))?;
+        .map_err(|e| state.settings.policy.check(e))?;
     let reply = match outcome {
         MwwOutcome::Ok(value) => TxnReply {
             client_type: state.store.client_type(),
@@ -120,7 +99,7 @@ async fn sql_txn<S: MwwStore>(
 }
 
 async fn db_api<S: MwwStore>(
-    State(state): State<AppState<S>>,
+    State(state): State<AppState<S, LatestSettings>>,
     Path(action): Path<String>,
 ) -> Result<Json<Value>> {
     let Some(parsed) = DbAction::parse(&action) else {
@@ -138,7 +117,7 @@ async fn db_api<S: MwwStore>(
         .store
         .db_api(parsed)
         .await
-        .map_err(|e| state.policy.check(e))?;
+        .map_err(|e| state.settings.policy.check(e))?;
     tracing::info!("db-api {action}: {body}");
     Ok(Json(body))
 }
