@@ -404,7 +404,7 @@ pub struct PostgresConfig {
     pub password: Secret,
 }
 
-/// Which program the binary was started as (its file name, argv[0]).
+/// Which program the binary was started as (the file name of `argv[0]`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Program {
     /// `powersync_endpoint`, `powersync_http` or any other name: the defaults described here.
@@ -493,7 +493,7 @@ pub struct Config {
     pub dotenv_file: Option<PathBuf>,
     /// TEST ONLY faults (see [`TestFailpoints`]).
     pub test_failpoints: TestFailpoints,
-    /// Which program this is (argv[0]).
+    /// Which program this is (`argv[0]`).
     pub program: Program,
     /// `--failure-policy`.
     pub failure_policy: FailurePolicy,
