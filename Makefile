@@ -1,10 +1,10 @@
 # The project's two commands. Everything else is cargo.
 .PHONY: run test
 
-# Set up (install what is missing, fetch the cores) and run the endpoint on its embedded default:
-# powersync-local, a PowerSync database with a local-only table, nothing else needed.
+# Install only what running needs (npm, a C compiler, the default core), then run the endpoint
+# on its embedded default: powersync-local, a PowerSync database with a local-only table, nothing else needed.
 run:
-	scripts/setup
+	scripts/setup --run
 	cargo run --release -p endpoint --bin powersync_endpoint -- --mode powersync-local
 
 # Run the whole test suite from a fresh clone.

@@ -1,6 +1,8 @@
 //! Tokens for the PowerSync service: RS256 JWTs signed with the private JWK from
-//! `JWKS_PRIVATE_KEY` (base64-encoded JSON, as in the harness's `.env`). The key never reaches a
-//! log: neither this type's `Debug` nor any error message contains it.
+//! `JWKS_PRIVATE_KEY` (base64-encoded JSON, as in the harness's `.env`), or, when that is unset,
+//! with the public development key built into jepsen-powersync's Dart endpoint (as the Dart
+//! endpoint does). A configured key never reaches a log: neither this type's `Debug` nor any
+//! error message contains it.
 
 use std::fmt;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -22,6 +24,32 @@ pub const TOKEN_LIFETIME_SECS: u64 = 300;
 
 /// The audiences the tokens name (the service's dev and production audiences).
 pub const AUDIENCE: [&str; 2] = ["powersync-dev", "powersync"];
+
+/// The public DEVELOPMENT key pair jepsen-powersync's own service configuration trusts (RS256,
+/// kid `powersync-e928374396`): the base64 private JWK built into the Dart endpoint,
+/// `powersync_endpoint/lib/auth.dart` of the public repository `nurturenature/jepsen-powersync`
+/// (identical at 470f1ac, 47f845d and b77a3d0); its public half is in that repository's
+/// `config/powersync.yaml`. It is public: never use it in production.
+pub const DEVELOPMENT_PRIVATE_JWK: &str = "eyJrdHkiOiJSU0EiLCJuIjoid3A2M0ZlVWhqc0pmZzJhUjBQNFNNWjR0VVdDa1FhRFVaUTY2QkhiUkxmUTRGMFZWc1J5UnM1VEJtbnRWVkNDRXZjYnJmcGZVaE5mU1I2MzRaeHZLLTFVUnJaT0pNOTIwVHFvQzI4dnJETG4tMmk3UnNLVTk0aFFvWW9ET2lFdFVZMlV2ZVNjYzNuOFdJZDA4TDFlRWJ3V0lpb0VZWGpuM0h3R2RrMmN6X0NuYWdlQVhMS1RZVEtpVGpMT2d4TUJwUV9DdVJCUGN1eG5vZXBtcnQ5S3piYWpPcTNvb1BtbGhqYTBfME45U0s3cUU4R2RFTVZUTVBUTUNqN0tYb3cycGp3a3ZMUVQ3TzItc0FUc2hHVTNOQTVPTlpPSTVsVzVxSWdTYmp3X2dUOFBxVEhadmdHckNabG03VVo3R3o0a0I2UUFzS2lvM05NVnA5NlFxTlVTV3hRIiwiZSI6IkFRQUIiLCJkIjoiRHRqc1owbDJkSzFyLTNxTy04WnlUV0lfbTFKMzNZRGZTMEZqSEJXVGNrSE1LS3hUdEFJVnRJRlBfdERUYXVwYkxoNDNsNDRPT3I4N1RkZ2VHQUdsQy1VS3h2YjNNLU9CVHJJR0swNEVoZEZIdWMzeUZkdVpXNzdGY1BSYUxVZ3Y3VEJLUGFBb0FlcG9uaGRDY09zb2tZNjJ3cmhFQzJZNUxkNmg3cDJrTi1PNGFyMjgwSnkxNW1abTJxdlpBQURlZ0NKeDc0UHgyTmNBMXZQVmU2UGxxRUZCZHcwZDRJWHpoMUpwVVhOX2tJSkd3VW05TWVwRS16NVFsRWlJeHJMWHg2Ul9FQmMwak96THI3X0YyVEptOUpucEl5UEdmRjI4MTVNakt5UGg1NlN3MW9yUEFkU3lMdWtRUFR6bU5YMUtyQkdVTXFhWE1yUGpqZ3JpS1F6Z0VRIiwicCI6IjYwZGM3MHFBWHBZeE5KOWJzYUpXanlKdTY1SnFrYzZVeGxlejFRQkZwT3ZVNV9adDdha09yUzFsRHVXSTZDQlpCZ0lqd0F0cTB1REotNTRrQ25HRDBZaWl2d0U2TWIteDVONTV6OEhnTWR5czlMSGxjdkdVeENkNFpLTFBXb2V1b051MDVGRkU5OF9aVzJPbUhsZ2pjTmo3NjlIME5tS1BtSnhOVzR2bjh0VSIsInEiOiIwOEttNnZ4UmlIZGJRcWpaaUNYcUxhUmU0QXhCN3o1enFnRXNDbTdTNjQyNVYyYXczSTQ0YUxYWU5EUUtzcGtlSUJaazRDTnV0WTRwLXZIQmZyckxLcWRrZUJwZW1nTU5UWE5abldEOWZZRm9mRFBPQWo3UTY2TDNmejY4bkJRM2FoSDF0Q29vWTZCOGN6ZXU0TDVqbVpIQVJDeEtQR2ZveFRabVRHZllyREUiLCJkcCI6ImpQZ1dLOTNrcWtldE5jMWhvRDRYUk8ycHJnWHRTbTJQWUlPOTRScW5uOWdabWQ1aUlTclEtMXdlbDkxWnVWTmdZNlEyaldPSjNzNEcxM2I2T3pPbWVvNDJqT0VNWURCdVF5WTFzQkNHNXZsRXU5dzNFVGJFSHY5VE9HRUFna3FYakJQM18zRGVOT2paWDlPRl9kcHJhYnJvdm5QdXNnTTk3SC1DTGg3V21fMCIsImRxIjoiT0g1Wm9aOG04VTFHWDRaRVlub2EtNG82ZFhOUHM4X3BjNVZVZG9RU2FSMHFNUk1JWkE3ZEpiSTl0OC1hZXdNMmNrRUhNSFREZUZReEJ1MndQV3NBQUtVZnZKcnNXaEl1WGxkRHRTVEctOUNtVzF4R3ZYcWNxZ0NVSHJKU0J5R3RsdktycGlFSkhXc1hTSFcyaGViRkU1YzZ2X1ZBNk5TZjJOMG1kWVBPM2tFIiwicWkiOiJkQjBUTElvWDBGUTI5Ny1jNEhzQm5IUzlZdXBHTG5saDlHVkVkZnh6UDNBZDhHWEFULWxNT1cza0xfYVlxZnVNNmdJWXhhMGZSc0NlcWoxdXhGNXltYUFYaV84NUxxOG8wSDljcnJKQVdOVm1Yc2VPLXhKNDctRmhpbVV4TXl6aHdYMVJMZFQ5MHNZZm1VSHN1aDVxdndkQmtJNWlXd2hhYlprVzlqQVk3YlkiLCJhbGciOiJSUzI1NiIsImtpZCI6InBvd2Vyc3luYy1lOTI4Mzc0Mzk2In0=";
+
+/// The kid of [`DEVELOPMENT_PRIVATE_JWK`].
+pub const DEVELOPMENT_KID: &str = "powersync-e928374396";
+
+/// The signer of the configured `JWKS_PRIVATE_KEY`, or of the built-in development key (said
+/// once at WARN) when none is configured.
+pub fn signer(configured: Option<&Secret>) -> Result<TokenSigner> {
+    match configured {
+        Some(secret) => TokenSigner::from_secret(secret),
+        None => {
+            tracing::warn!(
+                "JWKS_PRIVATE_KEY is not set: signing service tokens with jepsen-powersync's \
+                 public development key (kid {DEVELOPMENT_KID}), as its Dart endpoint does; it is \
+                 public, never use it in production"
+            );
+            TokenSigner::development()
+        }
+    }
+}
 
 /// Signs tokens for one user.
 pub struct TokenSigner {
@@ -85,6 +113,11 @@ impl TokenSigner {
             kid: jwk.kid.unwrap_or_default(),
             key: SigningKey::new(key),
         })
+    }
+
+    /// The signer of the built-in public development key ([`DEVELOPMENT_PRIVATE_JWK`]).
+    pub fn development() -> Result<Self> {
+        Self::from_secret(&Secret::new(DEVELOPMENT_PRIVATE_JWK))
     }
 
     /// A token for `sub`: `aud` both audiences, `iat` now, `exp` in 5 minutes, and the
@@ -168,7 +201,42 @@ mod tests {
             header,
             json!({"alg": "RS256", "typ": "JWT", "kid": "compose-demo-key"})
         );
-        assert_eq!(claims["sub"], "userId");
+        assert_dart_claims(&claims, "userId");
+    }
+
+    #[test]
+    fn the_built_in_development_key_is_the_one_the_jepsen_powersync_service_trusts() {
+        // Verbatim from nurturenature/jepsen-powersync b77a3d0 (see tests/fixtures/.../README.md).
+        let yaml = include_str!("../tests/fixtures/jepsen-powersync/b77a3d0/config/powersync.yaml");
+        let jwks = yaml
+            .split("jwks:")
+            .nth(1)
+            .expect("the static jwks of client_auth");
+        let value = |name: &str| {
+            jwks.lines()
+                .find_map(|l| l.trim().trim_start_matches("- ").strip_prefix(name))
+                .unwrap_or_else(|| panic!("{name} in the fixture"))
+                .trim()
+                .to_owned()
+        };
+        assert_eq!(value("kid:"), DEVELOPMENT_KID);
+        assert_eq!(value("alg:"), "RS256");
+        let n = BigUint::from_bytes_be(&URL_SAFE_NO_PAD.decode(value("n:")).unwrap());
+        let e = BigUint::from_bytes_be(&URL_SAFE_NO_PAD.decode(value("e:")).unwrap());
+        let signer = TokenSigner::development().unwrap();
+        assert_eq!(&n, signer.key.as_ref().n());
+        assert_eq!(&e, signer.key.as_ref().e());
+        let (header, claims) = verify(&signer.token("user-7"), &n, &e);
+        assert_eq!(
+            header,
+            json!({"alg": "RS256", "typ": "JWT", "kid": DEVELOPMENT_KID})
+        );
+        assert_dart_claims(&claims, "user-7");
+    }
+
+    /// The Dart endpoint's claims: `sub`, both audiences, `parameters`, a 5-minute lifetime.
+    fn assert_dart_claims(claims: &serde_json::Value, sub: &str) {
+        assert_eq!(claims["sub"], sub);
         assert_eq!(claims["aud"], json!(["powersync-dev", "powersync"]));
         assert_eq!(claims["parameters"], json!({"sync_filter": "*"}));
         let (iat, exp) = (

@@ -71,6 +71,64 @@ impl fmt::Display for BackendConnector {
     }
 }
 
+/// What the endpoint does when an upload or an invariant fails (`--failure-policy`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, ValueEnum)]
+pub enum FailurePolicy {
+    /// The Dart endpoint's: log `ERROR` and exit with its code. Seed era (47f845d): 127 on any
+    /// upload error, also after its 10 serialization retries. Latest era (b77a3d0): 12 stuck
+    /// upload queue, 20/22 invalid SQLite/PostgreSQL data, 30 duplicate transaction id in one
+    /// process, 32 conflict retries exhausted, 40 database API timeout, 50 any other PostgreSQL
+    /// or connection error. Re-uploads are applied again (no ledger), as in Dart.
+    #[default]
+    #[value(name = "dart")]
+    Dart,
+    /// This endpoint's forgiving policy: lost connections and other retryable errors are retried
+    /// by the upload loop, re-uploads after a crash are skipped through the
+    /// `powersync_endpoint_uploads` ledger, invariant failures become 5xx replies with `ERROR`;
+    /// only fatal upload errors exit (127 seed, 32 latest).
+    #[value(name = "forgiving")]
+    Forgiving,
+}
+
+impl fmt::Display for FailurePolicy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            FailurePolicy::Dart => "dart",
+            FailurePolicy::Forgiving => "forgiving",
+        })
+    }
+}
+
+impl FailurePolicy {
+    /// Under the Dart policy, the Dart endpoint's exit code for `e` (an invariant of the latest
+    /// era's API), if it has one.
+    pub fn dart_exit_code(self, e: &Error) -> Option<i32> {
+        if self != FailurePolicy::Dart {
+            return None;
+        }
+        match e {
+            Error::UploadQueueStuck { .. } => Some(12),
+            Error::IncompleteData { store, .. } if *store == "sqlite3" => Some(20),
+            Error::IncompleteData { .. } => Some(22),
+            Error::ApiTimeout(..) => Some(40),
+            Error::Postgres(_) => Some(50),
+            _ => None,
+        }
+    }
+
+    /// Under the Dart policy, logs `e` at ERROR and exits with the Dart code; otherwise `e`.
+    pub fn check(self, e: Error) -> Error {
+        if let Some(code) = self.dart_exit_code(&e) {
+            tracing::error!(
+                "{e}; exiting {code} as the Dart endpoint does (--failure-policy forgiving answers \
+                 a 5xx instead)"
+            );
+            std::process::exit(code);
+        }
+        e
+    }
+}
+
 /// The latest era's `--endpoint`: which store the mww transactions run against.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum LatestEndpoint {
@@ -90,6 +148,27 @@ impl fmt::Display for LatestEndpoint {
         })
     }
 }
+
+/// Which Jepsen era the endpoint serves, with what only that era has, so that an illegal
+/// combination (a latest-era store with a seed-era mode, say) cannot be built.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Era {
+    /// The seed era (`lww` list-append, `/sql-txn` with `r`/`append`, `/powersync`, `/db/list`).
+    Seed {
+        /// Where transactions run.
+        mode: Mode,
+    },
+    /// The latest era (`--endpoint`: `mww`, `readAll`/`writeSome`, `/db-api/*`).
+    Latest {
+        /// Which store.
+        endpoint: LatestEndpoint,
+        /// `--keys`: keys `0..keys`.
+        keys: i64,
+    },
+}
+
+/// The latest era's default `--keys` (the Dart endpoint's 100).
+pub const MWW_DEFAULT_KEYS: i64 = 100;
 
 /// `ENDPOINT_LOG_LEVEL`: the Dart `logging` level names, or the `tracing` ones.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -122,6 +201,11 @@ impl FromStr for LogLevel {
 pub struct Secret(String);
 
 impl Secret {
+    /// Wraps `value`.
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(value.into())
+    }
+
     /// The secret value, for the one place that needs it.
     pub fn expose(&self) -> &str {
         &self.0
@@ -156,12 +240,13 @@ struct Args {
     #[arg(long, value_enum)]
     endpoint: Option<LatestEndpoint>,
     /// Latest era: the number of keys (`0..keys`), also the expected `readAll` size.
-    #[arg(short = 'k', long, default_value_t = 100, value_parser = clap::value_parser!(i64).range(1..=1_000_000))]
+    #[arg(short = 'k', long, default_value_t = MWW_DEFAULT_KEYS, value_parser = clap::value_parser!(i64).range(1..=1_000_000))]
     keys: i64,
-    /// Latest era (`--endpoint powersync`): how long to wait for the first complete sync with
-    /// every key before exiting (e.g. `120s`, `2m`).
-    #[arg(long, env = "FIRST_SYNC_TIMEOUT", default_value = "120s", value_parser = humantime::parse_duration)]
-    first_sync_timeout: std::time::Duration,
+    /// The synced stores (`--endpoint powersync`, mode `powersync`): how long to wait for the
+    /// first complete sync with every key before exiting (e.g. `120s`, `2m`). Unset: wait as long
+    /// as it takes, as the Dart endpoint does, saying so at INFO every 10 s.
+    #[arg(long, env = "FIRST_SYNC_TIMEOUT", value_parser = humantime::parse_duration)]
+    first_sync_timeout: Option<std::time::Duration>,
     #[command(flatten)]
     #[allow(dead_code, reason = "accepted for compatibility, never read")]
     fuzz: FuzzArgs,
@@ -252,7 +337,17 @@ struct Args {
         hide_default_value = true
     )]
     pg_database_password: Secret,
-    /// The RSA private JWK (base64 JSON) that signs the PowerSync tokens. Secret.
+    /// What a failed upload or invariant does: `dart` (the Dart endpoint's exit codes) or
+    /// `forgiving` (retry, skip re-uploads through a ledger, answer 5xx). See `FailurePolicy`.
+    #[arg(long, env = "ENDPOINT_FAILURE_POLICY", value_enum, default_value_t = FailurePolicy::Dart)]
+    failure_policy: FailurePolicy,
+    /// Keep the database file of a previous run. Only for the `sqlite3_endpoint` program name
+    /// (argv[0]), which otherwise starts each run from an empty database as the Dart
+    /// `sqlite3_endpoint` does.
+    #[arg(long, env = "KEEP_DATABASE", action = ArgAction::SetTrue)]
+    keep_database: bool,
+    /// The RSA private JWK (base64 JSON) that signs the PowerSync tokens. Secret. Unset: the
+    /// public development key built into jepsen-powersync's Dart endpoint (a WARN says so).
     #[arg(long, env = "JWKS_PRIVATE_KEY", hide_env_values = true)]
     jwks_private_key: Option<Secret>,
 }
@@ -309,17 +404,73 @@ pub struct PostgresConfig {
     pub password: Secret,
 }
 
+/// Which program the binary was started as (the file name of `argv[0]`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Program {
+    /// `powersync_endpoint`, `powersync_http` or any other name: the defaults described here.
+    #[default]
+    PowersyncEndpoint,
+    /// `sqlite3_endpoint` (the seed's `sqlite3_endpoint/bin/sqlite3_endpoint.exe`): mode
+    /// `sqlite3-local` by default, database `./sqlite3_endpoint.sqlite3`, emptied at every start
+    /// unless `--keep-database`.
+    Sqlite3Endpoint,
+}
+
+impl Program {
+    /// The program named by `argv0` (a path; only its file name counts).
+    pub fn from_argv0(argv0: &std::ffi::OsStr) -> Self {
+        let name = Path::new(argv0)
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        if name.starts_with("sqlite3_endpoint") {
+            Self::Sqlite3Endpoint
+        } else {
+            Self::PowersyncEndpoint
+        }
+    }
+}
+
+/// TEST ONLY: faults a test switches on through the environment, read once at start-up by
+/// [`Config::load`] (never deeper in the code). Nothing outside tests may set them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TestFailpoints {
+    /// [`TestFailpoints::EXIT_AFTER_PG_COMMIT_ENV`]`=1`: an upload connector exits with status
+    /// [`TestFailpoints::EXIT_AFTER_PG_COMMIT_STATUS`] right after its first PostgreSQL commit,
+    /// before `complete()` (to test idempotent re-upload).
+    pub exit_after_pg_commit: bool,
+    /// [`TestFailpoints::BROKEN_CONNECTOR_ENV`]`=drop`: the latest era's connector completes every
+    /// second client transaction WITHOUT uploading it (so checkers can be shown to catch a lost
+    /// update).
+    pub drop_every_second_upload: bool,
+}
+
+impl TestFailpoints {
+    /// The variable of [`TestFailpoints::exit_after_pg_commit`].
+    pub const EXIT_AFTER_PG_COMMIT_ENV: &str = "ENDPOINT_TEST_EXIT_AFTER_PG_COMMIT";
+    /// The exit status of [`TestFailpoints::exit_after_pg_commit`].
+    pub const EXIT_AFTER_PG_COMMIT_STATUS: i32 = 86;
+    /// The variable of [`TestFailpoints::drop_every_second_upload`] (value `drop`).
+    pub const BROKEN_CONNECTOR_ENV: &str = "ENDPOINT_TEST_BROKEN_CONNECTOR";
+
+    /// Reads both variables from the process environment.
+    pub fn from_env() -> Self {
+        Self {
+            exit_after_pg_commit: std::env::var(Self::EXIT_AFTER_PG_COMMIT_ENV)
+                .is_ok_and(|v| v == "1"),
+            drop_every_second_upload: std::env::var(Self::BROKEN_CONNECTOR_ENV)
+                .is_ok_and(|v| v == "drop"),
+        }
+    }
+}
+
 /// The endpoint's resolved configuration.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
-    /// The latest era's `--endpoint`; `None` runs the seed era.
-    pub endpoint: Option<LatestEndpoint>,
-    /// `--keys` (latest era).
-    pub keys: i64,
-    /// `FIRST_SYNC_TIMEOUT` (latest era, `--endpoint powersync`).
-    pub first_sync_timeout: std::time::Duration,
-    /// The mode (resolved from `ENDPOINT_MODE` and `LOCAL_ONLY`).
-    pub mode: Mode,
+    /// The era, with its mode or latest-era endpoint.
+    pub era: Era,
+    /// `FIRST_SYNC_TIMEOUT`; `None`: no limit.
+    pub first_sync_timeout: Option<std::time::Duration>,
     /// `ENDPOINT_PORT`.
     pub port: u16,
     /// `ENDPOINT_LOG_LEVEL`.
@@ -340,19 +491,58 @@ pub struct Config {
     pub jwks_private_key: Option<Secret>,
     /// The `.env` file that was read, if there was one.
     pub dotenv_file: Option<PathBuf>,
+    /// TEST ONLY faults (see [`TestFailpoints`]).
+    pub test_failpoints: TestFailpoints,
+    /// Which program this is (`argv[0]`).
+    pub program: Program,
+    /// `--failure-policy`.
+    pub failure_policy: FailurePolicy,
+    /// Start from an empty database file (the `sqlite3_endpoint` program without
+    /// `--keep-database`).
+    pub fresh_database: bool,
 }
 
 impl Config {
+    /// The latest era's `--endpoint`; `None` in the seed era.
+    pub fn endpoint(&self) -> Option<LatestEndpoint> {
+        match self.era {
+            Era::Latest { endpoint, .. } => Some(endpoint),
+            Era::Seed { .. } => None,
+        }
+    }
+
+    /// The latest era's key count (`--keys`); the seed era's [`crate::LWW_KEY_COUNT`].
+    pub fn keys(&self) -> i64 {
+        match self.era {
+            Era::Latest { keys, .. } => keys,
+            Era::Seed { .. } => crate::LWW_KEY_COUNT,
+        }
+    }
+
+    /// The mode (resolved from `ENDPOINT_MODE` and `LOCAL_ONLY`); the latest era syncs
+    /// ([`Mode::Powersync`]).
+    pub fn mode(&self) -> Mode {
+        match self.era {
+            Era::Seed { mode } => mode,
+            Era::Latest { .. } => Mode::Powersync,
+        }
+    }
+
     /// Loads the configuration from the command line, `./.env` and the environment. Prints
     /// clap's message and exits for `--help`, `--version` and unparseable values.
     pub fn load() -> Result<Self> {
         let dotenv_path = Path::new(DOTENV_FILE);
         let dotenv = read_dotenv(dotenv_path)?;
+        let program = std::env::args_os()
+            .next()
+            .map(|argv0| Program::from_argv0(&argv0))
+            .unwrap_or_default();
         let argv = with_dotenv(std::env::args_os(), &dotenv);
         let args = parse_args(argv).unwrap_or_else(|e| e.exit());
         let cwd = std::env::current_dir()?;
-        let mut config = resolve(args, &cwd)?;
+        let mut config = resolve(args, &cwd, program)?;
         config.dotenv_file = dotenv.is_some().then(|| cwd.join(dotenv_path));
+        config.test_failpoints = TestFailpoints::from_env();
         Ok(config)
     }
 }
@@ -363,12 +553,12 @@ impl fmt::Display for Config {
         write!(
             f,
             "endpoint={} keys={} first_sync_timeout={:?} mode={} port={} log_level={} LOCAL_ONLY={} POWERSYNC_URL={} SQLITE3_PATH={} \
-             USER_ID={} BACKEND_CONNECTOR={} PG_DATABASE={}@{}:{}/{} JWKS_PRIVATE_KEY={} .env={}",
-            self.endpoint
+             USER_ID={} BACKEND_CONNECTOR={} failure_policy={} PG_DATABASE={}@{}:{}/{} JWKS_PRIVATE_KEY={} .env={}",
+            self.endpoint()
                 .map_or_else(|| "<seed era>".to_owned(), |e| e.to_string()),
-            self.keys,
+            self.keys(),
             self.first_sync_timeout,
-            self.mode,
+            self.mode(),
             self.port,
             self.log_level.0,
             self.local_only,
@@ -376,6 +566,7 @@ impl fmt::Display for Config {
             self.sqlite3_path.display(),
             self.user_id,
             self.backend_connector,
+            self.failure_policy,
             self.postgres.user,
             self.postgres.host,
             self.postgres.port,
@@ -435,8 +626,9 @@ fn parse_args(argv: Vec<OsString>) -> std::result::Result<Args, clap::Error> {
     Args::from_arg_matches(&matches)
 }
 
-/// Resolves defaults that depend on other settings and checks combinations.
-fn resolve(args: Args, cwd: &Path) -> Result<Config> {
+/// Resolves defaults that depend on other settings (and on the program name) and checks
+/// combinations.
+fn resolve(args: Args, cwd: &Path, program: Program) -> Result<Config> {
     if args.endpoint.is_some() {
         if let Some(mode) = args.mode.filter(|m| *m != Mode::Powersync) {
             return Err(Error::config(
@@ -466,6 +658,7 @@ fn resolve(args: Args, cwd: &Path) -> Result<Config> {
         }
         (Some(mode), _) => mode,
         (None, Some(true)) => Mode::PowersyncLocal,
+        (None, _) if program == Program::Sqlite3Endpoint => Mode::Sqlite3Local,
         (None, _) => Mode::Powersync,
     };
     if !(args.powersync_url.starts_with("http://") || args.powersync_url.starts_with("https://")) {
@@ -483,13 +676,19 @@ fn resolve(args: Args, cwd: &Path) -> Result<Config> {
         }
         Some(path) => cwd.join(path),
         None if args.endpoint.is_some() => cwd.join("data").join("http.sqlite3"),
+        None if program == Program::Sqlite3Endpoint => cwd.join("sqlite3_endpoint.sqlite3"),
         None => cwd.join("powersync.sqlite3"),
     };
+    let era = match args.endpoint {
+        Some(endpoint) => Era::Latest {
+            endpoint,
+            keys: args.keys,
+        },
+        None => Era::Seed { mode },
+    };
     Ok(Config {
-        endpoint: args.endpoint,
-        keys: args.keys,
+        era,
         first_sync_timeout: args.first_sync_timeout,
-        mode,
         port: args.port,
         log_level: args.log_level,
         local_only: mode != Mode::Powersync,
@@ -507,6 +706,12 @@ fn resolve(args: Args, cwd: &Path) -> Result<Config> {
         // An empty value (e.g. `JWKS_PRIVATE_KEY=` in compose) means unset.
         jwks_private_key: args.jwks_private_key.filter(|key| !key.0.is_empty()),
         dotenv_file: None,
+        test_failpoints: TestFailpoints::default(),
+        program,
+        failure_policy: args.failure_policy,
+        fresh_database: program == Program::Sqlite3Endpoint
+            && mode == Mode::Sqlite3Local
+            && !args.keep_database,
     })
 }
 
@@ -533,14 +738,14 @@ mod test {
     fn config(args: &[&str], env: &Option<Vec<(String, String)>>) -> Result<Config> {
         let args = parse_args(with_dotenv(argv(args), env))
             .map_err(|e| Error::config("ARGS", e.to_string()))?;
-        resolve(args, Path::new("/work"))
+        resolve(args, Path::new("/work"), Program::PowersyncEndpoint)
     }
 
     #[test]
     fn latest_era_flags_map_onto_the_seed_settings() {
         let c = config(&["--endpoint", "postgresql"], &None).unwrap();
-        assert_eq!(c.endpoint, Some(LatestEndpoint::Postgresql));
-        assert_eq!(c.keys, 100);
+        assert_eq!(c.endpoint(), Some(LatestEndpoint::Postgresql));
+        assert_eq!(c.keys(), 100);
         assert_eq!(c.sqlite3_path, Path::new("/work/data/http.sqlite3"));
         let c = config(
             &[
@@ -570,8 +775,8 @@ mod test {
             ]),
         )
         .unwrap();
-        assert_eq!(c.endpoint, Some(LatestEndpoint::Powersync));
-        assert_eq!(c.keys, 7);
+        assert_eq!(c.endpoint(), Some(LatestEndpoint::Powersync));
+        assert_eq!(c.keys(), 7);
         assert_eq!(c.port, 9000);
         assert_eq!(c.log_level, LogLevel(LevelFilter::INFO));
         // A flag beats .env; .env still fills what the flags leave out.
@@ -596,13 +801,46 @@ mod test {
             )
             .is_err()
         );
-        assert_eq!(config(&[], &None).unwrap().endpoint, None);
+        assert_eq!(config(&[], &None).unwrap().endpoint(), None);
+    }
+
+    #[test]
+    fn the_sqlite3_endpoint_program_defaults_to_sqlite3_local_on_a_fresh_database() {
+        for argv0 in [
+            "/jepsen/jepsen-powersync/sqlite3_endpoint/bin/sqlite3_endpoint.exe",
+            "sqlite3_endpoint",
+        ] {
+            assert_eq!(
+                Program::from_argv0(argv0.as_ref()),
+                Program::Sqlite3Endpoint
+            );
+        }
+        for argv0 in ["powersync_endpoint", "bundle/bin/powersync_http", ""] {
+            assert_eq!(
+                Program::from_argv0(argv0.as_ref()),
+                Program::PowersyncEndpoint
+            );
+        }
+        let sqlite3 = |args: &[&str], env: &Option<Vec<(String, String)>>| {
+            let args = parse_args(with_dotenv(argv(args), env)).unwrap();
+            resolve(args, Path::new("/work"), Program::Sqlite3Endpoint).unwrap()
+        };
+        // The seed's sqlite3_endpoint/.env holds only ENDPOINT_PORT.
+        let c = sqlite3(&[], &dotenv(&[("ENDPOINT_PORT", "8089")]));
+        assert_eq!(c.mode(), Mode::Sqlite3Local);
+        assert_eq!(c.sqlite3_path, Path::new("/work/sqlite3_endpoint.sqlite3"));
+        assert!(c.fresh_database);
+        assert!(!sqlite3(&["--keep-database"], &None).fresh_database);
+        let c = sqlite3(&["--mode", "powersync-local"], &None);
+        assert_eq!(c.mode(), Mode::PowersyncLocal);
+        assert!(!c.fresh_database, "only sqlite3-local empties its database");
+        assert!(!config(&[], &None).unwrap().fresh_database);
     }
 
     #[test]
     fn seed_defaults() {
         let c = config(&[], &None).unwrap();
-        assert_eq!(c.mode, Mode::Powersync);
+        assert_eq!(c.mode(), Mode::Powersync);
         assert_eq!(c.port, 8089);
         assert_eq!(c.log_level, LogLevel(LevelFilter::TRACE));
         assert!(!c.local_only);
@@ -637,9 +875,9 @@ mod test {
     #[test]
     fn mode_follows_local_only_and_rejects_contradictions() {
         let c = config(&[], &dotenv(&[("LOCAL_ONLY", "true")])).unwrap();
-        assert_eq!(c.mode, Mode::PowersyncLocal);
+        assert_eq!(c.mode(), Mode::PowersyncLocal);
         let c = config(&["--mode", "sqlite3-local"], &None).unwrap();
-        assert_eq!((c.mode, c.local_only), (Mode::Sqlite3Local, true));
+        assert_eq!((c.mode(), c.local_only), (Mode::Sqlite3Local, true));
         let err = config(&["--mode", "powersync", "--local-only", "true"], &None).unwrap_err();
         assert!(err.to_string().contains("LOCAL_ONLY"), "{err}");
         assert!(
@@ -680,7 +918,7 @@ mod test {
         let env = read_dotenv(&path).unwrap();
         assert_eq!(env.as_ref().map(Vec::len), Some(12));
         let c = config(&[], &env).unwrap();
-        assert_eq!(c.mode, Mode::Powersync);
+        assert_eq!(c.mode(), Mode::Powersync);
         assert_eq!(c.backend_connector, BackendConnector::Batch);
         assert_eq!(c.sqlite3_path, Path::new("/work/powersync.sqlite3"));
         assert_eq!(

@@ -52,11 +52,20 @@ pub enum Error {
     },
     /// PostgreSQL cannot be reached (the PostgreSQL endpoint); the transaction's outcome is
     /// unknown to the client.
-    #[error("PostgreSQL unavailable: {0}")]
-    PostgresUnavailable(String),
+    #[error("PostgreSQL unavailable: {context}")]
+    PostgresUnavailable {
+        /// Where and what (host, port, the error and its cause).
+        context: String,
+        /// The PostgreSQL client's error.
+        #[source]
+        source: tokio_postgres::Error,
+    },
     /// PostgreSQL reported an error the PostgreSQL endpoint cannot turn into a `fail`.
     #[error("PostgreSQL: {0}")]
-    Postgres(String),
+    Postgres(#[source] tokio_postgres::Error),
+    /// A local change cannot be uploaded as it is (an upload connector's fatal error).
+    #[error("{0}")]
+    InvalidUpload(String),
     /// A database API call did not answer in time (the Dart endpoint exits 40).
     #[error("{0} did not answer within {1:?}")]
     ApiTimeout(&'static str, std::time::Duration),
@@ -94,6 +103,14 @@ impl Error {
         Self::InvalidRequest {
             kind: RequestProblem::Malformed,
             problem: problem.into(),
+        }
+    }
+
+    /// The SQLSTATE of a PostgreSQL error the server answered with.
+    pub fn sqlstate(&self) -> Option<&tokio_postgres::error::SqlState> {
+        match self {
+            Self::Postgres(e) | Self::PostgresUnavailable { source: e, .. } => e.code(),
+            _ => None,
         }
     }
 

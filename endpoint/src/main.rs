@@ -1,34 +1,10 @@
 //! `powersync_endpoint`: exposes a list-append transaction store over HTTP for the
-//! jepsen-powersync harness (a drop-in for the seed era's Dart endpoint).
+//! jepsen-powersync harness (a drop-in for the Dart endpoints). Everything lives in the library;
+//! this only loads the configuration, starts logging and maps the outcome to an exit status.
 
-mod api;
-mod auth;
-mod config;
-mod connectors;
-mod error;
-mod logging;
-mod model;
-mod store;
-
-use std::future::IntoFuture;
-use std::net::{Ipv4Addr, SocketAddr};
 use std::process::ExitCode;
-use std::sync::Arc;
-use std::time::Duration;
 
-use tokio::net::TcpListener;
-use tokio::sync::Notify;
-
-use crate::config::{Config, LatestEndpoint, Mode};
-use crate::error::{Error, Result};
-use crate::store::postgres::PostgresStore;
-use crate::store::powersync_mww::PowerSyncMwwStore;
-use crate::store::sqlite3::Sqlite3Store;
-use crate::store::{MwwStore, TxnStore};
-
-/// How long requests in flight may take to finish after SIGTERM/SIGINT (the seed's Jepsen client
-/// gives up on a request after 1 s).
-const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
+use endpoint::{Config, Error, logging, run};
 
 #[tokio::main]
 async fn main() -> ExitCode {
@@ -53,105 +29,5 @@ async fn main() -> ExitCode {
                 _ => ExitCode::FAILURE,
             }
         }
-    }
-}
-
-/// Opens the mode's store and serves it until SIGTERM or SIGINT.
-async fn run(config: Config) -> Result<()> {
-    match config.endpoint {
-        Some(LatestEndpoint::Postgresql) => {
-            let store = PostgresStore::open(&config.postgres, config.keys).await?;
-            tracing::info!(
-                "postgresql endpoint: mww holds keys 0..{} in PostgreSQL",
-                config.keys
-            );
-            return serve_latest(Arc::new(store), &config).await;
-        }
-        Some(LatestEndpoint::Powersync) => {
-            let store = PowerSyncMwwStore::open(&config).await?;
-            return serve_latest(store, &config).await;
-        }
-        None => {}
-    }
-    match config.mode {
-        Mode::Sqlite3Local => {
-            let path = config.sqlite3_path.clone();
-            let store = tokio::task::spawn_blocking(move || Sqlite3Store::open(&path))
-                .await
-                .map_err(|e| Error::Io(std::io::Error::other(e)))??;
-            tracing::info!("sqlite3-local database {}", store.path().display());
-            serve(Arc::new(store), &config).await
-        }
-        Mode::PowersyncLocal | Mode::Powersync => {
-            let store = store::powersync::PowerSyncStore::open(&config).await?;
-            serve(store, &config).await
-        }
-    }
-}
-
-async fn serve<S: TxnStore>(store: Arc<S>, config: &Config) -> Result<()> {
-    let app = api::seed::router(Arc::clone(&store), config.mode, config.local_only);
-    serve_app(app, config).await?;
-    store.close().await?;
-    tracing::info!("shut down cleanly");
-    Ok(())
-}
-
-/// Serves the latest era's API over `store` until SIGTERM or SIGINT.
-async fn serve_latest<S: MwwStore>(store: Arc<S>, config: &Config) -> Result<()> {
-    let app = api::latest::router(Arc::clone(&store), config.keys);
-    serve_app(app, config).await?;
-    store.close().await?;
-    tracing::info!("shut down cleanly");
-    Ok(())
-}
-
-/// Binds `0.0.0.0:port` and serves `app` until SIGTERM or SIGINT (plus the drain time).
-async fn serve_app(app: axum::Router, config: &Config) -> Result<()> {
-    let listener =
-        TcpListener::bind(SocketAddr::from((Ipv4Addr::UNSPECIFIED, config.port))).await?;
-    tracing::info!("listening on {}", listener.local_addr()?);
-    let signalled = Arc::new(Notify::new());
-    let server = axum::serve(listener, app).with_graceful_shutdown({
-        let signalled = Arc::clone(&signalled);
-        async move {
-            shutdown_signal().await;
-            signalled.notify_one();
-        }
-    });
-    // Requests in flight get DRAIN_TIMEOUT to finish; a client that keeps its connection busy
-    // longer does not keep the process alive.
-    let drain_deadline = async {
-        signalled.notified().await;
-        tokio::time::sleep(DRAIN_TIMEOUT).await;
-    };
-    tokio::select! {
-        served = server.into_future() => served?,
-        () = drain_deadline => tracing::warn!(
-            "connections still busy {} s after the signal; closing anyway",
-            DRAIN_TIMEOUT.as_secs()
-        ),
-    }
-    Ok(())
-}
-
-/// Resolves on the first SIGTERM or SIGINT.
-async fn shutdown_signal() {
-    use tokio::signal::unix::{SignalKind, signal};
-    let wait = |kind: SignalKind, name: &'static str| async move {
-        match signal(kind) {
-            Ok(mut stream) => {
-                stream.recv().await;
-                tracing::info!("{name} received, shutting down");
-            }
-            Err(e) => {
-                tracing::warn!("cannot listen for {name}: {e}");
-                std::future::pending::<()>().await;
-            }
-        }
-    };
-    tokio::select! {
-        () = wait(SignalKind::terminate(), "SIGTERM") => {}
-        () = wait(SignalKind::interrupt(), "SIGINT") => {}
     }
 }

@@ -465,7 +465,8 @@ fn installed_as_powersync_http_it_finds_the_core_in_the_bundle_without_environme
 async fn upload_queue_wait_reports_a_stuck_queue() {
     let backend = MwwBackend::start().await;
     let wd = Workdir::new();
-    let ep = backend.powersync_endpoint(&wd, &[]);
+    // The forgiving policy answers 500; the Dart one exits 12 (next test).
+    let ep = backend.powersync_endpoint(&wd, &[("ENDPOINT_FAILURE_POLICY", "forgiving")]);
     db_api(&ep, "disconnect").await;
     ep.txn(&mww_txn("txn", &[(30, 300)])).await;
     let started = Instant::now();
@@ -488,5 +489,35 @@ async fn upload_queue_wait_reports_a_stuck_queue() {
     );
     backend.wait_for(&[(30, 300)]).await;
     drop(ep);
+    backend.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn under_the_default_dart_policy_a_stuck_upload_queue_exits_12() {
+    let backend = MwwBackend::start().await;
+    let wd = Workdir::new();
+    let mut ep = backend.powersync_endpoint(&wd, &[]);
+    assert!(wd.log().contains("failure_policy=dart"), "{}", wd.log());
+    db_api(&ep, "disconnect").await;
+    ep.txn(&mww_txn("txn", &[(31, 310)])).await;
+    let url = format!("http://127.0.0.1:{}/db-api/uploadQueueWait", ep.port);
+    let waiting = tokio::spawn(async move { reqwest::get(url).await.map(|r| r.status()) });
+    let status = tokio::task::spawn_blocking(move || {
+        let status = ep.wait_exit(Duration::from_secs(60));
+        (status, ep)
+    })
+    .await
+    .unwrap();
+    assert_eq!(status.0.and_then(|s| s.code()), Some(12), "{}", wd.log());
+    assert!(
+        waiting.await.unwrap().is_err(),
+        "the process ended the request"
+    );
+    let log = wd.log();
+    assert!(
+        log.lines()
+            .any(|l| l.contains("ERROR") && l.contains("exiting 12")),
+        "{log}"
+    );
     backend.shutdown().await;
 }

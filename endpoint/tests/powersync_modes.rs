@@ -59,12 +59,20 @@ async fn synced_appends_reach_postgres_and_postgres_appends_reach_the_endpoint()
             "CrudBatchConnector" => 2,
             _ => 3,
         };
-        ep.txn(&append_txn(&[10, 11], value)).await;
-        ep.txn(&append_txn(&[11], value * 10)).await;
+        // Keys beyond the seeded 0..99 get their row on the first append, locally and (through
+        // every connector) in PostgreSQL.
+        let (new_key, top_key) = (1000 * value, i64::from(i32::MAX) - value);
+        ep.txn(&append_txn(&[10, 11, new_key], value)).await;
+        ep.txn(&append_txn(&[11, top_key, new_key], value * 10))
+            .await;
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             let lists = backend.lists().await;
-            if lists[&10].contains(&value) && lists[&11].ends_with(&[value, value * 10]) {
+            if lists[&10].contains(&value)
+                && lists[&11].ends_with(&[value, value * 10])
+                && lists.get(&new_key) == Some(&vec![value, value * 10])
+                && lists.get(&top_key) == Some(&vec![value * 10])
+            {
                 break;
             }
             assert!(
@@ -191,7 +199,10 @@ async fn a_crash_between_the_postgres_commit_and_complete_does_not_apply_twice()
     let ep = backend.endpoint(
         &wd,
         "CrudTransactionConnector",
-        &[("ENDPOINT_TEST_EXIT_AFTER_PG_COMMIT", "1")],
+        &[
+            ("ENDPOINT_TEST_EXIT_AFTER_PG_COMMIT", "1"),
+            ("ENDPOINT_FAILURE_POLICY", "forgiving"),
+        ],
     );
     ep.txn(&append_txn(&[70], 1)).await;
     let mut ep = ep;
@@ -212,7 +223,11 @@ async fn a_crash_between_the_postgres_commit_and_complete_does_not_apply_twice()
         .execute("UPDATE lww SET v = v || ' 2' WHERE k = 70", &[])
         .await
         .unwrap();
-    let ep = backend.endpoint(&wd, "CrudTransactionConnector", &[]);
+    let ep = backend.endpoint(
+        &wd,
+        "CrudTransactionConnector",
+        &[("ENDPOINT_FAILURE_POLICY", "forgiving")],
+    );
     ep.txn(&append_txn(&[71], 3)).await;
     wait_for_postgres(&backend, &BTreeMap::from([(71, vec![3])])).await;
     assert_eq!(
@@ -237,7 +252,11 @@ async fn kill_9_during_uploads_then_restart_every_acknowledged_append_reaches_po
     let mut acknowledged: BTreeMap<i64, Vec<i64>> = BTreeMap::new();
     let mut value = 0;
     for _round in 0..3 {
-        let ep = backend.endpoint(&wd, "CrudTransactionConnector", &[]);
+        let ep = backend.endpoint(
+            &wd,
+            "CrudTransactionConnector",
+            &[("ENDPOINT_FAILURE_POLICY", "forgiving")],
+        );
         let until = Instant::now() + Duration::from_millis(fastrand::u64(300..1200));
         while Instant::now() < until {
             value += 1;
@@ -252,7 +271,11 @@ async fn kill_9_during_uploads_then_restart_every_acknowledged_append_reaches_po
         ep.signal(nix::sys::signal::Signal::SIGKILL);
         drop(ep);
     }
-    let _ep = backend.endpoint(&wd, "CrudTransactionConnector", &[]);
+    let _ep = backend.endpoint(
+        &wd,
+        "CrudTransactionConnector",
+        &[("ENDPOINT_FAILURE_POLICY", "forgiving")],
+    );
     let lists = wait_for_postgres(&backend, &acknowledged).await;
     for (k, values) in &acknowledged {
         assert_eq!(

@@ -15,6 +15,8 @@ pub enum LibrarySource {
     EnvLib,
     /// The `POWERSYNC_LIB_DIR` environment variable.
     EnvLibDir,
+    /// Beside the running executable or in `../lib/` of it (an installed bundle).
+    Installed,
     /// The vendored default core baked in at build time.
     Vendored,
     /// The system dynamic loader's search path.
@@ -27,6 +29,7 @@ impl fmt::Display for LibrarySource {
             Self::Explicit => "explicit path",
             Self::EnvLib => "POWERSYNC_LIB",
             Self::EnvLibDir => "POWERSYNC_LIB_DIR",
+            Self::Installed => "beside the executable",
             Self::Vendored => "vendored default",
             Self::System => "system loader",
         })

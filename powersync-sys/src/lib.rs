@@ -38,9 +38,18 @@
 //! Where the library is looked for, in order ([`CoreLibrary::load`]):
 //! 1. `POWERSYNC_LIB`: the path of the library file;
 //! 2. `POWERSYNC_LIB_DIR`: a directory holding `libpowersync.so`;
-//! 3. the vendored default, `vendor/lib/<default core>/libpowersync.so`, baked in at build time
-//!    (fetch it with `vendor/fetch-cores`);
-//! 4. the system loader (`libpowersync.so` on `LD_LIBRARY_PATH`, the ld.so cache, …).
+//!
+//!    (each of the two from a `NAME=value` line of `./.env` in the working directory, or else
+//!    from the environment, as the endpoint reads every other setting);
+//! 3. an installed core: beside the running executable, then in `../lib/` of it, under each name
+//!    of [`INSTALLED_FILE_NAMES`] (`libpowersync.so`, the Dart bundle's `libpowersync_core.so`,
+//!    the npm package's `libpowersync_x64.linux.so`);
+//! 4. the vendored default, `vendor/lib/<default core>/libpowersync.so`, baked in at build time
+//!    (fetch it with `vendor/fetch-cores`), only when that path exists on this machine;
+//! 5. the system loader (`libpowersync.so` on `LD_LIBRARY_PATH`, the ld.so cache, …).
+//!
+//! When nothing is found, [`Error::NotFound`] lists every path tried. An installed core (3) that
+//! exists but cannot be loaded is an error, as is an unloadable vendored default (4).
 //!
 //! A path given explicitly (1, 2 or [`CoreLibrary::load_from`]) that cannot be loaded is an
 //! error; it never falls through to a different library.
@@ -82,7 +91,7 @@ pub use capabilities::{
     WriteCheckpoint,
 };
 pub use error::{Attempt, Error, LibrarySource};
-pub use loader::CoreLibrary;
+pub use loader::{CoreLibrary, INSTALLED_FILE_NAMES};
 pub use registration::{registered_core, unregister_auto_extension};
 pub use vendored::{NpmBuild, VendoredCore, vendor_dir, vendored_cores};
 pub use version::{CoreVersion, SUPPORTED_VERSIONS, SupportedVersions};

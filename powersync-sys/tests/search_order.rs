@@ -117,3 +117,73 @@ fn a_bad_environment_path_is_an_error_and_never_falls_back() {
     );
     assert!(err.contains("Fix:"), "{err}");
 }
+
+/// A copy of the `powersync-core-info` binary at `dir/bin/`, as an installed bundle.
+fn installed_copy(dir: &std::path::Path) -> std::path::PathBuf {
+    let bin = dir.join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    let exe = bin.join("powersync-core-info");
+    std::fs::copy(env!("CARGO_BIN_EXE_powersync-core-info"), &exe).unwrap();
+    exe
+}
+
+fn run_in(exe: &std::path::Path, cwd: &std::path::Path, env: &[(&str, &str)]) -> Output {
+    let mut cmd = Command::new(exe);
+    cmd.env_clear().current_dir(cwd);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.output().unwrap()
+}
+
+#[test]
+fn an_installed_core_beside_the_executable_or_in_lib_wins_over_the_vendored_default() {
+    for (place, name) in [
+        ("bin", "libpowersync.so"),
+        ("bin", "libpowersync_x64.linux.so"),
+        ("lib", "libpowersync_core.so"),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let exe = installed_copy(dir.path());
+        std::fs::create_dir_all(dir.path().join(place)).unwrap();
+        let core = dir.path().join(place).join(name);
+        std::fs::copy(lib("0.4.11"), &core).unwrap();
+        let out = run_in(&exe, dir.path(), &[]);
+        assert!(out.status.success(), "{}", stderr(&out));
+        let text = stdout(&out);
+        assert!(
+            text.contains("core version: 0.4.11/"),
+            "{place}/{name}: {text}"
+        );
+        assert!(text.contains("(beside the executable)"), "{text}");
+        assert!(text.contains(name), "{text}");
+    }
+}
+
+#[test]
+fn powersync_lib_in_dot_env_wins_over_the_environment_and_the_installed_core() {
+    let dir = tempfile::tempdir().unwrap();
+    let exe = installed_copy(dir.path());
+    std::fs::copy(lib("0.5.2"), dir.path().join("bin/libpowersync.so")).unwrap();
+    std::fs::write(
+        dir.path().join(".env"),
+        format!("# a node's .env\nPOWERSYNC_LIB={}\n", lib("0.4.11")),
+    )
+    .unwrap();
+    let out = run_in(&exe, dir.path(), &[("POWERSYNC_LIB", &lib("0.4.6"))]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains("core version: 0.4.11/"),
+        "{}",
+        stdout(&out)
+    );
+    assert!(stdout(&out).contains("(POWERSYNC_LIB)"), "{}", stdout(&out));
+    // Without the .env line, the environment applies again.
+    std::fs::write(dir.path().join(".env"), "OTHER=1\n").unwrap();
+    let out = run_in(&exe, dir.path(), &[("POWERSYNC_LIB", &lib("0.4.6"))]);
+    assert!(
+        stdout(&out).contains("core version: 0.4.6/"),
+        "{}",
+        stdout(&out)
+    );
+}

@@ -94,3 +94,28 @@ pub trait BackendConnector: Send + Sync + 'static {
         db: &PowerSyncDatabase,
     ) -> impl Future<Output = Result<(), ConnectorError>> + Send;
 }
+
+impl From<crate::Error> for ConnectorError {
+    /// A local-database error inside a connector: retryable, unless retrying cannot help (the
+    /// core cannot be used, the schema or a queue entry is wrong, the upload queue was
+    /// acknowledged out of order, or an upload already failed fatally).
+    fn from(e: crate::Error) -> Self {
+        use crate::Error as E;
+        let fatal = matches!(
+            e,
+            E::Core(_)
+                | E::InvalidSchema(_)
+                | E::UnsupportedByCore { .. }
+                | E::Decode { .. }
+                | E::AlreadyCompleted { .. }
+                | E::NotQueuePrefix { .. }
+                | E::UploadFatal(_)
+        );
+        let message = format!("local database: {e}");
+        if fatal {
+            Self::fatal(message).with_source(e)
+        } else {
+            Self::retryable(message).with_source(e)
+        }
+    }
+}

@@ -13,45 +13,32 @@ use axum::Json;
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{DefaultBodyLimit, Path, State};
-use axum::middleware;
+use axum::extract::{Path, State};
 use axum::routing::{get, post};
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::api::seed::{
-    MAX_BODY_BYTES, MAX_MICRO_OPS, body_rejection, brief, brief_str, log_request,
-    method_not_allowed, not_found,
-};
+use crate::api::seed::{AppState, body_rejection, brief, brief_str, finish, micro_ops};
+use crate::config::FailurePolicy;
 use crate::error::{Error, RequestProblem, Result};
 use crate::model::mww::MwwOp;
 use crate::store::{DbAction, MwwOutcome, MwwStore};
 
-/// What the handlers share.
-pub struct AppState<S> {
-    store: Arc<S>,
+/// The latest era's settings: the key count and the failure policy.
+#[derive(Debug, Clone, Copy)]
+pub struct LatestSettings {
     keys: i64,
-}
-
-impl<S> Clone for AppState<S> {
-    fn clone(&self) -> Self {
-        Self {
-            store: Arc::clone(&self.store),
-            keys: self.keys,
-        }
-    }
+    policy: FailurePolicy,
 }
 
 /// The router of the latest-era API over `store`, with keys `0..keys`.
-pub fn router<S: MwwStore>(store: Arc<S>, keys: i64) -> Router {
-    Router::new()
+/// Under the Dart [`FailurePolicy`], an invariant failure exits the process with the Dart code.
+pub fn router<S: MwwStore>(store: Arc<S>, keys: i64, policy: FailurePolicy) -> Router {
+    let routes = Router::new()
         .route("/sql-txn", post(sql_txn::<S>))
-        .route("/db-api/{action}", get(db_api::<S>))
-        .fallback(not_found)
-        .method_not_allowed_fallback(method_not_allowed)
-        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
-        .layer(middleware::from_fn(log_request))
-        .with_state(AppState { store, keys })
+        .route("/db-api/{action}", get(db_api::<S>));
+    let settings = LatestSettings { keys, policy };
+    finish(routes, AppState { store, settings })
 }
 
 /// A parsed `/sql-txn` request.
@@ -79,13 +66,18 @@ pub struct TxnReply {
 }
 
 async fn sql_txn<S: MwwStore>(
-    State(state): State<AppState<S>>,
+    State(state): State<AppState<S, LatestSettings>>,
     body: std::result::Result<Bytes, BytesRejection>,
 ) -> Result<Json<TxnReply>> {
     let body = body.map_err(body_rejection)?;
-    let request = parse_txn_request(&body, state.keys)?;
+    let request = parse_txn_request(&body, state.settings.keys)?;
     tracing::debug!(?request, "sql-txn request");
-    let reply = match state.store.run_txn(request.ops.clone()).await? {
+    let outcome = state
+        .store
+        .run_txn(request.ops.clone())
+        .await
+        .map_err(|e| state.settings.policy.check(e))?;
+    let reply = match outcome {
         MwwOutcome::Ok(value) => TxnReply {
             client_type: state.store.client_type(),
             f: request.f,
@@ -107,7 +99,7 @@ async fn sql_txn<S: MwwStore>(
 }
 
 async fn db_api<S: MwwStore>(
-    State(state): State<AppState<S>>,
+    State(state): State<AppState<S, LatestSettings>>,
     Path(action): Path<String>,
 ) -> Result<Json<Value>> {
     let Some(parsed) = DbAction::parse(&action) else {
@@ -121,7 +113,11 @@ async fn db_api<S: MwwStore>(
             ),
         });
     };
-    let body = state.store.db_api(parsed).await?;
+    let body = state
+        .store
+        .db_api(parsed)
+        .await
+        .map_err(|e| state.settings.policy.check(e))?;
     tracing::info!("db-api {action}: {body}");
     Ok(Json(body))
 }
@@ -141,17 +137,7 @@ pub fn parse_txn_request(body: &[u8], keys: i64) -> Result<TxnRequest> {
         .as_str()
         .ok_or_else(|| Error::malformed(format!("\"f\" must be a string, got {}", brief(f))))?
         .to_owned();
-    let mops = object
-        .get("value")
-        .ok_or_else(|| Error::malformed("missing field \"value\""))?
-        .as_array()
-        .ok_or_else(|| Error::malformed("\"value\" must be an array of micro-ops"))?;
-    if mops.len() > MAX_MICRO_OPS {
-        return Err(Error::malformed(format!(
-            "\"value\" has {} micro-ops; at most {MAX_MICRO_OPS} are accepted",
-            mops.len()
-        )));
-    }
+    let mops = micro_ops(object)?;
     let ops = mops
         .iter()
         .enumerate()

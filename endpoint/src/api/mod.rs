@@ -1,5 +1,5 @@
 //! The HTTP surface.
 
-pub mod error;
 pub mod latest;
+pub mod reply;
 pub mod seed;

@@ -22,7 +22,7 @@ use serde_json::Value;
 
 use crate::config::Mode;
 use crate::error::{Error, RequestProblem, Result};
-use crate::model::lww::{KEY_COUNT, LwwRow, MicroOp};
+use crate::model::lww::{LwwRow, MicroOp};
 use crate::store::TxnStore;
 
 /// Largest accepted request body, in bytes (a Jepsen transaction is well under 1 KiB).
@@ -30,38 +30,50 @@ pub const MAX_BODY_BYTES: usize = 64 * 1024;
 /// Most micro-ops accepted in one transaction.
 pub const MAX_MICRO_OPS: usize = 1024;
 
-/// What the handlers share: the store and the settings `GET /powersync` reports.
-pub struct AppState<S> {
-    store: Arc<S>,
-    mode: Mode,
-    local_only: bool,
+/// What the handlers of either era share: the store and the era's settings `C`.
+pub struct AppState<S, C> {
+    pub(crate) store: Arc<S>,
+    pub(crate) settings: C,
 }
 
-impl<S> Clone for AppState<S> {
+impl<S, C: Copy> Clone for AppState<S, C> {
     fn clone(&self) -> Self {
         Self {
             store: Arc::clone(&self.store),
-            mode: self.mode,
-            local_only: self.local_only,
+            settings: self.settings,
         }
     }
 }
 
-/// The router of the seed-era API over `store`.
-pub fn router<S: TxnStore>(store: Arc<S>, mode: Mode, local_only: bool) -> Router {
-    Router::new()
-        .route("/sql-txn", post(sql_txn::<S>))
-        .route("/powersync", get(powersync_status::<S>))
-        .route("/db/{action}", get(db_action::<S>))
+/// The seed era's settings: what `GET /powersync` reports.
+#[derive(Debug, Clone, Copy)]
+pub struct SeedSettings {
+    mode: Mode,
+    local_only: bool,
+}
+
+/// Both eras' routers end the same way: 404/405 fallbacks, the body limit, the request log and
+/// the state.
+pub(crate) fn finish<S: Send + Sync + 'static, C: Copy + Send + Sync + 'static>(
+    routes: Router<AppState<S, C>>,
+    state: AppState<S, C>,
+) -> Router {
+    routes
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(middleware::from_fn(log_request))
-        .with_state(AppState {
-            store,
-            mode,
-            local_only,
-        })
+        .with_state(state)
+}
+
+/// The router of the seed-era API over `store`.
+pub fn router<S: TxnStore>(store: Arc<S>, mode: Mode, local_only: bool) -> Router {
+    let routes = Router::new()
+        .route("/sql-txn", post(sql_txn::<S>))
+        .route("/powersync", get(powersync_status::<S>))
+        .route("/db/{action}", get(db_action::<S>));
+    let settings = SeedSettings { mode, local_only };
+    finish(routes, AppState { store, settings })
 }
 
 /// The reply of `POST /sql-txn`: `value` first, `type` last, as the Dart endpoint writes it.
@@ -75,7 +87,7 @@ pub struct TxnReply {
 }
 
 async fn sql_txn<S: TxnStore>(
-    State(state): State<AppState<S>>,
+    State(state): State<AppState<S, SeedSettings>>,
     body: std::result::Result<Bytes, BytesRejection>,
 ) -> Result<Json<TxnReply>> {
     let body = body.map_err(body_rejection)?;
@@ -112,21 +124,23 @@ pub struct StatusReply {
     pub mode: String,
 }
 
-async fn powersync_status<S: TxnStore>(State(state): State<AppState<S>>) -> Json<StatusReply> {
+async fn powersync_status<S: TxnStore>(
+    State(state): State<AppState<S, SeedSettings>>,
+) -> Json<StatusReply> {
     let status = state.store.status().await;
     Json(StatusReply {
-        local_only: state.local_only.to_string(),
+        local_only: state.settings.local_only.to_string(),
         closed: status.closed,
         connected: status.connected,
         runtime_type: status.runtime_type,
         status_connected: status.status_connected,
         last_synced_at: status.last_synced_at,
-        mode: state.mode.to_string(),
+        mode: state.settings.mode.to_string(),
     })
 }
 
 async fn db_action<S: TxnStore>(
-    State(state): State<AppState<S>>,
+    State(state): State<AppState<S, SeedSettings>>,
     Path(action): Path<String>,
 ) -> Result<Json<Vec<LwwRow>>> {
     match action.as_str() {
@@ -201,6 +215,15 @@ pub fn parse_txn_request(body: &[u8]) -> Result<Vec<MicroOp>> {
     let object = doc
         .as_object()
         .ok_or_else(|| Error::malformed("body must be a JSON object with a \"value\" array"))?;
+    let mops = micro_ops(object)?;
+    mops.iter()
+        .enumerate()
+        .map(|(i, mop)| parse_micro_op(&format!("value[{i}]"), mop))
+        .collect()
+}
+
+/// The `value` array of micro-ops of a `/sql-txn` body (both eras), at most [`MAX_MICRO_OPS`].
+pub(crate) fn micro_ops(object: &serde_json::Map<String, Value>) -> Result<&Vec<Value>> {
     let mops = object
         .get("value")
         .ok_or_else(|| Error::malformed("missing field \"value\""))?
@@ -212,10 +235,7 @@ pub fn parse_txn_request(body: &[u8]) -> Result<Vec<MicroOp>> {
             mops.len()
         )));
     }
-    mops.iter()
-        .enumerate()
-        .map(|(i, mop)| parse_micro_op(&format!("value[{i}]"), mop))
-        .collect()
+    Ok(mops)
 }
 
 fn parse_micro_op(at: &str, mop: &Value) -> Result<MicroOp> {
@@ -237,10 +257,10 @@ fn parse_micro_op(at: &str, mop: &Value) -> Result<MicroOp> {
     let key = k
         .as_i64()
         .ok_or_else(|| Error::malformed(format!("{at}.k must be an integer, got {}", brief(k))))?;
-    if !(0..KEY_COUNT).contains(&key) {
+    if key < 0 {
         return Err(Error::malformed(format!(
-            "{at}.k = {key} is outside the seeded keys 0..={}",
-            KEY_COUNT - 1
+            "{at}.k = {key} is outside the keys 0..={} (keys are non-negative)",
+            i64::MAX
         )));
     }
     match f {
@@ -344,10 +364,7 @@ mod test {
         assert!(
             problem(r#"{"value":[{"f":"r","k":3.5,"v":null}]}"#).contains("must be an integer")
         );
-        assert!(
-            problem(r#"{"value":[{"f":"r","k":100,"v":null}]}"#)
-                .contains("outside the seeded keys 0..=99")
-        );
+        assert!(parse_txn_request(br#"{"value":[{"f":"r","k":100,"v":null}]}"#).is_ok());
         assert!(problem(r#"{"value":[{"f":"r","k":-1,"v":null}]}"#).contains("outside"));
         assert!(
             problem(r#"{"value":[{"f":"append","k":1,"v":"7"}]}"#)

@@ -27,15 +27,109 @@ use tokio::sync::OnceCell;
 use tokio_postgres::IsolationLevel;
 
 use crate::auth::TokenSigner;
-use postgres::{Postgres, UploadFailure, apply_entry, record_upload};
-
-/// Serialization failures and deadlocks are retried this many times within one upload call
-/// before the upload loop's own backoff takes over.
-const MAX_ATTEMPTS: u32 = 10;
+use crate::config::{FailurePolicy, TestFailpoints};
+use crate::model::{Lww, Model};
+use crate::pg::{PgClass, PgFailure};
+use postgres::{Postgres, record_upload};
 
 /// The most CRUD entries the multi-transaction connector puts in one PostgreSQL transaction
 /// (one client transaction larger than this still goes whole).
 const MULTI_MAX_ENTRIES: usize = 100;
+
+/// How an upload retries PostgreSQL conflicts within one upload call, before the upload loop's
+/// own backoff takes over: one value per era.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RetryPolicy {
+    /// Attempts of one PostgreSQL transaction.
+    pub max_attempts: u32,
+    /// 57014 (query canceled) is retried like a conflict.
+    pub retry_canceled: bool,
+    /// The delays between attempts.
+    pub backoff: BackoffKind,
+    /// Conflicts that persist through every attempt are fatal (otherwise retryable).
+    pub exhausted_is_fatal: bool,
+    /// The Dart endpoint's exit code for an upload error ([`FailurePolicy::Dart`]).
+    pub dart_exit: i32,
+    /// The Dart endpoint's exit code when the conflict retries are exhausted.
+    pub dart_exit_exhausted: i32,
+}
+
+impl RetryPolicy {
+    /// The seed era: 40001/40P01 up to 10 attempts, jittered exponential delays; then the
+    /// upload loop retries the call.
+    pub const SEED: Self = Self {
+        max_attempts: 10,
+        retry_canceled: false,
+        backoff: BackoffKind::Jittered,
+        exhausted_is_fatal: false,
+        dart_exit: 127,
+        dart_exit_exhausted: 127,
+    };
+
+    /// The latest era's Dart `_txWithRetries`: 40001/40P01/57014 up to 64 attempts with the
+    /// Dart backoff; then the upload is given up (fatal).
+    pub const LATEST: Self = Self {
+        max_attempts: 64,
+        retry_canceled: true,
+        backoff: BackoffKind::Dart,
+        exhausted_is_fatal: true,
+        dart_exit: 50,
+        dart_exit_exhausted: 32,
+    };
+
+    fn retries(&self, e: &tokio_postgres::Error) -> bool {
+        match PgClass::of(e) {
+            PgClass::Conflict => true,
+            PgClass::Canceled => self.retry_canceled,
+            _ => false,
+        }
+    }
+}
+
+/// The delays of a [`RetryPolicy`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BackoffKind {
+    /// 5–10 ms doubled per attempt (at most 64 times that).
+    Jittered,
+    /// The Dart `BackOff`: doubles from 16 ms and wraps back to 16 ms after 512 ms.
+    Dart,
+}
+
+/// The delays between attempts of one upload.
+#[derive(Debug)]
+pub struct Backoff {
+    kind: BackoffKind,
+    attempt: u32,
+    delay_ms: u64,
+}
+
+impl Backoff {
+    /// A fresh sequence.
+    pub fn new(kind: BackoffKind) -> Self {
+        Self {
+            kind,
+            attempt: 0,
+            delay_ms: 0,
+        }
+    }
+
+    /// The next delay.
+    pub fn next_delay(&mut self) -> Duration {
+        self.attempt += 1;
+        match self.kind {
+            BackoffKind::Jittered => {
+                Duration::from_millis(fastrand::u64(5..10) << self.attempt.min(6))
+            }
+            BackoffKind::Dart => {
+                self.delay_ms *= 2;
+                if self.delay_ms == 0 || self.delay_ms > 512 {
+                    self.delay_ms = 16;
+                }
+                Duration::from_millis(self.delay_ms)
+            }
+        }
+    }
+}
 
 /// What every connector needs: PostgreSQL, and credentials for the service.
 #[derive(Debug)]
@@ -49,16 +143,11 @@ pub struct Shared {
     /// `USER_ID`: the tokens' `sub`.
     pub user_id: String,
     client_id: OnceCell<String>,
-    /// Test-only failpoint (`ENDPOINT_TEST_EXIT_AFTER_PG_COMMIT=1`): exit right after the first
-    /// PostgreSQL commit, before `complete()`, to test idempotent re-upload.
-    exit_after_commit: bool,
+    /// The test-only faults (see [`TestFailpoints`]).
+    failpoints: TestFailpoints,
+    /// `--failure-policy`.
+    pub failure_policy: FailurePolicy,
 }
-
-/// The environment variable of the test-only failpoint (see [`Shared`]).
-pub const EXIT_AFTER_COMMIT_ENV: &str = "ENDPOINT_TEST_EXIT_AFTER_PG_COMMIT";
-
-/// The exit status of the failpoint.
-pub const EXIT_AFTER_COMMIT_STATUS: i32 = 86;
 
 impl Shared {
     /// Bundles the connectors' dependencies.
@@ -67,16 +156,40 @@ impl Shared {
         signer: Option<TokenSigner>,
         powersync_url: String,
         user_id: String,
+        failpoints: TestFailpoints,
+        failure_policy: FailurePolicy,
     ) -> Arc<Self> {
-        let exit_after_commit = std::env::var(EXIT_AFTER_COMMIT_ENV).is_ok_and(|v| v == "1");
         Arc::new(Self {
             pg,
             signer,
             powersync_url,
             user_id,
             client_id: OnceCell::new(),
-            exit_after_commit,
+            failpoints,
+            failure_policy,
         })
+    }
+
+    /// Under [`FailurePolicy::Dart`], an upload error ends the process with the Dart code (after
+    /// an `ERROR` line), as the Dart endpoint's `exit(...)`; otherwise the error goes back to the
+    /// upload loop.
+    pub(crate) fn settle(
+        &self,
+        code: i32,
+        result: Result<(), ConnectorError>,
+    ) -> Result<(), ConnectorError> {
+        match result {
+            Err(e) if self.failure_policy == FailurePolicy::Dart => self.dart_exit(code, &e),
+            other => other,
+        }
+    }
+
+    fn dart_exit(&self, code: i32, e: &dyn std::fmt::Display) -> ! {
+        tracing::error!(
+            "upload failed: {e}; exiting {code} as the Dart endpoint does (--failure-policy \
+             forgiving retries instead)"
+        );
+        std::process::exit(code);
     }
 
     pub(crate) fn credentials(&self) -> Result<PowerSyncCredentials, ConnectorError> {
@@ -91,38 +204,39 @@ impl Shared {
 
     pub(crate) async fn client_id(&self, db: &PowerSyncDatabase) -> Result<String, ConnectorError> {
         self.client_id
-            .get_or_try_init(|| async {
-                db.client_id()
-                    .await
-                    .map_err(|e| ConnectorError::retryable(e.to_string()))
-            })
+            .get_or_try_init(|| async { Ok::<_, ConnectorError>(db.client_id().await?) })
             .await
             .cloned()
     }
 
-    /// Applies `transactions` in one REPEATABLE READ PostgreSQL transaction (each recorded in
-    /// the ledger, already-recorded ones skipped), retrying serialization failures.
-    async fn apply_transactions(
+    /// THE upload loop of both eras: applies `transactions` in one REPEATABLE READ PostgreSQL
+    /// transaction with model `M`'s statements, each recorded in the ledger (already-recorded
+    /// ones skipped), retrying conflicts as `policy` says.
+    pub(crate) async fn apply_transactions<M: Model>(
         &self,
         client_id: &str,
         transactions: &[CrudTransaction],
+        policy: RetryPolicy,
     ) -> Result<(), ConnectorError> {
+        let mut backoff = Backoff::new(policy.backoff);
         let mut attempt = 0;
         loop {
+            attempt += 1;
             let mut guard = self.pg.lock().await?;
             let Some(client) = guard.as_mut() else {
                 return Err(ConnectorError::retryable(
                     "PostgreSQL connection unavailable",
                 ));
             };
-            let result: Result<(), UploadFailure> = async {
+            let result: Result<(), PgFailure> = async {
                 let tx = client
                     .build_transaction()
                     .isolation_level(IsolationLevel::RepeatableRead)
                     .start()
                     .await?;
+                let ledger = self.failure_policy == FailurePolicy::Forgiving;
                 for transaction in transactions {
-                    if let Some(tx_id) = transaction.transaction_id
+                    if let Some(tx_id) = transaction.transaction_id.filter(|_| ledger)
                         && !record_upload(&tx, client_id, tx_id).await?
                     {
                         tracing::info!(
@@ -131,43 +245,57 @@ impl Shared {
                         continue;
                     }
                     for entry in &transaction.crud {
-                        apply_entry(&tx, entry, true).await?;
+                        M::upload_entry(&tx, entry).await?;
                     }
                 }
                 tx.commit().await?;
                 Ok(())
             }
             .await;
-            match result {
-                Ok(()) if self.exit_after_commit => {
+            let failure = match result {
+                Ok(()) if self.failpoints.exit_after_pg_commit => {
                     tracing::warn!(
-                        "test failpoint {EXIT_AFTER_COMMIT_ENV}: exiting after the PostgreSQL commit"
+                        "test failpoint {}: exiting after the PostgreSQL commit",
+                        TestFailpoints::EXIT_AFTER_PG_COMMIT_ENV
                     );
-                    std::process::exit(EXIT_AFTER_COMMIT_STATUS);
+                    std::process::exit(TestFailpoints::EXIT_AFTER_PG_COMMIT_STATUS);
                 }
                 Ok(()) => return Ok(()),
-                Err(e) if e.is_serialization_failure() && attempt + 1 < MAX_ATTEMPTS => {
-                    drop(guard);
-                    attempt += 1;
-                    let delay = Duration::from_millis(fastrand::u64(5..10) << attempt.min(6));
-                    tracing::debug!(
-                        "PostgreSQL serialization failure, retry {attempt} in {delay:?}"
-                    );
-                    tokio::time::sleep(delay).await;
-                }
-                Err(e) => {
-                    if client.is_closed() {
-                        *guard = None;
-                    }
-                    return Err(e.into_connector_error());
-                }
+                Err(failure) => failure,
+            };
+            let conflict = matches!(&failure, PgFailure::Pg(e) if policy.retries(e));
+            if conflict && attempt < policy.max_attempts {
+                drop(guard);
+                let delay = backoff.next_delay();
+                tracing::debug!(
+                    "PostgreSQL conflict, attempt {attempt} of {}, retry in {delay:?}",
+                    policy.max_attempts
+                );
+                tokio::time::sleep(delay).await;
+                continue;
             }
+            if client.is_closed() {
+                *guard = None;
+            }
+            if conflict && self.failure_policy == FailurePolicy::Dart {
+                self.dart_exit(
+                    policy.dart_exit_exhausted,
+                    &format!(
+                        "PostgreSQL conflicts persisted through {} attempts",
+                        policy.max_attempts
+                    ),
+                );
+            }
+            if conflict && policy.exhausted_is_fatal {
+                return Err(ConnectorError::fatal(format!(
+                    "client transaction {:?}: PostgreSQL conflicts persisted through {} attempts",
+                    transactions.first().and_then(|t| t.transaction_id),
+                    policy.max_attempts
+                )));
+            }
+            return Err(failure.into_connector_error());
         }
     }
-}
-
-pub(crate) fn local(e: powersync::Error) -> ConnectorError {
-    ConnectorError::retryable(format!("local database: {e}")).with_source(e)
 }
 
 /// `powersync-local`: never uploads.
@@ -196,26 +324,31 @@ impl BackendConnector for CrudBatchConnector {
     }
 
     async fn upload_data(&self, db: &PowerSyncDatabase) -> Result<(), ConnectorError> {
-        let Some(batch) = db.crud_batch(100).await.map_err(local)? else {
-            return Ok(());
-        };
-        {
-            let mut guard = self.0.pg.lock().await?;
-            let Some(client) = guard.as_mut() else {
-                return Err(ConnectorError::retryable(
-                    "PostgreSQL connection unavailable",
-                ));
+        let result: Result<(), ConnectorError> = async {
+            let Some(batch) = db.crud_batch(100).await? else {
+                return Ok(());
             };
-            for entry in &batch.crud {
-                if let Err(e) = apply_entry(&*client, entry, false).await {
-                    if client.is_closed() {
-                        *guard = None;
+            {
+                let mut guard = self.0.pg.lock().await?;
+                let Some(client) = guard.as_mut() else {
+                    return Err(ConnectorError::retryable(
+                        "PostgreSQL connection unavailable",
+                    ));
+                };
+                for entry in &batch.crud {
+                    if let Err(e) = crate::model::lww::upload_entry(&*client, entry, false).await {
+                        if client.is_closed() {
+                            *guard = None;
+                        }
+                        return Err(e.into_connector_error());
                     }
-                    return Err(e.into_connector_error());
                 }
             }
+            batch.complete().await?;
+            Ok(())
         }
-        batch.complete().await.map_err(local)
+        .await;
+        self.0.settle(RetryPolicy::SEED.dart_exit, result)
     }
 }
 
@@ -229,14 +362,22 @@ impl BackendConnector for CrudTransactionConnector {
     }
 
     async fn upload_data(&self, db: &PowerSyncDatabase) -> Result<(), ConnectorError> {
-        let client_id = self.0.client_id(db).await?;
-        while let Some(transaction) = db.next_crud_transaction().await.map_err(local)? {
-            self.0
-                .apply_transactions(&client_id, std::slice::from_ref(&transaction))
-                .await?;
-            transaction.complete().await.map_err(local)?;
+        let result: Result<(), ConnectorError> = async {
+            let client_id = self.0.client_id(db).await?;
+            while let Some(transaction) = db.next_crud_transaction().await? {
+                self.0
+                    .apply_transactions::<Lww>(
+                        &client_id,
+                        std::slice::from_ref(&transaction),
+                        RetryPolicy::SEED,
+                    )
+                    .await?;
+                transaction.complete().await?;
+            }
+            Ok(())
         }
-        Ok(())
+        .await;
+        self.0.settle(RetryPolicy::SEED.dart_exit, result)
     }
 }
 
@@ -250,25 +391,31 @@ impl BackendConnector for CrudMultiTransactionConnector {
     }
 
     async fn upload_data(&self, db: &PowerSyncDatabase) -> Result<(), ConnectorError> {
-        let client_id = self.0.client_id(db).await?;
-        loop {
-            let mut cursor = db.crud_transactions();
-            let mut group = Vec::new();
-            let mut entries = 0;
-            while entries < MULTI_MAX_ENTRIES {
-                let Some(transaction) = cursor.next().await.map_err(local)? else {
-                    break;
-                };
-                entries += transaction.crud.len();
-                group.push(transaction);
+        let result: Result<(), ConnectorError> = async {
+            let client_id = self.0.client_id(db).await?;
+            loop {
+                let mut cursor = db.crud_transactions();
+                let mut group = Vec::new();
+                let mut entries = 0;
+                while entries < MULTI_MAX_ENTRIES {
+                    let Some(transaction) = cursor.next().await? else {
+                        break;
+                    };
+                    entries += transaction.crud.len();
+                    group.push(transaction);
+                }
+                if group.is_empty() {
+                    return Ok(());
+                }
+                self.0
+                    .apply_transactions::<Lww>(&client_id, &group, RetryPolicy::SEED)
+                    .await?;
+                let batch = CrudTransaction::into_batch(group)
+                    .ok_or_else(|| ConnectorError::fatal("empty group"))?;
+                batch.complete().await?;
             }
-            if group.is_empty() {
-                return Ok(());
-            }
-            self.0.apply_transactions(&client_id, &group).await?;
-            let batch = CrudTransaction::into_batch(group)
-                .ok_or_else(|| ConnectorError::fatal("empty group"))?;
-            batch.complete().await.map_err(local)?;
         }
+        .await;
+        self.0.settle(RetryPolicy::SEED.dart_exit, result)
     }
 }

@@ -1,15 +1,14 @@
-//! The PostgreSQL side of uploads: one lazily (re)opened connection, error classification, the
-//! seed's `lww` statements, and the ledger that makes re-uploads idempotent.
+//! The PostgreSQL side of uploads: one lazily (re)opened connection and the ledger that makes
+//! re-uploads idempotent. (The models' upload statements are in [`crate::model`], the error
+//! classification in [`crate::pg`].)
 
-use std::time::Duration;
-
-use powersync::{ConnectorError, CrudEntry, UpdateType};
-use serde_json::Value;
+use powersync::ConnectorError;
 use tokio::sync::Mutex;
-use tokio_postgres::error::{Severity, SqlState};
+use tokio_postgres::error::SqlState;
 use tokio_postgres::{Client, GenericClient, NoTls};
 
 use crate::config::PostgresConfig;
+use crate::pg::{PgFailure, connector_error};
 
 /// The seed's PostgreSQL connection, opened on first use and reopened after it broke.
 pub struct Postgres {
@@ -34,17 +33,8 @@ const CREATE_LEDGER: &str = "CREATE TABLE IF NOT EXISTS powersync_endpoint_uploa
 impl Postgres {
     /// From the endpoint's `PG_DATABASE_*` settings (no TLS, as the seed).
     pub fn new(pg: &PostgresConfig) -> Self {
-        let mut config = tokio_postgres::Config::new();
-        config
-            .host(&pg.host)
-            .port(pg.port)
-            .dbname(&pg.name)
-            .user(&pg.user)
-            .password(pg.password.expose())
-            .connect_timeout(Duration::from_secs(5))
-            .application_name("powersync_endpoint");
         Self {
-            config,
+            config: crate::pg::client_config(pg),
             client: Mutex::new(None),
         }
     }
@@ -55,7 +45,7 @@ impl Postgres {
     ) -> Result<tokio::sync::MutexGuard<'_, Option<Client>>, ConnectorError> {
         let mut guard = self.client.lock().await;
         if guard.as_ref().is_none_or(Client::is_closed) {
-            let (client, connection) = self.config.connect(NoTls).await.map_err(classify)?;
+            let (client, connection) = self.config.connect(NoTls).await.map_err(connector_error)?;
             tokio::spawn(async move {
                 if let Err(e) = connection.await {
                     tracing::warn!("PostgreSQL connection closed: {e}");
@@ -87,137 +77,8 @@ async fn create_ledger(client: &Client) -> Result<(), ConnectorError> {
             tracing::debug!("the upload ledger was created concurrently: {e}");
             Ok(())
         }
-        Err(e) => Err(classify(e)),
+        Err(e) => Err(connector_error(e)),
     }
-}
-
-/// Whether a PostgreSQL error is worth retrying. Lost connections and server shutdowns (class
-/// 08, 57P01–57P03), serialization failures and deadlocks are retryable; data exceptions (22),
-/// integrity violations (23), insufficient privilege (42501) and other FATAL/PANIC errors are
-/// not: they mean the upload itself is wrong, and the endpoint must stop.
-pub fn classify(e: tokio_postgres::Error) -> ConnectorError {
-    let Some(db) = e.as_db_error() else {
-        return ConnectorError::retryable(format!("PostgreSQL unreachable: {e}")).with_source(e);
-    };
-    let code = db.code().code();
-    let retryable = code.starts_with("08")
-        || matches!(db.code(), c if *c == SqlState::ADMIN_SHUTDOWN || *c == SqlState::CRASH_SHUTDOWN || *c == SqlState::CANNOT_CONNECT_NOW)
-        || is_serialization_failure(&e);
-    let fatal_class = code.starts_with("22") || code.starts_with("23") || code == "42501";
-    let fatal_severity = matches!(
-        db.parsed_severity(),
-        Some(Severity::Fatal | Severity::Panic)
-    );
-    let message = format!("PostgreSQL {code}: {}", db.message());
-    if !retryable && (fatal_class || fatal_severity) {
-        ConnectorError::fatal(message).with_source(e)
-    } else {
-        ConnectorError::retryable(message).with_source(e)
-    }
-}
-
-/// 40001 (serialization failure) or 40P01 (deadlock).
-pub fn is_serialization_failure(e: &tokio_postgres::Error) -> bool {
-    e.code().is_some_and(|c| {
-        *c == SqlState::T_R_SERIALIZATION_FAILURE || *c == SqlState::T_R_DEADLOCK_DETECTED
-    })
-}
-
-/// Why applying client transactions to PostgreSQL failed.
-#[derive(Debug)]
-pub enum UploadFailure {
-    /// PostgreSQL (or the connection to it) failed.
-    Pg(tokio_postgres::Error),
-    /// The entry cannot be uploaded as it is (fatal).
-    Invalid(String),
-}
-
-impl From<tokio_postgres::Error> for UploadFailure {
-    fn from(e: tokio_postgres::Error) -> Self {
-        Self::Pg(e)
-    }
-}
-
-impl UploadFailure {
-    /// 40001 or 40P01: retry the whole PostgreSQL transaction.
-    pub fn is_serialization_failure(&self) -> bool {
-        matches!(self, Self::Pg(e) if is_serialization_failure(e))
-    }
-
-    /// As the connector error the upload loop understands.
-    pub fn into_connector_error(self) -> ConnectorError {
-        match self {
-            Self::Pg(e) => classify(e),
-            Self::Invalid(message) => ConnectorError::fatal(message),
-        }
-    }
-}
-
-fn field<'a>(entry: &'a CrudEntry, name: &str) -> Option<&'a Value> {
-    entry.data.as_ref().and_then(|d| d.get(name))
-}
-
-fn invalid(entry: &CrudEntry, what: &str) -> UploadFailure {
-    UploadFailure::Invalid(format!(
-        "cannot upload {:?} {} of table {}: {what}",
-        entry.op, entry.id, entry.table
-    ))
-}
-
-/// Applies one CRUD entry to PostgreSQL with the seed's SQL. With `exactly_one`, the statement
-/// must affect exactly one row (the seed's `RETURNING * ... .single`); otherwise it is fatal.
-pub async fn apply_entry(
-    client: &impl GenericClient,
-    entry: &CrudEntry,
-    exactly_one: bool,
-) -> Result<(), UploadFailure> {
-    if entry.table != "lww" {
-        return Err(invalid(entry, "only the lww table is synced"));
-    }
-    let rows = match entry.op {
-        UpdateType::Put => {
-            let k = field(entry, "k")
-                .and_then(Value::as_i64)
-                .ok_or_else(|| invalid(entry, "no integer k"))?;
-            let k = i32::try_from(k).map_err(|_| invalid(entry, "k is out of INTEGER range"))?;
-            let v = field(entry, "v")
-                .and_then(Value::as_str)
-                .unwrap_or_default();
-            client
-                .execute(
-                    "INSERT INTO lww (id, k, v) VALUES (CAST($1::text AS uuid), $2, $3)",
-                    &[&entry.id, &k, &v],
-                )
-                .await?
-        }
-        UpdateType::Patch => {
-            let Some(v) = field(entry, "v") else {
-                return Ok(());
-            };
-            let v = v.as_str().ok_or_else(|| invalid(entry, "v is not text"))?;
-            client
-                .execute(
-                    "UPDATE lww SET v = $1 WHERE id = CAST($2::text AS uuid)",
-                    &[&v, &entry.id],
-                )
-                .await?
-        }
-        UpdateType::Delete => {
-            client
-                .execute(
-                    "DELETE FROM lww WHERE id = CAST($1::text AS uuid)",
-                    &[&entry.id],
-                )
-                .await?
-        }
-    };
-    if exactly_one && rows != 1 {
-        return Err(invalid(
-            entry,
-            &format!("expected exactly one affected row, got {rows}"),
-        ));
-    }
-    Ok(())
 }
 
 /// Records `(client_id, tx_id)` in the ledger inside the caller's transaction. Returns false when
@@ -227,7 +88,7 @@ pub async fn record_upload(
     client: &impl GenericClient,
     client_id: &str,
     tx_id: i64,
-) -> Result<bool, UploadFailure> {
+) -> Result<bool, PgFailure> {
     let inserted = client
         .execute(
             "INSERT INTO powersync_endpoint_uploads (client_id, tx_id) VALUES ($1, $2) ON CONFLICT DO NOTHING",

@@ -3,17 +3,29 @@
 //! Table `lww(id TEXT, k INTEGER, v TEXT)` with keys `0..KEY_COUNT` seeded with `v = ''`. An
 //! append concatenates `' ' || value` (so the first append leaves a leading space: `'' -> ' 7'`);
 //! a read of `''` is nil, any other value is read as the EDN vector `"[" + trim_start(v) + "]"`.
+//!
+//! Any other non-negative key (Elle's default generator, used from jepsen-powersync 47f845d on,
+//! retires keys and moves on to ever larger ids) has no row until its first append, which
+//! inserts `(key_row_id(k), k, ' ' || value)` in the same transaction; a read of such a key that
+//! was never written is nil. The row id is derived from the key, so every client creates the
+//! same row, and the upload's `INSERT … ON CONFLICT (id) DO UPDATE` writes it once in PostgreSQL.
 //! This module holds all of the model's SQL; every statement is parameterized. The functions take
 //! a plain [`rusqlite::Connection`] (a [`rusqlite::Transaction`] derefs to one), so any store that
 //! reaches SQLite through rusqlite (plain SQLite, or PowerSync's views) runs the same SQL.
 
+use powersync::schema::{Column, Index, Schema, Table};
+use powersync::{CrudEntry, UpdateType};
 use rusqlite::{Connection, OptionalExtension, params};
 use serde::Serialize;
 use serde::ser::SerializeMap;
+use serde_json::Value;
+use tokio_postgres::GenericClient;
 
 use crate::error::{Error, Result};
+use crate::model::invalid_entry;
+use crate::pg::PgFailure;
 
-/// Number of seeded keys: `0..KEY_COUNT`. Requests for other keys are rejected.
+/// Number of seeded keys: `0..KEY_COUNT`. Larger keys get their row on their first append.
 pub const KEY_COUNT: i64 = 100;
 
 /// One micro-operation of a list-append transaction.
@@ -67,6 +79,84 @@ pub struct LwwRow {
     pub v: String,
 }
 
+/// The seed's PowerSync schema: `lww(k INTEGER, v TEXT)` with index `lww_k`, local-only in
+/// `powersync-local`.
+pub fn schema(local_only: bool) -> Schema {
+    let table = Table::new("lww", vec![Column::integer("k"), Column::text("v")])
+        .index(Index::new("lww_k", ["k"]));
+    Schema::new(vec![if local_only {
+        table.local_only()
+    } else {
+        table
+    }])
+}
+
+fn field<'a>(entry: &'a CrudEntry, name: &str) -> Option<&'a Value> {
+    entry.data.as_ref().and_then(|d| d.get(name))
+}
+
+/// Uploads one CRUD entry to PostgreSQL with the seed's SQL. With `exactly_one`, the statement
+/// must affect exactly one row (the seed's `RETURNING * ... .single`); otherwise it is fatal.
+pub async fn upload_entry(
+    client: &impl GenericClient,
+    entry: &CrudEntry,
+    exactly_one: bool,
+) -> Result<(), PgFailure> {
+    if entry.table != "lww" {
+        return Err(invalid_entry(entry, "only the lww table is synced"));
+    }
+    let rows = match entry.op {
+        UpdateType::Put => {
+            let k = field(entry, "k")
+                .and_then(Value::as_i64)
+                .ok_or_else(|| invalid_entry(entry, "no integer k"))?;
+            let k =
+                i32::try_from(k).map_err(|_| invalid_entry(entry, "k is out of INTEGER range"))?;
+            let v = field(entry, "v")
+                .and_then(Value::as_str)
+                .unwrap_or_default();
+            // A key created by a client's first append may be created by several clients (the
+            // same id, see `key_row_id`): the last upload's list wins, as for a PATCH.
+            client
+                .execute(
+                    "INSERT INTO lww (id, k, v) VALUES (CAST($1::text AS uuid), $2, $3) \
+                     ON CONFLICT (id) DO UPDATE SET k = EXCLUDED.k, v = EXCLUDED.v",
+                    &[&entry.id, &k, &v],
+                )
+                .await?
+        }
+        UpdateType::Patch => {
+            let Some(v) = field(entry, "v") else {
+                return Ok(());
+            };
+            let v = v
+                .as_str()
+                .ok_or_else(|| invalid_entry(entry, "v is not text"))?;
+            client
+                .execute(
+                    "UPDATE lww SET v = $1 WHERE id = CAST($2::text AS uuid)",
+                    &[&v, &entry.id],
+                )
+                .await?
+        }
+        UpdateType::Delete => {
+            client
+                .execute(
+                    "DELETE FROM lww WHERE id = CAST($1::text AS uuid)",
+                    &[&entry.id],
+                )
+                .await?
+        }
+    };
+    if exactly_one && rows != 1 {
+        return Err(invalid_entry(
+            entry,
+            &format!("expected exactly one affected row, got {rows}"),
+        ));
+    }
+    Ok(())
+}
+
 /// Creates the plain-SQLite `lww` table if needed and seeds the keys that are missing, leaving
 /// existing rows untouched (so a restart keeps every append). For stores without PowerSync.
 pub fn create_and_seed(conn: &Connection) -> Result<()> {
@@ -101,30 +191,55 @@ pub fn seed_missing_keys(conn: &Connection) -> Result<()> {
     Ok(())
 }
 
+/// The row id of a key created by its first append (`k >= KEY_COUNT`): a UUID-shaped text
+/// derived from the key alone, so that every client creates the same row.
+pub fn key_row_id(key: i64) -> String {
+    let k = key.cast_unsigned();
+    format!(
+        "6c777761-0000-4000-8{:03x}-{:012x}",
+        (k >> 48) & 0xfff,
+        k & 0xffff_ffff_ffff
+    )
+}
+
 /// Runs the micro-ops in order on `conn` (the caller holds the write transaction), filling in
-/// reads; a read sees the earlier appends of the same transaction. A key without a row is an
-/// [`Error::KeyNotPresent`], and the caller must roll back.
+/// reads; a read sees the earlier appends of the same transaction. A key `>= KEY_COUNT` without
+/// a row reads as nil and gets its row on its first append; a seeded key without a row is an
+/// [`Error::KeyNotPresent`] (the store lost it, or has not synced yet), and the caller must roll
+/// back.
 pub fn apply(conn: &Connection, ops: Vec<MicroOp>) -> Result<Vec<MicroOp>> {
     let mut read = conn.prepare_cached("SELECT v FROM lww WHERE k = ?1")?;
     let mut append = conn.prepare_cached("UPDATE lww SET v = lww.v || ' ' || ?1 WHERE k = ?2")?;
+    let mut create =
+        conn.prepare_cached("INSERT INTO lww (id, k, v) VALUES (?1, ?2, ' ' || ?3)")?;
+    let missing = |key: i64| {
+        if key >= KEY_COUNT {
+            Ok(())
+        } else {
+            Err(Error::KeyNotPresent(key))
+        }
+    };
     ops.into_iter()
         .map(|op| match op {
             MicroOp::Read { key, .. } => {
                 let stored: Option<String> =
                     read.query_row(params![key], |row| row.get(0)).optional()?;
-                let stored = stored.ok_or(Error::KeyNotPresent(key))?;
-                Ok(MicroOp::Read {
-                    key,
-                    value: read_value(&stored),
-                })
+                let value = match stored {
+                    Some(stored) => read_value(&stored),
+                    None => missing(key).map(|()| None)?,
+                };
+                Ok(MicroOp::Read { key, value })
             }
             MicroOp::Append { key, value } => {
-                // The row must exist (the seed era lost appends to missing keys silently). The
-                // UPDATE's change count cannot tell: on a PowerSync view the INSTEAD OF trigger
-                // does the write and SQLite reports 0 changes. So look first.
+                // Look first: the UPDATE's change count cannot tell whether the row exists (on a
+                // PowerSync view the INSTEAD OF trigger does the write and SQLite reports 0).
                 let exists = read.query_row(params![key], |_| Ok(())).optional()?;
-                exists.ok_or(Error::KeyNotPresent(key))?;
-                append.execute(params![value, key])?;
+                if exists.is_some() {
+                    append.execute(params![value, key])?;
+                } else {
+                    missing(key)?;
+                    create.execute(params![key_row_id(key), key, value])?;
+                }
                 Ok(MicroOp::Append { key, value })
             }
         })
@@ -228,10 +343,11 @@ mod test {
     }
 
     #[test]
-    fn a_key_without_a_row_is_an_error() {
+    fn a_seeded_key_without_a_row_is_an_error() {
         let conn = seeded();
-        let err = apply(&conn, vec![MicroOp::Append { key: 100, value: 1 }]).unwrap_err();
-        assert!(matches!(err, Error::KeyNotPresent(100)));
+        conn.execute("DELETE FROM lww WHERE k = 5", []).unwrap();
+        let err = apply(&conn, vec![MicroOp::Append { key: 5, value: 1 }]).unwrap_err();
+        assert!(matches!(err, Error::KeyNotPresent(5)));
         let err = apply(
             &conn,
             vec![MicroOp::Read {
@@ -241,6 +357,64 @@ mod test {
         )
         .unwrap_err();
         assert!(matches!(err, Error::KeyNotPresent(-1)));
+    }
+
+    #[test]
+    fn keys_beyond_the_seeded_ones_read_nil_and_are_created_by_their_first_append() {
+        let conn = seeded();
+        let big = i64::MAX;
+        let out = apply(
+            &conn,
+            vec![
+                MicroOp::Read {
+                    key: 100,
+                    value: None,
+                },
+                MicroOp::Append { key: 100, value: 7 },
+                MicroOp::Append { key: big, value: 1 },
+                MicroOp::Append { key: 100, value: 8 },
+                MicroOp::Read {
+                    key: 100,
+                    value: None,
+                },
+            ],
+        )
+        .unwrap();
+        assert_eq!(
+            out[0],
+            MicroOp::Read {
+                key: 100,
+                value: None
+            }
+        );
+        assert_eq!(
+            out[4],
+            MicroOp::Read {
+                key: 100,
+                value: Some("[7 8]".into())
+            }
+        );
+        let rows = list(&conn).unwrap();
+        assert_eq!(rows.len(), KEY_COUNT as usize + 2);
+        let row = rows.iter().find(|r| r.k == 100).unwrap();
+        assert_eq!(
+            (row.id.as_str(), row.v.as_str()),
+            (key_row_id(100).as_str(), " 7 8")
+        );
+        assert_ne!(key_row_id(100), key_row_id(big));
+        assert_eq!(key_row_id(big).len(), 36);
+        // A failing transaction keeps none of its created keys.
+        let err = apply(
+            &conn,
+            vec![
+                MicroOp::Append { key: 500, value: 1 },
+                MicroOp::Read {
+                    key: -1,
+                    value: None,
+                },
+            ],
+        );
+        assert!(err.is_err());
     }
 
     #[test]
@@ -286,8 +460,6 @@ mod on_powersync_views {
             Self(e.to_string())
         }
     }
-
-    use crate::store::powersync::schema;
 
     async fn open(dir: &tempfile::TempDir, local_only: bool) -> PowerSyncDatabase {
         PowerSyncDatabase::open(

@@ -7,11 +7,17 @@
 
 use std::collections::BTreeMap;
 
+use powersync::schema::{Column, Index, Schema, Table};
+use powersync::{CrudEntry, UpdateType};
 use rusqlite::Connection;
 use serde::Serialize;
 use serde::ser::SerializeMap;
+use serde_json::Value;
+use tokio_postgres::GenericClient;
 
 use crate::error::{Error, Result};
+use crate::model::invalid_entry;
+use crate::pg::PgFailure;
 
 /// `readAll` on SQLite (the PowerSync `mww` view).
 pub const SQLITE_READ_ALL: &str = "SELECT k, v FROM mww ORDER BY k";
@@ -31,6 +37,54 @@ pub const PG_UPLOAD_PATCH: &str = "UPDATE mww SET v = GREATEST($1, mww.v) WHERE 
 pub const PG_UPLOAD_PUT: &str = "INSERT INTO mww (id, k, v) VALUES ($1, $2, $3)";
 /// Upload of a DELETE.
 pub const PG_UPLOAD_DELETE: &str = "DELETE FROM mww WHERE id = $1";
+
+/// The latest era's schema: `mww(k INTEGER, v INTEGER)` with index `mww_k`, synced.
+pub fn schema() -> Schema {
+    Schema::new(vec![
+        Table::new("mww", vec![Column::integer("k"), Column::integer("v")])
+            .index(Index::new("mww_k", ["k"])),
+    ])
+}
+
+fn int_field(entry: &CrudEntry, name: &str) -> Result<Option<i32>, PgFailure> {
+    match entry.data.as_ref().and_then(|d| d.get(name)) {
+        None | Some(Value::Null) => Ok(None),
+        Some(v) => v
+            .as_i64()
+            .and_then(|n| i32::try_from(n).ok())
+            .map(Some)
+            .ok_or_else(|| invalid_entry(entry, &format!("{name} is not an INTEGER"))),
+    }
+}
+
+/// Uploads one `mww` CRUD entry; the statement must affect exactly one row (the Dart `.single`).
+pub async fn upload_entry(client: &impl GenericClient, entry: &CrudEntry) -> Result<(), PgFailure> {
+    if entry.table != "mww" {
+        return Err(invalid_entry(entry, "only the mww table is synced"));
+    }
+    let rows = match entry.op {
+        UpdateType::Patch => {
+            // Only `v` is uploaded (local writes are plain UPDATEs of `v`).
+            let Some(v) = int_field(entry, "v")? else {
+                return Ok(());
+            };
+            client.execute(PG_UPLOAD_PATCH, &[&v, &entry.id]).await?
+        }
+        UpdateType::Put => {
+            let k = int_field(entry, "k")?.ok_or_else(|| invalid_entry(entry, "no k"))?;
+            let v = int_field(entry, "v")?.ok_or_else(|| invalid_entry(entry, "no v"))?;
+            client.execute(PG_UPLOAD_PUT, &[&entry.id, &k, &v]).await?
+        }
+        UpdateType::Delete => client.execute(PG_UPLOAD_DELETE, &[&entry.id]).await?,
+    };
+    if rows != 1 {
+        return Err(invalid_entry(
+            entry,
+            &format!("expected exactly one affected row, got {rows}"),
+        ));
+    }
+    Ok(())
+}
 
 /// One micro-op of a latest-era transaction.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -143,7 +197,7 @@ pub async fn apply_postgres(
     tx: &tokio_postgres::Transaction<'_>,
     ops: Vec<MwwOp>,
     keys: i64,
-) -> Result<Vec<MwwOp>, PgTxnError> {
+) -> Result<Vec<MwwOp>, PgFailure> {
     let mut current: Option<BTreeMap<i64, i64>> = None;
     let mut out = Vec::with_capacity(ops.len());
     for op in ops {
@@ -163,7 +217,7 @@ pub async fn apply_postgres(
                     let (k32, v32) = (to_i32(*k)?, to_i32(*v)?);
                     let rows = tx.execute(PG_WRITE, &[&v32, &k32]).await?;
                     if rows != 1 {
-                        return Err(PgTxnError::Data(Error::IncompleteData {
+                        return Err(PgFailure::Data(Error::IncompleteData {
                             store: "postgresql",
                             expected: 1,
                             found: usize::try_from(rows).unwrap_or(usize::MAX),
@@ -182,7 +236,7 @@ pub async fn apply_postgres(
 pub async fn read_all_postgres(
     client: &impl tokio_postgres::GenericClient,
     keys: i64,
-) -> Result<BTreeMap<i64, i64>, PgTxnError> {
+) -> Result<BTreeMap<i64, i64>, PgFailure> {
     let rows = client
         .query(PG_READ_ALL, &[])
         .await?
@@ -194,31 +248,16 @@ pub async fn read_all_postgres(
             ))
         })
         .collect::<Result<BTreeMap<i64, i64>, tokio_postgres::Error>>()?;
-    check_complete(&rows, keys, "postgresql").map_err(PgTxnError::Data)?;
+    check_complete(&rows, keys, "postgresql").map_err(PgFailure::Data)?;
     Ok(rows)
 }
 
-fn to_i32(n: i64) -> Result<i32, PgTxnError> {
+fn to_i32(n: i64) -> Result<i32, PgFailure> {
     i32::try_from(n).map_err(|_| {
-        PgTxnError::Data(Error::malformed(format!(
+        PgFailure::Data(Error::malformed(format!(
             "{n} does not fit PostgreSQL's INTEGER"
         )))
     })
-}
-
-/// Why a PostgreSQL transaction failed: PostgreSQL itself, or the data it holds.
-#[derive(Debug)]
-pub enum PgTxnError {
-    /// PostgreSQL (or the connection) reported an error.
-    Pg(tokio_postgres::Error),
-    /// The data is not what the model requires.
-    Data(Error),
-}
-
-impl From<tokio_postgres::Error> for PgTxnError {
-    fn from(e: tokio_postgres::Error) -> Self {
-        Self::Pg(e)
-    }
 }
 
 #[cfg(test)]

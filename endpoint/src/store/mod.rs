@@ -6,14 +6,20 @@ pub mod powersync_mww;
 pub mod sqlite3;
 
 use std::future::Future;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
-use crate::error::Result;
+use ::powersync::PowerSyncDatabase;
+use tokio::time::Instant;
+
+use crate::error::{Error, Result};
 use crate::model::lww::{LwwRow, MicroOp};
 use crate::model::mww::MwwOp;
 
 /// One list-append transaction store (the `lww` model).
 ///
-/// Implemented by `sqlite3-local` ([`sqlite3::Sqlite3Store`]) and, later, by the PowerSync modes.
+/// Implemented by `sqlite3-local` ([`sqlite3::Sqlite3Store`]) and the PowerSync modes
+/// ([`powersync::PowerSyncStore`]).
 /// The HTTP layer is generic over it, so a mode only has to provide these four operations.
 pub trait TxnStore: Send + Sync + 'static {
     /// Runs `ops` in order in ONE write transaction and returns them with reads filled in
@@ -29,6 +35,86 @@ pub trait TxnStore: Send + Sync + 'static {
     /// Closes the store: waits for work in flight, then releases the database. Later calls of
     /// the other methods fail with [`crate::error::Error::StoreClosed`].
     fn close(&self) -> impl Future<Output = Result<()>> + Send;
+}
+
+/// How often the start-up wait says at INFO what it still waits for.
+pub const PROGRESS_EVERY: Duration = Duration::from_secs(10);
+
+/// How often the start-up wait looks.
+const SYNC_POLL: Duration = Duration::from_millis(100);
+
+/// The synced stores' start-up wait: until the first full checkpoint was applied, `count_keys`
+/// (SQL, `?1` = `keys`) counts all `keys`, and, with `settled`, nothing is downloading. Without a
+/// `limit` it waits as long as it takes (as the Dart endpoint), saying at INFO every
+/// [`PROGRESS_EVERY`] what it still waits for; with one it fails with
+/// [`Error::FirstSyncTimeout`].
+pub async fn wait_until_synced(
+    db: &PowerSyncDatabase,
+    count_keys: &str,
+    keys: i64,
+    settled: bool,
+    limit: Option<Duration>,
+) -> Result<()> {
+    let wait = async {
+        let started = Instant::now();
+        let mut report_at = started + PROGRESS_EVERY;
+        loop {
+            let status = db.status();
+            let synced = status.has_synced == Some(true);
+            let present = if synced {
+                let counted: Vec<i64> = db.query(count_keys, [keys], |r| r.get(0)).await?;
+                counted.first().copied().unwrap_or(0)
+            } else {
+                0
+            };
+            if synced && present == keys && !(settled && status.downloading) {
+                return Ok::<_, Error>(());
+            }
+            if Instant::now() >= report_at {
+                tracing::info!(
+                    "still waiting for the first sync after {} s: synced={synced}, {present} of \
+                     {keys} keys present, connected={}, downloading={}",
+                    started.elapsed().as_secs(),
+                    status.connected,
+                    status.downloading
+                );
+                report_at += PROGRESS_EVERY;
+            }
+            tokio::time::sleep(SYNC_POLL).await;
+        }
+    };
+    match limit {
+        Some(limit) => tokio::time::timeout(limit, wait)
+            .await
+            .map_err(|_| Error::FirstSyncTimeout(limit))?,
+        None => wait.await,
+    }
+}
+
+/// Whether a store has been closed; every store's calls after `close` fail with
+/// [`Error::StoreClosed`].
+#[derive(Debug, Default)]
+pub struct Closed(AtomicBool);
+
+impl Closed {
+    /// `Err(StoreClosed)` once closed.
+    pub fn check(&self) -> Result<()> {
+        if self.is_closed() {
+            Err(Error::StoreClosed)
+        } else {
+            Ok(())
+        }
+    }
+
+    /// Whether the store is closed.
+    pub fn is_closed(&self) -> bool {
+        self.0.load(Ordering::Acquire)
+    }
+
+    /// Marks the store closed; true only for the first call.
+    pub fn close(&self) -> bool {
+        !self.0.swap(true, Ordering::AcqRel)
+    }
 }
 
 /// A store's state, as `GET /powersync` reports it (the Dart endpoint's `db.*` and `status.*`).

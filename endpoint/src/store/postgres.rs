@@ -5,16 +5,15 @@
 //! concurrent requests are concurrent PostgreSQL transactions.
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
 
 use serde_json::json;
 use tokio::sync::Mutex;
-use tokio_postgres::error::Severity;
 use tokio_postgres::{Client, IsolationLevel, NoTls};
 
 use crate::config::PostgresConfig;
 use crate::error::{Error, Result};
-use crate::model::mww::{self, MwwOp, PgTxnError};
+use crate::model::mww::{self, MwwOp};
+use crate::pg::{PgClass, PgFailure, describe, is_fatal_severity};
 use crate::store::{DbAction, MwwOutcome, MwwStore};
 
 /// Idle connections kept for reuse.
@@ -41,17 +40,8 @@ impl std::fmt::Debug for PostgresStore {
 impl PostgresStore {
     /// Connects once (so a wrong setting fails at start-up) and checks that `mww` holds every key.
     pub async fn open(pg: &PostgresConfig, keys: i64) -> Result<Self> {
-        let mut config = tokio_postgres::Config::new();
-        config
-            .host(&pg.host)
-            .port(pg.port)
-            .dbname(&pg.name)
-            .user(&pg.user)
-            .password(pg.password.expose())
-            .connect_timeout(Duration::from_secs(5))
-            .application_name("powersync_endpoint");
         let store = Self {
-            config,
+            config: crate::pg::client_config(pg),
             host: pg.host.clone(),
             port: pg.port,
             idle: Mutex::new(Vec::new()),
@@ -61,10 +51,7 @@ impl PostgresStore {
         let client = store.client().await?;
         mww::read_all_postgres(&client, keys)
             .await
-            .map_err(|e| match e {
-                PgTxnError::Pg(e) => Error::Postgres(e.to_string()),
-                PgTxnError::Data(e) => e,
-            })?;
+            .map_err(PgFailure::into_error)?;
         store.release(client).await;
         Ok(store)
     }
@@ -82,7 +69,10 @@ impl PostgresStore {
             let cause = std::error::Error::source(&e)
                 .map(|c| format!(": {c}"))
                 .unwrap_or_default();
-            Error::PostgresUnavailable(format!("{}:{}: {e}{cause}", self.host, self.port))
+            Error::PostgresUnavailable {
+                context: format!("{}:{}: {e}{cause}", self.host, self.port),
+                source: e,
+            }
         })?;
         tokio::spawn(async move {
             if let Err(e) = connection.await {
@@ -103,10 +93,7 @@ impl PostgresStore {
         let client = self.client().await?;
         let read = mww::read_all_postgres(&client, self.keys).await;
         self.release(client).await;
-        let read = read.map_err(|e| match e {
-            PgTxnError::Pg(e) => Error::Postgres(e.to_string()),
-            PgTxnError::Data(e) => e,
-        })?;
+        let read = read.map_err(PgFailure::into_error)?;
         Ok(mww::to_json(&read))
     }
 }
@@ -118,7 +105,7 @@ impl MwwStore for PostgresStore {
 
     async fn run_txn(&self, ops: Vec<MwwOp>) -> Result<MwwOutcome> {
         let mut client = self.client().await?;
-        let result: Result<Vec<MwwOp>, PgTxnError> = async {
+        let result: Result<Vec<MwwOp>, PgFailure> = async {
             let tx = client
                 .build_transaction()
                 .isolation_level(IsolationLevel::RepeatableRead)
@@ -132,29 +119,20 @@ impl MwwStore for PostgresStore {
         self.release(client).await;
         match result {
             Ok(out) => Ok(MwwOutcome::Ok(out)),
-            Err(PgTxnError::Data(e)) => Err(e),
-            Err(PgTxnError::Pg(e)) => match e.as_db_error() {
-                Some(db)
-                    if !matches!(
-                        db.parsed_severity(),
-                        Some(Severity::Fatal | Severity::Panic)
-                    ) =>
-                {
-                    tracing::info!(
-                        "PostgreSQL {}: {} (transaction rolled back, answering fail)",
-                        db.code().code(),
-                        db.message()
-                    );
-                    Ok(MwwOutcome::Fail(format!(
-                        "PostgreSQL {}: {}",
-                        db.code().code(),
-                        db.message()
-                    )))
-                }
-                Some(_) => Err(Error::Postgres(e.to_string())),
-                // No server answer: the commit's outcome is unknown, so not a `fail`.
-                None => Err(Error::PostgresUnavailable(e.to_string())),
-            },
+            Err(PgFailure::Data(e)) => Err(e),
+            // No server answer: the commit's outcome is unknown, so not a `fail`.
+            Err(PgFailure::Pg(e)) if PgClass::of(&e) == PgClass::NoAnswer => {
+                Err(Error::PostgresUnavailable {
+                    context: e.to_string(),
+                    source: e,
+                })
+            }
+            Err(PgFailure::Pg(e)) if is_fatal_severity(&e) => Err(Error::Postgres(e)),
+            Err(PgFailure::Pg(e)) => {
+                let reason = describe(&e);
+                tracing::info!("{reason} (transaction rolled back, answering fail)");
+                Ok(MwwOutcome::Fail(reason))
+            }
         }
     }
 

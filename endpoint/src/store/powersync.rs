@@ -3,69 +3,46 @@
 //! uploading through the configured connector (`powersync`).
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
 
-use powersync::schema::{Column, Index, Schema, Table};
 use powersync::{DatabaseOptions, PowerSyncDatabase, SyncOptions};
 
-use crate::auth::TokenSigner;
 use crate::config::{BackendConnector, Config, Mode};
 use crate::connectors::postgres::Postgres;
 use crate::connectors::{
     CrudBatchConnector, CrudMultiTransactionConnector, CrudTransactionConnector, NoOpConnector,
     Shared,
 };
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::model::lww::{self, KEY_COUNT, LwwRow, MicroOp};
-use crate::store::{StoreStatus, TxnStore};
-
-/// How long the synced mode waits for the first complete sync (and every seeded key) before it
-/// gives up and exits.
-pub const FIRST_SYNC_TIMEOUT: Duration = Duration::from_secs(120);
-
-/// The seed's schema: `lww(k INTEGER, v TEXT)` with index `lww_k`, local-only in
-/// `powersync-local`.
-pub fn schema(local_only: bool) -> Schema {
-    let table = Table::new("lww", vec![Column::integer("k"), Column::text("v")])
-        .index(Index::new("lww_k", ["k"]));
-    Schema::new(vec![if local_only {
-        table.local_only()
-    } else {
-        table
-    }])
-}
+use crate::model::{Lww, Model};
+use crate::store::{Closed, StoreStatus, TxnStore};
 
 /// A PowerSync mode's store.
 #[derive(Debug)]
 pub struct PowerSyncStore {
     db: PowerSyncDatabase,
-    closed: AtomicBool,
+    closed: Closed,
 }
 
 impl PowerSyncStore {
     /// Opens the database at `SQLITE3_PATH` (the core is found as `powersync_sys` documents:
-    /// `POWERSYNC_LIB`, `POWERSYNC_LIB_DIR`, the vendored default), then:
+    /// `POWERSYNC_LIB*`, an installed bundle's core beside the binary or in `../lib/`, the
+    /// vendored default, the system loader), then:
     /// - `powersync-local`: seeds the missing keys and starts the upload loop with the no-op
     ///   connector;
     /// - `powersync`: connects with the configured connector and waits for the first sync and
     ///   every seeded key.
     pub async fn open(config: &Config) -> Result<Arc<Self>> {
-        let local_only = config.mode == Mode::PowersyncLocal;
+        let local_only = config.mode() == Mode::PowersyncLocal;
         // Configuration first: a bad key must not leave a half-initialised database behind.
-        let signer = match (&config.jwks_private_key, local_only) {
-            (Some(secret), false) => Some(TokenSigner::from_secret(secret)?),
-            (None, false) => {
-                return Err(Error::config(
-                    "JWKS_PRIVATE_KEY",
-                    "is required in mode powersync",
-                ));
-            }
-            (_, true) => None,
+        let signer = if local_only {
+            None
+        } else {
+            Some(crate::auth::signer(config.jwks_private_key.as_ref())?)
         };
         let db = PowerSyncDatabase::open(
             &config.sqlite3_path,
-            &schema(local_only),
+            &Lww::schema(local_only),
             DatabaseOptions::default(),
         )
         .await?;
@@ -77,7 +54,7 @@ impl PowerSyncStore {
         );
         let store = Arc::new(Self {
             db: db.clone(),
-            closed: AtomicBool::new(false),
+            closed: Closed::default(),
         });
         if local_only {
             db.write_transaction(|tx| lww::seed_missing_keys(tx))
@@ -90,6 +67,8 @@ impl PowerSyncStore {
                 signer,
                 config.powersync_url.clone(),
                 config.user_id.clone(),
+                config.test_failpoints,
+                config.failure_policy,
             );
             let options = SyncOptions::default();
             match config.backend_connector {
@@ -107,7 +86,15 @@ impl PowerSyncStore {
                 "connected with {}; waiting for the first sync",
                 config.backend_connector
             );
-            store.wait_until_synced().await?;
+            crate::store::wait_until_synced(
+                &db,
+                "SELECT count(DISTINCT k) FROM lww WHERE k >= 0 AND k < ?1",
+                KEY_COUNT,
+                false,
+                config.first_sync_timeout,
+            )
+            .await?;
+            tracing::info!("first sync complete, all {KEY_COUNT} keys present");
         }
         // A fatal upload error ends the process, as the seed's `exit(127)`: the connector
         // cannot go on, and the harness must see it.
@@ -119,58 +106,25 @@ impl PowerSyncStore {
         });
         Ok(store)
     }
-
-    async fn wait_until_synced(&self) -> Result<()> {
-        let deadline = tokio::time::Instant::now() + FIRST_SYNC_TIMEOUT;
-        tokio::time::timeout_at(deadline, async {
-            self.db.wait_for_first_sync(FIRST_SYNC_TIMEOUT).await?;
-            loop {
-                let present: Vec<i64> = self
-                    .db
-                    .query(
-                        "SELECT count(DISTINCT k) FROM lww WHERE k >= 0 AND k < ?1",
-                        [KEY_COUNT],
-                        |r| r.get(0),
-                    )
-                    .await?;
-                if present.first() == Some(&KEY_COUNT) {
-                    return Ok::<_, Error>(());
-                }
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-        })
-        .await
-        .map_err(|_| Error::FirstSyncTimeout(FIRST_SYNC_TIMEOUT))??;
-        tracing::info!("first sync complete, all {KEY_COUNT} keys present");
-        Ok(())
-    }
-
-    fn check_open(&self) -> Result<()> {
-        if self.closed.load(Ordering::Acquire) {
-            Err(Error::StoreClosed)
-        } else {
-            Ok(())
-        }
-    }
 }
 
 impl TxnStore for PowerSyncStore {
     async fn run_txn(&self, ops: Vec<MicroOp>) -> Result<Vec<MicroOp>> {
-        self.check_open()?;
+        self.closed.check()?;
         self.db
             .write_transaction(move |tx| lww::apply(tx, ops))
             .await
     }
 
     async fn list(&self) -> Result<Vec<LwwRow>> {
-        self.check_open()?;
+        self.closed.check()?;
         self.db.read_transaction(|tx| lww::list(tx)).await
     }
 
     async fn status(&self) -> StoreStatus {
         let status = self.db.status();
         StoreStatus {
-            closed: self.closed.load(Ordering::Acquire),
+            closed: self.closed.is_closed(),
             connected: status.connected,
             runtime_type: "PowerSyncDatabase",
             status_connected: status.connected,
@@ -181,7 +135,7 @@ impl TxnStore for PowerSyncStore {
     }
 
     async fn close(&self) -> Result<()> {
-        self.closed.store(true, Ordering::Release);
+        self.closed.close();
         self.db.close().await?;
         Ok(())
     }

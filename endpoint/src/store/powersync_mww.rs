@@ -1,25 +1,20 @@
 //! `--endpoint powersync`: the latest era's PowerSync database with the synced `mww` table,
 //! uploading through [`MwwTransactionConnector`], and the `/db-api` actions over it.
 
-use std::path::Path;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
-use powersync::schema::{Column, Index, Schema, Table};
-use powersync::{
-    Backoff, CoreLibrary, DatabaseOptions, PowerSyncDatabase, SyncOptions, SyncStatus,
-};
+use powersync::{Backoff, DatabaseOptions, PowerSyncDatabase, SyncOptions, SyncStatus};
 use serde_json::json;
 
-use crate::auth::TokenSigner;
 use crate::config::Config;
 use crate::connectors::Shared;
 use crate::connectors::mww::{BrokenDrop, MwwTransactionConnector};
 use crate::connectors::postgres::Postgres;
 use crate::error::{Error, Result};
 use crate::model::mww::{self, MwwOp};
-use crate::store::{DbAction, MwwOutcome, MwwStore};
+use crate::model::{Model, Mww};
+use crate::store::{Closed, DbAction, MwwOutcome, MwwStore};
 
 /// `uploadQueueCount`'s limit (the Dart endpoint's 3 s).
 pub const API_TIMEOUT: Duration = Duration::from_secs(3);
@@ -31,63 +26,24 @@ pub const DOWNLOADING_WAIT: Duration = Duration::from_secs(31);
 /// How often the waits poll (the harness cannot tell this from the Dart 1 s).
 const POLL: Duration = Duration::from_millis(100);
 
-/// The latest era's schema: `mww(k INTEGER, v INTEGER)` with index `mww_k`, synced.
-pub fn schema() -> Schema {
-    Schema::new(vec![
-        Table::new("mww", vec![Column::integer("k"), Column::integer("v")])
-            .index(Index::new("mww_k", ["k"])),
-    ])
-}
-
-/// The core for the latest harness's install layout, where the binary is started without any
-/// environment (`powersync_http/bundle/bin/<binary>` with the libraries in `bundle/lib/`): when
-/// neither `POWERSYNC_LIB` nor `POWERSYNC_LIB_DIR` is set, a `libpowersync.so` beside the
-/// executable or in `../lib/` is used. `None`: the crate's own lookup applies.
-fn bundled_core() -> Result<Option<&'static CoreLibrary>> {
-    if std::env::var_os("POWERSYNC_LIB").is_some()
-        || std::env::var_os("POWERSYNC_LIB_DIR").is_some()
-    {
-        return Ok(None);
-    }
-    let Some(dir) = std::env::current_exe()
-        .ok()
-        .and_then(|exe| exe.parent().map(Path::to_path_buf))
-    else {
-        return Ok(None);
-    };
-    for candidate in [
-        dir.join("libpowersync.so"),
-        dir.join("..").join("lib").join("libpowersync.so"),
-    ] {
-        if candidate.is_file() {
-            return Ok(Some(
-                CoreLibrary::load_from(candidate).map_err(powersync::Error::from)?,
-            ));
-        }
-    }
-    Ok(None)
-}
-
 /// The PowerSync mww store.
 #[derive(Debug)]
 pub struct PowerSyncMwwStore {
     db: PowerSyncDatabase,
     shared: Arc<Shared>,
     broken: Option<Arc<BrokenDrop>>,
+    seen: Arc<std::sync::Mutex<std::collections::HashSet<i64>>>,
     keys: i64,
-    first_sync_timeout: Duration,
-    closed: AtomicBool,
+    first_sync_timeout: Option<Duration>,
+    closed: Closed,
 }
 
 impl PowerSyncMwwStore {
     /// Opens the database (WAL, `synchronous=FULL`), connects, and returns once the first sync
-    /// is complete, every key is present and nothing is downloading (at most
-    /// `FIRST_SYNC_TIMEOUT`, default 120 s).
+    /// is complete, every key is present and nothing is downloading (without limit unless
+    /// `FIRST_SYNC_TIMEOUT` is set).
     pub async fn open(config: &Config) -> Result<Arc<Self>> {
-        let secret = config.jwks_private_key.as_ref().ok_or_else(|| {
-            Error::config("JWKS_PRIVATE_KEY", "is required with --endpoint powersync")
-        })?;
-        let signer = TokenSigner::from_secret(secret)?;
+        let signer = crate::auth::signer(config.jwks_private_key.as_ref())?;
         if let Some(dir) = config.sqlite3_path.parent() {
             std::fs::create_dir_all(dir)?;
         }
@@ -100,17 +56,20 @@ impl PowerSyncMwwStore {
                 "does not exist yet"
             }
         );
-        let options = DatabaseOptions {
-            core: bundled_core()?,
-            ..DatabaseOptions::default()
-        };
-        let db = PowerSyncDatabase::open(&config.sqlite3_path, &schema(), options).await?;
+        // The core is found by `powersync_sys::CoreLibrary::load` (POWERSYNC_LIB*, an installed
+        // bundle's core beside the binary or in ../lib, the vendored default, the system).
+        let db = PowerSyncDatabase::open(
+            &config.sqlite3_path,
+            &Mww::schema(false),
+            DatabaseOptions::default(),
+        )
+        .await?;
         tracing::info!(
             "PowerSync core {} from {}",
             db.core_version(),
             db.core().path().display()
         );
-        let broken = BrokenDrop::from_env();
+        let broken = BrokenDrop::when(config.test_failpoints);
         if broken.is_some() {
             tracing::warn!("TEST-ONLY broken connector enabled: every second upload is dropped");
         }
@@ -121,15 +80,29 @@ impl PowerSyncMwwStore {
                 Some(signer),
                 config.powersync_url.clone(),
                 config.user_id.clone(),
+                config.test_failpoints,
+                config.failure_policy,
             ),
             broken,
-            keys: config.keys,
+            seen: Arc::default(),
+            keys: config.keys(),
             first_sync_timeout: config.first_sync_timeout,
-            closed: AtomicBool::new(false),
+            closed: Closed::default(),
         });
         store.connect().await?;
         tracing::info!("connected; waiting for the first sync");
-        store.wait_until_synced().await?;
+        crate::store::wait_until_synced(
+            &db,
+            mww::SQLITE_COUNT_KEYS,
+            store.keys,
+            true,
+            store.first_sync_timeout,
+        )
+        .await?;
+        tracing::info!(
+            "first sync complete, all {} keys present, not downloading",
+            store.keys
+        );
         tokio::spawn(watch_last_synced_at(db.watch_status()));
         let watched = db.clone();
         tokio::spawn(async move {
@@ -151,43 +124,13 @@ impl PowerSyncMwwStore {
     }
 
     async fn connect(&self) -> Result<()> {
-        let connector = MwwTransactionConnector::new(Arc::clone(&self.shared), self.broken.clone());
+        let connector = MwwTransactionConnector::new(
+            Arc::clone(&self.shared),
+            self.broken.clone(),
+            Arc::clone(&self.seen),
+        );
         self.db.connect(connector, Self::options()).await?;
         Ok(())
-    }
-
-    async fn wait_until_synced(&self) -> Result<()> {
-        let keys = self.keys;
-        let limit = self.first_sync_timeout;
-        tokio::time::timeout(limit, async {
-            self.db.wait_for_first_sync(limit).await?;
-            loop {
-                let present: Vec<i64> = self
-                    .db
-                    .query(mww::SQLITE_COUNT_KEYS, [keys], |r| r.get(0))
-                    .await?;
-                if present.first() == Some(&keys) && !self.db.status().downloading {
-                    return Ok::<_, Error>(());
-                }
-                tokio::time::sleep(POLL).await;
-            }
-        })
-        .await
-        .map_err(|_| Error::FirstSyncTimeout(limit))?
-        .map_err(|e| match e {
-            Error::PowerSync(powersync::Error::Timeout(..)) => Error::FirstSyncTimeout(limit),
-            other => other,
-        })?;
-        tracing::info!("first sync complete, all {keys} keys present, not downloading");
-        Ok(())
-    }
-
-    fn check_open(&self) -> Result<()> {
-        if self.closed.load(Ordering::Acquire) {
-            Err(Error::StoreClosed)
-        } else {
-            Ok(())
-        }
     }
 
     async fn queue_count(&self) -> Result<u64> {
@@ -280,7 +223,7 @@ impl MwwStore for PowerSyncMwwStore {
     }
 
     async fn run_txn(&self, ops: Vec<MwwOp>) -> Result<MwwOutcome> {
-        self.check_open()?;
+        self.closed.check()?;
         let keys = self.keys;
         let out = self
             .db
@@ -290,7 +233,7 @@ impl MwwStore for PowerSyncMwwStore {
     }
 
     async fn db_api(&self, action: DbAction) -> Result<serde_json::Value> {
-        self.check_open()?;
+        self.closed.check()?;
         Ok(match action {
             DbAction::Connect => {
                 self.connect().await?;
@@ -324,7 +267,7 @@ impl MwwStore for PowerSyncMwwStore {
     }
 
     async fn close(&self) -> Result<()> {
-        if !self.closed.swap(true, Ordering::AcqRel) {
+        if self.closed.close() {
             self.db.close().await?;
         }
         Ok(())

@@ -218,10 +218,11 @@ mod test {
         let dir = tempfile::tempdir().unwrap();
         let store = Sqlite3Store::open(&dir.path().join("t.sqlite3")).unwrap();
         let err = store
-            .run_txn(vec![append(1, 1), append(100, 2)])
+            .run_txn(vec![append(1, 1), append(200, 3), read(-1)])
             .await
             .unwrap_err();
-        assert!(matches!(err, Error::KeyNotPresent(100)));
+        assert!(matches!(err, Error::KeyNotPresent(-1)));
+        assert_eq!(store.list().await.unwrap().len(), lww::KEY_COUNT as usize);
         assert_eq!(store.list().await.unwrap()[1].v, "");
     }
 

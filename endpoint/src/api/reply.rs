@@ -32,13 +32,14 @@ impl Error {
             Error::StoreClosed | Error::PowerSync(powersync::Error::Closed) => {
                 (StatusCode::SERVICE_UNAVAILABLE, "store-closed")
             }
-            Error::PostgresUnavailable(_) => {
+            Error::PostgresUnavailable { .. } => {
                 (StatusCode::SERVICE_UNAVAILABLE, "postgres-unavailable")
             }
             Error::ApiTimeout(..) => (StatusCode::GATEWAY_TIMEOUT, "api-timeout"),
             Error::Config { .. }
             | Error::IncompleteData { .. }
             | Error::Postgres(_)
+            | Error::InvalidUpload(_)
             | Error::UploadQueueStuck { .. }
             | Error::WalRefused(_)
             | Error::Sqlite(_)
