@@ -10,6 +10,7 @@ use harness::nemesis;
 use harness::report;
 use harness::runner::{self, CheckerOpts, Era, LatestOpts, RunOpts, SeedOpts};
 use harness::topology::Binaries;
+use endpoint::FailurePolicy;
 use harness::workload::{ElleOpts, GeneratorOpts, KeyDist, Workload};
 
 /// Options of `harness run` and `harness matrix`.
@@ -36,6 +37,11 @@ pub struct RunArgs {
     /// BACKEND_CONNECTOR of synced endpoints.
     #[arg(long, default_value = "CrudTransactionConnector")]
     connector: String,
+    /// The endpoints' failure policy (ENDPOINT_FAILURE_POLICY): `forgiving` (retry lost
+    /// connections, skip re-uploads through the ledger: the exactly-once path these runs check)
+    /// or `dart` (exit with the Dart endpoint's codes on upload errors, as a Jepsen node does).
+    #[arg(long, value_enum, default_value_t = FailurePolicy::Forgiving)]
+    failure_policy: FailurePolicy,
     /// Vendored core version the endpoints load (POWERSYNC_LIB); default: the endpoint's.
     #[arg(long)]
     core_version: Option<String>,
@@ -179,6 +185,7 @@ impl RunArgs {
             nodes: self.nodes,
             postgres_nodes: self.postgres_nodes,
             connector: self.connector,
+            failure_policy: self.failure_policy,
             core_version: self.core_version,
             faults,
             nemesis_interval: secs("nemesis-interval", self.nemesis_interval)?,

@@ -257,6 +257,7 @@ pub fn write_run(
             "postgres-nodes": opts.postgres_nodes,
             "concurrency": opts.concurrency,
             "connector": opts.connector,
+            "failure-policy": opts.failure_policy.to_string(),
             "core-version": opts.core_version,
             "nemesis": opts.faults.iter().map(ToString::to_string).collect::<Vec<_>>(),
             "nemesis-interval-secs": opts.nemesis_interval.as_secs_f64(),

@@ -46,6 +46,8 @@ pub struct RunOpts {
     pub concurrency: usize,
     /// `BACKEND_CONNECTOR` of synced endpoints.
     pub connector: String,
+    /// The endpoints' failure policy (`ENDPOINT_FAILURE_POLICY`).
+    pub failure_policy: endpoint::FailurePolicy,
     /// The vendored core version the endpoints load (`None`: the endpoint's default).
     pub core_version: Option<String>,
     /// Faults to inject.

@@ -85,6 +85,7 @@ impl Model for Lww {
             name: node.to_owned(),
             mode: opts.workload.endpoint_mode().to_owned(),
             connector: opts.connector.clone(),
+            failure_policy: opts.failure_policy,
             powersync_url: common.powersync_url.clone(),
             pg_port: common.pg_port,
             jwks_private_key: common.jwks_private_key.clone(),

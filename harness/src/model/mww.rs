@@ -92,6 +92,7 @@ impl Model for Mww {
             name: node.to_owned(),
             mode: "powersync".to_owned(),
             connector: opts.connector.clone(),
+            failure_policy: opts.failure_policy,
             powersync_url: common.powersync_url.clone().filter(|_| !postgres),
             pg_port: common.pg_port,
             jwks_private_key: common.jwks_private_key.clone().filter(|_| !postgres),

@@ -23,6 +23,8 @@ pub struct EndpointConfig {
     pub mode: String,
     /// `BACKEND_CONNECTOR` for the synced mode.
     pub connector: String,
+    /// `ENDPOINT_FAILURE_POLICY`.
+    pub failure_policy: endpoint::FailurePolicy,
     /// `POWERSYNC_URL` (the stand-in), for the synced mode.
     pub powersync_url: Option<String>,
     /// PostgreSQL port on 127.0.0.1 (`PG_DATABASE_PORT`), for the synced mode.
@@ -106,6 +108,7 @@ impl Endpoint {
             format!("SQLITE3_PATH={}", self.database_path().display()),
             format!("LOCAL_ONLY={}", c.mode != "powersync"),
             format!("BACKEND_CONNECTOR={}", c.connector),
+            format!("ENDPOINT_FAILURE_POLICY={}", c.failure_policy),
             format!("USER_ID={}", c.name),
             "PG_DATABASE_HOST=127.0.0.1".to_owned(),
             "PG_DATABASE_NAME=postgres".to_owned(),
