@@ -32,6 +32,8 @@ struct Step {
     close: Option<bool>,
     completed_sync: bool,
     prefetch_credentials: bool,
+    /// `FetchCredentials { did_expire: true }`: the cached token must not be presented again.
+    credentials_expired: bool,
 }
 
 /// How an iteration ended.
@@ -42,6 +44,15 @@ enum Iteration {
         error: Option<Error>,
         synced: bool,
     },
+}
+
+/// Aborts a spawned task when dropped: a credentials prefetch does not outlive its iteration.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 impl<C: BackendConnector> DownloadContext<C> {
@@ -68,7 +79,9 @@ impl<C: BackendConnector> DownloadContext<C> {
                 Instruction::EstablishSyncStream { request } => step.establish = Some(request),
                 Instruction::FetchCredentials { did_expire } => {
                     if did_expire {
-                        // A CloseSyncStream follows; the next iteration fetches new credentials.
+                        // A CloseSyncStream follows; the next iteration must fetch new
+                        // credentials instead of presenting the expired token again.
+                        step.credentials_expired = true;
                         step.prefetch_credentials = false;
                     } else {
                         step.prefetch_credentials = true;
@@ -101,13 +114,14 @@ impl<C: BackendConnector> DownloadContext<C> {
         json!({ "parameters": self.options.params }).to_string()
     }
 
-    /// One iteration: `start`, open the stream, feed it line by line until it closes.
+    /// One iteration: `start`, open the stream, feed it line by line until it closes. Nothing
+    /// slow runs on this path: the credentials fetch and the stream request race `stop`, the
+    /// write-checkpoint request runs in [`checkpoint_loop`], and prefetches run in their own
+    /// task whose result only this iteration can receive.
     async fn iteration(
-        &self,
+        self: &Arc<Self>,
         stop: &mut watch::Receiver<bool>,
-        drained: &mut mpsc::UnboundedReceiver<()>,
-        refreshed: &mut mpsc::UnboundedReceiver<()>,
-        refreshed_tx: &mpsc::UnboundedSender<()>,
+        checkpointed: &mut mpsc::UnboundedReceiver<()>,
     ) -> Iteration {
         let failed = |e: Error| Iteration::Reconnect {
             immediately: false,
@@ -126,15 +140,22 @@ impl<C: BackendConnector> DownloadContext<C> {
                 "the core did not ask for a sync stream".into(),
             ));
         };
-        let credentials = match self.credentials.get().await {
-            Ok(c) => c,
-            Err(e) => return failed(e),
+        let credentials = tokio::select! {
+            _ = crate::upload::stopped(stop) => return Iteration::Stopped,
+            c = self.credentials.get() => match c {
+                Ok(c) => c,
+                Err(e) => return failed(e),
+            },
         };
-        let mut lines: LineStream = match stream::open(&self.client, &credentials, &request).await {
+        let opened = tokio::select! {
+            _ = crate::upload::stopped(stop) => return Iteration::Stopped,
+            opened = stream::open(&self.client, &credentials, &request) => opened,
+        };
+        let mut lines: LineStream = match opened {
             Ok(lines) => lines,
             Err(e) => {
                 if matches!(e, Error::Unauthorized(_)) {
-                    self.credentials.invalidate().await;
+                    self.credentials.invalidate();
                 }
                 return failed(e);
             }
@@ -148,20 +169,28 @@ impl<C: BackendConnector> DownloadContext<C> {
         }
         // Uploads may have waited for a connection.
         self.db.inner.local_write.notify_one();
+        // Refreshed credentials reach only this iteration: the receiver dies with it, so a
+        // prefetch that finishes late cannot send `refreshed_token` into the next one.
+        let (refreshed_tx, mut refreshed) = mpsc::unbounded_channel::<()>();
+        let mut prefetch: Option<AbortOnDrop> = None;
         let mut synced = false;
         loop {
-            if step.prefetch_credentials {
-                step.prefetch_credentials = false;
+            if std::mem::take(&mut step.credentials_expired) {
+                self.credentials.invalidate();
+            }
+            if std::mem::take(&mut step.prefetch_credentials)
+                && prefetch.as_ref().is_none_or(|p| p.0.is_finished())
+            {
                 let credentials = self.credentials.clone();
                 let refreshed_tx = refreshed_tx.clone();
-                tokio::spawn(async move {
+                prefetch = Some(AbortOnDrop(tokio::spawn(async move {
                     match credentials.refresh().await {
                         Ok(()) => {
                             let _ = refreshed_tx.send(());
                         }
                         Err(e) => tracing::warn!("prefetching credentials failed: {e}"),
                     }
-                });
+                })));
             }
             synced |= std::mem::take(&mut step.completed_sync);
             if let Some(hide_disconnect) = step.close {
@@ -174,7 +203,7 @@ impl<C: BackendConnector> DownloadContext<C> {
             let result = tokio::select! {
                 biased;
                 _ = crate::upload::stopped(stop) => return Iteration::Stopped,
-                Some(()) = drained.recv() => self.after_upload_round(true, &mut step).await,
+                Some(()) = checkpointed.recv() => self.control("completed_upload", Payload::Null, &mut step).await,
                 Some(()) = refreshed.recv() => self.control("refreshed_token", Payload::Null, &mut step).await,
                 line = lines.next() => match line {
                     Ok(Some(Line::Text(text))) => self.control("line_text", Payload::Text(text), &mut step).await,
@@ -184,6 +213,9 @@ impl<C: BackendConnector> DownloadContext<C> {
                             && let Err(e) = self.control("connection", Payload::Text("end".into()), &mut step).await
                         {
                             return failed(e);
+                        }
+                        if std::mem::take(&mut step.credentials_expired) {
+                            self.credentials.invalidate();
                         }
                         return Iteration::Reconnect { immediately: step.close.unwrap_or(false), error: None, synced };
                     }
@@ -200,23 +232,8 @@ impl<C: BackendConnector> DownloadContext<C> {
         }
     }
 
-    /// After the upload loop drained the queue: request a write checkpoint if local writes are
-    /// pending (target = MAX), set it as the target unless new writes arrived meanwhile, then
-    /// tell the active iteration (`completed_upload`).
-    async fn after_upload_round(&self, iteration_active: bool, step: &mut Step) -> Result<()> {
-        if let Err(e) = self.request_write_checkpoint().await {
-            tracing::warn!("could not request a write checkpoint: {e}");
-            if matches!(e, Error::Unauthorized(_)) {
-                self.credentials.invalidate().await;
-            }
-        }
-        if iteration_active {
-            self.control("completed_upload", Payload::Null, step)
-                .await?;
-        }
-        Ok(())
-    }
-
+    /// Requests a write checkpoint if local writes are pending (target = MAX) and sets it as
+    /// the target unless new writes arrived meanwhile.
     async fn request_write_checkpoint(&self) -> Result<()> {
         let core_0_5 = self.core_0_5();
         let db = &self.db;
@@ -285,13 +302,46 @@ impl<C: BackendConnector> DownloadContext<C> {
     }
 }
 
-/// The sync task: iterations with reconnects until `stop`.
-pub(crate) async fn download_loop<C: BackendConnector>(
-    ctx: DownloadContext<C>,
+/// Requests write checkpoints after every drain of the upload queue, off the line-processing
+/// path (the request may take up to 30 s against a struggling service), then tells the active
+/// iteration (`completed_upload` through `checkpointed`). Drains that arrive during a request
+/// are coalesced into the next one.
+pub(crate) async fn checkpoint_loop<C: BackendConnector>(
+    ctx: Arc<DownloadContext<C>>,
     mut stop: watch::Receiver<bool>,
     mut drained: mpsc::UnboundedReceiver<()>,
+    checkpointed: mpsc::UnboundedSender<()>,
 ) {
-    let (refreshed_tx, mut refreshed) = mpsc::unbounded_channel();
+    loop {
+        tokio::select! {
+            _ = crate::upload::stopped(&mut stop) => return,
+            d = drained.recv() => if d.is_none() { return },
+        }
+        while drained.try_recv().is_ok() {}
+        let result = tokio::select! {
+            _ = crate::upload::stopped(&mut stop) => return,
+            r = ctx.request_write_checkpoint() => r,
+        };
+        if let Err(e) = result {
+            tracing::warn!("could not request a write checkpoint: {e}");
+            if matches!(e, Error::Unauthorized(_)) {
+                ctx.credentials.invalidate();
+            }
+        }
+        if checkpointed.send(()).is_err() {
+            return;
+        }
+    }
+}
+
+/// The sync task: iterations with reconnects until `stop`. Every iteration ends with
+/// `powersync_control('stop')` (which ends an iteration the core still runs), and the status
+/// shows the client disconnected while it waits to reconnect.
+pub(crate) async fn download_loop<C: BackendConnector>(
+    ctx: Arc<DownloadContext<C>>,
+    mut stop: watch::Receiver<bool>,
+    mut checkpointed: mpsc::UnboundedReceiver<()>,
+) {
     let mut failures: u32 = 0;
     loop {
         let stopped = *stop.borrow();
@@ -299,10 +349,12 @@ pub(crate) async fn download_loop<C: BackendConnector>(
             break;
         }
         ctx.db.inner.status.send_modify(|s| s.connecting = true);
-        match ctx
-            .iteration(&mut stop, &mut drained, &mut refreshed, &refreshed_tx)
-            .await
-        {
+        let outcome = ctx.iteration(&mut stop, &mut checkpointed).await;
+        let mut step = Step::default();
+        if let Err(e) = ctx.control("stop", Payload::Null, &mut step).await {
+            tracing::debug!("stopping the sync iteration: {e}");
+        }
+        match outcome {
             Iteration::Stopped => break,
             Iteration::Reconnect {
                 immediately,
@@ -318,11 +370,21 @@ pub(crate) async fn download_loop<C: BackendConnector>(
                     ctx.db.inner.status.send_modify(|s| {
                         s.download_error = Some(message);
                         s.connected = false;
+                        s.connecting = false;
                     });
                 }
                 if immediately && error.is_none() {
                     continue;
                 }
+                // An iteration the core ended itself (`CloseSyncStream`, e.g. an expired token)
+                // is already idle in the core, so `stop` reported nothing: say it here.
+                ctx.db.inner.status.send_if_modified(|s| {
+                    let changed = s.connected || s.connecting || s.downloading;
+                    s.connected = false;
+                    s.connecting = false;
+                    s.downloading = false;
+                    changed
+                });
                 let delay = ctx.options.retry.delay(failures);
                 failures = failures.saturating_add(1);
                 let sleep = tokio::time::sleep(delay);
@@ -331,19 +393,12 @@ pub(crate) async fn download_loop<C: BackendConnector>(
                     tokio::select! {
                         _ = &mut sleep => break,
                         _ = crate::upload::stopped(&mut stop) => break,
-                        Some(()) = drained.recv() => {
-                            let mut step = Step::default();
-                            if let Err(e) = ctx.after_upload_round(false, &mut step).await {
-                                tracing::warn!("after upload: {e}");
-                            }
-                        }
+                        // A write checkpoint completed while no stream is open: the next
+                        // iteration's `start` reads the target from the database.
+                        Some(()) = checkpointed.recv() => {}
                     }
                 }
             }
         }
-    }
-    let mut step = Step::default();
-    if let Err(e) = ctx.control("stop", Payload::Null, &mut step).await {
-        tracing::debug!("stopping the sync iteration: {e}");
     }
 }

@@ -19,7 +19,7 @@ use crate::db::PowerSyncDatabase;
 use crate::error::{Error, Result};
 use crate::upload::{UploadExit, UploadOptions, upload_loop};
 use credentials::CredentialsCache;
-use download::{DownloadContext, download_loop};
+use download::{DownloadContext, checkpoint_loop, download_loop};
 
 /// How to connect.
 #[derive(Debug, Clone)]
@@ -29,7 +29,11 @@ pub struct SyncOptions {
     pub download: bool,
     /// Client parameters sent to the service (`parameters` of the sync request).
     pub params: Option<Value>,
-    /// Delays between reconnects of the sync stream. Default: 100 ms doubling to 5 s, jittered.
+    /// Delays between reconnects of the sync stream, after an error or a stream that ended
+    /// (a reconnect the core asks for, e.g. after a token refresh, is immediate). Default:
+    /// [`SyncOptions::DEFAULT_RECONNECT`], 1 s doubling to 30 s, each delay jittered down by up
+    /// to half; the count resets once a checkpoint was synced. The official SDKs wait a fixed
+    /// 5 s; use `Backoff { initial, max: initial, jitter: 0.0 }` for that.
     pub retry: Backoff,
     /// Upload loop pacing.
     pub upload: UploadOptions,
@@ -40,13 +44,22 @@ impl Default for SyncOptions {
         Self {
             download: true,
             params: None,
-            retry: Backoff::default(),
+            retry: Self::DEFAULT_RECONNECT,
             upload: UploadOptions::default(),
         }
     }
 }
 
 impl SyncOptions {
+    /// The default reconnect delays: 1 s doubling to 30 s, jittered by up to half. A fleet of
+    /// clients that lost a struggling service comes back spread out and at most about twice a
+    /// minute each, not every 100 ms.
+    pub const DEFAULT_RECONNECT: Backoff = Backoff {
+        initial: Duration::from_secs(1),
+        max: Duration::from_secs(30),
+        jitter: 0.5,
+    };
+
     /// Upload only: the upload loop runs, the sync service is never contacted.
     pub fn upload_only() -> Self {
         Self {
@@ -61,7 +74,7 @@ impl SyncOptions {
         self
     }
 
-    /// Sets the reconnect delays.
+    /// Sets the reconnect delays (first delay and cap).
     pub fn with_retry(mut self, retry: Backoff) -> Self {
         self.retry = retry;
         self
@@ -100,39 +113,42 @@ impl PowerSyncDatabase {
         let uploader = connector.clone();
         let upload_options = options.upload.clone();
         let upload_stop = stop_rx.clone();
+        let download = options.download;
         let upload = tokio::spawn(async move {
             if let UploadExit::Fatal(e) = upload_loop(
                 db.clone(),
                 uploader,
                 upload_options,
                 upload_stop,
-                Some(drained_tx),
+                download.then_some(drained_tx),
             )
             .await
             {
                 let _ = db.inner.fatal.send(Some(e));
             }
         });
-        let download = if options.download {
+        let mut tasks = vec![upload];
+        if options.download {
             let client = reqwest::Client::builder()
                 .connect_timeout(Duration::from_secs(10))
                 .build()
                 .map_err(|e| Error::Service(format!("cannot build the HTTP client: {e}")))?;
-            let ctx = DownloadContext {
+            let ctx = Arc::new(DownloadContext {
                 db: self.clone(),
                 credentials: Arc::new(CredentialsCache::new(connector)),
                 client,
                 options,
-            };
-            tokio::spawn(download_loop(ctx, stop_rx, drained_rx))
-        } else {
-            let mut drained_rx = drained_rx;
-            tokio::spawn(async move { while drained_rx.recv().await.is_some() {} })
-        };
-        *self.inner.sync.lock().await = Some(SyncHandle {
-            stop,
-            tasks: vec![upload, download],
-        });
+            });
+            let (checkpointed_tx, checkpointed_rx) = mpsc::unbounded_channel::<()>();
+            tasks.push(tokio::spawn(checkpoint_loop(
+                ctx.clone(),
+                stop_rx.clone(),
+                drained_rx,
+                checkpointed_tx,
+            )));
+            tasks.push(tokio::spawn(download_loop(ctx, stop_rx, checkpointed_rx)));
+        }
+        *self.inner.sync.lock().await = Some(SyncHandle { stop, tasks });
         Ok(())
     }
 
@@ -200,5 +216,24 @@ impl PowerSyncDatabase {
             .map_err(|_| Error::Timeout(timeout, "the first sync"))?
             .map_err(|_| Error::Closed)?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reconnect_defaults_do_not_hammer_the_service() {
+        let retry = SyncOptions::default().retry;
+        assert_eq!(retry, SyncOptions::DEFAULT_RECONNECT);
+        for _ in 0..100 {
+            assert!(retry.delay(0) >= Duration::from_millis(500), "first delay");
+        }
+        assert!(retry.max >= Duration::from_secs(30), "cap");
+        assert!(
+            retry.delay(10) >= Duration::from_secs(15),
+            "grows to the cap"
+        );
     }
 }
