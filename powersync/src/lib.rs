@@ -2,7 +2,10 @@
 //! by [`powersync_sys`]).
 //!
 //! - [`PowerSyncDatabase`]: SQLite with the core in every connection, the application's
-//!   [`Schema`], write and read transactions (async; SQLite work runs on blocking threads);
+//!   [`Schema`], write and read transactions (async; SQLite work runs off the async scheduler,
+//!   in place with `block_in_place` on a multi-thread runtime, on the blocking pool on a
+//!   current-thread one), and scoped connections ([`PowerSyncDatabase::reader`],
+//!   [`PowerSyncDatabase::writer`]);
 //! - the CRUD upload queue: [`PowerSyncDatabase::crud_batch`],
 //!   [`PowerSyncDatabase::next_crud_transaction`], [`PowerSyncDatabase::crud_transactions`],
 //!   acknowledged as a prefix with `complete()`;
@@ -38,6 +41,7 @@ pub mod schema;
 mod status;
 mod sync;
 mod upload;
+mod watch;
 
 pub use backoff::Backoff;
 pub use connector::{BackendConnector, ConnectorError, ErrorKind, PowerSyncCredentials};
@@ -45,14 +49,15 @@ pub use crud::{
     CrudBatch, CrudEntry, CrudTransaction, CrudTransactions, MAX_OP_ID, UpdateType,
     UploadQueueStats,
 };
-pub use db::PowerSyncDatabase;
 pub use db::options::{DatabaseOptions, JournalMode, Pragmas, Synchronous};
+pub use db::{PowerSyncDatabase, ReaderGuard, WriterGuard};
 pub use error::{Error, Result};
 pub use powersync_sys::{CoreLibrary, CoreVersion};
 pub use schema::Schema;
 pub use status::{DownloadProgress, SyncStatus};
 pub use sync::SyncOptions;
 pub use upload::UploadOptions;
+pub use watch::{TableUpdates, Watch, WatchDiff, WatchOptions};
 
 /// rusqlite, re-exported: transactions hand out `rusqlite::Transaction`.
 pub use rusqlite;

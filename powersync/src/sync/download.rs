@@ -14,12 +14,19 @@ use super::status_map::apply_core_status;
 use super::stream::{self, Line, LineStream};
 use crate::connector::BackendConnector;
 use crate::crud::{MAX_OP_ID, set_write_checkpoint_target};
-use crate::db::PowerSyncDatabase;
+use crate::db::WeakDatabase;
+use crate::db::pool::PoolEvents;
 use crate::error::{Error, Result};
+use crate::sync::coordinator::SyncShared;
+use powersync_sys::CoreVersion;
 
 /// Everything the sync task owns.
 pub(crate) struct DownloadContext<C> {
-    pub(crate) db: PowerSyncDatabase,
+    /// Held weakly: dropping the last database handle ends the sync tasks.
+    pub(crate) db: WeakDatabase,
+    pub(crate) shared: Arc<SyncShared>,
+    pub(crate) events: Arc<PoolEvents>,
+    pub(crate) core: &'static CoreVersion,
     pub(crate) credentials: Arc<CredentialsCache<C>>,
     pub(crate) client: reqwest::Client,
     pub(crate) options: SyncOptions,
@@ -57,7 +64,7 @@ impl Drop for AbortOnDrop {
 
 impl<C: BackendConnector> DownloadContext<C> {
     fn core_0_5(&self) -> bool {
-        self.db.core_version().at_least(0, 5, 0)
+        self.core.at_least(0, 5, 0)
     }
 
     /// Applies instructions: logs, status, and what the loop must do next.
@@ -71,8 +78,7 @@ impl<C: BackendConnector> DownloadContext<C> {
                 },
                 Instruction::UpdateSyncStatus { status } => {
                     let micros = self.core_0_5();
-                    self.db
-                        .inner
+                    self.shared
                         .status
                         .send_modify(|s| apply_core_status(s, &status, micros));
                 }
@@ -92,10 +98,7 @@ impl<C: BackendConnector> DownloadContext<C> {
                 }
                 Instruction::DidCompleteSync => {
                     step.completed_sync = true;
-                    self.db
-                        .inner
-                        .status
-                        .send_modify(|s| s.download_error = None);
+                    self.shared.status.send_modify(|s| s.download_error = None);
                 }
                 Instruction::Unknown(tag) => {
                     tracing::debug!("ignoring unknown core instruction {tag}")
@@ -105,7 +108,8 @@ impl<C: BackendConnector> DownloadContext<C> {
     }
 
     async fn control(&self, op: &'static str, payload: Payload, step: &mut Step) -> Result<()> {
-        let instructions = self.db.control(op, payload).await?;
+        // The database is held for this call only.
+        let instructions = self.db.get()?.control(op, payload).await?;
         self.apply(instructions, step);
         Ok(())
     }
@@ -160,7 +164,7 @@ impl<C: BackendConnector> DownloadContext<C> {
                 return failed(e);
             }
         };
-        if self.db.core_version().at_least(0, 4, 6)
+        if self.core.at_least(0, 4, 6)
             && let Err(e) = self
                 .control("connection", Payload::Text("established".into()), &mut step)
                 .await
@@ -168,7 +172,7 @@ impl<C: BackendConnector> DownloadContext<C> {
             return failed(e);
         }
         // Uploads may have waited for a connection.
-        self.db.inner.local_write.notify_one();
+        self.events.app_commit.notify_one();
         // Refreshed credentials reach only this iteration: the receiver dies with it, so a
         // prefetch that finishes late cannot send `refreshed_token` into the next one.
         let (refreshed_tx, mut refreshed) = mpsc::unbounded_channel::<()>();
@@ -183,7 +187,7 @@ impl<C: BackendConnector> DownloadContext<C> {
             {
                 let credentials = self.credentials.clone();
                 let refreshed_tx = refreshed_tx.clone();
-                prefetch = Some(AbortOnDrop(tokio::spawn(async move {
+                prefetch = Some(AbortOnDrop(super::coordinator::spawn(async move {
                     match credentials.refresh().await {
                         Ok(()) => {
                             let _ = refreshed_tx.send(());
@@ -209,7 +213,7 @@ impl<C: BackendConnector> DownloadContext<C> {
                     Ok(Some(Line::Text(text))) => self.control("line_text", Payload::Text(text), &mut step).await,
                     Ok(Some(Line::Binary(blob))) => self.control("line_binary", Payload::Binary(blob), &mut step).await,
                     Ok(None) => {
-                        if self.db.core_version().at_least(0, 4, 6)
+                        if self.core.at_least(0, 4, 6)
                             && let Err(e) = self.control("connection", Payload::Text("end".into()), &mut step).await
                         {
                             return failed(e);
@@ -236,45 +240,50 @@ impl<C: BackendConnector> DownloadContext<C> {
     /// the target unless new writes arrived meanwhile.
     async fn request_write_checkpoint(&self) -> Result<()> {
         let core_0_5 = self.core_0_5();
-        let db = &self.db;
-        let pending: Option<i64> = db
-            .internal_write_transaction(move |tx| -> Result<Option<i64>> {
-                let target: Option<i64> = if core_0_5 {
-                    tx.query_row(
-                        "SELECT powersync_control('target_checkpoint_request_id', NULL)",
-                        [],
-                        |r| r.get(0),
-                    )?
-                } else {
+        let (pending, client_id) = {
+            // The database is held only around its own calls, not across the HTTP request.
+            let db = self.db.get()?;
+            let pending: Option<i64> = db
+                .internal_write_transaction(move |tx| -> Result<Option<i64>> {
+                    let target: Option<i64> = if core_0_5 {
+                        tx.query_row(
+                            "SELECT powersync_control('target_checkpoint_request_id', NULL)",
+                            [],
+                            |r| r.get(0),
+                        )?
+                    } else {
+                        use rusqlite::OptionalExtension;
+                        tx.query_row(
+                            "SELECT target_op FROM ps_buckets WHERE name = '$local'",
+                            [],
+                            |r| r.get(0),
+                        )
+                        .optional()?
+                        .flatten()
+                    };
+                    if target != Some(MAX_OP_ID) {
+                        return Ok(None);
+                    }
                     use rusqlite::OptionalExtension;
-                    tx.query_row(
-                        "SELECT target_op FROM ps_buckets WHERE name = '$local'",
-                        [],
-                        |r| r.get(0),
-                    )
-                    .optional()?
-                    .flatten()
-                };
-                if target != Some(MAX_OP_ID) {
-                    return Ok(None);
-                }
-                use rusqlite::OptionalExtension;
-                Ok(tx
-                    .query_row(
-                        "SELECT seq FROM sqlite_sequence WHERE name = 'ps_crud'",
-                        [],
-                        |r| r.get(0),
-                    )
-                    .optional()?)
-            })
-            .await?;
+                    Ok(tx
+                        .query_row(
+                            "SELECT seq FROM sqlite_sequence WHERE name = 'ps_crud'",
+                            [],
+                            |r| r.get(0),
+                        )
+                        .optional()?)
+                })
+                .await?;
+            (pending, db.client_id().await?)
+        };
         let Some(seq_before) = pending else {
             return Ok(());
         };
         let credentials = self.credentials.get().await?;
-        let client_id = db.client_id().await?;
         let checkpoint = stream::write_checkpoint(&self.client, &credentials, &client_id).await?;
-        let applied = db
+        let applied = self
+            .db
+            .get()?
             .internal_write_transaction(move |tx| -> Result<bool> {
                 let queued: bool =
                     tx.query_row("SELECT EXISTS (SELECT 1 FROM ps_crud)", [], |r| r.get(0))?;
@@ -344,11 +353,10 @@ pub(crate) async fn download_loop<C: BackendConnector>(
 ) {
     let mut failures: u32 = 0;
     loop {
-        let stopped = *stop.borrow();
-        if stopped {
+        if crate::upload::is_stopped(&stop) {
             break;
         }
-        ctx.db.inner.status.send_modify(|s| s.connecting = true);
+        ctx.shared.status.send_modify(|s| s.connecting = true);
         let outcome = ctx.iteration(&mut stop, &mut checkpointed).await;
         let mut step = Step::default();
         if let Err(e) = ctx.control("stop", Payload::Null, &mut step).await {
@@ -367,7 +375,7 @@ pub(crate) async fn download_loop<C: BackendConnector>(
                 if let Some(e) = &error {
                     tracing::warn!("sync stream failed, reconnecting: {e}");
                     let message = e.to_string();
-                    ctx.db.inner.status.send_modify(|s| {
+                    ctx.shared.status.send_modify(|s| {
                         s.download_error = Some(message);
                         s.connected = false;
                         s.connecting = false;
@@ -378,7 +386,7 @@ pub(crate) async fn download_loop<C: BackendConnector>(
                 }
                 // An iteration the core ended itself (`CloseSyncStream`, e.g. an expired token)
                 // is already idle in the core, so `stop` reported nothing: say it here.
-                ctx.db.inner.status.send_if_modified(|s| {
+                ctx.shared.status.send_if_modified(|s| {
                     let changed = s.connected || s.connecting || s.downloading;
                     s.connected = false;
                     s.connecting = false;
@@ -392,7 +400,7 @@ pub(crate) async fn download_loop<C: BackendConnector>(
                 loop {
                     tokio::select! {
                         _ = &mut sleep => break,
-                        _ = crate::upload::stopped(&mut stop) => break,
+                        _ = crate::upload::stopped(&mut stop) => return,
                         // A write checkpoint completed while no stream is open: the next
                         // iteration's `start` reads the target from the database.
                         Some(()) = checkpointed.recv() => {}

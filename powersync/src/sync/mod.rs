@@ -1,6 +1,7 @@
 //! Connecting a database to its backend: the upload loop and the download stream.
 
 mod control;
+pub(crate) mod coordinator;
 mod credentials;
 mod download;
 mod status_map;
@@ -11,13 +12,13 @@ use std::time::Duration;
 
 use serde_json::Value;
 use tokio::sync::{mpsc, watch};
-use tokio::task::JoinHandle;
 
 use crate::backoff::Backoff;
 use crate::connector::{BackendConnector, ConnectorError};
 use crate::db::PowerSyncDatabase;
 use crate::error::{Error, Result};
-use crate::upload::{UploadExit, UploadOptions, upload_loop};
+use crate::upload::{UploadContext, UploadExit, UploadOptions, upload_loop};
+use coordinator::SyncHandle;
 use credentials::CredentialsCache;
 use download::{DownloadContext, checkpoint_loop, download_loop};
 
@@ -81,12 +82,6 @@ impl SyncOptions {
     }
 }
 
-/// The running tasks of one connection.
-pub(crate) struct SyncHandle {
-    stop: watch::Sender<bool>,
-    tasks: Vec<JoinHandle<()>>,
-}
-
 impl PowerSyncDatabase {
     /// Connects to the backend: starts the upload loop (uploads run whenever the CRUD queue is
     /// not empty) and, unless upload-only, the download stream from the sync service.
@@ -105,26 +100,26 @@ impl PowerSyncDatabase {
             });
         }
         self.disconnect().await?;
-        let _ = self.inner.fatal.send(None);
+        let shared = self.inner.sync.shared.clone();
+        let _ = shared.fatal.send(None);
         let connector = Arc::new(connector);
         let (stop, stop_rx) = watch::channel(false);
         let (drained_tx, drained_rx) = mpsc::unbounded_channel::<()>();
-        let db = self.clone();
-        let uploader = connector.clone();
-        let upload_options = options.upload.clone();
-        let upload_stop = stop_rx.clone();
-        let download = options.download;
-        let upload = tokio::spawn(async move {
-            if let UploadExit::Fatal(e) = upload_loop(
-                db.clone(),
-                uploader,
-                upload_options,
-                upload_stop,
-                download.then_some(drained_tx),
-            )
-            .await
-            {
-                let _ = db.inner.fatal.send(Some(e));
+        let upload = coordinator::spawn({
+            let ctx = UploadContext {
+                db: self.downgrade(),
+                shared: shared.clone(),
+                events: self.inner.pool.events.clone(),
+                connector: connector.clone(),
+                options: options.upload.clone(),
+            };
+            let stop = stop_rx.clone();
+            let drained = options.download.then_some(drained_tx);
+            let shared = shared.clone();
+            async move {
+                if let UploadExit::Fatal(e) = upload_loop(ctx, stop, drained).await {
+                    let _ = shared.fatal.send(Some(e));
+                }
             }
         });
         let mut tasks = vec![upload];
@@ -134,46 +129,35 @@ impl PowerSyncDatabase {
                 .build()
                 .map_err(|e| Error::Service(format!("cannot build the HTTP client: {e}")))?;
             let ctx = Arc::new(DownloadContext {
-                db: self.clone(),
+                db: self.downgrade(),
+                shared,
+                events: self.inner.pool.events.clone(),
+                core: self.core_version(),
                 credentials: Arc::new(CredentialsCache::new(connector)),
                 client,
                 options,
             });
             let (checkpointed_tx, checkpointed_rx) = mpsc::unbounded_channel::<()>();
-            tasks.push(tokio::spawn(checkpoint_loop(
+            tasks.push(coordinator::spawn(checkpoint_loop(
                 ctx.clone(),
                 stop_rx.clone(),
                 drained_rx,
                 checkpointed_tx,
             )));
-            tasks.push(tokio::spawn(download_loop(ctx, stop_rx, checkpointed_rx)));
+            tasks.push(coordinator::spawn(download_loop(
+                ctx,
+                stop_rx,
+                checkpointed_rx,
+            )));
         }
-        *self.inner.sync.lock().await = Some(SyncHandle { stop, tasks });
+        *self.inner.sync.running.lock().await = Some(SyncHandle { stop, tasks });
         Ok(())
     }
 
     /// Stops the upload loop (after the upload in progress, if any) and the sync stream
     /// (`powersync_control('stop')`), and waits for them. Idempotent.
     pub async fn disconnect(&self) -> Result<()> {
-        let handle = self.inner.sync.lock().await.take();
-        if let Some(handle) = handle {
-            let _ = handle.stop.send(true);
-            for task in handle.tasks {
-                if let Err(e) = task.await
-                    && e.is_panic()
-                {
-                    std::panic::resume_unwind(e.into_panic());
-                }
-            }
-        }
-        self.inner.status.send_if_modified(|s| {
-            let changed = s.connected || s.connecting || s.uploading || s.downloading;
-            s.connected = false;
-            s.connecting = false;
-            s.uploading = false;
-            s.downloading = false;
-            changed
-        });
+        self.inner.sync.stop().await;
         Ok(())
     }
 
@@ -187,7 +171,13 @@ impl PowerSyncDatabase {
             Ok(())
         })
         .await?;
-        self.inner.status.send_modify(|s| {
+        // `powersync_clear` empties tables with SQLite's truncate optimisation, which the
+        // update hook does not see: every table may have changed.
+        self.inner
+            .pool
+            .events
+            .send(Arc::new(self.inner.tables.all_tables()));
+        self.inner.sync.shared.status.send_modify(|s| {
             s.has_synced = Some(false);
             s.last_synced_at = None;
         });
@@ -197,7 +187,7 @@ impl PowerSyncDatabase {
     /// Resolves with the connector's fatal upload error, once one happens. The upload loop has
     /// stopped by then.
     pub async fn fatal_upload_error(&self) -> Arc<ConnectorError> {
-        let mut rx = self.inner.fatal.subscribe();
+        let mut rx = self.inner.sync.shared.fatal.subscribe();
         loop {
             if let Some(e) = rx.borrow_and_update().clone() {
                 return e;
@@ -206,6 +196,14 @@ impl PowerSyncDatabase {
                 std::future::pending::<()>().await;
             }
         }
+    }
+
+    /// The background tasks (upload, download, write checkpoints, credential prefetches) of
+    /// every database in this process that have not ended yet; for tests that check that
+    /// nothing outlives its database.
+    #[doc(hidden)]
+    pub fn background_tasks() -> usize {
+        coordinator::tasks_alive()
     }
 
     /// Waits until a full checkpoint has been applied (`has_synced`), at most `timeout`.
