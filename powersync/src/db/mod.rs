@@ -367,6 +367,6 @@ where
     match tokio::task::spawn_blocking(f).await {
         Ok(value) => Ok(value),
         Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
-        Err(e) => Err(Error::Task(e.to_string())),
+        Err(e) => Err(Error::Task(e)),
     }
 }

@@ -140,9 +140,7 @@ impl<C: BackendConnector> DownloadContext<C> {
             return failed(e);
         }
         let Some(request) = step.establish.take() else {
-            return failed(Error::Service(
-                "the core did not ask for a sync stream".into(),
-            ));
+            return failed(Error::service("the core did not ask for a sync stream"));
         };
         let credentials = tokio::select! {
             _ = crate::upload::stopped(stop) => return Iteration::Stopped,
@@ -158,7 +156,7 @@ impl<C: BackendConnector> DownloadContext<C> {
         let mut lines: LineStream = match opened {
             Ok(lines) => lines,
             Err(e) => {
-                if matches!(e, Error::Unauthorized(_)) {
+                if e.is_unauthorized() {
                     self.credentials.invalidate();
                 }
                 return failed(e);
@@ -192,7 +190,7 @@ impl<C: BackendConnector> DownloadContext<C> {
                         Ok(()) => {
                             let _ = refreshed_tx.send(());
                         }
-                        Err(e) => tracing::warn!("prefetching credentials failed: {e}"),
+                        Err(e) => tracing::warn!("prefetching credentials failed: {}", e.report()),
                     }
                 })));
             }
@@ -332,8 +330,8 @@ pub(crate) async fn checkpoint_loop<C: BackendConnector>(
             r = ctx.request_write_checkpoint() => r,
         };
         if let Err(e) = result {
-            tracing::warn!("could not request a write checkpoint: {e}");
-            if matches!(e, Error::Unauthorized(_)) {
+            tracing::warn!("could not request a write checkpoint: {}", e.report());
+            if e.is_unauthorized() {
                 ctx.credentials.invalidate();
             }
         }
@@ -373,8 +371,8 @@ pub(crate) async fn download_loop<C: BackendConnector>(
                     failures = 0;
                 }
                 if let Some(e) = &error {
-                    tracing::warn!("sync stream failed, reconnecting: {e}");
-                    let message = e.to_string();
+                    let message = e.report();
+                    tracing::warn!("sync stream failed, reconnecting: {message}");
                     ctx.shared.status.send_modify(|s| {
                         s.download_error = Some(message);
                         s.connected = false;

@@ -127,7 +127,7 @@ impl PowerSyncDatabase {
             let client = reqwest::Client::builder()
                 .connect_timeout(Duration::from_secs(10))
                 .build()
-                .map_err(|e| Error::Service(format!("cannot build the HTTP client: {e}")))?;
+                .map_err(|e| Error::service_caused("cannot build the HTTP client", e))?;
             let ctx = Arc::new(DownloadContext {
                 db: self.downgrade(),
                 shared,
