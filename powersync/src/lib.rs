@@ -29,7 +29,8 @@
 //! | lifecycle | tasks end with the last handle | the same, plus an explicit, idempotent `close()` |
 //! | core version | one, linked in | any from 0.3.11 to 0.5.x, loaded at run time (Linux x86-64 only) |
 //! | sync streams, priorities | yes | **no** (no `subscriptions`, no per-priority status yet) |
-//! | raw tables, `app_metadata`, `update_schema`, checkpoint requests | yes (newer versions) | **no** |
+//! | `app_metadata` | yes (newer versions) | yes ([`SyncOptions::app_metadata`], core 0.4.10+) |
+//! | raw tables, `update_schema`, checkpoint requests | yes (newer versions) | **no** |
 //! | encryption at rest | bring your own SQLite build | **no** |
 //! | executor | runtime-agnostic (tokio, smol) | tokio only |
 //!

@@ -315,3 +315,37 @@ async fn a_stalled_write_checkpoint_blocks_neither_lines_nor_disconnect() {
     db.close().await.unwrap();
     standin.shutdown().await;
 }
+
+/// `SyncOptions::app_metadata` reaches the service inside the sync request (seen by the proxy
+/// in front of the stand-in); cores before 0.4.10 cannot send it and get a typed error.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn app_metadata_is_sent_with_the_sync_request() {
+    let (pg, _pgc) = postgres().await;
+    let standin = StandIn::start(standin_config(&pg)).await.unwrap();
+    let proxy = Proxy::start(standin.addr()).await;
+    let (_dir, db) = open_client(common::default_core()).await;
+    let options = fast().with_app_metadata([("app_version", "1.2.3-test")]);
+    db.connect(PgConnector::new(&proxy.url(), &pg, "meta"), options.clone())
+        .await
+        .unwrap();
+    db.wait_for_first_sync(WAIT).await.unwrap();
+    assert!(proxy.sent_contains(r#""app_metadata":{"app_version":"1.2.3-test"}"#));
+    db.close().await.unwrap();
+    let (_old_dir, old) = open_client(common::core("0.4.6")).await;
+    let err = old
+        .connect(PgConnector::new(&proxy.url(), &pg, "meta"), options)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            powersync::Error::UnsupportedByCore {
+                needs: "0.4.10",
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    old.close().await.unwrap();
+    standin.shutdown().await;
+}

@@ -115,7 +115,11 @@ impl<C: BackendConnector> DownloadContext<C> {
     }
 
     fn start_payload(&self) -> String {
-        json!({ "parameters": self.options.params }).to_string()
+        let mut start = json!({ "parameters": self.options.params });
+        if !self.options.app_metadata.is_empty() {
+            start["app_metadata"] = json!(self.options.app_metadata);
+        }
+        start.to_string()
     }
 
     /// One iteration: `start`, open the stream, feed it line by line until it closes. Nothing

@@ -7,6 +7,7 @@ mod download;
 mod status_map;
 mod stream;
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -30,6 +31,9 @@ pub struct SyncOptions {
     pub download: bool,
     /// Client parameters sent to the service (`parameters` of the sync request).
     pub params: Option<Value>,
+    /// Metadata about the application sent with the sync request (`app_metadata`, e.g. the
+    /// app's version), which the service logs; needs core 0.4.10. Empty: none is sent.
+    pub app_metadata: BTreeMap<String, String>,
     /// Delays between reconnects of the sync stream, after an error or a stream that ended
     /// (a reconnect the core asks for, e.g. after a token refresh, is immediate). Default:
     /// [`SyncOptions::DEFAULT_RECONNECT`], 1 s doubling to 30 s, each delay jittered down by up
@@ -45,6 +49,7 @@ impl Default for SyncOptions {
         Self {
             download: true,
             params: None,
+            app_metadata: BTreeMap::new(),
             retry: Self::DEFAULT_RECONNECT,
             upload: UploadOptions::default(),
         }
@@ -75,6 +80,18 @@ impl SyncOptions {
         self
     }
 
+    /// Sends `app_metadata` with the sync request.
+    pub fn with_app_metadata<K: Into<String>, V: Into<String>>(
+        mut self,
+        metadata: impl IntoIterator<Item = (K, V)>,
+    ) -> Self {
+        self.app_metadata = metadata
+            .into_iter()
+            .map(|(k, v)| (k.into(), v.into()))
+            .collect();
+        self
+    }
+
     /// Sets the reconnect delays (first delay and cap).
     pub fn with_retry(mut self, retry: Backoff) -> Self {
         self.retry = retry;
@@ -96,6 +113,13 @@ impl PowerSyncDatabase {
             return Err(Error::UnsupportedByCore {
                 feature: "download sync (powersync_control)",
                 needs: "0.4.6",
+                found: self.core_version().clone(),
+            });
+        }
+        if !options.app_metadata.is_empty() && !self.core_version().at_least(0, 4, 10) {
+            return Err(Error::UnsupportedByCore {
+                feature: "app_metadata",
+                needs: "0.4.10",
                 found: self.core_version().clone(),
             });
         }

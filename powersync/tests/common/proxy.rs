@@ -20,6 +20,8 @@ struct Counters {
     write_checkpoints: AtomicUsize,
     open: AtomicUsize,
     stall_write_checkpoints: AtomicBool,
+    /// Everything clients sent, up to 1 MiB.
+    sent: std::sync::Mutex<Vec<u8>>,
 }
 
 /// The proxy; stops (and drops every proxied connection) when dropped.
@@ -72,6 +74,12 @@ async fn serve(client: TcpStream, upstream: SocketAddr, counters: Arc<Counters>)
                 Ok(0) | Err(_) => break,
                 Ok(n) => n,
             };
+            {
+                let mut sent = counters.sent.lock().unwrap();
+                if sent.len() < 1 << 20 {
+                    sent.extend_from_slice(&buf[..n]);
+                }
+            }
             let mut window = std::mem::take(&mut carry);
             let from = window.len();
             window.extend_from_slice(&buf[..n]);
@@ -144,6 +152,12 @@ impl Proxy {
     /// `GET /write-checkpoint2.json` requests seen so far.
     pub fn write_checkpoints(&self) -> usize {
         self.counters.write_checkpoints.load(Ordering::SeqCst)
+    }
+
+    /// Whether clients sent `needle` (requests and bodies, up to 1 MiB in all).
+    pub fn sent_contains(&self, needle: &str) -> bool {
+        let sent = self.counters.sent.lock().unwrap();
+        sent.windows(needle.len()).any(|w| w == needle.as_bytes())
     }
 
     /// Client connections currently open through the proxy.
