@@ -30,7 +30,8 @@
 //! | core version | one, linked in | any from 0.3.11 to 0.5.x, loaded at run time (Linux x86-64 only) |
 //! | sync streams, priorities | yes | **no** (no `subscriptions`, no per-priority status yet) |
 //! | `app_metadata` | yes (newer versions) | yes ([`SyncOptions::app_metadata`], core 0.4.10+) |
-//! | raw tables, `update_schema`, checkpoint requests | yes (newer versions) | **no** |
+//! | `update_schema` | yes | yes ([`PowerSyncDatabase::update_schema`], while disconnected) |
+//! | raw tables, checkpoint requests | yes (newer versions) | **no** |
 //! | encryption at rest | bring your own SQLite build | **no** |
 //! | executor | runtime-agnostic (tokio, smol) | tokio only |
 //!

@@ -367,3 +367,38 @@ async fn a_dropped_watch_unsubscribes_and_differential_mode_reports_by_key() {
     );
     db.close().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn update_schema_adds_a_table_keeps_data_and_is_refused_while_connected() {
+    use powersync::schema::{Column, Schema, Table};
+    let core = common::default_core();
+    let (_dir, db) = common::open_temp(core).await;
+    db.execute(
+        "INSERT INTO todos(id, description) VALUES ('kept', 'x')",
+        [],
+    )
+    .await
+    .unwrap();
+    let mut tables = common::schema(core).tables;
+    tables.push(Table::new("notes", vec![Column::text("text")]));
+    let bigger = Schema::new(tables);
+    db.connect(Counting::default(), SyncOptions::upload_only())
+        .await
+        .unwrap();
+    let err = db.update_schema(&bigger).await.unwrap_err();
+    assert!(matches!(err, Error::InvalidSchema(_)), "{err:?}");
+    db.disconnect().await.unwrap();
+    db.update_schema(&bigger).await.unwrap();
+    let mut updates = db.table_updates();
+    db.execute("INSERT INTO notes(id, text) VALUES ('n', 'new table')", [])
+        .await
+        .unwrap();
+    let tables = next_with_timeout(&mut updates).await;
+    assert_eq!(tables.into_iter().collect::<Vec<_>>(), ["notes"]);
+    let kept: Vec<String> = db
+        .query("SELECT id FROM todos", [], |r| r.get(0))
+        .await
+        .unwrap();
+    assert_eq!(kept, ["kept"]);
+    db.close().await.unwrap();
+}

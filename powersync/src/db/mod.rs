@@ -139,6 +139,35 @@ impl PowerSyncDatabase {
         })
     }
 
+    /// Replaces the schema at run time (`powersync_replace_schema`): views are recreated,
+    /// synced data is kept. Only while disconnected, as in the official SDKs: connected, it is
+    /// [`Error::InvalidSchema`] and nothing changes.
+    pub async fn update_schema(&self, schema: &Schema) -> Result<()> {
+        let schema_json = schema.to_json()?;
+        if schema.tables.iter().any(|t| t.uses_tracking_options())
+            && !self.core_version().at_least(0, 3, 13)
+        {
+            return Err(Error::UnsupportedByCore {
+                feature: "include_old, include_metadata and ignore_empty_update",
+                needs: "0.3.13",
+                found: self.core_version().clone(),
+            });
+        }
+        if self.inner.sync.running.lock().await.is_some() {
+            return Err(Error::InvalidSchema(
+                "the schema cannot change while connected; disconnect first".into(),
+            ));
+        }
+        self.inner
+            .pool
+            .with_writer(false, move |conn| {
+                connection::apply_schema(conn, &schema_json)
+            })
+            .await??;
+        self.inner.tables.replace(schema);
+        Ok(())
+    }
+
     /// A handle for background tasks that does not keep the database open.
     pub(crate) fn downgrade(&self) -> WeakDatabase {
         WeakDatabase(Arc::downgrade(&self.inner))

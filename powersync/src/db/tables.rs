@@ -35,6 +35,11 @@ impl TableNames {
         }
     }
 
+    /// Replaces the mapping after a schema change.
+    pub(crate) fn replace(&self, schema: &Schema) {
+        *self.map.write().unwrap_or_else(|p| p.into_inner()) = mapping(schema);
+    }
+
     /// The application's names for the SQLite tables in `changed`: schema tables by their view
     /// name; other tables of the application as they are; the core's own `ps_*` tables left out.
     pub(crate) fn views(&self, changed: &BTreeSet<String>) -> BTreeSet<String> {
