@@ -62,13 +62,26 @@ pub enum Error {
         head: i64,
     },
 
-    /// The sync service answered with an error status, or could not be reached.
-    #[error("sync service: {0}")]
-    Service(String),
+    /// The sync service answered with an error status, could not be reached, or sent
+    /// something unreadable. The HTTP status (when there was a response) and the underlying
+    /// error (reqwest's, JSON's) are kept: see [`Error::http_status`] and `source()`.
+    #[error("sync service: {message}")]
+    Service {
+        /// What failed.
+        message: String,
+        /// The HTTP status of the service's answer, if it answered.
+        status: Option<u16>,
+        /// The underlying error.
+        #[source]
+        source: Option<Box<dyn std::error::Error + Send + Sync>>,
+    },
 
-    /// The sync service rejected the credentials (HTTP 401).
-    #[error("sync service rejected the credentials: {0}")]
-    Unauthorized(String),
+    /// The sync service rejected the credentials (HTTP 401); see [`Error::is_unauthorized`].
+    #[error("sync service rejected the credentials: {body}")]
+    Unauthorized {
+        /// The start of the service's answer.
+        body: String,
+    },
 
     /// The connector could not provide credentials.
     #[error("fetching credentials failed: {0}")]
@@ -79,8 +92,8 @@ pub enum Error {
     Closed,
 
     /// A blocking SQLite task could not be run (the runtime is shutting down).
-    #[error("SQLite task failed: {0}")]
-    Task(String),
+    #[error("SQLite task failed")]
+    Task(#[source] tokio::task::JoinError),
 
     /// The connector failed to upload, fatally; the upload loop stopped.
     #[error("upload failed fatally: {0}")]
@@ -95,11 +108,87 @@ pub enum Error {
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 impl Error {
+    /// A [`Error::Service`] without status or source.
+    pub(crate) fn service(message: impl Into<String>) -> Self {
+        Self::Service {
+            message: message.into(),
+            status: None,
+            source: None,
+        }
+    }
+
+    /// A [`Error::Service`] caused by `source`.
+    pub(crate) fn service_caused(
+        message: impl Into<String>,
+        source: impl std::error::Error + Send + Sync + 'static,
+    ) -> Self {
+        Self::Service {
+            message: message.into(),
+            status: None,
+            source: Some(Box::new(source)),
+        }
+    }
+
+    /// The error and its sources, joined with ": " (for logs and the status, where `Display`
+    /// alone would drop the cause).
+    pub(crate) fn report(&self) -> String {
+        let mut text = self.to_string();
+        let mut source = std::error::Error::source(self);
+        while let Some(e) = source {
+            text.push_str(": ");
+            text.push_str(&e.to_string());
+            source = e.source();
+        }
+        text
+    }
+
+    /// True when the sync service rejected the credentials (HTTP 401).
+    pub fn is_unauthorized(&self) -> bool {
+        matches!(self, Self::Unauthorized { .. })
+    }
+
+    /// The HTTP status the sync service answered with, when the error is its answer.
+    pub fn http_status(&self) -> Option<u16> {
+        match self {
+            Self::Unauthorized { .. } => Some(401),
+            Self::Service { status, .. } => *status,
+            _ => None,
+        }
+    }
+
     /// SQLite's primary result code, when the error came from SQLite.
     pub fn sqlite_code(&self) -> Option<rusqlite::ErrorCode> {
         match self {
             Self::Sqlite(e) => e.sqlite_error_code(),
             _ => None,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::error::Error as _;
+
+    #[test]
+    fn service_errors_keep_their_status_and_source() {
+        let e = Error::service_caused(
+            "write checkpoint response",
+            serde_json::from_str::<i64>("x").unwrap_err(),
+        );
+        assert!(e.source().is_some(), "the JSON error is the source");
+        assert_eq!(e.http_status(), None);
+        assert!(!e.is_unauthorized());
+        let e = Error::Service {
+            message: "HTTP 503".into(),
+            status: Some(503),
+            source: None,
+        };
+        assert_eq!(e.http_status(), Some(503));
+        let e = Error::Unauthorized {
+            body: "expired".into(),
+        };
+        assert!(e.is_unauthorized());
+        assert_eq!(e.http_status(), Some(401));
     }
 }

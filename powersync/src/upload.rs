@@ -7,7 +7,9 @@ use tokio::sync::{mpsc, watch};
 
 use crate::backoff::Backoff;
 use crate::connector::{BackendConnector, ConnectorError};
-use crate::db::PowerSyncDatabase;
+use crate::db::WeakDatabase;
+use crate::db::pool::PoolEvents;
+use crate::sync::coordinator::SyncShared;
 
 /// How the upload loop paces itself.
 #[derive(Debug, Clone, PartialEq)]
@@ -35,14 +37,91 @@ pub(crate) enum UploadExit {
     Fatal(Arc<ConnectorError>),
 }
 
-/// Runs until `stop` turns true or the connector fails fatally. Never drops or reorders
-/// entries: it only calls the connector, which reads and completes the queue's head. After
-/// every drain (queue empty) it sends on `drained`, where the sync client requests a write
-/// checkpoint.
+/// What the upload task holds: the database only weakly, so that dropping the last handle
+/// ends the loop.
+pub(crate) struct UploadContext<C> {
+    pub(crate) db: WeakDatabase,
+    pub(crate) shared: Arc<SyncShared>,
+    pub(crate) events: Arc<PoolEvents>,
+    pub(crate) connector: Arc<C>,
+    pub(crate) options: UploadOptions,
+}
+
+/// What one step of draining the queue asks the loop to do next.
+enum Next {
+    Drained,
+    Upload,
+    Pause(Duration),
+    Stop(UploadExit),
+}
+
+impl<C: BackendConnector> UploadContext<C> {
+    /// One upload: read the head, call the connector once. Holds the database only meanwhile.
+    async fn step(&self, failures: &mut u32, last_head: &mut Option<i64>) -> Next {
+        let Some(db) = self.db.upgrade() else {
+            return Next::Stop(UploadExit::Stopped);
+        };
+        let retry = &self.options.retry;
+        let head = match db.crud_head().await {
+            Ok(Some(head)) => head,
+            Ok(None) => return Next::Drained,
+            Err(e) => {
+                tracing::warn!("upload loop cannot read the upload queue: {e}");
+                let delay = retry.delay(*failures);
+                *failures = failures.saturating_add(1);
+                return Next::Pause(delay);
+            }
+        };
+        if *last_head == Some(head) {
+            let remaining = db.upload_queue_stats().await.map(|s| s.count).unwrap_or(0);
+            tracing::warn!(
+                "upload_data returned without completing anything; {remaining} entries remain \
+                 (potentially previously uploaded CRUD entry {head}); retrying after a delay"
+            );
+            let delay = retry.delay(*failures);
+            *failures = failures.saturating_add(1);
+            *last_head = None;
+            return Next::Pause(delay);
+        } else if last_head.is_some() {
+            // The previous upload completed something: progress resets the backoff.
+            *failures = 0;
+        }
+        self.shared.status.send_modify(|s| s.uploading = true);
+        match self.connector.upload_data(&db).await {
+            Ok(()) => {
+                *last_head = Some(head);
+                self.shared.status.send_modify(|s| s.upload_error = None);
+                Next::Upload
+            }
+            Err(e) if e.is_fatal() => {
+                tracing::error!("upload failed fatally, the upload loop stops: {e}");
+                let e = Arc::new(e);
+                self.shared.status.send_modify(|s| {
+                    s.uploading = false;
+                    s.upload_error = Some(e.to_string());
+                });
+                Next::Stop(UploadExit::Fatal(e))
+            }
+            Err(e) => {
+                let delay = retry.delay(*failures);
+                tracing::warn!("upload failed, retrying in {delay:?}: {e}");
+                *last_head = None;
+                self.shared
+                    .status
+                    .send_modify(|s| s.upload_error = Some(e.to_string()));
+                *failures = failures.saturating_add(1);
+                Next::Pause(delay)
+            }
+        }
+    }
+}
+
+/// Runs until `stop` turns true (or its sender is dropped with the database) or the connector
+/// fails fatally. Never drops or reorders entries: it only calls the connector, which reads
+/// and completes the queue's head. After every drain (queue empty) it sends on `drained`, where
+/// the sync client requests a write checkpoint.
 pub(crate) async fn upload_loop<C: BackendConnector>(
-    db: PowerSyncDatabase,
-    connector: Arc<C>,
-    options: UploadOptions,
+    ctx: UploadContext<C>,
     mut stop: watch::Receiver<bool>,
     drained: Option<mpsc::UnboundedSender<()>>,
 ) -> UploadExit {
@@ -51,66 +130,22 @@ pub(crate) async fn upload_loop<C: BackendConnector>(
     loop {
         // Drain the queue.
         loop {
-            if *stop.borrow() {
+            if is_stopped(&stop) {
                 return UploadExit::Stopped;
             }
-            let head = match db.crud_head().await {
-                Ok(head) => head,
-                Err(e) => {
-                    tracing::warn!("upload loop cannot read the upload queue: {e}");
-                    if pause(&mut stop, options.retry.delay(failures)).await {
-                        return UploadExit::Stopped;
-                    }
-                    failures = failures.saturating_add(1);
-                    continue;
-                }
-            };
-            let Some(head) = head else { break };
-            if last_head == Some(head) {
-                let remaining = db.upload_queue_stats().await.map(|s| s.count).unwrap_or(0);
-                tracing::warn!(
-                    "upload_data returned without completing anything; {remaining} entries remain \
-                     (potentially previously uploaded CRUD entry {head}); retrying after a delay"
-                );
-                if pause(&mut stop, options.retry.delay(failures)).await {
-                    return UploadExit::Stopped;
-                }
-                failures = failures.saturating_add(1);
-            } else if last_head.is_some() {
-                // The previous upload completed something: progress resets the backoff.
-                failures = 0;
-            }
-            db.inner.status.send_modify(|s| s.uploading = true);
-            match connector.upload_data(&db).await {
-                Ok(()) => {
-                    last_head = Some(head);
-                    db.inner.status.send_modify(|s| s.upload_error = None);
-                }
-                Err(e) if e.is_fatal() => {
-                    tracing::error!("upload failed fatally, the upload loop stops: {e}");
-                    let e = Arc::new(e);
-                    db.inner.status.send_modify(|s| {
-                        s.uploading = false;
-                        s.upload_error = Some(e.to_string());
-                    });
-                    return UploadExit::Fatal(e);
-                }
-                Err(e) => {
-                    let delay = options.retry.delay(failures);
-                    tracing::warn!("upload failed, retrying in {delay:?}: {e}");
-                    last_head = None;
-                    db.inner
-                        .status
-                        .send_modify(|s| s.upload_error = Some(e.to_string()));
-                    failures = failures.saturating_add(1);
+            match ctx.step(&mut failures, &mut last_head).await {
+                Next::Drained => break,
+                Next::Upload => {}
+                Next::Pause(delay) => {
                     if pause(&mut stop, delay).await {
                         return UploadExit::Stopped;
                     }
                 }
+                Next::Stop(exit) => return exit,
             }
         }
         last_head = None;
-        db.inner
+        ctx.shared
             .status
             .send_if_modified(|s| std::mem::replace(&mut s.uploading, false));
         if let Some(drained) = &drained {
@@ -118,10 +153,10 @@ pub(crate) async fn upload_loop<C: BackendConnector>(
         }
         // Wait for the next local write (a write during the drain left a permit).
         tokio::select! {
-            _ = db.inner.local_write.notified() => {}
+            _ = ctx.events.app_commit.notified() => {}
             _ = stopped(&mut stop) => return UploadExit::Stopped,
         }
-        if pause(&mut stop, options.throttle).await {
+        if pause(&mut stop, ctx.options.throttle).await {
             return UploadExit::Stopped;
         }
     }
@@ -133,7 +168,12 @@ async fn pause(stop: &mut watch::Receiver<bool>, delay: Duration) -> bool {
         _ = tokio::time::sleep(delay) => false,
         _ = stopped(stop) => true,
     };
-    stopped || *stop.borrow()
+    stopped || is_stopped(stop)
+}
+
+/// Whether `stop` is true or its sender is gone (the database was dropped).
+pub(crate) fn is_stopped(stop: &watch::Receiver<bool>) -> bool {
+    *stop.borrow() || stop.has_changed().is_err()
 }
 
 /// Resolves once `stop` is true (or its sender is gone).

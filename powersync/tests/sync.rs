@@ -421,7 +421,15 @@ async fn an_expiring_token_is_refreshed_and_sync_continues() {
     a.wait_for_first_sync(Duration::from_secs(30))
         .await
         .unwrap();
-    tokio::time::sleep(Duration::from_secs(6)).await;
+    // Wait for the refresh itself, not for a fixed time.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while fetches.load(Ordering::SeqCst) < 2 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "credentials fetched again"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     pgc.execute(
         "INSERT INTO todos (id, description) VALUES ('after-expiry', 'x')",
         &[],

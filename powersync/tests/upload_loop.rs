@@ -29,6 +29,8 @@ fn fast_options() -> SyncOptions {
 struct RecordingBackend {
     received: Arc<Mutex<Vec<String>>>,
     calls: Arc<AtomicUsize>,
+    /// When each call returned.
+    returned: Arc<std::sync::Mutex<Vec<std::time::Instant>>>,
     fail_first: usize,
     fatal: bool,
     write_during_upload: bool,
@@ -67,6 +69,10 @@ impl BackendConnector for RecordingBackend {
             .map_err(|e| ConnectorError::fatal(e.to_string()))?;
         }
         if !self.complete {
+            self.returned
+                .lock()
+                .unwrap()
+                .push(std::time::Instant::now());
             return Ok(());
         }
         let mut received = self.received.lock().await;
@@ -223,11 +229,19 @@ async fn a_connector_that_completes_nothing_is_retried_with_backoff_not_in_a_bus
         },
     });
     db.connect(backend.clone(), options).await.unwrap();
-    tokio::time::sleep(Duration::from_millis(600)).await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while backend.returned.lock().unwrap().len() < 4 {
+        assert!(tokio::time::Instant::now() < deadline, "the loop retries");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     db.disconnect().await.unwrap();
-    let calls = backend.calls.load(Ordering::SeqCst);
-    // 600 ms with delays of 50, 100, 100, ... ms allows about 7 calls; a busy loop makes thousands.
-    assert!((2..=10).contains(&calls), "{calls} calls");
+    // Each retry waits at least the backoff delay after the previous call returned (a lower
+    // bound, which load can only lengthen); a busy loop would call again at once.
+    let returned = backend.returned.lock().unwrap().clone();
+    for pair in returned.windows(2) {
+        let gap = pair[1] - pair[0];
+        assert!(gap >= Duration::from_millis(50), "retried after {gap:?}");
+    }
     assert_eq!(
         db.upload_queue_stats().await.unwrap().count,
         2,

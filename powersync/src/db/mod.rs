@@ -1,51 +1,71 @@
-//! The database: one writer connection, a few read-only readers, transactions.
+//! The database façade: [`PowerSyncDatabase`] joins the connection pool ([`pool`], which knows
+//! nothing of sync) and the sync coordinator ([`crate::sync::coordinator`]).
 
 mod connection;
+mod guards;
 pub mod options;
+pub(crate) mod pool;
+mod tables;
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 
 use powersync_sys::{CoreLibrary, CoreVersion};
 use rusqlite::{Connection, Params, Row, Transaction, TransactionBehavior};
-use tokio::sync::{Mutex, Notify, Semaphore, watch};
+use tokio::sync::watch;
 
 use crate::error::{Error, Result};
 use crate::schema::Schema;
 use crate::status::SyncStatus;
+use crate::sync::coordinator::SyncCoordinator;
 use connection::Location;
+pub use guards::{ReaderGuard, WriterGuard};
 use options::DatabaseOptions;
+use pool::ConnectionPool;
+pub(crate) use tables::TableNames;
 
 /// A PowerSync database: SQLite with the core loaded into every connection, the application's
 /// schema applied, and the CRUD upload queue.
 ///
-/// Cheap to clone (all clones share the connections). SQLite work runs on tokio's blocking
-/// threads, never on the async workers. Writes are serialised through one writer connection;
-/// reads use a small pool of read-only connections (WAL), so they do not wait for writes.
+/// Cheap to clone (all clones share the connections). SQLite work runs off the async
+/// scheduler: in place with `block_in_place` on a multi-thread runtime, on the blocking pool
+/// on a current-thread runtime. Writes are serialised through one writer connection; reads use
+/// a small pool of read-only connections (WAL), so they do not wait for writes.
+///
+/// Dropping the last handle stops the sync and upload tasks (they hold weak references) and
+/// closes the connections; [`close`](Self::close) does it explicitly and waits for it.
 #[derive(Clone)]
 pub struct PowerSyncDatabase {
     pub(crate) inner: Arc<Inner>,
 }
 
 pub(crate) struct Inner {
-    core: &'static CoreLibrary,
-    path: Option<PathBuf>,
-    writer: Arc<Mutex<Option<Connection>>>,
-    readers: Arc<std::sync::Mutex<Vec<Connection>>>,
-    reader_permits: Arc<Semaphore>,
-    /// Signalled after every committed write transaction: the upload loop's wake-up.
-    pub(crate) local_write: Notify,
-    pub(crate) status: watch::Sender<SyncStatus>,
-    pub(crate) sync: Mutex<Option<crate::sync::SyncHandle>>,
-    /// The connector's fatal upload error, once one happened.
-    pub(crate) fatal: watch::Sender<Option<Arc<crate::connector::ConnectorError>>>,
+    pub(crate) pool: ConnectionPool,
+    pub(crate) sync: SyncCoordinator,
+    pub(crate) tables: Arc<TableNames>,
+}
+
+/// A handle that does not keep the database open: what background tasks hold.
+#[derive(Clone)]
+pub(crate) struct WeakDatabase(Weak<Inner>);
+
+impl WeakDatabase {
+    /// The database, unless every handle was dropped.
+    pub(crate) fn upgrade(&self) -> Option<PowerSyncDatabase> {
+        self.0.upgrade().map(|inner| PowerSyncDatabase { inner })
+    }
+
+    /// Like [`upgrade`](Self::upgrade), as [`Error::Closed`] when the database is gone.
+    pub(crate) fn get(&self) -> Result<PowerSyncDatabase> {
+        self.upgrade().ok_or(Error::Closed)
+    }
 }
 
 impl std::fmt::Debug for PowerSyncDatabase {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("PowerSyncDatabase")
-            .field("path", &self.inner.path)
-            .field("core", &self.inner.core.version())
+            .field("path", &self.inner.pool.path)
+            .field("core", &self.inner.pool.core.version())
             .finish_non_exhaustive()
     }
 }
@@ -53,6 +73,14 @@ impl std::fmt::Debug for PowerSyncDatabase {
 impl PowerSyncDatabase {
     /// Opens (or creates) the database file at `path`, loads the core into every connection
     /// and applies `schema`. An invalid schema is rejected before the file is touched.
+    ///
+    /// ```no_run
+    /// use powersync::{DatabaseOptions, PowerSyncDatabase, schema::{Column, Schema, Table}};
+    /// # async fn demo() -> powersync::Result<()> {
+    /// let schema = Schema::new(vec![Table::new("todos", vec![Column::text("description")])]);
+    /// let db = PowerSyncDatabase::open("app.db", &schema, DatabaseOptions::default()).await?;
+    /// # Ok(()) }
+    /// ```
     pub async fn open(
         path: impl AsRef<Path>,
         schema: &Schema,
@@ -102,51 +130,92 @@ impl PowerSyncDatabase {
             Ok((writer, readers))
         })
         .await??;
-        let permits = readers.len();
         Ok(Self {
             inner: Arc::new(Inner {
-                core,
-                path,
-                writer: Arc::new(Mutex::new(Some(writer))),
-                readers: Arc::new(std::sync::Mutex::new(readers)),
-                reader_permits: Arc::new(Semaphore::new(permits)),
-                local_write: Notify::new(),
-                status: watch::Sender::new(SyncStatus::default()),
-                sync: Mutex::new(None),
-                fatal: watch::Sender::new(None),
+                pool: ConnectionPool::new(core, path, writer, readers)?,
+                sync: SyncCoordinator::new(),
+                tables: Arc::new(TableNames::new(schema)),
             }),
         })
     }
 
+    /// Replaces the schema at run time (`powersync_replace_schema`): views are recreated,
+    /// synced data is kept. Only while disconnected, as in the official SDKs: connected, it is
+    /// [`Error::InvalidSchema`] and nothing changes.
+    pub async fn update_schema(&self, schema: &Schema) -> Result<()> {
+        let schema_json = schema.to_json()?;
+        if schema.tables.iter().any(|t| t.uses_tracking_options())
+            && !self.core_version().at_least(0, 3, 13)
+        {
+            return Err(Error::UnsupportedByCore {
+                feature: "include_old, include_metadata and ignore_empty_update",
+                needs: "0.3.13",
+                found: self.core_version().clone(),
+            });
+        }
+        if self.inner.sync.running.lock().await.is_some() {
+            return Err(Error::InvalidSchema(
+                "the schema cannot change while connected; disconnect first".into(),
+            ));
+        }
+        self.inner
+            .pool
+            .with_writer(false, move |conn| {
+                connection::apply_schema(conn, &schema_json)
+            })
+            .await??;
+        self.inner.tables.replace(schema);
+        Ok(())
+    }
+
+    /// A handle for background tasks that does not keep the database open.
+    pub(crate) fn downgrade(&self) -> WeakDatabase {
+        WeakDatabase(Arc::downgrade(&self.inner))
+    }
+
     /// The loaded core.
     pub fn core(&self) -> &'static CoreLibrary {
-        self.inner.core
+        self.inner.pool.core
     }
 
     /// The loaded core's version.
     pub fn core_version(&self) -> &'static CoreVersion {
-        self.inner.core.version()
+        self.inner.pool.core.version()
     }
 
     /// The database file, or `None` in memory.
     pub fn path(&self) -> Option<&Path> {
-        self.inner.path.as_deref()
+        self.inner.pool.path()
     }
 
     /// Runs `f` in a write transaction (`BEGIN IMMEDIATE`) on the writer connection. Commits
     /// when `f` returns `Ok`, rolls back when it returns `Err` or panics (the panic then
-    /// continues in the caller). Wakes the upload loop after a commit.
+    /// continues in the caller). Wakes the upload loop after a commit that changed rows, and
+    /// tells [`table_updates`](Self::table_updates) which tables it changed.
+    ///
+    /// ```no_run
+    /// # async fn demo(db: powersync::PowerSyncDatabase) -> powersync::Result<()> {
+    /// let id: String = db
+    ///     .write_transaction(|tx| {
+    ///         tx.execute("INSERT INTO todos(id, description) VALUES (uuid(), 'a')", [])?;
+    ///         Ok::<_, powersync::Error>(tx.query_row("SELECT id FROM todos", [], |r| r.get(0))?)
+    ///     })
+    ///     .await?;
+    /// # Ok(()) }
+    /// ```
     pub async fn write_transaction<R, E, F>(&self, f: F) -> Result<R, E>
     where
         F: FnOnce(&Transaction<'_>) -> Result<R, E> + Send + 'static,
         R: Send + 'static,
         E: From<Error> + Send + 'static,
     {
-        let result = self.internal_write_transaction(f).await;
-        if result.is_ok() {
-            self.inner.local_write.notify_one();
-        }
-        result
+        self.inner
+            .pool
+            .with_writer(true, move |conn| {
+                in_transaction(conn, TransactionBehavior::Immediate, f)
+            })
+            .await
+            .map_err(E::from)?
     }
 
     /// A write transaction that does not wake the upload loop: for the wrapper's own writes
@@ -157,7 +226,11 @@ impl PowerSyncDatabase {
         R: Send + 'static,
         E: From<Error> + Send + 'static,
     {
-        self.with_writer(move |conn| in_transaction(conn, TransactionBehavior::Immediate, f))
+        self.inner
+            .pool
+            .with_writer(false, move |conn| {
+                in_transaction(conn, TransactionBehavior::Immediate, f)
+            })
             .await
             .map_err(E::from)?
     }
@@ -170,7 +243,9 @@ impl PowerSyncDatabase {
         R: Send + 'static,
         E: From<Error> + Send + 'static,
     {
-        self.with_reader(move |conn| in_transaction(conn, TransactionBehavior::Deferred, f))
+        self.inner
+            .pool
+            .with_reader(move |conn| in_transaction(conn, TransactionBehavior::Deferred, f))
             .await
             .map_err(E::from)?
     }
@@ -221,102 +296,67 @@ impl PowerSyncDatabase {
 
     /// The client id the core generated for this database (`powersync_client_id()`).
     pub async fn client_id(&self) -> Result<String> {
-        self.with_reader(|conn| {
-            Ok(conn.query_row("SELECT powersync_client_id()", [], |r| r.get(0))?)
-        })
-        .await?
+        self.inner
+            .pool
+            .with_reader(|conn| {
+                Ok(conn.query_row("SELECT powersync_client_id()", [], |r| r.get(0))?)
+            })
+            .await?
     }
 
     /// The current sync status.
     pub fn status(&self) -> SyncStatus {
-        self.inner.status.borrow().clone()
+        self.inner.sync.shared.status.borrow().clone()
     }
 
     /// A receiver that sees every status change.
     pub fn watch_status(&self) -> watch::Receiver<SyncStatus> {
-        self.inner.status.subscribe()
+        self.inner.sync.shared.status.subscribe()
     }
 
-    /// Disconnects (if connected), then closes every connection. Later calls fail with
-    /// [`Error::Closed`].
+    /// Disconnects (if connected), then closes every connection, after the leases in use are
+    /// back. Idempotent; other calls fail with [`Error::Closed`] afterwards.
     pub async fn close(&self) -> Result<()> {
         self.disconnect().await?;
-        let writer = self.inner.writer.lock().await.take();
-        let readers =
-            std::mem::take(&mut *self.inner.readers.lock().unwrap_or_else(|p| p.into_inner()));
-        self.inner.reader_permits.close();
-        run_blocking(move || {
-            drop(writer);
-            drop(readers);
-        })
-        .await
+        self.inner.pool.close().await
     }
 
-    /// Runs `f` with the writer connection on a blocking thread, holding the writer lock.
-    pub(crate) async fn with_writer<R, F>(&self, f: F) -> Result<R>
-    where
-        F: FnOnce(&mut Connection) -> R + Send + 'static,
-        R: Send + 'static,
-    {
-        let mut guard = self.inner.writer.clone().lock_owned().await;
-        if guard.is_none() {
-            return Err(Error::Closed);
-        }
-        run_blocking(move || {
-            let conn = guard
-                .as_mut()
-                .expect("checked above while holding the lock");
-            f(conn)
-        })
-        .await
+    /// A read-only connection for as long as the guard lives (the writer where there are no
+    /// readers: in memory, or `readers: 0`). For reads that borrow locals, pragmas, or several
+    /// statements in one snapshot (open a transaction on it). Blocking SQLite calls on it run
+    /// on the calling thread.
+    ///
+    /// ```no_run
+    /// # async fn demo(db: powersync::PowerSyncDatabase) -> powersync::Result<()> {
+    /// let wanted = String::from("a");
+    /// let reader = db.reader().await?;
+    /// let n: i64 = reader.query_row(
+    ///     "SELECT count(*) FROM todos WHERE description = ?1",
+    ///     [&wanted],
+    ///     |r| r.get(0),
+    /// )?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn reader(&self) -> Result<ReaderGuard> {
+        Ok(ReaderGuard::new(self.inner.pool.reader().await?))
     }
 
-    /// Runs `f` with a reader connection (the writer when there are none) on a blocking thread.
-    pub(crate) async fn with_reader<R, F>(&self, f: F) -> Result<R>
-    where
-        F: FnOnce(&mut Connection) -> R + Send + 'static,
-        R: Send + 'static,
-    {
-        if self.inner.path.is_none() {
-            return self.with_writer(f).await;
-        }
-        let permit = self
-            .inner
-            .reader_permits
-            .clone()
-            .acquire_owned()
-            .await
-            .map_err(|_| Error::Closed)?;
-        let pool = self.inner.readers.clone();
-        let conn = pool
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .pop()
-            .ok_or(Error::Closed)?;
-        let mut lease = ReaderLease {
-            conn: Some(conn),
-            pool,
-            _permit: permit,
-        };
-        run_blocking(move || f(lease.conn.as_mut().expect("present until the lease drops"))).await
-    }
-}
-
-/// A reader taken from the pool; it goes back when the lease drops, also after a panic.
-struct ReaderLease {
-    conn: Option<Connection>,
-    pool: Arc<std::sync::Mutex<Vec<Connection>>>,
-    _permit: tokio::sync::OwnedSemaphorePermit,
-}
-
-impl Drop for ReaderLease {
-    fn drop(&mut self) {
-        if let Some(conn) = self.conn.take() {
-            self.pool
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .push(conn);
-        }
+    /// The writer connection, exclusively, for as long as the guard lives: for the
+    /// application's own transactions, `VACUUM`, `ATTACH`, pragmas. When the guard drops after
+    /// a commit that changed rows, the upload loop and [`table_updates`](Self::table_updates)
+    /// hear of it. Do not hold it across long waits: every other write waits for it.
+    ///
+    /// ```no_run
+    /// # async fn demo(db: powersync::PowerSyncDatabase) -> powersync::Result<()> {
+    /// let description = String::from("borrowed");
+    /// let mut writer = db.writer().await?;
+    /// let tx = writer.transaction()?;
+    /// tx.execute("INSERT INTO todos(id, description) VALUES (uuid(), ?1)", [&description])?;
+    /// tx.commit()?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn writer(&self) -> Result<WriterGuard> {
+        Ok(WriterGuard::new(self.inner.pool.writer(true).await?))
     }
 }
 
@@ -356,6 +396,6 @@ where
     match tokio::task::spawn_blocking(f).await {
         Ok(value) => Ok(value),
         Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
-        Err(e) => Err(Error::Task(e.to_string())),
+        Err(e) => Err(Error::Task(e)),
     }
 }

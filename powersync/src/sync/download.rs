@@ -14,12 +14,19 @@ use super::status_map::apply_core_status;
 use super::stream::{self, Line, LineStream};
 use crate::connector::BackendConnector;
 use crate::crud::{MAX_OP_ID, set_write_checkpoint_target};
-use crate::db::PowerSyncDatabase;
+use crate::db::WeakDatabase;
+use crate::db::pool::PoolEvents;
 use crate::error::{Error, Result};
+use crate::sync::coordinator::SyncShared;
+use powersync_sys::CoreVersion;
 
 /// Everything the sync task owns.
 pub(crate) struct DownloadContext<C> {
-    pub(crate) db: PowerSyncDatabase,
+    /// Held weakly: dropping the last database handle ends the sync tasks.
+    pub(crate) db: WeakDatabase,
+    pub(crate) shared: Arc<SyncShared>,
+    pub(crate) events: Arc<PoolEvents>,
+    pub(crate) core: &'static CoreVersion,
     pub(crate) credentials: Arc<CredentialsCache<C>>,
     pub(crate) client: reqwest::Client,
     pub(crate) options: SyncOptions,
@@ -32,6 +39,8 @@ struct Step {
     close: Option<bool>,
     completed_sync: bool,
     prefetch_credentials: bool,
+    /// `FetchCredentials { did_expire: true }`: the cached token must not be presented again.
+    credentials_expired: bool,
 }
 
 /// How an iteration ended.
@@ -44,9 +53,18 @@ enum Iteration {
     },
 }
 
+/// Aborts a spawned task when dropped: a credentials prefetch does not outlive its iteration.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
 impl<C: BackendConnector> DownloadContext<C> {
     fn core_0_5(&self) -> bool {
-        self.db.core_version().at_least(0, 5, 0)
+        self.core.at_least(0, 5, 0)
     }
 
     /// Applies instructions: logs, status, and what the loop must do next.
@@ -60,15 +78,16 @@ impl<C: BackendConnector> DownloadContext<C> {
                 },
                 Instruction::UpdateSyncStatus { status } => {
                     let micros = self.core_0_5();
-                    self.db
-                        .inner
+                    self.shared
                         .status
                         .send_modify(|s| apply_core_status(s, &status, micros));
                 }
                 Instruction::EstablishSyncStream { request } => step.establish = Some(request),
                 Instruction::FetchCredentials { did_expire } => {
                     if did_expire {
-                        // A CloseSyncStream follows; the next iteration fetches new credentials.
+                        // A CloseSyncStream follows; the next iteration must fetch new
+                        // credentials instead of presenting the expired token again.
+                        step.credentials_expired = true;
                         step.prefetch_credentials = false;
                     } else {
                         step.prefetch_credentials = true;
@@ -79,10 +98,7 @@ impl<C: BackendConnector> DownloadContext<C> {
                 }
                 Instruction::DidCompleteSync => {
                     step.completed_sync = true;
-                    self.db
-                        .inner
-                        .status
-                        .send_modify(|s| s.download_error = None);
+                    self.shared.status.send_modify(|s| s.download_error = None);
                 }
                 Instruction::Unknown(tag) => {
                     tracing::debug!("ignoring unknown core instruction {tag}")
@@ -92,22 +108,28 @@ impl<C: BackendConnector> DownloadContext<C> {
     }
 
     async fn control(&self, op: &'static str, payload: Payload, step: &mut Step) -> Result<()> {
-        let instructions = self.db.control(op, payload).await?;
+        // The database is held for this call only.
+        let instructions = self.db.get()?.control(op, payload).await?;
         self.apply(instructions, step);
         Ok(())
     }
 
     fn start_payload(&self) -> String {
-        json!({ "parameters": self.options.params }).to_string()
+        let mut start = json!({ "parameters": self.options.params });
+        if !self.options.app_metadata.is_empty() {
+            start["app_metadata"] = json!(self.options.app_metadata);
+        }
+        start.to_string()
     }
 
-    /// One iteration: `start`, open the stream, feed it line by line until it closes.
+    /// One iteration: `start`, open the stream, feed it line by line until it closes. Nothing
+    /// slow runs on this path: the credentials fetch and the stream request race `stop`, the
+    /// write-checkpoint request runs in [`checkpoint_loop`], and prefetches run in their own
+    /// task whose result only this iteration can receive.
     async fn iteration(
-        &self,
+        self: &Arc<Self>,
         stop: &mut watch::Receiver<bool>,
-        drained: &mut mpsc::UnboundedReceiver<()>,
-        refreshed: &mut mpsc::UnboundedReceiver<()>,
-        refreshed_tx: &mpsc::UnboundedSender<()>,
+        checkpointed: &mut mpsc::UnboundedReceiver<()>,
     ) -> Iteration {
         let failed = |e: Error| Iteration::Reconnect {
             immediately: false,
@@ -122,24 +144,29 @@ impl<C: BackendConnector> DownloadContext<C> {
             return failed(e);
         }
         let Some(request) = step.establish.take() else {
-            return failed(Error::Service(
-                "the core did not ask for a sync stream".into(),
-            ));
+            return failed(Error::service("the core did not ask for a sync stream"));
         };
-        let credentials = match self.credentials.get().await {
-            Ok(c) => c,
-            Err(e) => return failed(e),
+        let credentials = tokio::select! {
+            _ = crate::upload::stopped(stop) => return Iteration::Stopped,
+            c = self.credentials.get() => match c {
+                Ok(c) => c,
+                Err(e) => return failed(e),
+            },
         };
-        let mut lines: LineStream = match stream::open(&self.client, &credentials, &request).await {
+        let opened = tokio::select! {
+            _ = crate::upload::stopped(stop) => return Iteration::Stopped,
+            opened = stream::open(&self.client, &credentials, &request) => opened,
+        };
+        let mut lines: LineStream = match opened {
             Ok(lines) => lines,
             Err(e) => {
-                if matches!(e, Error::Unauthorized(_)) {
-                    self.credentials.invalidate().await;
+                if e.is_unauthorized() {
+                    self.credentials.invalidate();
                 }
                 return failed(e);
             }
         };
-        if self.db.core_version().at_least(0, 4, 6)
+        if self.core.at_least(0, 4, 6)
             && let Err(e) = self
                 .control("connection", Payload::Text("established".into()), &mut step)
                 .await
@@ -147,21 +174,29 @@ impl<C: BackendConnector> DownloadContext<C> {
             return failed(e);
         }
         // Uploads may have waited for a connection.
-        self.db.inner.local_write.notify_one();
+        self.events.app_commit.notify_one();
+        // Refreshed credentials reach only this iteration: the receiver dies with it, so a
+        // prefetch that finishes late cannot send `refreshed_token` into the next one.
+        let (refreshed_tx, mut refreshed) = mpsc::unbounded_channel::<()>();
+        let mut prefetch: Option<AbortOnDrop> = None;
         let mut synced = false;
         loop {
-            if step.prefetch_credentials {
-                step.prefetch_credentials = false;
+            if std::mem::take(&mut step.credentials_expired) {
+                self.credentials.invalidate();
+            }
+            if std::mem::take(&mut step.prefetch_credentials)
+                && prefetch.as_ref().is_none_or(|p| p.0.is_finished())
+            {
                 let credentials = self.credentials.clone();
                 let refreshed_tx = refreshed_tx.clone();
-                tokio::spawn(async move {
+                prefetch = Some(AbortOnDrop(super::coordinator::spawn(async move {
                     match credentials.refresh().await {
                         Ok(()) => {
                             let _ = refreshed_tx.send(());
                         }
-                        Err(e) => tracing::warn!("prefetching credentials failed: {e}"),
+                        Err(e) => tracing::warn!("prefetching credentials failed: {}", e.report()),
                     }
-                });
+                })));
             }
             synced |= std::mem::take(&mut step.completed_sync);
             if let Some(hide_disconnect) = step.close {
@@ -174,16 +209,19 @@ impl<C: BackendConnector> DownloadContext<C> {
             let result = tokio::select! {
                 biased;
                 _ = crate::upload::stopped(stop) => return Iteration::Stopped,
-                Some(()) = drained.recv() => self.after_upload_round(true, &mut step).await,
+                Some(()) = checkpointed.recv() => self.control("completed_upload", Payload::Null, &mut step).await,
                 Some(()) = refreshed.recv() => self.control("refreshed_token", Payload::Null, &mut step).await,
                 line = lines.next() => match line {
                     Ok(Some(Line::Text(text))) => self.control("line_text", Payload::Text(text), &mut step).await,
                     Ok(Some(Line::Binary(blob))) => self.control("line_binary", Payload::Binary(blob), &mut step).await,
                     Ok(None) => {
-                        if self.db.core_version().at_least(0, 4, 6)
+                        if self.core.at_least(0, 4, 6)
                             && let Err(e) = self.control("connection", Payload::Text("end".into()), &mut step).await
                         {
                             return failed(e);
+                        }
+                        if std::mem::take(&mut step.credentials_expired) {
+                            self.credentials.invalidate();
                         }
                         return Iteration::Reconnect { immediately: step.close.unwrap_or(false), error: None, synced };
                     }
@@ -200,64 +238,54 @@ impl<C: BackendConnector> DownloadContext<C> {
         }
     }
 
-    /// After the upload loop drained the queue: request a write checkpoint if local writes are
-    /// pending (target = MAX), set it as the target unless new writes arrived meanwhile, then
-    /// tell the active iteration (`completed_upload`).
-    async fn after_upload_round(&self, iteration_active: bool, step: &mut Step) -> Result<()> {
-        if let Err(e) = self.request_write_checkpoint().await {
-            tracing::warn!("could not request a write checkpoint: {e}");
-            if matches!(e, Error::Unauthorized(_)) {
-                self.credentials.invalidate().await;
-            }
-        }
-        if iteration_active {
-            self.control("completed_upload", Payload::Null, step)
-                .await?;
-        }
-        Ok(())
-    }
-
+    /// Requests a write checkpoint if local writes are pending (target = MAX) and sets it as
+    /// the target unless new writes arrived meanwhile.
     async fn request_write_checkpoint(&self) -> Result<()> {
         let core_0_5 = self.core_0_5();
-        let db = &self.db;
-        let pending: Option<i64> = db
-            .internal_write_transaction(move |tx| -> Result<Option<i64>> {
-                let target: Option<i64> = if core_0_5 {
-                    tx.query_row(
-                        "SELECT powersync_control('target_checkpoint_request_id', NULL)",
-                        [],
-                        |r| r.get(0),
-                    )?
-                } else {
+        let (pending, client_id) = {
+            // The database is held only around its own calls, not across the HTTP request.
+            let db = self.db.get()?;
+            let pending: Option<i64> = db
+                .internal_write_transaction(move |tx| -> Result<Option<i64>> {
+                    let target: Option<i64> = if core_0_5 {
+                        tx.query_row(
+                            "SELECT powersync_control('target_checkpoint_request_id', NULL)",
+                            [],
+                            |r| r.get(0),
+                        )?
+                    } else {
+                        use rusqlite::OptionalExtension;
+                        tx.query_row(
+                            "SELECT target_op FROM ps_buckets WHERE name = '$local'",
+                            [],
+                            |r| r.get(0),
+                        )
+                        .optional()?
+                        .flatten()
+                    };
+                    if target != Some(MAX_OP_ID) {
+                        return Ok(None);
+                    }
                     use rusqlite::OptionalExtension;
-                    tx.query_row(
-                        "SELECT target_op FROM ps_buckets WHERE name = '$local'",
-                        [],
-                        |r| r.get(0),
-                    )
-                    .optional()?
-                    .flatten()
-                };
-                if target != Some(MAX_OP_ID) {
-                    return Ok(None);
-                }
-                use rusqlite::OptionalExtension;
-                Ok(tx
-                    .query_row(
-                        "SELECT seq FROM sqlite_sequence WHERE name = 'ps_crud'",
-                        [],
-                        |r| r.get(0),
-                    )
-                    .optional()?)
-            })
-            .await?;
+                    Ok(tx
+                        .query_row(
+                            "SELECT seq FROM sqlite_sequence WHERE name = 'ps_crud'",
+                            [],
+                            |r| r.get(0),
+                        )
+                        .optional()?)
+                })
+                .await?;
+            (pending, db.client_id().await?)
+        };
         let Some(seq_before) = pending else {
             return Ok(());
         };
         let credentials = self.credentials.get().await?;
-        let client_id = db.client_id().await?;
         let checkpoint = stream::write_checkpoint(&self.client, &credentials, &client_id).await?;
-        let applied = db
+        let applied = self
+            .db
+            .get()?
             .internal_write_transaction(move |tx| -> Result<bool> {
                 let queued: bool =
                     tx.query_row("SELECT EXISTS (SELECT 1 FROM ps_crud)", [], |r| r.get(0))?;
@@ -285,24 +313,58 @@ impl<C: BackendConnector> DownloadContext<C> {
     }
 }
 
-/// The sync task: iterations with reconnects until `stop`.
-pub(crate) async fn download_loop<C: BackendConnector>(
-    ctx: DownloadContext<C>,
+/// Requests write checkpoints after every drain of the upload queue, off the line-processing
+/// path (the request may take up to 30 s against a struggling service), then tells the active
+/// iteration (`completed_upload` through `checkpointed`). Drains that arrive during a request
+/// are coalesced into the next one.
+pub(crate) async fn checkpoint_loop<C: BackendConnector>(
+    ctx: Arc<DownloadContext<C>>,
     mut stop: watch::Receiver<bool>,
     mut drained: mpsc::UnboundedReceiver<()>,
+    checkpointed: mpsc::UnboundedSender<()>,
 ) {
-    let (refreshed_tx, mut refreshed) = mpsc::unbounded_channel();
+    loop {
+        tokio::select! {
+            _ = crate::upload::stopped(&mut stop) => return,
+            d = drained.recv() => if d.is_none() { return },
+        }
+        while drained.try_recv().is_ok() {}
+        let result = tokio::select! {
+            _ = crate::upload::stopped(&mut stop) => return,
+            r = ctx.request_write_checkpoint() => r,
+        };
+        if let Err(e) = result {
+            tracing::warn!("could not request a write checkpoint: {}", e.report());
+            if e.is_unauthorized() {
+                ctx.credentials.invalidate();
+            }
+        }
+        if checkpointed.send(()).is_err() {
+            return;
+        }
+    }
+}
+
+/// The sync task: iterations with reconnects until `stop`. Every iteration ends with
+/// `powersync_control('stop')` (which ends an iteration the core still runs), and the status
+/// shows the client disconnected while it waits to reconnect.
+pub(crate) async fn download_loop<C: BackendConnector>(
+    ctx: Arc<DownloadContext<C>>,
+    mut stop: watch::Receiver<bool>,
+    mut checkpointed: mpsc::UnboundedReceiver<()>,
+) {
     let mut failures: u32 = 0;
     loop {
-        let stopped = *stop.borrow();
-        if stopped {
+        if crate::upload::is_stopped(&stop) {
             break;
         }
-        ctx.db.inner.status.send_modify(|s| s.connecting = true);
-        match ctx
-            .iteration(&mut stop, &mut drained, &mut refreshed, &refreshed_tx)
-            .await
-        {
+        ctx.shared.status.send_modify(|s| s.connecting = true);
+        let outcome = ctx.iteration(&mut stop, &mut checkpointed).await;
+        let mut step = Step::default();
+        if let Err(e) = ctx.control("stop", Payload::Null, &mut step).await {
+            tracing::debug!("stopping the sync iteration: {e}");
+        }
+        match outcome {
             Iteration::Stopped => break,
             Iteration::Reconnect {
                 immediately,
@@ -313,16 +375,26 @@ pub(crate) async fn download_loop<C: BackendConnector>(
                     failures = 0;
                 }
                 if let Some(e) = &error {
-                    tracing::warn!("sync stream failed, reconnecting: {e}");
-                    let message = e.to_string();
-                    ctx.db.inner.status.send_modify(|s| {
+                    let message = e.report();
+                    tracing::warn!("sync stream failed, reconnecting: {message}");
+                    ctx.shared.status.send_modify(|s| {
                         s.download_error = Some(message);
                         s.connected = false;
+                        s.connecting = false;
                     });
                 }
                 if immediately && error.is_none() {
                     continue;
                 }
+                // An iteration the core ended itself (`CloseSyncStream`, e.g. an expired token)
+                // is already idle in the core, so `stop` reported nothing: say it here.
+                ctx.shared.status.send_if_modified(|s| {
+                    let changed = s.connected || s.connecting || s.downloading;
+                    s.connected = false;
+                    s.connecting = false;
+                    s.downloading = false;
+                    changed
+                });
                 let delay = ctx.options.retry.delay(failures);
                 failures = failures.saturating_add(1);
                 let sleep = tokio::time::sleep(delay);
@@ -330,20 +402,13 @@ pub(crate) async fn download_loop<C: BackendConnector>(
                 loop {
                     tokio::select! {
                         _ = &mut sleep => break,
-                        _ = crate::upload::stopped(&mut stop) => break,
-                        Some(()) = drained.recv() => {
-                            let mut step = Step::default();
-                            if let Err(e) = ctx.after_upload_round(false, &mut step).await {
-                                tracing::warn!("after upload: {e}");
-                            }
-                        }
+                        _ = crate::upload::stopped(&mut stop) => return,
+                        // A write checkpoint completed while no stream is open: the next
+                        // iteration's `start` reads the target from the database.
+                        Some(()) = checkpointed.recv() => {}
                     }
                 }
             }
         }
-    }
-    let mut step = Step::default();
-    if let Err(e) = ctx.control("stop", Payload::Null, &mut step).await {
-        tracing::debug!("stopping the sync iteration: {e}");
     }
 }

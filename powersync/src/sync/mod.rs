@@ -1,26 +1,28 @@
 //! Connecting a database to its backend: the upload loop and the download stream.
 
 mod control;
+pub(crate) mod coordinator;
 mod credentials;
 mod download;
 mod priority;
 mod status_map;
 mod stream;
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::Value;
 use tokio::sync::{mpsc, watch};
-use tokio::task::JoinHandle;
 
 use crate::backoff::Backoff;
 use crate::connector::{BackendConnector, ConnectorError};
 use crate::db::PowerSyncDatabase;
 use crate::error::{Error, Result};
-use crate::upload::{UploadExit, UploadOptions, upload_loop};
+use crate::upload::{UploadContext, UploadExit, UploadOptions, upload_loop};
+use coordinator::SyncHandle;
 use credentials::CredentialsCache;
-use download::{DownloadContext, download_loop};
+use download::{DownloadContext, checkpoint_loop, download_loop};
 
 /// How to connect.
 #[derive(Debug, Clone)]
@@ -30,7 +32,14 @@ pub struct SyncOptions {
     pub download: bool,
     /// Client parameters sent to the service (`parameters` of the sync request).
     pub params: Option<Value>,
-    /// Delays between reconnects of the sync stream. Default: 100 ms doubling to 5 s, jittered.
+    /// Metadata about the application sent with the sync request (`app_metadata`, e.g. the
+    /// app's version), which the service logs; needs core 0.4.10. Empty: none is sent.
+    pub app_metadata: BTreeMap<String, String>,
+    /// Delays between reconnects of the sync stream, after an error or a stream that ended
+    /// (a reconnect the core asks for, e.g. after a token refresh, is immediate). Default:
+    /// [`SyncOptions::DEFAULT_RECONNECT`], 1 s doubling to 30 s, each delay jittered down by up
+    /// to half; the count resets once a checkpoint was synced. The official SDKs wait a fixed
+    /// 5 s; use `Backoff { initial, max: initial, jitter: 0.0 }` for that.
     pub retry: Backoff,
     /// Upload loop pacing.
     pub upload: UploadOptions,
@@ -41,13 +50,23 @@ impl Default for SyncOptions {
         Self {
             download: true,
             params: None,
-            retry: Backoff::default(),
+            app_metadata: BTreeMap::new(),
+            retry: Self::DEFAULT_RECONNECT,
             upload: UploadOptions::default(),
         }
     }
 }
 
 impl SyncOptions {
+    /// The default reconnect delays: 1 s doubling to 30 s, jittered by up to half. A fleet of
+    /// clients that lost a struggling service comes back spread out and at most about twice a
+    /// minute each, not every 100 ms.
+    pub const DEFAULT_RECONNECT: Backoff = Backoff {
+        initial: Duration::from_secs(1),
+        max: Duration::from_secs(30),
+        jitter: 0.5,
+    };
+
     /// Upload only: the upload loop runs, the sync service is never contacted.
     pub fn upload_only() -> Self {
         Self {
@@ -62,17 +81,23 @@ impl SyncOptions {
         self
     }
 
-    /// Sets the reconnect delays.
+    /// Sends `app_metadata` with the sync request.
+    pub fn with_app_metadata<K: Into<String>, V: Into<String>>(
+        mut self,
+        metadata: impl IntoIterator<Item = (K, V)>,
+    ) -> Self {
+        self.app_metadata = metadata
+            .into_iter()
+            .map(|(k, v)| (k.into(), v.into()))
+            .collect();
+        self
+    }
+
+    /// Sets the reconnect delays (first delay and cap).
     pub fn with_retry(mut self, retry: Backoff) -> Self {
         self.retry = retry;
         self
     }
-}
-
-/// The running tasks of one connection.
-pub(crate) struct SyncHandle {
-    stop: watch::Sender<bool>,
-    tasks: Vec<JoinHandle<()>>,
 }
 
 impl PowerSyncDatabase {
@@ -92,73 +117,72 @@ impl PowerSyncDatabase {
                 found: self.core_version().clone(),
             });
         }
+        if !options.app_metadata.is_empty() && !self.core_version().at_least(0, 4, 10) {
+            return Err(Error::UnsupportedByCore {
+                feature: "app_metadata",
+                needs: "0.4.10",
+                found: self.core_version().clone(),
+            });
+        }
         self.disconnect().await?;
-        let _ = self.inner.fatal.send(None);
+        let shared = self.inner.sync.shared.clone();
+        let _ = shared.fatal.send(None);
         let connector = Arc::new(connector);
         let (stop, stop_rx) = watch::channel(false);
         let (drained_tx, drained_rx) = mpsc::unbounded_channel::<()>();
-        let db = self.clone();
-        let uploader = connector.clone();
-        let upload_options = options.upload.clone();
-        let upload_stop = stop_rx.clone();
-        let upload = tokio::spawn(async move {
-            if let UploadExit::Fatal(e) = upload_loop(
-                db.clone(),
-                uploader,
-                upload_options,
-                upload_stop,
-                Some(drained_tx),
-            )
-            .await
-            {
-                let _ = db.inner.fatal.send(Some(e));
+        let upload = coordinator::spawn({
+            let ctx = UploadContext {
+                db: self.downgrade(),
+                shared: shared.clone(),
+                events: self.inner.pool.events.clone(),
+                connector: connector.clone(),
+                options: options.upload.clone(),
+            };
+            let stop = stop_rx.clone();
+            let drained = options.download.then_some(drained_tx);
+            let shared = shared.clone();
+            async move {
+                if let UploadExit::Fatal(e) = upload_loop(ctx, stop, drained).await {
+                    let _ = shared.fatal.send(Some(e));
+                }
             }
         });
-        let download = if options.download {
+        let mut tasks = vec![upload];
+        if options.download {
             let client = reqwest::Client::builder()
                 .connect_timeout(Duration::from_secs(10))
                 .build()
-                .map_err(|e| Error::Service(format!("cannot build the HTTP client: {e}")))?;
-            let ctx = DownloadContext {
-                db: self.clone(),
+                .map_err(|e| Error::service_caused("cannot build the HTTP client", e))?;
+            let ctx = Arc::new(DownloadContext {
+                db: self.downgrade(),
+                shared,
+                events: self.inner.pool.events.clone(),
+                core: self.core_version(),
                 credentials: Arc::new(CredentialsCache::new(connector)),
                 client,
                 options,
-            };
-            tokio::spawn(download_loop(ctx, stop_rx, drained_rx))
-        } else {
-            let mut drained_rx = drained_rx;
-            tokio::spawn(async move { while drained_rx.recv().await.is_some() {} })
-        };
-        *self.inner.sync.lock().await = Some(SyncHandle {
-            stop,
-            tasks: vec![upload, download],
-        });
+            });
+            let (checkpointed_tx, checkpointed_rx) = mpsc::unbounded_channel::<()>();
+            tasks.push(coordinator::spawn(checkpoint_loop(
+                ctx.clone(),
+                stop_rx.clone(),
+                drained_rx,
+                checkpointed_tx,
+            )));
+            tasks.push(coordinator::spawn(download_loop(
+                ctx,
+                stop_rx,
+                checkpointed_rx,
+            )));
+        }
+        *self.inner.sync.running.lock().await = Some(SyncHandle { stop, tasks });
         Ok(())
     }
 
     /// Stops the upload loop (after the upload in progress, if any) and the sync stream
     /// (`powersync_control('stop')`), and waits for them. Idempotent.
     pub async fn disconnect(&self) -> Result<()> {
-        let handle = self.inner.sync.lock().await.take();
-        if let Some(handle) = handle {
-            let _ = handle.stop.send(true);
-            for task in handle.tasks {
-                if let Err(e) = task.await
-                    && e.is_panic()
-                {
-                    std::panic::resume_unwind(e.into_panic());
-                }
-            }
-        }
-        self.inner.status.send_if_modified(|s| {
-            let changed = s.connected || s.connecting || s.uploading || s.downloading;
-            s.connected = false;
-            s.connecting = false;
-            s.uploading = false;
-            s.downloading = false;
-            changed
-        });
+        self.inner.sync.stop().await;
         Ok(())
     }
 
@@ -172,7 +196,13 @@ impl PowerSyncDatabase {
             Ok(())
         })
         .await?;
-        self.inner.status.send_modify(|s| {
+        // `powersync_clear` empties tables with SQLite's truncate optimisation, which the
+        // update hook does not see: every table may have changed.
+        self.inner
+            .pool
+            .events
+            .send(Arc::new(self.inner.tables.all_tables()));
+        self.inner.sync.shared.status.send_modify(|s| {
             s.has_synced = Some(false);
             s.last_synced_at = None;
         });
@@ -182,7 +212,7 @@ impl PowerSyncDatabase {
     /// Resolves with the connector's fatal upload error, once one happens. The upload loop has
     /// stopped by then.
     pub async fn fatal_upload_error(&self) -> Arc<ConnectorError> {
-        let mut rx = self.inner.fatal.subscribe();
+        let mut rx = self.inner.sync.shared.fatal.subscribe();
         loop {
             if let Some(e) = rx.borrow_and_update().clone() {
                 return e;
@@ -193,6 +223,14 @@ impl PowerSyncDatabase {
         }
     }
 
+    /// The background tasks (upload, download, write checkpoints, credential prefetches) of
+    /// every database in this process that have not ended yet; for tests that check that
+    /// nothing outlives its database.
+    #[doc(hidden)]
+    pub fn background_tasks() -> usize {
+        coordinator::tasks_alive()
+    }
+
     /// Waits until a full checkpoint has been applied (`has_synced`), at most `timeout`.
     pub async fn wait_for_first_sync(&self, timeout: Duration) -> Result<()> {
         let mut rx = self.watch_status();
@@ -201,5 +239,24 @@ impl PowerSyncDatabase {
             .map_err(|_| Error::Timeout(timeout, "the first sync"))?
             .map_err(|_| Error::Closed)?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reconnect_defaults_do_not_hammer_the_service() {
+        let retry = SyncOptions::default().retry;
+        assert_eq!(retry, SyncOptions::DEFAULT_RECONNECT);
+        for _ in 0..100 {
+            assert!(retry.delay(0) >= Duration::from_millis(500), "first delay");
+        }
+        assert!(retry.max >= Duration::from_secs(30), "cap");
+        assert!(
+            retry.delay(10) >= Duration::from_secs(15),
+            "grows to the cap"
+        );
     }
 }

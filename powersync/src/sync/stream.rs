@@ -56,7 +56,7 @@ impl LineStream {
                 return if self.buf.is_empty() {
                     Ok(None)
                 } else if self.bson {
-                    Err(Error::Service(format!(
+                    Err(Error::service(format!(
                         "sync stream ended inside a BSON document ({} bytes)",
                         self.buf.len()
                     )))
@@ -67,7 +67,7 @@ impl LineStream {
             }
             match self.body.next().await {
                 Some(Ok(chunk)) => self.buf.extend_from_slice(&chunk),
-                Some(Err(e)) => return Err(Error::Service(format!("sync stream broke: {e}"))),
+                Some(Err(e)) => return Err(Error::service_caused("sync stream broke", e)),
                 None => self.ended = true,
             }
         }
@@ -81,7 +81,7 @@ impl LineStream {
             let len = i32::from_le_bytes([self.buf[0], self.buf[1], self.buf[2], self.buf[3]]);
             let len = usize::try_from(len).unwrap_or(0);
             if !(5..=MAX_BSON_DOCUMENT).contains(&len) {
-                return Err(Error::Service(format!(
+                return Err(Error::service(format!(
                     "invalid BSON document length {len} in sync stream"
                 )));
             }
@@ -104,7 +104,7 @@ impl LineStream {
 /// A non-empty line without its `\r`, or `None` for a blank line.
 fn text_line(bytes: &[u8]) -> Result<Option<String>> {
     let text = std::str::from_utf8(bytes)
-        .map_err(|e| Error::Service(format!("sync line is not UTF-8: {e}")))?;
+        .map_err(|e| Error::service_caused("sync line is not UTF-8", e))?;
     let text = text.trim_end_matches('\r');
     Ok((!text.trim().is_empty()).then(|| text.to_string()))
 }
@@ -118,9 +118,13 @@ async fn error_for_status(response: reqwest::Response) -> Error {
     let body = response.text().await.unwrap_or_default();
     let body: String = body.chars().take(500).collect();
     if status == reqwest::StatusCode::UNAUTHORIZED {
-        Error::Unauthorized(body)
+        Error::Unauthorized { body }
     } else {
-        Error::Service(format!("HTTP {status}: {body}"))
+        Error::Service {
+            message: format!("HTTP {status}: {body}"),
+            status: Some(status.as_u16()),
+            source: None,
+        }
     }
 }
 
@@ -130,7 +134,8 @@ pub(crate) async fn open(
     credentials: &PowerSyncCredentials,
     request: &Value,
 ) -> Result<LineStream> {
-    let body = serde_json::to_vec(request).map_err(|e| Error::Service(e.to_string()))?;
+    let body = serde_json::to_vec(request)
+        .map_err(|e| Error::service_caused("cannot encode the sync request", e))?;
     let response = client
         .post(url(credentials, "sync/stream"))
         .header("Content-Type", "application/json")
@@ -139,7 +144,7 @@ pub(crate) async fn open(
         .body(body)
         .send()
         .await
-        .map_err(|e| Error::Service(format!("cannot reach the sync service: {e}")))?;
+        .map_err(|e| Error::service_caused("cannot reach the sync service", e))?;
     if !response.status().is_success() {
         return Err(error_for_status(response).await);
     }
@@ -162,10 +167,10 @@ pub(crate) async fn write_checkpoint(
         [("client_id", client_id)],
     )
     .map_err(|e| {
-        Error::Service(format!(
-            "invalid sync service endpoint {:?}: {e}",
-            credentials.endpoint
-        ))
+        Error::service_caused(
+            format!("invalid sync service endpoint {:?}", credentials.endpoint),
+            e,
+        )
     })?;
     let response = client
         .get(url)
@@ -175,23 +180,23 @@ pub(crate) async fn write_checkpoint(
         .timeout(std::time::Duration::from_secs(30))
         .send()
         .await
-        .map_err(|e| Error::Service(format!("write checkpoint request failed: {e}")))?;
+        .map_err(|e| Error::service_caused("write checkpoint request failed", e))?;
     if !response.status().is_success() {
         return Err(error_for_status(response).await);
     }
     let bytes = response
         .bytes()
         .await
-        .map_err(|e| Error::Service(format!("write checkpoint response: {e}")))?;
+        .map_err(|e| Error::service_caused("write checkpoint response", e))?;
     let body: Value = serde_json::from_slice(&bytes)
-        .map_err(|e| Error::Service(format!("write checkpoint response: {e}")))?;
+        .map_err(|e| Error::service_caused("write checkpoint response", e))?;
     let checkpoint = &body["data"]["write_checkpoint"];
     checkpoint
         .as_str()
         .and_then(|s| s.parse().ok())
         .or_else(|| checkpoint.as_i64())
         .ok_or_else(|| {
-            Error::Service(format!(
+            Error::service(format!(
                 "write checkpoint response without data.write_checkpoint: {body}"
             ))
         })

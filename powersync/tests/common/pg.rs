@@ -1,0 +1,259 @@
+//! Sync test support: a throwaway PostgreSQL with a `todos` table, the stand-in in front of it,
+//! and a connector that uploads to PostgreSQL and hands out tokens the test chooses.
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures_util::future::BoxFuture;
+use powersync::schema::{Column, Schema, Table};
+use powersync::{
+    BackendConnector, Backoff, ConnectorError, CoreLibrary, DatabaseOptions, PowerSyncCredentials,
+    PowerSyncDatabase, SyncOptions, UpdateType, UploadOptions,
+};
+use serde_json::Value;
+use standin::{Config, SyncRules};
+use testkit::{TestKey, TestPostgres};
+
+/// id -> (description, done).
+pub type Rows = BTreeMap<String, (String, Option<i64>)>;
+
+pub const RULES: &str = "bucket_definitions:\n  global:\n    data:\n      - SELECT * FROM todos\n";
+
+pub fn schema() -> Schema {
+    Schema::new(vec![Table::new(
+        "todos",
+        vec![Column::text("description"), Column::integer("done")],
+    )])
+}
+
+pub async fn postgres() -> (TestPostgres, tokio_postgres::Client) {
+    let pg = TestPostgres::start().expect("start PostgreSQL (apt-get install -y postgresql)");
+    let client = pg.client().await.unwrap();
+    client
+        .batch_execute(
+            "CREATE TABLE todos (id TEXT PRIMARY KEY, description TEXT NOT NULL, done BIGINT NOT NULL DEFAULT 0);
+             CREATE PUBLICATION powersync FOR TABLE todos;",
+        )
+        .await
+        .unwrap();
+    (pg, client)
+}
+
+pub fn standin_config(pg: &TestPostgres) -> Config {
+    let mut config = Config::new(
+        &pg.uri(),
+        SyncRules::parse(RULES).unwrap(),
+        TestKey::primary().jwks(),
+    );
+    config.poll_interval = Duration::from_millis(10);
+    config.keepalive_interval = Duration::from_secs(1);
+    config
+}
+
+/// Hands out credentials; called with the 0-based number of the fetch.
+pub type TokenSource = Arc<
+    dyn Fn(usize) -> BoxFuture<'static, Result<PowerSyncCredentials, ConnectorError>> + Send + Sync,
+>;
+
+/// A token source minting a fresh token of `lifetime_secs` for `user` at every fetch.
+pub fn fresh_tokens(endpoint: &str, user: &str, lifetime_secs: i64) -> TokenSource {
+    let endpoint = endpoint.to_string();
+    let user = user.to_string();
+    Arc::new(move |_| {
+        let credentials = mint(&endpoint, &user, lifetime_secs);
+        Box::pin(async move { credentials })
+    })
+}
+
+/// One token from the test key.
+pub fn mint(
+    endpoint: &str,
+    user: &str,
+    lifetime_secs: i64,
+) -> Result<PowerSyncCredentials, ConnectorError> {
+    let token = TestKey::primary()
+        .token(user, lifetime_secs)
+        .map_err(|e| ConnectorError::retryable(e.to_string()))?;
+    Ok(PowerSyncCredentials {
+        endpoint: endpoint.to_string(),
+        token,
+    })
+}
+
+/// Uploads each CRUD batch to PostgreSQL in one transaction, then completes it.
+#[derive(Clone)]
+pub struct PgConnector {
+    pub pg_uri: String,
+    pub tokens: TokenSource,
+    pub fetches: Arc<AtomicUsize>,
+}
+
+impl PgConnector {
+    pub fn new(endpoint: &str, pg: &TestPostgres, user: &str) -> Self {
+        Self::with_tokens(pg, fresh_tokens(endpoint, user, 300))
+    }
+
+    pub fn with_tokens(pg: &TestPostgres, tokens: TokenSource) -> Self {
+        Self {
+            pg_uri: pg.uri(),
+            tokens,
+            fetches: Arc::default(),
+        }
+    }
+}
+
+fn retryable(e: impl std::fmt::Display) -> ConnectorError {
+    ConnectorError::retryable(e.to_string())
+}
+
+impl BackendConnector for PgConnector {
+    fn fetch_credentials(
+        &self,
+    ) -> impl Future<Output = Result<PowerSyncCredentials, ConnectorError>> + Send {
+        let n = self.fetches.fetch_add(1, Ordering::SeqCst);
+        (self.tokens)(n)
+    }
+
+    async fn upload_data(&self, db: &PowerSyncDatabase) -> Result<(), ConnectorError> {
+        let Some(batch) = db.crud_batch(100).await.map_err(retryable)? else {
+            return Ok(());
+        };
+        let (mut client, connection) = tokio_postgres::connect(&self.pg_uri, tokio_postgres::NoTls)
+            .await
+            .map_err(retryable)?;
+        tokio::spawn(connection);
+        let tx = client.transaction().await.map_err(retryable)?;
+        for entry in &batch.crud {
+            let data = entry.data.clone().unwrap_or_default();
+            let description = data
+                .get("description")
+                .and_then(Value::as_str)
+                .map(str::to_string);
+            let done = data.get("done").and_then(Value::as_i64);
+            match entry.op {
+                UpdateType::Put => tx
+                    .execute(
+                        "INSERT INTO todos (id, description, done) VALUES ($1, $2, $3)
+                         ON CONFLICT (id) DO UPDATE SET description = EXCLUDED.description, done = EXCLUDED.done",
+                        &[&entry.id, &description.unwrap_or_default(), &done.unwrap_or(0)],
+                    )
+                    .await
+                    .map_err(retryable)?,
+                UpdateType::Patch => tx
+                    .execute(
+                        "UPDATE todos SET description = coalesce($2, description), done = coalesce($3, done) WHERE id = $1",
+                        &[&entry.id, &description, &done],
+                    )
+                    .await
+                    .map_err(retryable)?,
+                UpdateType::Delete => tx
+                    .execute("DELETE FROM todos WHERE id = $1", &[&entry.id])
+                    .await
+                    .map_err(retryable)?,
+            };
+        }
+        tx.commit().await.map_err(retryable)?;
+        batch
+            .complete()
+            .await
+            .map_err(|e| ConnectorError::fatal(e.to_string()))
+    }
+}
+
+/// Short delays, so that tests do not wait for the non-hammering defaults.
+pub fn fast() -> SyncOptions {
+    SyncOptions::default()
+        .with_retry(Backoff {
+            initial: Duration::from_millis(50),
+            max: Duration::from_millis(500),
+            jitter: 0.5,
+        })
+        .with_upload(UploadOptions {
+            throttle: Duration::from_millis(5),
+            retry: Backoff {
+                initial: Duration::from_millis(20),
+                max: Duration::from_millis(200),
+                jitter: 0.5,
+            },
+        })
+}
+
+pub async fn open_client(core: &'static CoreLibrary) -> (tempfile::TempDir, PowerSyncDatabase) {
+    let dir = tempfile::tempdir().unwrap();
+    let db = PowerSyncDatabase::open(
+        dir.path().join("client.db"),
+        &schema(),
+        DatabaseOptions::default().with_core(core),
+    )
+    .await
+    .unwrap();
+    (dir, db)
+}
+
+pub async fn client_rows(db: &PowerSyncDatabase) -> Rows {
+    db.query("SELECT id, description, done FROM todos", [], |r| {
+        Ok((r.get(0)?, (r.get(1)?, r.get(2)?)))
+    })
+    .await
+    .unwrap()
+    .into_iter()
+    .collect()
+}
+
+pub async fn pg_rows(pg: &tokio_postgres::Client) -> Rows {
+    pg.query("SELECT id, description, done FROM todos", &[])
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| (r.get(0), (r.get(1), Some(r.get(2)))))
+        .collect()
+}
+
+/// Polls `check` every 20 ms until it returns true; panics with `what` after `timeout`.
+pub async fn eventually<F, Fut>(timeout: Duration, what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + timeout;
+    while !check().await {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Waits until every client holds exactly PostgreSQL's rows and has nothing left to upload.
+pub async fn converge_within(
+    timeout: Duration,
+    pg: &tokio_postgres::Client,
+    clients: &[&PowerSyncDatabase],
+) -> Rows {
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        let expected = pg_rows(pg).await;
+        let mut all = true;
+        for db in clients {
+            all &= db.upload_queue_stats().await.unwrap().count == 0
+                && client_rows(db).await == expected;
+        }
+        if all && pg_rows(pg).await == expected {
+            return expected;
+        }
+        if tokio::time::Instant::now() > deadline {
+            let got =
+                futures_util::future::join_all(clients.iter().map(|db| client_rows(db))).await;
+            panic!("no convergence within {timeout:?}: PostgreSQL {expected:?}, clients {got:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// A shared slot tests use to hold values across connector calls.
+pub type Shared<T> = Arc<Mutex<T>>;
