@@ -6,11 +6,11 @@ use std::process::ExitCode;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use clap::Args;
+use endpoint::FailurePolicy;
 use harness::nemesis;
 use harness::report;
 use harness::runner::{self, CheckerOpts, Era, LatestOpts, RunOpts, SeedOpts};
 use harness::topology::Binaries;
-use endpoint::FailurePolicy;
 use harness::workload::{ElleOpts, GeneratorOpts, KeyDist, Workload};
 
 /// Options of `harness run` and `harness matrix`.

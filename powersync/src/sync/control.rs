@@ -144,6 +144,8 @@ impl PowerSyncDatabase {
         for instruction in instructions {
             if let Instruction::UpdateSyncStatus { status } = instruction {
                 self.inner
+                    .sync
+                    .shared
                     .status
                     .send_if_modified(|s| s.apply_priority_status(status, micros));
             }
