@@ -21,7 +21,7 @@
 //!   completion (same value, reads unknown) for each before checking;
 //! - **edges with several relations**: adya types an edge by its strongest relation only, so a
 //!   G0/G1c cycle needing an edge that is both rw and process (or real-time) order is reported
-//!   only as `strong-session-PL-2-cycle-exists` (still invalid) with no cycle. [`cycles`] finds
+//!   only as `strong-session-PL-2-cycle-exists` (still invalid) with no cycle. `cycles` finds
 //!   and explains the concrete `G1c-process` / `G0-process` / `-realtime` cycle, as Elle does.
 
 use std::collections::{HashMap, HashSet};

@@ -288,7 +288,8 @@ impl PowerSyncDatabase {
         last: i64,
         write_checkpoint: Option<i64>,
     ) -> Result<()> {
-        let new_api = self.core_version().at_least(0, 5, 0);
+        let new_api = self.capabilities()?.write_checkpoint
+            == powersync_sys::WriteCheckpoint::CheckpointRequestOps;
         self.internal_write_transaction(move |tx| {
             let head: Option<i64> =
                 tx.query_row("SELECT min(id) FROM ps_crud", [], |r| r.get(0))?;

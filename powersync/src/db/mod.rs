@@ -178,6 +178,13 @@ impl PowerSyncDatabase {
         self.inner.pool.core
     }
 
+    /// What the loaded core can do, probed once per core (functions, `powersync_control`
+    /// operations, write-checkpoint mechanism, `last_synced_at` unit, ...). The wrapper branches
+    /// on these facts rather than on version numbers.
+    pub fn capabilities(&self) -> Result<&'static powersync_sys::CoreCapabilities> {
+        Ok(self.inner.pool.core.capabilities()?)
+    }
+
     /// The loaded core's version.
     pub fn core_version(&self) -> &'static CoreVersion {
         self.inner.pool.core.version()

@@ -140,7 +140,9 @@ impl PowerSyncDatabase {
     /// Copies the per-priority entries of every `UpdateSyncStatus` into the status (the rest
     /// of the status is applied by the download loop).
     fn apply_priority_status(&self, instructions: &[Instruction]) {
-        let micros = self.core_version().at_least(0, 5, 0);
+        let micros = self
+            .capabilities()
+            .is_ok_and(|c| c.last_synced_at == Some(powersync_sys::TimeUnit::Microseconds));
         for instruction in instructions {
             if let Instruction::UpdateSyncStatus { status } = instruction {
                 self.inner

@@ -18,7 +18,7 @@ use crate::db::WeakDatabase;
 use crate::db::pool::PoolEvents;
 use crate::error::{Error, Result};
 use crate::sync::coordinator::SyncShared;
-use powersync_sys::CoreVersion;
+use powersync_sys::{CoreCapabilities, TimeUnit, WriteCheckpoint};
 
 /// Everything the sync task owns.
 pub(crate) struct DownloadContext<C> {
@@ -26,7 +26,8 @@ pub(crate) struct DownloadContext<C> {
     pub(crate) db: WeakDatabase,
     pub(crate) shared: Arc<SyncShared>,
     pub(crate) events: Arc<PoolEvents>,
-    pub(crate) core: &'static CoreVersion,
+    /// What the loaded core can do (probed, not inferred from its version).
+    pub(crate) caps: &'static CoreCapabilities,
     pub(crate) credentials: Arc<CredentialsCache<C>>,
     pub(crate) client: reqwest::Client,
     pub(crate) options: SyncOptions,
@@ -63,8 +64,15 @@ impl Drop for AbortOnDrop {
 }
 
 impl<C: BackendConnector> DownloadContext<C> {
-    fn core_0_5(&self) -> bool {
-        self.core.at_least(0, 5, 0)
+    /// The write-checkpoint target goes through `powersync_control` (0.5+) rather than
+    /// `ps_buckets.$local`.
+    fn checkpoint_request_ops(&self) -> bool {
+        self.caps.write_checkpoint == WriteCheckpoint::CheckpointRequestOps
+    }
+
+    /// `last_synced_at` in the core's status is in microseconds (0.5+) rather than seconds.
+    fn micros(&self) -> bool {
+        self.caps.last_synced_at == Some(TimeUnit::Microseconds)
     }
 
     /// Applies instructions: logs, status, and what the loop must do next.
@@ -77,7 +85,7 @@ impl<C: BackendConnector> DownloadContext<C> {
                     _ => tracing::debug!(target: "powersync::core", "{line}"),
                 },
                 Instruction::UpdateSyncStatus { status } => {
-                    let micros = self.core_0_5();
+                    let micros = self.micros();
                     self.shared
                         .status
                         .send_modify(|s| apply_core_status(s, &status, micros));
@@ -166,7 +174,7 @@ impl<C: BackendConnector> DownloadContext<C> {
                 return failed(e);
             }
         };
-        if self.core.at_least(0, 4, 6)
+        if self.caps.has_control_op("connection")
             && let Err(e) = self
                 .control("connection", Payload::Text("established".into()), &mut step)
                 .await
@@ -215,7 +223,7 @@ impl<C: BackendConnector> DownloadContext<C> {
                     Ok(Some(Line::Text(text))) => self.control("line_text", Payload::Text(text), &mut step).await,
                     Ok(Some(Line::Binary(blob))) => self.control("line_binary", Payload::Binary(blob), &mut step).await,
                     Ok(None) => {
-                        if self.core.at_least(0, 4, 6)
+                        if self.caps.has_control_op("connection")
                             && let Err(e) = self.control("connection", Payload::Text("end".into()), &mut step).await
                         {
                             return failed(e);
@@ -241,7 +249,7 @@ impl<C: BackendConnector> DownloadContext<C> {
     /// Requests a write checkpoint if local writes are pending (target = MAX) and sets it as
     /// the target unless new writes arrived meanwhile.
     async fn request_write_checkpoint(&self) -> Result<()> {
-        let core_0_5 = self.core_0_5();
+        let core_0_5 = self.checkpoint_request_ops();
         let (pending, client_id) = {
             // The database is held only around its own calls, not across the HTTP request.
             let db = self.db.get()?;

@@ -110,7 +110,7 @@ impl PowerSyncDatabase {
         connector: C,
         options: SyncOptions,
     ) -> Result<()> {
-        if options.download && !self.core_version().at_least(0, 4, 6) {
+        if options.download && !self.capabilities()?.can_download_sync() {
             return Err(Error::UnsupportedByCore {
                 feature: "download sync (powersync_control)",
                 needs: "0.4.6",
@@ -157,7 +157,7 @@ impl PowerSyncDatabase {
                 db: self.downgrade(),
                 shared,
                 events: self.inner.pool.events.clone(),
-                core: self.core_version(),
+                caps: self.capabilities()?,
                 credentials: Arc::new(CredentialsCache::new(connector)),
                 client,
                 options,
