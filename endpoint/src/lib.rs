@@ -19,7 +19,7 @@ pub use config::{
 };
 pub use error::{Error, Result};
 /// The seed era's (`lww`) seeded key count.
-pub use model::lww::KEY_COUNT as LWW_KEY_COUNT;
+pub use model::lww::{KEY_COUNT as LWW_KEY_COUNT, MAX_KEY as LWW_MAX_KEY};
 
 use std::future::IntoFuture;
 use std::net::{Ipv4Addr, SocketAddr};

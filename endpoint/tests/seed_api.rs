@@ -138,6 +138,11 @@ async fn bad_input_gets_a_json_4xx_and_leaves_the_database_untouched() {
             "value[1].k = -1 is outside the keys",
         ),
         (
+            with_ok(r#"{"f":"append","k":2147483648,"v":1}"#),
+            400,
+            "value[1].k = 2147483648 is outside the keys 0..=2147483647",
+        ),
+        (
             format!(r#"{{"value":[{ok_mop}],"pad":"{}"}}"#, "x".repeat(70_000)),
             413,
             "length limit exceeded",

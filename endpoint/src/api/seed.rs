@@ -257,10 +257,11 @@ fn parse_micro_op(at: &str, mop: &Value) -> Result<MicroOp> {
     let key = k
         .as_i64()
         .ok_or_else(|| Error::malformed(format!("{at}.k must be an integer, got {}", brief(k))))?;
-    if key < 0 {
+    if !(0..=crate::model::lww::MAX_KEY).contains(&key) {
         return Err(Error::malformed(format!(
-            "{at}.k = {key} is outside the keys 0..={} (keys are non-negative)",
-            i64::MAX
+            "{at}.k = {key} is outside the keys 0..={} (non-negative, and PostgreSQL's lww.k is \
+             an INTEGER)",
+            crate::model::lww::MAX_KEY
         )));
     }
     match f {

@@ -28,6 +28,11 @@ use crate::pg::PgFailure;
 /// Number of seeded keys: `0..KEY_COUNT`. Larger keys get their row on their first append.
 pub const KEY_COUNT: i64 = 100;
 
+/// The largest list-append key: the seed's PostgreSQL table holds keys in `lww.k INTEGER`
+/// (32-bit), so a larger key could never be uploaded; it is refused with a 400 instead of
+/// failing the upload later. Elle's generator never comes near it.
+pub const MAX_KEY: i64 = i32::MAX as i64;
+
 /// One micro-operation of a list-append transaction.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum MicroOp {
