@@ -60,7 +60,8 @@ async fn feed_until_complete_of(
     loop {
         let next = line(rx).await;
         feed(client, &next);
-        let done = next["checkpoint_complete"]["last_op_id"] == checkpoint.to_string();
+        let done = next["checkpoint_complete"]["last_op_id"].as_str()
+            == Some(checkpoint.to_string().as_str());
         seen.push(next);
         if done {
             return seen;
