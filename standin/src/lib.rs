@@ -46,6 +46,7 @@ pub struct StandIn {
     commands: mpsc::Sender<replication::Command>,
     served: Arc<http::Served>,
     generation: u64,
+    config: Config,
     server: JoinHandle<()>,
     replication: JoinHandle<()>,
 }
@@ -92,6 +93,7 @@ impl StandIn {
                 tracing::error!("HTTP server failed: {e}");
             }
         });
+        let stream_config = config.clone();
         let replication = tokio::spawn(replication::run(
             config,
             store.clone(),
@@ -108,6 +110,7 @@ impl StandIn {
             commands,
             served,
             generation,
+            config: stream_config,
             server,
             replication,
         })
@@ -160,6 +163,38 @@ impl StandIn {
         answer
             .await
             .map_err(|_| Error::Source("the replication worker has stopped".to_owned()))?
+    }
+
+    /// Opens a sync stream without HTTP whose consumer sets the pace: the same stream task a
+    /// `/sync/stream` response runs (this stand-in's store, chunk size, keepalives, shutdown
+    /// and [`disconnect_streams`](Self::disconnect_streams)), for the user key `user_key`
+    /// (`"<sub>/<client_id>"`), starting from `positions` (bucket id → `after`), with a token
+    /// expiring at `exp` (seconds since the epoch), NDJSON-framed. Its lines go through a
+    /// channel of one line, so the task is never more than two lines ahead of the reader: a
+    /// test can hold a download after a given line until a condition holds (e.g. a newer
+    /// checkpoint is durable) without depending on TCP buffer sizes. Dropping the receiver
+    /// ends the task.
+    pub fn paced_stream(
+        &self,
+        user_key: &str,
+        positions: std::collections::HashMap<String, u64>,
+        exp: i64,
+    ) -> mpsc::Receiver<axum::body::Bytes> {
+        let ctx = stream::StreamContext {
+            store: self.store.clone(),
+            user_key: user_key.to_owned(),
+            positions,
+            exp,
+            keepalive: self.config.keepalive_interval,
+            expire_warning: self.config.expire_warning,
+            chunk_ops: self.config.data_chunk_ops.max(1),
+            bson: false,
+            shutdown: self.shutdown.subscribe(),
+            disconnect: self.disconnect.subscribe(),
+        };
+        let (tx, rx) = mpsc::channel(1);
+        tokio::spawn(ctx.run(tx));
+        rx
     }
 
     /// Ends every open `/sync/stream` response (a fault for tests: clients see the body end

@@ -187,7 +187,8 @@ impl PowerSyncDatabase {
     }
 
     /// Disconnects, then deletes all synced data, the upload queue and the sync state
-    /// (`powersync_clear`). With `clear_local`, local-only tables are emptied too.
+    /// (`powersync_clear`). With `clear_local`, local-only tables are emptied too. The status
+    /// then reports no sync: `has_synced` false, no `last_synced_at`, no per-priority entries.
     pub async fn disconnect_and_clear(&self, clear_local: bool) -> Result<()> {
         self.disconnect().await?;
         let flags = i64::from(clear_local);
@@ -205,6 +206,8 @@ impl PowerSyncDatabase {
         self.inner.sync.shared.status.send_modify(|s| {
             s.has_synced = Some(false);
             s.last_synced_at = None;
+            // The per-priority entries describe data that was just deleted.
+            s.priority_status.clear();
         });
         Ok(())
     }
