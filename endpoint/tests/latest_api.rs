@@ -16,18 +16,20 @@ fn seeded() -> BTreeMap<i64, i64> {
 
 /// Polls `readAll` until key `k` has value `v`.
 async fn wait_read(ep: &Endpoint, k: i64, v: i64) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let reply = ep.txn(&mww_txn("txn", &[])).await;
-        if read_all(&reply).get(&k) == Some(&v) {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "key {k} never became {v}: {reply}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    testkit::eventually_async(
+        format!("key {k} to become {v}"),
+        Duration::from_secs(30),
+        || async {
+            let reply = ep.txn(&mww_txn("txn", &[])).await;
+            if read_all(&reply).get(&k) == Some(&v) {
+                Ok(())
+            } else {
+                Err(format!("readAll: {reply}"))
+            }
+        },
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
 }
 
 async fn db_api(ep: &Endpoint, action: &str) -> Value {
@@ -288,26 +290,24 @@ async fn postgresql_endpoint_runs_repeatable_read_transactions() {
                 .unwrap()
         })
     };
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let waiting: i64 = backend
-            .client
-            .query_one(
-                "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'powersync_endpoint' AND wait_event_type = 'Lock'",
-                &[],
-            )
-            .await
-            .unwrap()
-            .get(0);
-        if waiting == 1 {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the endpoint never waited for the lock"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    testkit::eventually_async(
+        "the endpoint to wait for the lock",
+        Duration::from_secs(10),
+        || async {
+            let waiting: i64 = backend
+                .client
+                .query_one(
+                    "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'powersync_endpoint' AND wait_event_type = 'Lock'",
+                    &[],
+                )
+                .await
+                .unwrap()
+                .get(0);
+            waiting == 1
+        },
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
     backend.client.batch_execute("COMMIT").await.unwrap();
     let reply = pending.await.unwrap();
     assert_eq!(reply["type"], "fail", "{reply}");

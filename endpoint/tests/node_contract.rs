@@ -18,8 +18,8 @@ mod common;
 
 use std::fs::OpenOptions;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Stdio};
+use std::time::Duration;
 
 use serde_json::{Value, json};
 use standin::{Config, StandIn, SyncRules};
@@ -154,7 +154,7 @@ impl Bundle {
 
 /// One binary started as Jepsen starts it; SIGKILLed when dropped.
 struct Node {
-    child: Option<Child>,
+    child: testkit::ChildGuard,
     app_dir: PathBuf,
     port: u16,
     http: reqwest::Client,
@@ -168,40 +168,50 @@ impl Node {
             .open(app_dir.join("client.log"))
             .unwrap();
         let offset = log.metadata().unwrap().len() as usize;
-        let child = Command::new(exe)
-            .env_clear()
-            .current_dir(app_dir)
-            .args(args)
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .unwrap();
+        let child = testkit::ChildGuard::spawn(
+            &exe.display().to_string(),
+            Command::new(exe)
+                .env_clear()
+                .current_dir(app_dir)
+                .args(args)
+                .stdin(Stdio::null())
+                .stdout(log.try_clone().unwrap())
+                .stderr(log),
+        )
+        .unwrap();
         let mut node = Self {
-            child: Some(child),
+            child,
             app_dir: app_dir.to_owned(),
             port: 0,
             http: reqwest::Client::new(),
         };
-        let deadline = Instant::now() + Duration::from_secs(90);
-        loop {
-            let log = node.log();
-            if let Some(line) = log[offset..].lines().find(|l| l.contains("listening on ")) {
-                node.port = line.rsplit(':').next().unwrap().trim().parse().unwrap();
-                return node;
-            }
-            if let Some(status) = node.child.as_mut().unwrap().try_wait().unwrap() {
-                panic!(
-                    "{} exited with {status} before listening; client.log:\n{log}",
-                    exe.display()
-                );
-            }
-            assert!(
-                Instant::now() < deadline,
-                "no listening line; client.log:\n{log}"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        let port = testkit::eventually(
+            "a \"listening on\" line in client.log",
+            Duration::from_secs(90),
+            || {
+                let log = node.log();
+                if let Some(line) = log[offset..].lines().find(|l| l.contains("listening on ")) {
+                    return Ok(line
+                        .rsplit(':')
+                        .next()
+                        .unwrap()
+                        .trim()
+                        .parse::<u16>()
+                        .unwrap());
+                }
+                if node.child.has_exited() {
+                    let status = node.child.wait().unwrap();
+                    panic!(
+                        "{} exited with {status} before listening; client.log:\n{log}",
+                        exe.display()
+                    );
+                }
+                Err(format!("client.log:\n{log}"))
+            },
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        node.port = port;
+        node
     }
 
     fn log(&self) -> String {
@@ -235,28 +245,16 @@ impl Node {
     }
 
     /// SIGTERM (Jepsen's stop-daemon), then waits for the exit.
+    /// (The guard SIGKILLs the node if it does not stop in time.)
     fn stop(mut self) {
-        let mut child = self.child.take().unwrap();
-        let pid = nix::unistd::Pid::from_raw(i32::try_from(child.id()).unwrap());
+        let pid = nix::unistd::Pid::from_raw(i32::try_from(self.child.id().unwrap()).unwrap());
         nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while child.try_wait().unwrap().is_none() {
-            if Instant::now() > deadline {
-                let _ = child.kill();
-                let _ = child.wait();
-                panic!("did not stop after SIGTERM");
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-}
-
-impl Drop for Node {
-    fn drop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
+        testkit::eventually(
+            "the node to exit after SIGTERM",
+            Duration::from_secs(30),
+            || self.child.has_exited(),
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
     }
 }
 
@@ -304,19 +302,14 @@ async fn lww_lists(client: &tokio_postgres::Client) -> std::collections::BTreeMa
         .collect()
 }
 
-async fn eventually<F, Fut>(what: &str, mut check: F)
+async fn eventually<F, Fut>(what: &str, check: F)
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Result<(), String>>,
 {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        match check().await {
-            Ok(()) => return,
-            Err(last) if Instant::now() > deadline => panic!("{what} never held; last: {last}"),
-            Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
-        }
-    }
+    testkit::eventually_async(what, Duration::from_secs(60), check)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

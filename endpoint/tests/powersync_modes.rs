@@ -65,22 +65,24 @@ async fn synced_appends_reach_postgres_and_postgres_appends_reach_the_endpoint()
         ep.txn(&append_txn(&[10, 11, new_key], value)).await;
         ep.txn(&append_txn(&[11, top_key, new_key], value * 10))
             .await;
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            let lists = backend.lists().await;
-            if lists[&10].contains(&value)
-                && lists[&11].ends_with(&[value, value * 10])
-                && lists.get(&new_key) == Some(&vec![value, value * 10])
-                && lists.get(&top_key) == Some(&vec![value * 10])
-            {
-                break;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "{connector}: uploads missing: {lists:?}"
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        testkit::eventually_async(
+            format!("{connector}: the uploads to reach PostgreSQL"),
+            Duration::from_secs(30),
+            || async {
+                let lists = backend.lists().await;
+                if lists[&10].contains(&value)
+                    && lists[&11].ends_with(&[value, value * 10])
+                    && lists.get(&new_key) == Some(&vec![value, value * 10])
+                    && lists.get(&top_key) == Some(&vec![value * 10])
+                {
+                    Ok(())
+                } else {
+                    Err(format!("uploads missing: {lists:?}"))
+                }
+            },
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
         // A PostgreSQL write comes down to the endpoint.
         backend
             .client
@@ -90,21 +92,23 @@ async fn synced_appends_reach_postgres_and_postgres_appends_reach_the_endpoint()
             )
             .await
             .unwrap();
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            let reply = ep.txn(r#"{"value":[{"f":"r","k":20,"v":null}]}"#).await;
-            if reply["value"][0]["v"]
-                .as_str()
-                .is_some_and(|v| v.contains(&(100 + value).to_string()))
-            {
-                break;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "{connector}: PostgreSQL write never arrived: {reply}"
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        testkit::eventually_async(
+            format!("{connector}: the PostgreSQL write to arrive at the endpoint"),
+            Duration::from_secs(30),
+            || async {
+                let reply = ep.txn(r#"{"value":[{"f":"r","k":20,"v":null}]}"#).await;
+                if reply["value"][0]["v"]
+                    .as_str()
+                    .is_some_and(|v| v.contains(&(100 + value).to_string()))
+                {
+                    Ok(())
+                } else {
+                    Err(format!("read: {reply}"))
+                }
+            },
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
         let status = ep.get("/powersync").await.json();
         assert_eq!(status["status.connected"], true, "{status}");
         assert!(status["status.lastSyncedAt"].is_string(), "{status}");

@@ -1,8 +1,8 @@
-//! The two kinds of Jepsen clients a run uses, with the seed's semantics (reference A.10):
+//! The two kinds of Jepsen clients a run uses, with the seed's semantics (jepsen-powersync `client.clj` at `470f1ac`):
 //!
 //! - [`EndpointClient`]: `POST /sql-txn` to one endpoint in the wire format of the run's
 //!   [`Model`]: the seed's list-append with 1 s connect and socket timeouts, or the latest era's
-//!   `readAll`/`writeSome` (reference B.10) to an endpoint started with `--endpoint powersync`
+//!   `readAll`/`writeSome` (as at `b77a3d0`) to an endpoint started with `--endpoint powersync`
 //!   or `--endpoint postgresql`, 3 s timeouts (`--client-timeout 3`), where a `type: fail`
 //!   reply is `fail`. A refused connection is `fail` (the request never arrived); a timeout or
 //!   any other error is `info` (it may have happened). [`db_api`] calls

@@ -5,7 +5,7 @@
 //! - [`Binaries`]: where `powersync_endpoint` and `standin` are (next to the harness binary, or
 //!   given by flags);
 //! - [`Database`]: the PostgreSQL cluster with the seed's `lww` table and `powersync`
-//!   publication (reference A.5);
+//!   publication (as the seed's PostgreSQL setup);
 //! - [`Standin`]: the `standin` binary on a fixed port, so restarts keep its URL;
 //! - [`Endpoint`]: one `powersync_endpoint` node with its own directory, `.env`, port and log.
 

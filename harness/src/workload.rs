@@ -1,5 +1,5 @@
-//! The workloads: the seed's (reference A.11, list-append over `lww`) and the latest era's
-//! (reference B.11, `readAll`/`writeSome` over the max-write-wins `mww` table): which endpoint
+//! The workloads: the seed's (list-append over `lww`) and the latest era's
+//! (`readAll`/`writeSome` over the max-write-wins `mww` table): which endpoint
 //! mode they run, which clients do what, the transactions they generate and the checkers that
 //! judge them.
 
@@ -375,7 +375,7 @@ impl Generator {
     }
 }
 
-/// The latest era's `readAll-writeSome` generator (reference B.11): values come from one
+/// The latest era's `readAll-writeSome` generator (jepsen-powersync at `b77a3d0`): values come from one
 /// counter shared by every client (0, 1, 2, ...), so they are unique and increase in invocation
 /// order; each transaction writes that value to `keys_txn` random distinct keys.
 #[derive(Debug)]

@@ -11,11 +11,12 @@
 //! two cores.
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::Value;
+use testkit::ChildGuard;
 
 static SERIAL: Mutex<()> = Mutex::new(());
 
@@ -39,30 +40,8 @@ fn assert_binaries() {
     }
 }
 
-/// The harness process, terminated (SIGTERM, so it tears its processes down) if still running
-/// when dropped, e.g. when an assertion fails.
-struct HarnessRun {
-    child: Option<Child>,
-}
-
-impl Drop for HarnessRun {
-    fn drop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = Command::new("kill")
-                .args(["-TERM", &child.id().to_string()])
-                .status();
-            let deadline = Instant::now() + Duration::from_secs(20);
-            while Instant::now() < deadline {
-                if matches!(child.try_wait(), Ok(Some(_))) {
-                    return;
-                }
-                std::thread::sleep(Duration::from_millis(50));
-            }
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
+/// How long the harness gets after SIGTERM to tear its processes down before SIGKILL.
+const TEARDOWN_GRACE: Duration = Duration::from_secs(20);
 
 /// A finished run: exit code, output, and the store.
 struct Finished {
@@ -109,34 +88,33 @@ fn run_args(args: &[&str]) -> Finished {
     let out_path = store.path().join("harness.out");
     let out = std::fs::File::create(&out_path).expect("output file");
     let err = out.try_clone().expect("output file");
-    let child = Command::new(env!("CARGO_BIN_EXE_harness"))
-        .arg("run")
-        .args(args)
-        .arg("--no-progress")
-        .arg("--store")
-        .arg(store.path())
-        .stdin(Stdio::null())
-        .stdout(out)
-        .stderr(err)
-        .spawn()
-        .expect("harness starts");
-    let mut guard = HarnessRun { child: Some(child) };
-    let deadline = Instant::now() + RUN_TIMEOUT;
-    let code = loop {
-        let status = guard
-            .child
-            .as_mut()
-            .and_then(|c| c.try_wait().ok().flatten());
-        if let Some(status) = status {
-            guard.child = None;
-            break status.code().unwrap_or(-1);
-        }
-        assert!(
-            Instant::now() < deadline,
-            "harness run {args:?} exceeded {RUN_TIMEOUT:?}"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    // Terminated (SIGTERM, so it tears its processes down) if still running when dropped, e.g.
+    // when an assertion fails.
+    let mut guard = ChildGuard::spawn(
+        "harness run",
+        Command::new(env!("CARGO_BIN_EXE_harness"))
+            .arg("run")
+            .args(args)
+            .arg("--no-progress")
+            .arg("--store")
+            .arg(store.path())
+            .stdin(Stdio::null())
+            .stdout(out)
+            .stderr(err),
+    )
+    .expect("harness starts")
+    .terminate_first(TEARDOWN_GRACE);
+    testkit::eventually(
+        format!("harness run {args:?} to finish"),
+        RUN_TIMEOUT,
+        || guard.has_exited(),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let code = guard
+        .wait()
+        .expect("harness exit status")
+        .code()
+        .unwrap_or(-1);
     let output = std::fs::read_to_string(&out_path).unwrap_or_default();
     Finished {
         code,
@@ -259,7 +237,8 @@ fn a_run_into_the_relative_default_directory_succeeds() {
         .prefix("harness-cwd-")
         .tempdir()
         .expect("temp dir");
-    let child = Command::new(env!("CARGO_BIN_EXE_harness"))
+    let mut child = Command::new(env!("CARGO_BIN_EXE_harness"));
+    child
         .args([
             "run",
             "--workload",
@@ -273,16 +252,11 @@ fn a_run_into_the_relative_default_directory_succeeds() {
         .current_dir(cwd.path())
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("harness starts");
-    let mut guard = HarnessRun { child: Some(child) };
-    let out = guard
-        .child
-        .take()
-        .expect("child")
-        .wait_with_output()
-        .expect("harness exits");
+        .stderr(Stdio::piped());
+    let mut guard = ChildGuard::spawn("harness run", &mut child)
+        .expect("harness starts")
+        .terminate_first(TEARDOWN_GRACE);
+    let out = guard.wait_with_output().expect("harness exits");
     let text = format!(
         "{}{}",
         String::from_utf8_lossy(&out.stdout),
@@ -552,7 +526,8 @@ fn an_interrupted_run_tears_everything_down() {
         .prefix("harness-run-")
         .tempdir()
         .expect("temp dir");
-    let child = Command::new(env!("CARGO_BIN_EXE_harness"))
+    let mut child = Command::new(env!("CARGO_BIN_EXE_harness"));
+    child
         .args([
             "run",
             "--workload",
@@ -571,19 +546,16 @@ fn an_interrupted_run_tears_everything_down() {
         .arg(store.path())
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("harness starts");
-    let mut guard = HarnessRun { child: Some(child) };
+        .stderr(Stdio::piped());
+    let mut guard = ChildGuard::spawn("harness run", &mut child)
+        .expect("harness starts")
+        .terminate_first(TEARDOWN_GRACE);
     let log = store.path().join("n2/endpoint.log");
-    let deadline = Instant::now() + Duration::from_secs(90);
-    let endpoint_port = loop {
-        if let Some(p) = listening_port(&log) {
-            break p;
-        }
-        assert!(Instant::now() < deadline, "endpoint n2 never listened");
-        std::thread::sleep(Duration::from_millis(100));
-    };
+    let endpoint_port =
+        testkit::eventually("endpoint n2 to listen", Duration::from_secs(90), || {
+            listening_port(&log)
+        })
+        .unwrap_or_else(|e| panic!("{e}"));
     let config: Value = serde_json::from_str(
         &std::fs::read_to_string(store.path().join("standin/standin.yaml")).expect("standin.yaml"),
     )
@@ -600,8 +572,7 @@ fn an_interrupted_run_tears_everything_down() {
     // Let the workload run a moment, then interrupt.
     std::thread::sleep(Duration::from_secs(2));
     assert!(!refused(endpoint_port) && !refused(standin_port) && !refused(pg_port));
-    let mut child = guard.child.take().expect("child");
-    let pid = child.id().to_string();
+    let pid = guard.id().expect("the harness is running").to_string();
     assert!(
         Command::new("kill")
             .args(["-TERM", &pid])
@@ -609,28 +580,18 @@ fn an_interrupted_run_tears_everything_down() {
             .expect("kill")
             .success()
     );
-    guard.child = Some(child);
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let status = loop {
-        let done = guard
-            .child
-            .as_mut()
-            .and_then(|c| c.try_wait().ok().flatten());
-        if let Some(s) = done {
-            break s;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "harness did not stop after SIGTERM"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    child = guard.child.take().expect("child");
+    testkit::eventually(
+        "the harness to stop after SIGTERM",
+        Duration::from_secs(60),
+        || guard.has_exited(),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
     let mut err = String::new();
-    if let Some(mut e) = child.stderr.take() {
+    if let Some(mut e) = guard.take_stderr() {
         use std::io::Read;
         let _ = e.read_to_string(&mut err);
     }
+    let status = guard.wait().expect("harness exit status");
     assert_eq!(status.code(), Some(2), "{err}");
     assert!(err.contains("interrupted"), "{err}");
     assert!(refused(endpoint_port), "endpoint still listening");
@@ -647,7 +608,8 @@ fn matrix_runs_every_syncing_core_and_marks_the_older_ones_not_applicable() {
         .prefix("harness-matrix-")
         .tempdir()
         .expect("temp dir");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_harness"))
+    let mut child = Command::new(env!("CARGO_BIN_EXE_harness"));
+    child
         .args([
             "matrix",
             "--workload",
@@ -668,22 +630,16 @@ fn matrix_runs_every_syncing_core_and_marks_the_older_ones_not_applicable() {
         .arg(store.path())
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("harness starts");
+        .stderr(Stdio::piped());
+    let mut guard = ChildGuard::spawn("harness matrix", &mut child)
+        .expect("harness starts")
+        .terminate_first(TEARDOWN_GRACE);
     let mut out = String::new();
-    if let Some(mut o) = child.stdout.take() {
+    if let Some(mut o) = guard.take_stdout() {
         use std::io::Read;
         let _ = o.read_to_string(&mut out);
     }
-    let guard = HarnessRun { child: Some(child) };
-    let mut guard = guard;
-    let status = guard
-        .child
-        .take()
-        .expect("child")
-        .wait()
-        .expect("harness exits");
+    let status = guard.wait().expect("harness exits");
     assert!(status.success(), "{out}");
     let row = |core: &str| -> String {
         out.lines()

@@ -160,17 +160,15 @@ async fn pg_ids(pg: &tokio_postgres::Client, table: &str) -> Vec<String> {
         .collect()
 }
 
-/// Polls `check` until it holds.
-async fn eventually<F, Fut>(what: &str, mut check: F)
+/// Polls `check` until it holds (45 s); panics naming `what`.
+async fn eventually<F, Fut>(what: &str, check: F)
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = bool>,
 {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(45);
-    while !check().await {
-        assert!(tokio::time::Instant::now() < deadline, "timed out: {what}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    testkit::eventually_async(what, Duration::from_secs(45), check)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
 }
 
 const TODOS_RULES: &str =

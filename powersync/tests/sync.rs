@@ -184,24 +184,26 @@ async fn pg_rows(pg: &tokio_postgres::Client) -> Rows {
 
 /// Waits until every client holds exactly PostgreSQL's rows and has nothing left to upload.
 async fn converge(pg: &tokio_postgres::Client, clients: &[&PowerSyncDatabase]) -> Rows {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(45);
-    loop {
-        let expected = pg_rows(pg).await;
-        let mut all = true;
-        for db in clients {
-            all &= db.upload_queue_stats().await.unwrap().count == 0
-                && client_rows(db).await == expected;
-        }
-        if all && pg_rows(pg).await == expected {
-            return expected;
-        }
-        if tokio::time::Instant::now() > deadline {
+    testkit::eventually_async(
+        "every client to hold PostgreSQL's rows with an empty upload queue",
+        Duration::from_secs(45),
+        || async {
+            let expected = pg_rows(pg).await;
+            let mut all = true;
+            for db in clients {
+                all &= db.upload_queue_stats().await.unwrap().count == 0
+                    && client_rows(db).await == expected;
+            }
+            if all && pg_rows(pg).await == expected {
+                return Ok(expected);
+            }
             let got =
                 futures_util::future::join_all(clients.iter().map(|db| client_rows(db))).await;
-            panic!("no convergence: PostgreSQL {expected:?}, clients {got:?}");
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+            Err(format!("PostgreSQL {expected:?}, clients {got:?}"))
+        },
+    )
+    .await
+    .unwrap_or_else(|e| panic!("no convergence: {e}"))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -275,25 +277,23 @@ async fn a_clients_write_reaches_postgres_and_the_other_client_and_becomes_synce
     assert_eq!(rows["a1"], ("written by a".to_string(), Some(0)));
     // A's row is no longer only local: it came back through the sync stream (the oplog holds
     // it), which the core applies only once the write checkpoint covering the upload arrived.
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    loop {
-        let synced: Vec<i64> = a
-            .query(
-                "SELECT count(*) FROM ps_oplog WHERE row_id = 'a1'",
-                [],
-                |r| r.get(0),
-            )
-            .await
-            .unwrap();
-        if synced[0] > 0 {
-            break;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "a1 never came back through sync"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    testkit::eventually_async(
+        "a1 to come back through sync (a ps_oplog row)",
+        Duration::from_secs(20),
+        || async {
+            let synced: Vec<i64> = a
+                .query(
+                    "SELECT count(*) FROM ps_oplog WHERE row_id = 'a1'",
+                    [],
+                    |r| r.get(0),
+                )
+                .await
+                .unwrap();
+            synced[0] > 0
+        },
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
     a.close().await.unwrap();
     b.close().await.unwrap();
     standin.shutdown().await;
@@ -422,14 +422,13 @@ async fn an_expiring_token_is_refreshed_and_sync_continues() {
         .await
         .unwrap();
     // Wait for the refresh itself, not for a fixed time.
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    while fetches.load(Ordering::SeqCst) < 2 {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "credentials fetched again"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    testkit::eventually_async(
+        "credentials to be fetched again",
+        Duration::from_secs(30),
+        || async { fetches.load(Ordering::SeqCst) >= 2 },
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
     pgc.execute(
         "INSERT INTO todos (id, description) VALUES ('after-expiry', 'x')",
         &[],
@@ -483,15 +482,13 @@ async fn download_sync_works_with_every_core_from_0_4_6_and_older_cores_get_a_ty
             .await
             .unwrap();
         }
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-        while db.upload_queue_stats().await.unwrap().count > 0 {
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "core {}: upload stuck",
-                core.version()
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        testkit::eventually_async(
+            format!("core {}: the upload queue to drain", core.version()),
+            Duration::from_secs(30),
+            || async { db.upload_queue_stats().await.unwrap().count == 0 },
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
         if core.version().at_least(0, 4, 6) {
             let rows = converge(&pgc, &[&db]).await;
             assert!(rows.contains_key("seed"), "core {}", core.version());

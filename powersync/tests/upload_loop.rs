@@ -103,13 +103,13 @@ async fn write_rows(db: &PowerSyncDatabase, prefix: &str, transactions: usize) -
 }
 
 async fn wait_until_empty(db: &PowerSyncDatabase) {
-    tokio::time::timeout(Duration::from_secs(20), async {
-        while db.upload_queue_stats().await.unwrap().count > 0 || db.status().uploading {
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
-    })
+    testkit::eventually_async(
+        "the upload queue to drain and the upload to finish",
+        Duration::from_secs(20),
+        || async { db.upload_queue_stats().await.unwrap().count == 0 && !db.status().uploading },
+    )
     .await
-    .expect("the queue drains");
+    .unwrap_or_else(|e| panic!("{e}"));
 }
 
 #[tokio::test]
@@ -229,11 +229,13 @@ async fn a_connector_that_completes_nothing_is_retried_with_backoff_not_in_a_bus
         },
     });
     db.connect(backend.clone(), options).await.unwrap();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    while backend.returned.lock().unwrap().len() < 4 {
-        assert!(tokio::time::Instant::now() < deadline, "the loop retries");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    testkit::eventually_async(
+        "the loop to retry (4 calls)",
+        Duration::from_secs(30),
+        || async { backend.returned.lock().unwrap().len() >= 4 },
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
     db.disconnect().await.unwrap();
     // Each retry waits at least the backoff delay after the previous call returned (a lower
     // bound, which load can only lengthen); a busy loop would call again at once.

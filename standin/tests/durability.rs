@@ -38,27 +38,23 @@ async fn table_rows(db: &tokio_postgres::Client) -> BTreeMap<String, (i64, i64)>
 
 /// Polls `query` (one boolean) until it is true.
 async fn wait_for_sql(db: &tokio_postgres::Client, query: &str, what: &str) {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    loop {
-        let done: bool = db.query_one(query, &[]).await.unwrap().get(0);
-        if done {
-            return;
-        }
-        if tokio::time::Instant::now() >= deadline {
-            let activity: Vec<String> = db
-                .query(
-                    "SELECT coalesce(wait_event_type, '') || ' ' || state || ' ' || query \
-                     FROM pg_stat_activity WHERE backend_type = 'client backend'",
-                    &[],
-                )
-                .await
-                .unwrap()
-                .iter()
-                .map(|r| r.get(0))
-                .collect();
-            panic!("timed out: {what}; sessions: {activity:#?}");
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
+    let waited = testkit::eventually_async(what, Duration::from_secs(30), || async {
+        db.query_one(query, &[]).await.unwrap().get::<_, bool>(0)
+    })
+    .await;
+    if let Err(e) = waited {
+        let activity: Vec<String> = db
+            .query(
+                "SELECT coalesce(wait_event_type, '') || ' ' || state || ' ' || query \
+                 FROM pg_stat_activity WHERE backend_type = 'client backend'",
+                &[],
+            )
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        panic!("{e}; sessions: {activity:#?}");
     }
 }
 
@@ -252,11 +248,13 @@ async fn an_ambiguous_commit_reloads_the_committed_ops() {
     db.batch_execute("INSERT INTO lww VALUES ('x', 2, 2)")
         .await
         .unwrap();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    while !proxy.fired.load(Ordering::SeqCst) {
-        assert!(tokio::time::Instant::now() < deadline, "no COMMIT seen");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    testkit::eventually_async(
+        "the proxy to see the COMMIT",
+        Duration::from_secs(30),
+        || async { proxy.fired.load(Ordering::SeqCst) },
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
     let persisted: i64 = db
         .query_one("SELECT last_op_id FROM powersync_standin.state", &[])
         .await

@@ -128,25 +128,27 @@ async fn sigkill_and_restart_loses_nothing_and_reuses_no_op_id() {
     writer.await.unwrap();
 
     let want = table_rows(&db).await;
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    loop {
-        let (ids, rows) = full_sync(&url2).await;
-        assert!(
-            ids.windows(2).all(|w| w[0] < w[1]),
-            "op ids strictly increasing"
-        );
-        assert_eq!(ids.first(), Some(&1));
-        if rows == want {
-            // Op ids are handed out without gaps, so a lost or duplicated op would show as
-            // a count that differs from the last id.
-            let last = *ids.last().unwrap();
-            assert_eq!(ids.len() as u64, last, "no gaps, no duplicates: {ids:?}");
-            break;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "did not converge: {rows:?} vs {want:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let ids = testkit::eventually_async(
+        "a full sync from the restarted stand-in to hold the table's rows",
+        Duration::from_secs(30),
+        || async {
+            let (ids, rows) = full_sync(&url2).await;
+            assert!(
+                ids.windows(2).all(|w| w[0] < w[1]),
+                "op ids strictly increasing"
+            );
+            assert_eq!(ids.first(), Some(&1));
+            if rows == want {
+                Ok(ids)
+            } else {
+                Err(format!("did not converge: {rows:?} vs {want:?}"))
+            }
+        },
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
+    // Op ids are handed out without gaps, so a lost or duplicated op would show as a count that
+    // differs from the last id.
+    let last = *ids.last().unwrap();
+    assert_eq!(ids.len() as u64, last, "no gaps, no duplicates: {ids:?}");
 }

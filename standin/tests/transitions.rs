@@ -322,22 +322,23 @@ async fn compaction_runs_on_its_interval() {
     db.batch_execute("UPDATE lww SET v = 2; UPDATE lww SET v = 3")
         .await
         .unwrap();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    loop {
-        let cleared: i64 = db
-            .query_one(
-                "SELECT count(*) FROM powersync_standin.ops WHERE op = 'CLEAR'",
-                &[],
-            )
-            .await
-            .unwrap()
-            .get(0);
-        if cleared == 1 {
-            break;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "no compaction");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    testkit::eventually_async(
+        "a compaction (one CLEAR op)",
+        Duration::from_secs(30),
+        || async {
+            let cleared: i64 = db
+                .query_one(
+                    "SELECT count(*) FROM powersync_standin.ops WHERE op = 'CLEAR'",
+                    &[],
+                )
+                .await
+                .unwrap()
+                .get(0);
+            cleared == 1
+        },
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
     let want = table_rows(&db).await;
     let seen = fresh_client_sync(&standin.url(), &want).await;
     assert_eq!(op_kinds(&seen), ["CLEAR", "PUT"]);

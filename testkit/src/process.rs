@@ -46,6 +46,18 @@ impl ChildGuard {
             .map_err(|e| Error::io(format!("process {}", self.name), e))
     }
 
+    /// Waits for the child to exit by itself, collecting its piped stdout and stderr (as
+    /// [`std::process::Child::wait_with_output`]); the guard is then empty.
+    pub fn wait_with_output(&mut self) -> Result<std::process::Output, Error> {
+        let child = self.child.take().ok_or_else(|| Error::Command {
+            command: self.name.clone(),
+            detail: "already waited for or killed".into(),
+        })?;
+        child
+            .wait_with_output()
+            .map_err(|e| Error::io(format!("process {}", self.name), e))
+    }
+
     /// The operating-system process id.
     pub fn id(&self) -> Option<u32> {
         self.child.as_ref().map(Child::id)
@@ -54,6 +66,11 @@ impl ChildGuard {
     /// Takes the child's stdout pipe (if it was spawned with `Stdio::piped()`).
     pub fn take_stdout(&mut self) -> Option<std::process::ChildStdout> {
         self.child.as_mut().and_then(|c| c.stdout.take())
+    }
+
+    /// Takes the child's stderr pipe (if it was spawned with `Stdio::piped()`).
+    pub fn take_stderr(&mut self) -> Option<std::process::ChildStderr> {
+        self.child.as_mut().and_then(|c| c.stderr.take())
     }
 
     /// Kills the child with SIGKILL (like `kill -9`) and waits for it to exit.

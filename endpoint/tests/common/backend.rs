@@ -2,7 +2,7 @@
 //! tests and benches.
 
 use std::collections::BTreeMap;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use base64::Engine;
 use rsa::pkcs1::DecodeRsaPrivateKey;
@@ -119,16 +119,18 @@ pub async fn wait_for_postgres(
     backend: &Backend,
     expected: &BTreeMap<i64, Vec<i64>>,
 ) -> BTreeMap<i64, Vec<i64>> {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let lists = backend.lists().await;
-        if expected.iter().all(|(k, v)| lists.get(k) == Some(v)) {
-            return lists;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "PostgreSQL never reached {expected:?}; has {lists:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    testkit::eventually_async(
+        format!("PostgreSQL to reach {expected:?}"),
+        Duration::from_secs(30),
+        || async {
+            let lists = backend.lists().await;
+            if expected.iter().all(|(k, v)| lists.get(k) == Some(v)) {
+                Ok(lists)
+            } else {
+                Err(format!("has {lists:?}"))
+            }
+        },
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e}"))
 }

@@ -12,13 +12,14 @@ pub mod mww;
 
 use std::fs::OpenOptions;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, ExitStatus, Stdio};
+use std::time::Duration;
 
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use serde_json::Value;
 use tempfile::TempDir;
+use testkit::ChildGuard;
 
 /// The binary under test.
 pub const BIN: &str = env!("CARGO_BIN_EXE_powersync_endpoint");
@@ -88,92 +89,70 @@ impl Workdir {
     }
 
     /// Starts the endpoint with exactly `env` (over a cleared environment) and `args`, output
-    /// appended to the log. Does not wait.
-    pub fn spawn(&self, env: &[(&str, &str)], args: &[&str]) -> Child {
+    /// appended to the log. Does not wait; the process is SIGKILLed and reaped when the guard
+    /// drops.
+    pub fn spawn(&self, env: &[(&str, &str)], args: &[&str]) -> ChildGuard {
         let log = OpenOptions::new()
             .create(true)
             .append(true)
             .open(self.log_path())
             .unwrap();
-        Command::new(BIN)
-            .current_dir(self.path())
-            .env_clear()
-            .envs(env.iter().copied())
-            .args(args)
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .unwrap()
+        ChildGuard::spawn(
+            "powersync_endpoint",
+            Command::new(BIN)
+                .current_dir(self.path())
+                .env_clear()
+                .envs(env.iter().copied())
+                .args(args)
+                .stdin(Stdio::null())
+                .stdout(log.try_clone().unwrap())
+                .stderr(log),
+        )
+        .unwrap()
     }
 
     /// Runs the endpoint to completion (for start-up failures) with a deadline; its status and
     /// what it printed.
     pub fn run_to_exit(&self, env: &[(&str, &str)], args: &[&str]) -> (ExitStatus, String) {
         let offset = self.log().len();
-        let mut child = ChildGuard(Some(self.spawn(env, args)));
-        let status = wait_exit(child.0.as_mut().unwrap(), Duration::from_secs(10))
+        let mut child = self.spawn(env, args);
+        let status = wait_exit(&mut child, Duration::from_secs(10))
             .expect("the endpoint should have exited");
-        child.0 = None;
         (status, self.log()[offset..].to_owned())
     }
 
-    fn wait_listening(&self, child: &mut Child, offset: usize) -> u16 {
-        let deadline = Instant::now() + Duration::from_secs(15);
-        loop {
-            let log = self.log();
-            if let Some(line) = log[offset..].lines().find(|l| l.contains("listening on ")) {
-                let port = line.rsplit(':').next().unwrap().trim();
-                return port.parse().unwrap();
-            }
-            if let Some(status) = child.try_wait().unwrap() {
-                panic!("the endpoint exited with {status} before listening; log:\n{log}");
-            }
-            assert!(
-                Instant::now() < deadline,
-                "the endpoint did not listen in time; log:\n{log}"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
+    fn wait_listening(&self, child: &mut ChildGuard, offset: usize) -> u16 {
+        let port = testkit::eventually(
+            "the endpoint to log \"listening on \"",
+            Duration::from_secs(15),
+            || {
+                let log = self.log();
+                if let Some(line) = log[offset..].lines().find(|l| l.contains("listening on ")) {
+                    let port = line.rsplit(':').next().unwrap().trim();
+                    return Ok(port.parse::<u16>().unwrap());
+                }
+                if child.has_exited() {
+                    let status = child.wait().unwrap();
+                    panic!("the endpoint exited with {status} before listening; log:\n{log}");
+                }
+                Err(format!("log:\n{log}"))
+            },
+        );
+        port.unwrap_or_else(|e| panic!("{e}"))
     }
 }
 
-/// Kills (SIGKILL) and reaps a child on drop.
-struct ChildGuard(Option<Child>);
-
-impl Drop for ChildGuard {
-    fn drop(&mut self) {
-        if let Some(child) = self.0.as_mut() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
-
-/// Waits up to `timeout` for `child` to exit.
-pub fn wait_exit(child: &mut Child, timeout: Duration) -> Option<ExitStatus> {
-    let deadline = Instant::now() + timeout;
-    while Instant::now() < deadline {
-        if let Some(status) = child.try_wait().unwrap() {
-            return Some(status);
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    None
+/// Waits up to `timeout` for `child` to exit; its status (the guard is then empty).
+pub fn wait_exit(child: &mut ChildGuard, timeout: Duration) -> Option<ExitStatus> {
+    testkit::eventually("the endpoint to exit", timeout, || child.has_exited()).ok()?;
+    Some(child.wait().unwrap())
 }
 
 /// A running endpoint; SIGKILLed and reaped on drop.
 pub struct Endpoint {
-    child: Child,
+    child: ChildGuard,
     pub port: u16,
     client: reqwest::Client,
-}
-
-impl Drop for Endpoint {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 /// A reply: status, content type and body text.
@@ -197,7 +176,7 @@ impl Endpoint {
     }
 
     pub fn pid(&self) -> Pid {
-        Pid::from_raw(i32::try_from(self.child.id()).unwrap())
+        Pid::from_raw(i32::try_from(self.child.id().expect("the endpoint is running")).unwrap())
     }
 
     pub fn signal(&self, signal: Signal) {

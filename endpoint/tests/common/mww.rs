@@ -2,7 +2,7 @@
 //! and, for `--endpoint powersync`, the stand-in sync service with `SELECT * FROM mww`.
 
 use std::collections::BTreeMap;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::{Value, json};
 use standin::{Config, StandIn, SyncRules};
@@ -110,18 +110,20 @@ impl MwwBackend {
 
     /// Waits until PostgreSQL holds `expected` for the keys given.
     pub async fn wait_for(&self, expected: &[(i64, i64)]) -> BTreeMap<i64, i64> {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            let values = self.values().await;
-            if expected.iter().all(|(k, v)| values.get(k) == Some(v)) {
-                return values;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "PostgreSQL never reached {expected:?}"
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        testkit::eventually_async(
+            format!("PostgreSQL to reach {expected:?}"),
+            Duration::from_secs(30),
+            || async {
+                let values = self.values().await;
+                if expected.iter().all(|(k, v)| values.get(k) == Some(v)) {
+                    Ok(values)
+                } else {
+                    Err(format!("has {values:?}"))
+                }
+            },
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
     }
 
     pub async fn shutdown(mut self) {

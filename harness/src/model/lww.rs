@@ -1,4 +1,4 @@
-//! The seed era's model (reference A.5, A.10, A.11): list-append transactions over the `lww`
+//! The seed era's model (jepsen-powersync at `470f1ac`): list-append transactions over the `lww`
 //! table, clients of endpoints or of PostgreSQL directly, the initial-sync wait, quiescence
 //! before the final reads, and one final read per key.
 
@@ -42,7 +42,7 @@ impl Model for Lww {
     const STANDIN: &'static str = "lww";
     const SCHEMA: Schema = Schema {
         table: "lww",
-        // The seed's table (reference A.5).
+        // The seed's table.
         create: "CREATE TABLE IF NOT EXISTS public.lww (
     id uuid NOT NULL DEFAULT gen_random_uuid(),
     k INTEGER NOT NULL UNIQUE,

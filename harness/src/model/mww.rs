@@ -1,4 +1,4 @@
-//! The latest era's model (reference B.6, B.9–B.11): the max-write-wins `mww` table, every
+//! The latest era's model (jepsen-powersync at `b77a3d0`): the max-write-wins `mww` table, every
 //! node an endpoint (`--endpoint powersync`, or `--endpoint postgresql` for the nodes in
 //! `--postgres-nodes`, as the latest harness runs them), `readAll`/`writeSome` transactions,
 //! the final barriers and one `r-final` read per client.

@@ -213,20 +213,15 @@ pub async fn pg_rows(pg: &tokio_postgres::Client) -> Rows {
         .collect()
 }
 
-/// Polls `check` every 20 ms until it returns true; panics with `what` after `timeout`.
-pub async fn eventually<F, Fut>(timeout: Duration, what: &str, mut check: F)
+/// Polls `check` until it returns true; panics naming `what` after `timeout`.
+pub async fn eventually<F, Fut>(timeout: Duration, what: &str, check: F)
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = bool>,
 {
-    let deadline = tokio::time::Instant::now() + timeout;
-    while !check().await {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out after {timeout:?} waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    testkit::eventually_async(what, timeout, check)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
 }
 
 /// Waits until every client holds exactly PostgreSQL's rows and has nothing left to upload.
@@ -235,24 +230,26 @@ pub async fn converge_within(
     pg: &tokio_postgres::Client,
     clients: &[&PowerSyncDatabase],
 ) -> Rows {
-    let deadline = tokio::time::Instant::now() + timeout;
-    loop {
-        let expected = pg_rows(pg).await;
-        let mut all = true;
-        for db in clients {
-            all &= db.upload_queue_stats().await.unwrap().count == 0
-                && client_rows(db).await == expected;
-        }
-        if all && pg_rows(pg).await == expected {
-            return expected;
-        }
-        if tokio::time::Instant::now() > deadline {
+    testkit::eventually_async(
+        "every client to hold PostgreSQL's rows with an empty upload queue",
+        timeout,
+        || async {
+            let expected = pg_rows(pg).await;
+            let mut all = true;
+            for db in clients {
+                all &= db.upload_queue_stats().await.unwrap().count == 0
+                    && client_rows(db).await == expected;
+            }
+            if all && pg_rows(pg).await == expected {
+                return Ok(expected);
+            }
             let got =
                 futures_util::future::join_all(clients.iter().map(|db| client_rows(db))).await;
-            panic!("no convergence within {timeout:?}: PostgreSQL {expected:?}, clients {got:?}");
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+            Err(format!("PostgreSQL {expected:?}, clients {got:?}"))
+        },
+    )
+    .await
+    .unwrap_or_else(|e| panic!("no convergence: {e}"))
 }
 
 /// A shared slot tests use to hold values across connector calls.
