@@ -150,11 +150,10 @@ impl CoreLibrary {
         if let Some(core) = loaded.iter().find(|c| c.path == path) {
             return Ok(core);
         }
-        // SAFETY: dlopen runs the library's initialisers, i.e. arbitrary code from the file. The
-        // official core builds have no initialisers with preconditions (their state is created
-        // per connection by the entry point). Which file is trusted is the caller's choice: the
-        // path comes from the caller, the environment or the vendored manifest, and loading a
-        // native library is only as safe as that file (see the crate documentation, "Trust").
+        // Which file is trusted is the caller's choice: the path comes from the caller, the
+        // environment or the vendored manifest (see the crate documentation, "Trust").
+        // SAFETY: dlopen runs the library's initialisers; the official core builds have none with
+        // preconditions (their state is created per connection by the entry point).
         let library = match unsafe { Library::open(Some(&path), RTLD_NOW | RTLD_LOCAL) } {
             Ok(library) => library,
             Err(error) if source == LibrarySource::System => {
