@@ -2,56 +2,19 @@
 //! and clients that upload through a connector writing to PostgreSQL.
 
 mod common;
+#[path = "common/pg.rs"]
+mod pg;
 
-use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use powersync::schema::{Column, Schema, Table};
+use pg::{Rows, client_rows, fast, open_client, pg_rows, postgres, standin_config};
 use powersync::{
-    BackendConnector, Backoff, ConnectorError, CoreLibrary, DatabaseOptions, Error,
-    PowerSyncCredentials, PowerSyncDatabase, SyncOptions, UpdateType, UploadOptions,
+    BackendConnector, ConnectorError, Error, PowerSyncCredentials, PowerSyncDatabase, SyncOptions,
 };
-use serde_json::Value;
-use standin::{Config, StandIn, SyncRules};
+use standin::StandIn;
 use testkit::{TestKey, TestPostgres};
-
-/// id -> (description, done); `done` is NULL locally until PostgreSQL's default comes back.
-type Rows = BTreeMap<String, (String, Option<i64>)>;
-
-const RULES: &str = "bucket_definitions:\n  global:\n    data:\n      - SELECT * FROM todos\n";
-
-fn schema() -> Schema {
-    Schema::new(vec![Table::new(
-        "todos",
-        vec![Column::text("description"), Column::integer("done")],
-    )])
-}
-
-async fn postgres() -> (TestPostgres, tokio_postgres::Client) {
-    let pg = TestPostgres::start().expect("start PostgreSQL (apt-get install -y postgresql)");
-    let client = pg.client().await.unwrap();
-    client
-        .batch_execute(
-            "CREATE TABLE todos (id TEXT PRIMARY KEY, description TEXT NOT NULL, done BIGINT NOT NULL DEFAULT 0);
-             CREATE PUBLICATION powersync FOR TABLE todos;",
-        )
-        .await
-        .unwrap();
-    (pg, client)
-}
-
-fn standin_config(pg: &TestPostgres) -> Config {
-    let mut config = Config::new(
-        &pg.uri(),
-        SyncRules::parse(RULES).unwrap(),
-        TestKey::primary().jwks(),
-    );
-    config.poll_interval = Duration::from_millis(10);
-    config.keepalive_interval = Duration::from_secs(1);
-    config
-}
 
 /// Uploads each CRUD batch to PostgreSQL in one transaction, then completes it.
 #[derive(Clone)]
@@ -90,96 +53,8 @@ impl BackendConnector for PgConnector {
     }
 
     async fn upload_data(&self, db: &PowerSyncDatabase) -> Result<(), ConnectorError> {
-        let Some(batch) = db.crud_batch(100).await.map_err(retryable)? else {
-            return Ok(());
-        };
-        let (mut client, connection) = tokio_postgres::connect(&self.pg_uri, tokio_postgres::NoTls)
-            .await
-            .map_err(retryable)?;
-        tokio::spawn(connection);
-        let tx = client.transaction().await.map_err(retryable)?;
-        for entry in &batch.crud {
-            let data = entry.data.clone().unwrap_or_default();
-            let description = data
-                .get("description")
-                .and_then(Value::as_str)
-                .map(str::to_string);
-            let done = data.get("done").and_then(Value::as_i64);
-            match entry.op {
-                UpdateType::Put => tx
-                    .execute(
-                        "INSERT INTO todos (id, description, done) VALUES ($1, $2, $3)
-                         ON CONFLICT (id) DO UPDATE SET description = EXCLUDED.description, done = EXCLUDED.done",
-                        &[&entry.id, &description.unwrap_or_default(), &done.unwrap_or(0)],
-                    )
-                    .await
-                    .map_err(retryable)?,
-                UpdateType::Patch => tx
-                    .execute(
-                        "UPDATE todos SET description = coalesce($2, description), done = coalesce($3, done) WHERE id = $1",
-                        &[&entry.id, &description, &done],
-                    )
-                    .await
-                    .map_err(retryable)?,
-                UpdateType::Delete => {
-                    tx.execute("DELETE FROM todos WHERE id = $1", &[&entry.id]).await.map_err(retryable)?
-                }
-            };
-        }
-        tx.commit().await.map_err(retryable)?;
-        batch
-            .complete()
-            .await
-            .map_err(|e| ConnectorError::fatal(e.to_string()))
+        pg::upload_todos(&self.pg_uri, db).await
     }
-}
-
-fn fast() -> SyncOptions {
-    SyncOptions::default()
-        .with_retry(Backoff {
-            initial: Duration::from_millis(50),
-            max: Duration::from_millis(500),
-            jitter: 0.5,
-        })
-        .with_upload(UploadOptions {
-            throttle: Duration::from_millis(5),
-            retry: Backoff {
-                initial: Duration::from_millis(20),
-                max: Duration::from_millis(200),
-                jitter: 0.5,
-            },
-        })
-}
-
-async fn open_client(core: &'static CoreLibrary) -> (tempfile::TempDir, PowerSyncDatabase) {
-    let dir = tempfile::tempdir().unwrap();
-    let db = PowerSyncDatabase::open(
-        dir.path().join("client.db"),
-        &schema(),
-        DatabaseOptions::default().with_core(core),
-    )
-    .await
-    .unwrap();
-    (dir, db)
-}
-
-async fn client_rows(db: &PowerSyncDatabase) -> Rows {
-    db.query("SELECT id, description, done FROM todos", [], |r| {
-        Ok((r.get(0)?, (r.get(1)?, r.get(2)?)))
-    })
-    .await
-    .unwrap()
-    .into_iter()
-    .collect()
-}
-
-async fn pg_rows(pg: &tokio_postgres::Client) -> Rows {
-    pg.query("SELECT id, description, done FROM todos", &[])
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|r| (r.get(0), (r.get(1), Some(r.get(2)))))
-        .collect()
 }
 
 /// Waits until every client holds exactly PostgreSQL's rows and has nothing left to upload.

@@ -119,49 +119,54 @@ impl BackendConnector for PgConnector {
     }
 
     async fn upload_data(&self, db: &PowerSyncDatabase) -> Result<(), ConnectorError> {
-        let Some(batch) = db.crud_batch(100).await.map_err(retryable)? else {
-            return Ok(());
-        };
-        let (mut client, connection) = tokio_postgres::connect(&self.pg_uri, tokio_postgres::NoTls)
-            .await
-            .map_err(retryable)?;
-        tokio::spawn(connection);
-        let tx = client.transaction().await.map_err(retryable)?;
-        for entry in &batch.crud {
-            let data = entry.data.clone().unwrap_or_default();
-            let description = data
-                .get("description")
-                .and_then(Value::as_str)
-                .map(str::to_string);
-            let done = data.get("done").and_then(Value::as_i64);
-            match entry.op {
-                UpdateType::Put => tx
-                    .execute(
-                        "INSERT INTO todos (id, description, done) VALUES ($1, $2, $3)
-                         ON CONFLICT (id) DO UPDATE SET description = EXCLUDED.description, done = EXCLUDED.done",
-                        &[&entry.id, &description.unwrap_or_default(), &done.unwrap_or(0)],
-                    )
-                    .await
-                    .map_err(retryable)?,
-                UpdateType::Patch => tx
-                    .execute(
-                        "UPDATE todos SET description = coalesce($2, description), done = coalesce($3, done) WHERE id = $1",
-                        &[&entry.id, &description, &done],
-                    )
-                    .await
-                    .map_err(retryable)?,
-                UpdateType::Delete => tx
-                    .execute("DELETE FROM todos WHERE id = $1", &[&entry.id])
-                    .await
-                    .map_err(retryable)?,
-            };
-        }
-        tx.commit().await.map_err(retryable)?;
-        batch
-            .complete()
-            .await
-            .map_err(|e| ConnectorError::fatal(e.to_string()))
+        upload_todos(&self.pg_uri, db).await
     }
+}
+
+/// Uploads one CRUD batch of `todos` to PostgreSQL in one transaction, then completes it.
+pub async fn upload_todos(pg_uri: &str, db: &PowerSyncDatabase) -> Result<(), ConnectorError> {
+    let Some(batch) = db.crud_batch(100).await.map_err(retryable)? else {
+        return Ok(());
+    };
+    let (mut client, connection) = tokio_postgres::connect(pg_uri, tokio_postgres::NoTls)
+        .await
+        .map_err(retryable)?;
+    tokio::spawn(connection);
+    let tx = client.transaction().await.map_err(retryable)?;
+    for entry in &batch.crud {
+        let data = entry.data.clone().unwrap_or_default();
+        let description = data
+            .get("description")
+            .and_then(Value::as_str)
+            .map(str::to_string);
+        let done = data.get("done").and_then(Value::as_i64);
+        match entry.op {
+            UpdateType::Put => tx
+                .execute(
+                    "INSERT INTO todos (id, description, done) VALUES ($1, $2, $3)
+                     ON CONFLICT (id) DO UPDATE SET description = EXCLUDED.description, done = EXCLUDED.done",
+                    &[&entry.id, &description.unwrap_or_default(), &done.unwrap_or(0)],
+                )
+                .await
+                .map_err(retryable)?,
+            UpdateType::Patch => tx
+                .execute(
+                    "UPDATE todos SET description = coalesce($2, description), done = coalesce($3, done) WHERE id = $1",
+                    &[&entry.id, &description, &done],
+                )
+                .await
+                .map_err(retryable)?,
+            UpdateType::Delete => tx
+                .execute("DELETE FROM todos WHERE id = $1", &[&entry.id])
+                .await
+                .map_err(retryable)?,
+        };
+    }
+    tx.commit().await.map_err(retryable)?;
+    batch
+        .complete()
+        .await
+        .map_err(|e| ConnectorError::fatal(e.to_string()))
 }
 
 /// Short delays, so that tests do not wait for the non-hammering defaults.
