@@ -13,7 +13,7 @@ fn core_info(env: &[(&str, &str)], args: &[&str]) -> Output {
     for (k, v) in env {
         cmd.env(k, v);
     }
-    cmd.output().unwrap()
+    output(&mut cmd)
 }
 
 fn stdout(o: &Output) -> String {
@@ -133,7 +133,7 @@ fn run_in(exe: &std::path::Path, cwd: &std::path::Path, env: &[(&str, &str)]) ->
     for (k, v) in env {
         cmd.env(k, v);
     }
-    cmd.output().unwrap()
+    output(&mut cmd)
 }
 
 #[test]
@@ -186,4 +186,19 @@ fn powersync_lib_in_dot_env_wins_over_the_environment_and_the_installed_core() {
         "{}",
         stdout(&out)
     );
+}
+
+/// Runs `cmd`. A binary copied just now may still be open for writing in a child that another
+/// test thread forked meanwhile (the descriptor lives until that child's exec), so exec fails
+/// with ETXTBSY for a moment: retry a bounded number of times.
+fn output(cmd: &mut Command) -> Output {
+    for _ in 0..200 {
+        match cmd.output() {
+            Err(e) if e.kind() == std::io::ErrorKind::ExecutableFileBusy => {
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+            result => return result.unwrap(),
+        }
+    }
+    panic!("{cmd:?} stayed busy (ETXTBSY) for 2 s");
 }
