@@ -39,6 +39,14 @@ pub enum Error {
         /// What failed.
         reason: String,
     },
+    /// A latency link could not listen.
+    #[error("link to {target}: {source}")]
+    Link {
+        /// Where the link leads.
+        target: std::net::SocketAddr,
+        /// The socket error.
+        source: std::io::Error,
+    },
     /// A process did not become healthy.
     #[error("{name} did not start: {reason}; log tail:\n{log_tail}")]
     Startup {
