@@ -1,0 +1,411 @@
+//! The endpoint faults bite: each is shown to change what the endpoints do, against real
+//! endpoint processes (and, where the fault needs sync, a real PostgreSQL and the stand-in).
+//!
+//! - kill with `--nemesis-targets all` leaves no endpoint process alive until the recovery,
+//!   `one` and `majority` exactly as many as Jepsen's `db-nodes` names, and a run under it
+//!   still ends valid;
+//! - stop-start stops the process with its database closed (seed era: SIGTERM and "shut down
+//!   cleanly"; latest era: `GET /db-api/close`) and the restarted endpoint reads back the writes
+//!   made before;
+//! - a clock bump moves the node's `status.lastSyncedAt` by the bump, the reset moves it back.
+//!
+//! Needs the `powersync_endpoint` and `standin` binaries in the same target directory
+//! (`cargo build -p endpoint -p standin`), PostgreSQL's server binaries, the vendored cores and
+//! libfaketime (Debian's `faketime`, installed by scripts/setup). The tests run one at a time:
+//! each starts several processes and the CI machine has two cores.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::time::{Duration, SystemTime};
+
+use base64::Engine;
+use harness::client::{EndpointClient, Outcome};
+use harness::history::{ListAppendMop, NodeResult, Op, Value};
+use harness::model::Lww;
+use harness::nemesis::{ClockOpts, Fault, Plan, TargetSpec, Targets};
+use harness::recorder::Recorder;
+use harness::runner;
+use harness::topology::{self, Binaries, Database, Endpoint, EndpointConfig, Standin};
+use tokio::sync::Mutex;
+
+static SERIAL: Mutex<()> = Mutex::const_new(());
+
+fn binaries() -> Binaries {
+    Binaries::locate(None, None).unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// A seed-era endpoint of node `name` in `mode` (`sqlite3-local` or `powersync`).
+fn seed_config(name: &str, mode: &str) -> EndpointConfig {
+    EndpointConfig {
+        name: name.to_owned(),
+        mode: mode.to_owned(),
+        connector: "CrudTransactionConnector".into(),
+        failure_policy: endpoint::FailurePolicy::Forgiving,
+        powersync_url: None,
+        pg_port: None,
+        jwks_private_key: None,
+        powersync_lib: None,
+        latest: None,
+        env: Vec::new(),
+    }
+}
+
+/// `n` sqlite3-local endpoints `n1..` in `dir` (each killed when dropped).
+async fn local_endpoints(dir: &Path, n: usize) -> Vec<Arc<Mutex<Endpoint>>> {
+    let bin = binaries().endpoint;
+    let mut out = Vec::new();
+    for i in 1..=n {
+        let name = format!("n{i}");
+        let e = Endpoint::start(&bin, &dir.join(&name), seed_config(&name, "sqlite3-local"))
+            .await
+            .expect("endpoint starts");
+        out.push(Arc::new(Mutex::new(e)));
+    }
+    out
+}
+
+fn endpoint_targets(endpoints: &[Arc<Mutex<Endpoint>>]) -> Targets {
+    Targets {
+        endpoints: endpoints.to_vec(),
+        standin: None,
+        database: None,
+        syncing: Vec::new(),
+    }
+}
+
+fn plan(fault: Fault, spec: TargetSpec) -> Plan {
+    Plan {
+        faults: vec![fault],
+        targets: vec![spec],
+        interval: Duration::from_secs(1),
+        seed: 1,
+        clock: ClockOpts::default(),
+    }
+}
+
+/// Whether process `pid` exists (and is not a zombie).
+fn alive(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+        !stat
+            .rsplit(')')
+            .next()
+            .unwrap_or("")
+            .trim_start()
+            .starts_with('Z')
+    })
+}
+
+fn nodes(pairs: &[(&str, NodeResult)]) -> Value {
+    Value::Nodes(
+        pairs
+            .iter()
+            .map(|(n, r)| ((*n).to_owned(), r.clone()))
+            .collect(),
+    )
+}
+
+fn kw(k: &str) -> NodeResult {
+    NodeResult::Keyword(k.into())
+}
+
+/// The nemesis operations recorded.
+fn nemesis_ops(rec: &Recorder) -> Vec<Op> {
+    rec.history()
+        .ops
+        .into_iter()
+        .filter(|op| op.client().is_none())
+        .collect()
+}
+
+async fn pids(endpoints: &[Arc<Mutex<Endpoint>>]) -> Vec<Option<u32>> {
+    let mut out = Vec::new();
+    for e in endpoints {
+        out.push(e.lock().await.pid());
+    }
+    out
+}
+
+/// Kill on the nodes `spec` names: how many of the original processes died; checks that
+/// every dead node refuses connections until the recovery, and that the recovery starts
+/// exactly those again.
+async fn kill_and_recover(spec: TargetSpec, n: usize) -> (usize, Vec<Op>) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let endpoints = local_endpoints(dir.path(), n).await;
+    let targets = endpoint_targets(&endpoints);
+    let before = pids(&endpoints).await;
+    assert!(before.iter().all(|p| p.is_some_and(alive)), "{before:?}");
+    let rec = Recorder::new();
+    let mut rng = fastrand::Rng::with_seed(3);
+    let plan = plan(Fault::Kill, spec);
+    let active = targets
+        .start(Fault::Kill, &plan, &mut rng, &rec)
+        .await
+        .expect("a kill to heal");
+    let mut killed = 0;
+    for (e, pid) in endpoints.iter().zip(&before) {
+        let pid = pid.expect("pid");
+        let mut e = e.lock().await;
+        if alive(pid) {
+            assert!(e.is_running(), "{} runs", e.name());
+            continue;
+        }
+        killed += 1;
+        assert_eq!(e.pid(), None, "{}", e.name());
+        let port = e
+            .url()
+            .rsplit(':')
+            .next()
+            .and_then(|p| p.parse::<u16>().ok());
+        let refused = std::net::TcpStream::connect(("127.0.0.1", port.expect("port"))).is_err();
+        assert!(refused, "{} still listens while killed", e.name());
+    }
+    targets.heal(active, &mut rng, &rec).await;
+    let after = pids(&endpoints).await;
+    assert!(after.iter().all(|p| p.is_some_and(alive)), "{after:?}");
+    let restarted = before.iter().zip(&after).filter(|(b, a)| b != a).count();
+    assert_eq!(
+        restarted, killed,
+        "the recovery restarts exactly the killed nodes"
+    );
+    (killed, nemesis_ops(&rec))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_all_leaves_no_endpoint_process_alive_until_the_recovery() {
+    let _serial = SERIAL.lock().await;
+    let (killed, ops) = kill_and_recover(TargetSpec::All, 3).await;
+    assert_eq!(killed, 3);
+    assert_eq!(ops.len(), 2, "{ops:?}");
+    assert_eq!((ops[0].f.as_str(), ops[1].f.as_str()), ("kill", "start"));
+    assert_eq!(
+        ops[0].value,
+        nodes(&[
+            ("n1", kw("killed")),
+            ("n2", kw("killed")),
+            ("n3", kw("killed"))
+        ])
+    );
+    assert_eq!(
+        ops[1].value,
+        nodes(&[
+            ("n1", kw("started")),
+            ("n2", kw("started")),
+            ("n3", kw("started"))
+        ])
+    );
+    assert!(ops.iter().all(|op| op.error.is_none() && op.node.is_none()));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_one_and_majority_kill_as_many_as_jepsen_names() {
+    let _serial = SERIAL.lock().await;
+    let (killed, ops) = kill_and_recover(TargetSpec::One, 3).await;
+    assert_eq!(killed, 1);
+    // One node: `:node` names it too.
+    let Value::Nodes(hit) = &ops[0].value else {
+        panic!("{ops:?}")
+    };
+    assert_eq!(hit.len(), 1);
+    assert_eq!(ops[0].node.as_ref(), hit.keys().next());
+    let (killed, ops) = kill_and_recover(TargetSpec::Majority, 3).await;
+    assert_eq!(killed, 2);
+    assert!(
+        matches!(&ops[1].value, Value::Nodes(m) if m.len() == 2),
+        "{ops:?}"
+    );
+}
+
+fn append(key: i64, element: i64) -> ListAppendMop {
+    ListAppendMop::Append { key, element }
+}
+
+fn read(key: i64) -> ListAppendMop {
+    ListAppendMop::Read { key, list: None }
+}
+
+/// Stop-start on a seed-era sqlite3-local node: the endpoint is stopped with SIGTERM (it logs
+/// a clean shutdown), refuses requests while stopped, and after the recovery reads back the
+/// appends made before the fault: the same database was reopened.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stop_start_closes_the_database_and_reopens_the_same_one() {
+    let _serial = SERIAL.lock().await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let endpoints = local_endpoints(dir.path(), 1).await;
+    let url = endpoints[0].lock().await.url();
+    let client = EndpointClient::<Lww>::new(&url).expect("client");
+    for x in 1..=3 {
+        let r = client.txn("txn", &[append(7, x)]).await;
+        assert!(matches!(r, Outcome::Ok(_)), "{r:?}");
+    }
+    let targets = endpoint_targets(&endpoints);
+    let rec = Recorder::new();
+    let mut rng = fastrand::Rng::with_seed(1);
+    let plan = plan(Fault::StopStart, TargetSpec::All);
+    let active = targets
+        .start(Fault::StopStart, &plan, &mut rng, &rec)
+        .await
+        .expect("a stop to heal");
+    assert_eq!(endpoints[0].lock().await.pid(), None);
+    let r = client.txn("txn", &[read(7)]).await;
+    assert!(
+        matches!(r, Outcome::Fail(ref e) if e == "connection-refused"),
+        "{r:?}"
+    );
+    let log = std::fs::read_to_string(endpoints[0].lock().await.log_path()).expect("log");
+    assert!(
+        log.contains("SIGTERM received") && log.contains("shut down cleanly"),
+        "a clean close on SIGTERM:\n{log}"
+    );
+    targets.heal(active, &mut rng, &rec).await;
+    let r = client.txn("txn", &[read(7)]).await;
+    let Outcome::Ok(done) = r else {
+        panic!("{r:?}")
+    };
+    assert_eq!(
+        done,
+        vec![ListAppendMop::Read {
+            key: 7,
+            list: Some(vec![1, 2, 3])
+        }],
+        "the appends made before the stop are read back"
+    );
+    let ops = nemesis_ops(&rec);
+    let fs: Vec<&str> = ops.iter().map(|op| op.f.as_str()).collect();
+    assert_eq!(fs, ["stop-nodes", "start-nodes"]);
+    assert_eq!(ops[0].value, nodes(&[("n1", kw("stopped"))]));
+    assert!(ops.iter().all(|op| op.error.is_none()), "{ops:?}");
+}
+
+/// PostgreSQL, the stand-in and one seed-era `powersync` endpoint under libfaketime.
+struct Synced {
+    endpoint: Arc<Mutex<Endpoint>>,
+    _standin: Standin,
+    _database: Database,
+    _dir: tempfile::TempDir,
+}
+
+async fn synced_under_faketime() -> Synced {
+    use harness::model::Model;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let bins = binaries();
+    let database = Database::start(&Lww::SCHEMA, runner::ENDPOINT_KEYS)
+        .await
+        .expect("PostgreSQL starts");
+    let key = testkit::TestKey::primary();
+    let standin = Standin::start(
+        &bins.standin,
+        &dir.path().join("standin"),
+        &database.uri(),
+        key.jwks(),
+        Lww::STANDIN,
+    )
+    .await
+    .expect("stand-in starts");
+    let private = testkit::keys::primary_private_jwk()
+        .expect("key")
+        .to_string();
+    let config = EndpointConfig {
+        powersync_url: Some(standin.url()),
+        pg_port: Some(database.port()),
+        jwks_private_key: Some(base64::engine::general_purpose::STANDARD.encode(private)),
+        ..seed_config("n1", "powersync")
+    };
+    let faketime = topology::faketime_lib().unwrap_or_else(|e| panic!("{e}"));
+    let endpoint = Endpoint::start_with_clock(
+        &bins.endpoint,
+        &dir.path().join("n1"),
+        config,
+        Some(faketime),
+    )
+    .await
+    .expect("endpoint starts");
+    Synced {
+        endpoint: Arc::new(Mutex::new(endpoint)),
+        _standin: standin,
+        _database: database,
+        _dir: dir,
+    }
+}
+
+/// `status.lastSyncedAt` of `GET /powersync`.
+async fn last_synced_at(url: &str) -> Option<SystemTime> {
+    let status: serde_json::Value = reqwest::Client::builder()
+        .no_proxy()
+        .build()
+        .ok()?
+        .get(format!("{url}/powersync"))
+        .send()
+        .await
+        .ok()?
+        .json()
+        .await
+        .ok()?;
+    humantime::parse_rfc3339(status["status.lastSyncedAt"].as_str()?).ok()
+}
+
+/// How far `t` is from the true time now, in seconds (positive: ahead).
+fn skew(t: SystemTime) -> f64 {
+    match t.duration_since(SystemTime::now()) {
+        Ok(ahead) => ahead.as_secs_f64(),
+        Err(behind) => -behind.duration().as_secs_f64(),
+    }
+}
+
+/// Appends through the endpoint (each upload brings a new checkpoint down) until its
+/// `lastSyncedAt` is `want` seconds from the true time, give or take `slack`; returns the skew
+/// seen.
+async fn synced_with_skew(
+    client: &EndpointClient<Lww>,
+    url: &str,
+    element: &AtomicI64,
+    want: f64,
+    slack: f64,
+) -> f64 {
+    testkit::eventually_async(
+        format!("lastSyncedAt {want} s from the true time"),
+        Duration::from_secs(30),
+        || async move {
+            let x = element.fetch_add(1, Ordering::Relaxed);
+            let _ = client.txn("txn", &[append(1, x)]).await;
+            let s = skew(last_synced_at(url).await?);
+            ((s - want).abs() <= slack).then_some(s)
+        },
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// A clock bump moves the synced node's `status.lastSyncedAt` (the core stamps each completed
+/// checkpoint with the wall clock) by the bump; the reset brings it back to the true time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clock_bump_shows_in_last_synced_at_and_the_reset_undoes_it() {
+    let _serial = SERIAL.lock().await;
+    let synced = synced_under_faketime().await;
+    let url = synced.endpoint.lock().await.url();
+    let client = EndpointClient::<Lww>::new(&url).expect("client");
+    let element = AtomicI64::new(1);
+    // Before the fault: true time.
+    synced_with_skew(&client, &url, &element, 0.0, 5.0).await;
+    let targets = endpoint_targets(std::slice::from_ref(&synced.endpoint));
+    let rec = Recorder::new();
+    let mut rng = fastrand::Rng::with_seed(1);
+    let plan = plan(Fault::ClockBump, TargetSpec::All);
+    let bump = plan.clock.bump_ms as f64 / 1000.0;
+    let active = targets
+        .start(Fault::ClockBump, &plan, &mut rng, &rec)
+        .await
+        .expect("a bump to reset");
+    let seen = synced_with_skew(&client, &url, &element, bump, 5.0).await;
+    assert!(seen > bump / 2.0, "{seen}");
+    targets.heal(active, &mut rng, &rec).await;
+    synced_with_skew(&client, &url, &element, 0.0, 5.0).await;
+    let ops = nemesis_ops(&rec);
+    let fs: Vec<&str> = ops.iter().map(|op| op.f.as_str()).collect();
+    assert_eq!(fs, ["bump-clock", "reset-clock"]);
+    assert_eq!(
+        ops[0].value,
+        nodes(&[("n1", NodeResult::Int(plan.clock.bump_ms))])
+    );
+    assert_eq!(ops[1].value, nodes(&[("n1", NodeResult::Int(0))]));
+}
