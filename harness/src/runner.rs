@@ -362,6 +362,7 @@ fn validate(opts: &RunOpts) -> Result<()> {
             "--key-count must be 1..={ENDPOINT_KEYS}: the endpoint seeds and accepts keys 0..=99"
         )));
     }
+    validate_targets(opts)?;
     if opts.faults.iter().any(|f| f.is_clock())
         && (opts.clock.bump_ms == 0
             || opts.clock.strobe_ms == 0
@@ -415,6 +416,36 @@ fn validate(opts: &RunOpts) -> Result<()> {
         return Err(Error::Options(
             "--rate and --concurrency must be positive".into(),
         ));
+    }
+    Ok(())
+}
+
+/// Every `--nemesis-targets` spec must name an endpoint for every endpoint fault (Jepsen's
+/// `minority` of one node is empty), checked before anything starts.
+fn validate_targets(opts: &RunOpts) -> Result<()> {
+    let own_db = opts
+        .nodes
+        .iter()
+        .filter(|n| !opts.postgres_nodes.contains(n))
+        .count();
+    // The seed era starts no endpoint on a PostgreSQL node; the latest era starts one per node.
+    let endpoints = if opts.workload.is_mww() {
+        opts.nodes.len()
+    } else {
+        own_db
+    };
+    for f in opts.faults.iter().filter(|f| f.targets_endpoints()) {
+        let n = if *f == Fault::StopStart {
+            own_db
+        } else {
+            endpoints
+        };
+        if let Some(spec) = opts.nemesis_targets.iter().find(|s| s.count(n) == 0) {
+            return Err(Error::Options(format!(
+                "nemesis {f} with --nemesis-targets {spec} names none of the {n} endpoint(s) \
+                 it may act on"
+            )));
+        }
     }
     Ok(())
 }

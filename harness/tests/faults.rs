@@ -411,11 +411,10 @@ async fn clock_bump_shows_in_last_synced_at_and_the_reset_undoes_it() {
     assert_eq!(ops[1].value, nodes(&[("n1", NodeResult::Int(0))]));
 }
 
-/// A short latest-era run under `faults` on `targets`: n1 a PostgreSQL node, n2 and n3
-/// PowerSync nodes, a fault every second.
-async fn latest_run(faults: &[Fault], targets: &[TargetSpec]) -> (RunOutcome, tempfile::TempDir) {
-    let store = tempfile::tempdir().expect("temp dir");
-    let opts = RunOpts {
+/// A short latest-era run's options under `faults` on `targets`: n1 a PostgreSQL node, n2 and
+/// n3 PowerSync nodes, a fault every second.
+fn latest_opts(faults: &[Fault], targets: &[TargetSpec], store: &Path) -> RunOpts {
+    RunOpts {
         workload: Workload::PsRwPgRw,
         era: Era::Latest(LatestOpts {
             keys_txn: 4,
@@ -436,14 +435,40 @@ async fn latest_run(faults: &[Fault], targets: &[TargetSpec]) -> (RunOutcome, te
         nemesis_interval: Duration::from_secs(1),
         seed: 4,
         key_count: runner::ENDPOINT_KEYS,
-        store: store.path().to_path_buf(),
+        store: store.to_path_buf(),
         binaries: binaries(),
         progress: false,
         client_timeout: None,
         checker: CheckerOpts::default(),
-    };
+    }
+}
+
+/// Runs [`latest_opts`].
+async fn latest_run(faults: &[Fault], targets: &[TargetSpec]) -> (RunOutcome, tempfile::TempDir) {
+    let store = tempfile::tempdir().expect("temp dir");
+    let opts = latest_opts(faults, targets, store.path());
     let outcome = runner::run(&opts).await.unwrap_or_else(|e| panic!("{e}"));
     (outcome, store)
+}
+
+/// A target spec that names no endpoint, or a clock fault that moves nothing, is refused
+/// before anything starts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn faults_that_would_change_nothing_are_refused() {
+    let store = tempfile::tempdir().expect("temp dir");
+    let mut opts = latest_opts(&[Fault::StopStart], &[TargetSpec::Minority], store.path());
+    // One PowerSync node: its minority is empty.
+    opts.nodes.truncate(2);
+    opts.concurrency = 2;
+    let mut zero_bump = latest_opts(&[Fault::ClockBump], &[TargetSpec::All], store.path());
+    zero_bump.clock.bump_ms = 0;
+    for (opts, says) in [(opts, "names none of the 1"), (zero_bump, "must not be 0")] {
+        let err = runner::run(&opts).await.expect_err("refused");
+        assert!(matches!(err, harness::Error::Options(_)), "{err}");
+        assert!(err.to_string().contains(says), "{err}");
+    }
+    let started = std::fs::read_dir(store.path()).expect("store").count();
+    assert_eq!(started, 0, "nothing was started");
 }
 
 /// The run's nemesis operations, from its stored history.
