@@ -155,6 +155,14 @@ pub enum TargetSpec {
 }
 
 impl TargetSpec {
+    /// Every spec.
+    pub const ALL: [TargetSpec; 4] = [
+        TargetSpec::One,
+        TargetSpec::Minority,
+        TargetSpec::Majority,
+        TargetSpec::All,
+    ];
+
     /// How many of `n` endpoints this spec names.
     pub fn count(self, n: usize) -> usize {
         let majority = n / 2 + 1;
@@ -185,15 +193,14 @@ impl TargetSpec {
 impl FromStr for TargetSpec {
     type Err = Error;
     fn from_str(s: &str) -> Result<TargetSpec> {
-        match s {
-            "one" => Ok(TargetSpec::One),
-            "minority" => Ok(TargetSpec::Minority),
-            "majority" => Ok(TargetSpec::Majority),
-            "all" => Ok(TargetSpec::All),
-            other => Err(Error::Options(format!(
-                "unknown nemesis target {other:?} (one, minority, majority, all)"
-            ))),
-        }
+        TargetSpec::ALL
+            .into_iter()
+            .find(|spec| spec.to_string() == s)
+            .ok_or_else(|| {
+                Error::Options(format!(
+                    "unknown nemesis target {s:?} (one, minority, majority, all)"
+                ))
+            })
     }
 }
 
@@ -721,25 +728,12 @@ mod tests {
         let list = |s: &str| s.split(',').map(str::to_owned).collect::<Vec<_>>();
         assert_eq!(
             parse_targets(&list("one,minority,majority,all,one")).unwrap(),
-            vec![
-                TargetSpec::One,
-                TargetSpec::Minority,
-                TargetSpec::Majority,
-                TargetSpec::All
-            ]
+            TargetSpec::ALL
         );
         assert_eq!(parse_targets(&[]).unwrap(), vec![TargetSpec::One]);
         assert!(parse_targets(&list("primaries")).is_err());
         // (one, minority, majority, all) of n, as Jepsen's util/majority: n/2 + 1.
-        let counts = |n| {
-            [
-                TargetSpec::One,
-                TargetSpec::Minority,
-                TargetSpec::Majority,
-                TargetSpec::All,
-            ]
-            .map(|s| s.count(n))
-        };
+        let counts = |n| TargetSpec::ALL.map(|s| s.count(n));
         assert_eq!(counts(1), [1, 0, 1, 1]);
         assert_eq!(counts(2), [1, 1, 2, 2]);
         assert_eq!(counts(3), [1, 1, 2, 3]);

@@ -82,17 +82,7 @@ impl Recorder {
 
     /// Records a nemesis operation (Jepsen's `:nemesis` process, type `info`).
     pub fn nemesis(&self, f: &str, node: Option<&str>, error: Option<String>) {
-        self.record(Op {
-            index: 0,
-            time: 0,
-            op_type: OpType::Info,
-            process: Process::Named("nemesis".into()),
-            f: f.to_owned(),
-            value: Value::None,
-            node: node.map(str::to_owned),
-            final_read: false,
-            error,
-        });
+        self.nemesis_op(f, Value::None, node.map(str::to_owned), error);
     }
 
     /// Records a nemesis operation on several nodes: its value maps each node to what happened
@@ -107,13 +97,17 @@ impl Recorder {
             [one] => Some(one.clone()),
             _ => None,
         };
+        self.nemesis_op(f, Value::Nodes(nodes), node, error);
+    }
+
+    fn nemesis_op(&self, f: &str, value: Value, node: Option<String>, error: Option<String>) {
         self.record(Op {
             index: 0,
             time: 0,
             op_type: OpType::Info,
             process: Process::Named("nemesis".into()),
             f: f.to_owned(),
-            value: Value::Nodes(nodes),
+            value,
             node,
             final_read: false,
             error,

@@ -179,22 +179,9 @@ async fn kill_all_leaves_no_endpoint_process_alive_until_the_recovery() {
     assert_eq!(killed, 3);
     assert_eq!(ops.len(), 2, "{ops:?}");
     assert_eq!((ops[0].f.as_str(), ops[1].f.as_str()), ("kill", "start"));
-    assert_eq!(
-        ops[0].value,
-        nodes(&[
-            ("n1", kw("killed")),
-            ("n2", kw("killed")),
-            ("n3", kw("killed"))
-        ])
-    );
-    assert_eq!(
-        ops[1].value,
-        nodes(&[
-            ("n1", kw("started")),
-            ("n2", kw("started")),
-            ("n3", kw("started"))
-        ])
-    );
+    let all = |result: &str| nodes(&[("n1", kw(result)), ("n2", kw(result)), ("n3", kw(result))]);
+    assert_eq!(ops[0].value, all("killed"));
+    assert_eq!(ops[1].value, all("started"));
     assert!(ops.iter().all(|op| op.error.is_none() && op.node.is_none()));
 }
 
@@ -502,23 +489,34 @@ fn hit(ops: &[Op], f: &str) -> Vec<Vec<String>> {
         .collect()
 }
 
+/// A latest-era run under `fault` on targets `all` that ends valid, each `start_f` operation
+/// naming exactly `nodes` and followed by a `heal_f` on the same nodes, without errors.
+async fn valid_run_hitting(
+    fault: Fault,
+    (start_f, heal_f): (&str, &str),
+    nodes: &[&str],
+) -> tempfile::TempDir {
+    let (outcome, store) = latest_run(&[fault], &[TargetSpec::All]).await;
+    assert!(outcome.valid(), "{}", verdicts(&outcome));
+    let ops = stored_nemesis_ops(store.path());
+    let faults = hit(&ops, start_f);
+    assert!(!faults.is_empty(), "{ops:?}");
+    assert!(faults.iter().all(|k| k == nodes), "{faults:?}");
+    assert_eq!(
+        faults,
+        hit(&ops, heal_f),
+        "each recovery heals what the fault hit"
+    );
+    assert!(ops.iter().all(|op| op.error.is_none()), "{ops:?}");
+    store
+}
+
 /// With targets `all`, every kill takes down every endpoint (the PostgreSQL node's too, as
 /// Jepsen's db nemesis acts on every node), and the run still ends valid after the recovery.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_run_under_kill_all_ends_valid() {
     let _serial = SERIAL.lock().await;
-    let (outcome, store) = latest_run(&[Fault::Kill], &[TargetSpec::All]).await;
-    assert!(outcome.valid(), "{}", verdicts(&outcome));
-    let ops = stored_nemesis_ops(store.path());
-    let kills = hit(&ops, "kill");
-    assert!(!kills.is_empty(), "{ops:?}");
-    assert!(kills.iter().all(|k| k == &["n1", "n2", "n3"]), "{kills:?}");
-    assert_eq!(
-        kills,
-        hit(&ops, "start"),
-        "each recovery restarts what was killed"
-    );
-    assert!(ops.iter().all(|op| op.error.is_none()), "{ops:?}");
+    valid_run_hitting(Fault::Kill, ("kill", "start"), &["n1", "n2", "n3"]).await;
 }
 
 /// Latest-era stop-start closes the PowerSync nodes' databases through `GET /db-api/close`
@@ -526,19 +524,18 @@ async fn a_run_under_kill_all_ends_valid() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_latest_era_run_under_stop_start_closes_through_the_db_api_and_ends_valid() {
     let _serial = SERIAL.lock().await;
-    let (outcome, store) = latest_run(&[Fault::StopStart], &[TargetSpec::All]).await;
-    assert!(outcome.valid(), "{}", verdicts(&outcome));
-    let ops = stored_nemesis_ops(store.path());
-    let stops = hit(&ops, "stop-nodes");
-    assert!(!stops.is_empty(), "{ops:?}");
-    assert!(stops.iter().all(|s| s == &["n2", "n3"]), "{stops:?}");
-    assert_eq!(stops, hit(&ops, "start-nodes"));
-    assert!(ops.iter().all(|op| op.error.is_none()), "{ops:?}");
+    let store = valid_run_hitting(
+        Fault::StopStart,
+        ("stop-nodes", "start-nodes"),
+        &["n2", "n3"],
+    )
+    .await;
+    let stops = hit(&stored_nemesis_ops(store.path()), "stop-nodes").len();
     for node in ["n2", "n3"] {
         let log =
             std::fs::read_to_string(store.path().join(node).join("endpoint.log")).expect("log");
         let closes = log.matches("db-api close: {\"db\":\"closed\"}").count();
-        assert_eq!(closes, stops.len(), "{node}: one close per stop");
+        assert_eq!(closes, stops, "{node}: one close per stop");
     }
 }
 
