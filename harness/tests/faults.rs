@@ -85,16 +85,16 @@ fn plan(fault: Fault, spec: TargetSpec) -> Plan {
     }
 }
 
+/// The state letter of process `pid` in `/proc/<pid>/stat` (`R`, `S`, `T` stopped, `Z`), if it
+/// exists.
+fn process_state(pid: u32) -> Option<char> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat.rsplit(')').next()?.trim_start().chars().next()
+}
+
 /// Whether process `pid` exists (and is not a zombie).
 fn alive(pid: u32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
-        !stat
-            .rsplit(')')
-            .next()
-            .unwrap_or("")
-            .trim_start()
-            .starts_with('Z')
-    })
+    process_state(pid).is_some_and(|s| s != 'Z')
 }
 
 fn nodes(pairs: &[(&str, NodeResult)]) -> Value {
@@ -388,14 +388,78 @@ async fn clock_bump_shows_in_last_synced_at_and_the_reset_undoes_it() {
     assert!(seen > bump / 2.0, "{seen}");
     targets.heal(active, &mut rng, &rec).await;
     synced_with_skew(&client, &url, &element, 0.0, 5.0).await;
+    // A strobe: checkpoints stamped on both sides of the flip, 10 s ahead and true time.
+    let strobe = plan.clock.strobe_ms as f64 / 1000.0;
+    let active = targets
+        .start(Fault::ClockStrobe, &plan, &mut rng, &rec)
+        .await
+        .expect("a strobe to reset");
+    synced_with_skew(&client, &url, &element, strobe, 2.0).await;
+    synced_with_skew(&client, &url, &element, 0.0, 2.0).await;
+    synced_with_skew(&client, &url, &element, strobe, 2.0).await;
+    targets.heal(active, &mut rng, &rec).await;
     let ops = nemesis_ops(&rec);
     let fs: Vec<&str> = ops.iter().map(|op| op.f.as_str()).collect();
-    assert_eq!(fs, ["bump-clock", "reset-clock"]);
+    assert_eq!(
+        fs,
+        ["bump-clock", "reset-clock", "strobe-clock", "reset-clock"]
+    );
+    let offset = |ms| nodes(&[("n1", NodeResult::Int(ms))]);
+    assert_eq!(ops[0].value, offset(plan.clock.bump_ms));
+    assert_eq!(ops[1].value, offset(0));
+    assert_eq!(ops[2].value, offset(plan.clock.strobe_ms));
+    assert_eq!(ops[3].value, offset(0));
+    // The reset stopped the strobe: the clock stays at true time.
+    let clock = synced.endpoint.lock().await.clock().expect("clock");
+    for _ in 0..3 {
+        tokio::time::sleep(plan.clock.strobe_period).await;
+        let text = std::fs::read_to_string(clock.path()).expect("clock file");
+        assert_eq!(text.trim(), "+0.000");
+    }
+}
+
+/// Pause with target `all`: every endpoint process is stopped (state `T`) and a request times
+/// out until the recovery resumes them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pause_all_stops_every_endpoint_process_until_the_recovery() {
+    let _serial = SERIAL.lock().await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let endpoints = local_endpoints(dir.path(), 2).await;
+    let targets = endpoint_targets(&endpoints);
+    let rec = Recorder::new();
+    let mut rng = fastrand::Rng::with_seed(1);
+    let plan = plan(Fault::Pause, TargetSpec::All);
+    let pids: Vec<u32> = pids(&endpoints).await.into_iter().flatten().collect();
+    assert_eq!(pids.len(), 2);
+    let active = targets
+        .start(Fault::Pause, &plan, &mut rng, &rec)
+        .await
+        .expect("a pause to heal");
+    for &pid in &pids {
+        testkit::eventually(format!("{pid} stopped"), Duration::from_secs(5), || {
+            process_state(pid) == Some('T')
+        })
+        .unwrap_or_else(|e| panic!("{e}"));
+    }
+    let url = endpoints[0].lock().await.url();
+    let client =
+        EndpointClient::<Lww>::with_timeout(&url, Duration::from_millis(300)).expect("client");
+    let r = client.txn("txn", &[read(1)]).await;
+    assert!(matches!(r, Outcome::Info(ref e) if e == "timeout"), "{r:?}");
+    targets.heal(active, &mut rng, &rec).await;
+    for &pid in &pids {
+        assert_ne!(process_state(pid), Some('T'), "{pid} resumed");
+    }
+    let client = EndpointClient::<Lww>::new(&url).expect("client");
+    let r = client.txn("txn", &[read(1)]).await;
+    assert!(matches!(r, Outcome::Ok(_)), "{r:?}");
+    let ops = nemesis_ops(&rec);
+    let fs: Vec<&str> = ops.iter().map(|op| op.f.as_str()).collect();
+    assert_eq!(fs, ["pause", "resume"]);
     assert_eq!(
         ops[0].value,
-        nodes(&[("n1", NodeResult::Int(plan.clock.bump_ms))])
+        nodes(&[("n1", kw("paused")), ("n2", kw("paused"))])
     );
-    assert_eq!(ops[1].value, nodes(&[("n1", NodeResult::Int(0))]));
 }
 
 /// A short latest-era run's options under `faults` on `targets`: n1 a PostgreSQL node, n2 and
