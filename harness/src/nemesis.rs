@@ -19,9 +19,9 @@
 //! picked by a node specification of Jepsen's combined nemesis (`jepsen.nemesis.combined/
 //! db-nodes`), one chosen at random from `--nemesis-targets` for each fault: `one` (a random
 //! endpoint), `minority` (`majority - 1` random ones: none of one endpoint, which is refused),
-//! `majority` (`⌊n/2⌋ + 1` random ones), `all`. The recovery acts on exactly the endpoints the fault hit. Each fault
-//! and each recovery is one operation whose value maps every target node to what happened
-//! there, as Jepsen's completed nemesis operations: `{"n1" :killed, "n2" :killed}`, a bump's
+//! `majority` (`⌊n/2⌋ + 1` random ones), `all`. The recovery acts on exactly the endpoints the
+//! fault hit. Each fault and each recovery is one operation whose value maps every target node
+//! to what happened there, as Jepsen's completed nemesis operations: `{"n1" :killed, "n2" :killed}`, a bump's
 //! `{"n1" 60000}` (the offset in ms); `:node` names the node when there is one. A node where
 //! the action failed gets `:error` and the operation an `:error` text naming it. Kill, pause
 //! and the clock faults pick from every endpoint (Jepsen's db nemesis acts on every node);
@@ -31,7 +31,9 @@
 //! The clock faults need the endpoints under libfaketime (see [`crate::topology::Endpoint`]):
 //! the run starts them so when a clock fault is asked for. A clock fault moves the wall clock
 //! only (the monotonic clock, timers and timeouts, runs on), as Jepsen's clock nemesis steps
-//! the system clock.
+//! the system clock. In the latest era the reset bites hard: the next checkpoint's
+//! `lastSyncedAt` is older than one stamped during the bump, and the endpoint's status monitor
+//! (the Dart endpoint's) logs an error and exits 10.
 //!
 //! The disconnect faults act on the latest era's PowerSync endpoints only (never on the
 //! `--endpoint postgresql` nodes), one nemesis operation per node. After the main phase
@@ -405,7 +407,8 @@ impl Targets {
         out
     }
 
-    /// Starts `fault` (on endpoints picked by one of `specs`); what to heal, if anything.
+    /// Starts `fault` (an endpoint fault on endpoints picked by one of `plan`'s target specs),
+    /// recorded as nemesis operations; what to heal, if anything.
     pub async fn start(
         &self,
         fault: Fault,
