@@ -123,6 +123,11 @@ pub struct RunArgs {
     /// seed era, 3 latest era).
     #[arg(long)]
     client_timeout: Option<f64>,
+    /// One-way latency in milliseconds of every link between nodes: endpoint → PostgreSQL,
+    /// endpoint → stand-in, PostgreSQL clients → PostgreSQL (a TCP relay in the harness; the
+    /// seed's nodes were separate hosts). 0 connects directly.
+    #[arg(long, default_value_t = runner::DEFAULT_LINK_LATENCY_MS)]
+    link_latency: f64,
     /// Latest-era workloads: keys written per transaction.
     #[arg(long, default_value_t = 4)]
     keys_txn: usize,
@@ -218,6 +223,14 @@ impl RunArgs {
             store,
             binaries,
             progress: !self.no_progress,
+            link_latency: Duration::try_from_secs_f64(self.link_latency / 1000.0).map_err(
+                |_| {
+                    harness::Error::Options(format!(
+                        "--link-latency {} is not a duration in milliseconds",
+                        self.link_latency
+                    ))
+                },
+            )?,
             client_timeout: self
                 .client_timeout
                 .map(|t| secs("client-timeout", t))

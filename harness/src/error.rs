@@ -6,26 +6,11 @@ use std::path::PathBuf;
 /// [`checkers`] crate's error, wrapped).
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    /// A wire response is not valid JSON.
-    #[error("line {line}: invalid JSON: {source}")]
-    Json {
-        /// 1-based line number (1 for a single document).
-        line: usize,
-        /// What serde_json reported.
-        source: serde_json::Error,
-    },
-    /// EDN text in a wire response could not be parsed.
-    #[error("line {line}: invalid EDN: {reason}")]
-    Edn {
-        /// 1-based line number where the problem was found.
-        line: usize,
-        /// What was wrong.
-        reason: String,
-    },
     /// An endpoint response does not have the documented wire shape.
     #[error("invalid endpoint response: {0}")]
     Wire(String),
-    /// A history could not be read or checked.
+    /// A history or a wire response could not be parsed (its JSON or EDN is invalid), or a
+    /// history could not be checked.
     #[error(transparent)]
     Checkers(#[from] checkers::Error),
     /// A file could not be read.
@@ -53,6 +38,14 @@ pub enum Error {
         name: String,
         /// What failed.
         reason: String,
+    },
+    /// A latency link could not listen.
+    #[error("link to {target}: {source}")]
+    Link {
+        /// Where the link leads.
+        target: std::net::SocketAddr,
+        /// The socket error.
+        source: std::io::Error,
     },
     /// A process did not become healthy.
     #[error("{name} did not start: {reason}; log tail:\n{log_tail}")]

@@ -270,6 +270,7 @@ pub fn write_run(
             "anomalies": opts.checker.anomalies,
             "cycle-search-timeout-ms": opts.checker.cycle_search_timeout.as_millis() as u64,
             "client-timeout-secs": opts.client_timeout.map(|t| t.as_secs_f64()),
+            "link-latency-ms": opts.link_latency.as_secs_f64() * 1000.0,
             "key-count": seed.map_or(opts.key_count, |s| s.generator.elle.key_count),
             "table-keys": opts.key_count,
             "key-dist": seed.map(|s| s.generator.elle.key_dist.to_string()),

@@ -4,6 +4,7 @@
 //! ([`Lww`] for the seed era, [`Mww`] for the latest).
 
 use std::collections::BTreeMap;
+use std::net::SocketAddr;
 use std::ops::{Deref, DerefMut};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -17,11 +18,12 @@ use crate::check::Verdict;
 use crate::client::Outcome;
 use crate::error::{Error, Result};
 use crate::history::{History, Key, Op, OpType, Process};
+use crate::link::Link;
 use crate::model::{ClientTarget, Common, Lww, Model, Mww, Settled, Started};
 use crate::nemesis::{self, ClockOpts, Fault, Plan, TargetSpec, Targets};
 use crate::recorder::Recorder;
 use crate::report;
-use crate::topology::{Binaries, Database, Endpoint, Standin};
+use crate::topology::{Binaries, Database, Endpoint, EndpointConfig, Standin};
 use crate::workload::{GeneratorOpts, Workload};
 
 /// The keys the endpoint seeds (and accepts): 0..=99.
@@ -71,6 +73,10 @@ pub struct RunOpts {
     pub binaries: Binaries,
     /// Show a progress bar on stderr.
     pub progress: bool,
+    /// One-way latency of every link between nodes (endpoint → PostgreSQL, endpoint →
+    /// stand-in, PostgreSQL clients → PostgreSQL), through a [`Link`] each; zero connects
+    /// directly.
+    pub link_latency: Duration,
     /// The clients' connect and request timeout (`None`: the era's, 1 s seed, 3 s latest).
     pub client_timeout: Option<Duration>,
     /// Jepsen's checker options.
@@ -150,15 +156,66 @@ impl RunOutcome {
     }
 }
 
+/// The default one-way latency of the links between nodes, in milliseconds: a LAN's 1 ms round
+/// trip (see [`crate::link`]). With it, the seed's own `ps-wo-pg-ro` command finds the seed's
+/// non-atomic uploads; on bare loopback it almost never does.
+pub const DEFAULT_LINK_LATENCY_MS: f64 = 0.5;
+
 /// The started processes.
 #[derive(Default)]
 struct Topology {
     database: Option<Database>,
     standin: Option<Arc<Mutex<Standin>>>,
     endpoints: Vec<Arc<Mutex<Endpoint>>>,
+    /// Dropped with the topology, after [`Topology::teardown`] stopped the processes whose
+    /// connections they carry.
+    links: Vec<Link>,
 }
 
 impl Topology {
+    /// Routes an endpoint's connections to PostgreSQL and the stand-in through links of
+    /// their own (one per node, so that a node's links can differ), when `latency` is set.
+    async fn link_endpoint(
+        &mut self,
+        mut config: EndpointConfig,
+        latency: Duration,
+    ) -> Result<EndpointConfig> {
+        if latency.is_zero() {
+            return Ok(config);
+        }
+        if let Some(port) = config.pg_port {
+            config.pg_port = Some(self.link(port, latency).await?);
+        }
+        if let Some(url) = &config.powersync_url {
+            let mut url = reqwest::Url::parse(url)
+                .map_err(|e| Error::Options(format!("stand-in URL {url:?}: {e}")))?;
+            let port = url
+                .port_or_known_default()
+                .ok_or_else(|| Error::Options(format!("stand-in URL {url} has no port")))?;
+            let linked = self.link(port, latency).await?;
+            // A URL with a host always takes a port.
+            let _ = url.set_port(Some(linked));
+            config.powersync_url = Some(url.to_string().trim_end_matches('/').to_owned());
+        }
+        Ok(config)
+    }
+
+    /// The URI the harness's own PostgreSQL clients use: through a link when `latency` is set.
+    async fn link_uri(&mut self, db: &Database, latency: Duration) -> Result<String> {
+        if latency.is_zero() {
+            return Ok(db.uri());
+        }
+        let port = self.link(db.port(), latency).await?;
+        Ok(db.uri_on_port(port))
+    }
+
+    async fn link(&mut self, port: u16, latency: Duration) -> Result<u16> {
+        let link = Link::start(SocketAddr::from(([127, 0, 0, 1], port)), latency).await?;
+        let linked = link.port();
+        self.links.push(link);
+        Ok(linked)
+    }
+
     async fn teardown(&self) {
         for e in &self.endpoints {
             e.lock().await.teardown().await;
@@ -567,6 +624,7 @@ async fn phases<M: Model>(
         let Some(config) = M::endpoint(opts, era, name, postgres, &common) else {
             continue;
         };
+        let config = topo.link_endpoint(config, opts.link_latency).await?;
         let e = Endpoint::start_with_clock(
             &opts.binaries.endpoint,
             &opts.store.join(name),
@@ -601,11 +659,10 @@ async fn phases<M: Model>(
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut clients = JoinSet::new();
     let deadline = tokio::time::Instant::now() + opts.time_limit;
-    let pg_uri = started
-        .database
-        .as_ref()
-        .map(Database::uri)
-        .unwrap_or_default();
+    let pg_uri = match &started.database {
+        Some(db) => topo.link_uri(db, opts.link_latency).await?,
+        None => String::new(),
+    };
     for i in 0..opts.concurrency {
         let node = opts.nodes[i % opts.nodes.len()].clone();
         let postgres = opts.postgres_nodes.contains(&node);

@@ -491,6 +491,7 @@ fn latest_opts(faults: &[Fault], targets: &[TargetSpec], store: &Path) -> RunOpt
         progress: false,
         client_timeout: None,
         checker: CheckerOpts::default(),
+        link_latency: Duration::from_micros(500),
     }
 }
 

@@ -3,7 +3,6 @@
 
 mod common;
 
-use std::collections::BTreeMap;
 use std::time::Duration;
 
 use common::core_client::CoreClient;
@@ -14,22 +13,6 @@ use standin::StandIn;
 use testkit::TestKey;
 
 const MAX_OP_ID: i64 = i64::MAX;
-
-async fn table_rows(db: &tokio_postgres::Client) -> BTreeMap<String, (i64, i64)> {
-    db.query("SELECT id, k, v FROM lww", &[])
-        .await
-        .unwrap()
-        .iter()
-        .map(|r| {
-            (
-                r.get(0),
-                (i64::from(r.get::<_, i32>(1)), i64::from(r.get::<_, i32>(2))),
-            )
-        })
-        .collect()
-}
-
-const LWW: &str = "CREATE TABLE lww (id text PRIMARY KEY, k integer NOT NULL, v integer NOT NULL)";
 
 #[tokio::test]
 async fn snapshot_and_whole_transactions_reach_the_core() {

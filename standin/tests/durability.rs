@@ -9,7 +9,6 @@
 
 mod common;
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -19,22 +18,6 @@ use common::*;
 use serde_json::Value;
 use standin::StandIn;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-
-const LWW: &str = "CREATE TABLE lww (id text PRIMARY KEY, k integer NOT NULL, v integer NOT NULL)";
-
-async fn table_rows(db: &tokio_postgres::Client) -> BTreeMap<String, (i64, i64)> {
-    db.query("SELECT id, k, v FROM lww", &[])
-        .await
-        .unwrap()
-        .iter()
-        .map(|r| {
-            (
-                r.get(0),
-                (i64::from(r.get::<_, i32>(1)), i64::from(r.get::<_, i32>(2))),
-            )
-        })
-        .collect()
-}
 
 /// Polls `query` (one boolean) until it is true.
 async fn wait_for_sql(db: &tokio_postgres::Client, query: &str, what: &str) {

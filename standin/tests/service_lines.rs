@@ -4,7 +4,6 @@
 
 mod common;
 
-use std::collections::BTreeMap;
 use std::time::Duration;
 
 use common::core_client::CoreClient;
@@ -12,22 +11,6 @@ use common::*;
 use serde_json::Value;
 use standin::StandIn;
 use testkit::TestKey;
-
-const LWW: &str = "CREATE TABLE lww (id text PRIMARY KEY, k integer NOT NULL, v integer NOT NULL)";
-
-async fn table_rows(db: &tokio_postgres::Client) -> BTreeMap<String, (i64, i64)> {
-    db.query("SELECT id, k, v FROM lww", &[])
-        .await
-        .unwrap()
-        .iter()
-        .map(|r| {
-            (
-                r.get(0),
-                (i64::from(r.get::<_, i32>(1)), i64::from(r.get::<_, i32>(2))),
-            )
-        })
-        .collect()
-}
 
 #[tokio::test]
 async fn bson_when_preferred_ndjson_otherwise_and_the_core_applies_bson() {

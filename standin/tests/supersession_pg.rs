@@ -6,7 +6,7 @@
 
 mod common;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::time::Duration;
 
 use common::core_client::CoreClient;
@@ -14,22 +14,6 @@ use common::*;
 use serde_json::Value;
 use standin::StandIn;
 use tokio::sync::mpsc;
-
-const LWW: &str = "CREATE TABLE lww (id text PRIMARY KEY, k integer NOT NULL, v integer NOT NULL)";
-
-async fn table_rows(db: &tokio_postgres::Client) -> BTreeMap<String, (i64, i64)> {
-    db.query("SELECT id, k, v FROM lww", &[])
-        .await
-        .unwrap()
-        .iter()
-        .map(|r| {
-            (
-                r.get(0),
-                (i64::from(r.get::<_, i32>(1)), i64::from(r.get::<_, i32>(2))),
-            )
-        })
-        .collect()
-}
 
 async fn line(rx: &mut mpsc::Receiver<axum::body::Bytes>) -> Value {
     let bytes = tokio::time::timeout(Duration::from_secs(60), rx.recv())

@@ -18,22 +18,6 @@ use standin::store::{BucketInfo, Op, OpKind, Store};
 use standin::stream::StreamContext;
 use tokio::sync::{mpsc, watch};
 
-const LWW: &str = "CREATE TABLE lww (id text PRIMARY KEY, k integer NOT NULL, v integer NOT NULL)";
-
-async fn table_rows(db: &tokio_postgres::Client) -> BTreeMap<String, (i64, i64)> {
-    db.query("SELECT id, k, v FROM lww", &[])
-        .await
-        .unwrap()
-        .iter()
-        .map(|r| {
-            (
-                r.get(0),
-                (i64::from(r.get::<_, i32>(1)), i64::from(r.get::<_, i32>(2))),
-            )
-        })
-        .collect()
-}
-
 /// Syncs a fresh core client to `want`; returns every line it read.
 async fn fresh_client_sync(url: &str, want: &BTreeMap<String, (i64, i64)>) -> Vec<Value> {
     let mut client = CoreClient::open();

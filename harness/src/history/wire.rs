@@ -36,7 +36,8 @@ fn wire_error(reason: impl Into<String>) -> Error {
 
 /// The `value` array of micro-op objects `{f, k, v}` in a response body.
 fn mop_objects(body: &str) -> Result<(Json, Vec<Json>)> {
-    let doc: Json = serde_json::from_str(body).map_err(|source| Error::Json { line: 1, source })?;
+    let doc: Json =
+        serde_json::from_str(body).map_err(|source| checkers::Error::Json { line: 1, source })?;
     let mops = doc
         .get("value")
         .and_then(Json::as_array)
@@ -82,10 +83,7 @@ fn list_append_mop(m: &Json) -> Result<ListAppendMop> {
 
 /// Parses an EDN vector string such as `"[1 4 6 7]"`.
 fn edn_ints(s: &str) -> Result<Vec<Element>> {
-    let v = edn::parse_one(s).map_err(|e| match e {
-        checkers::Error::Edn { line, reason } => Error::Edn { line, reason },
-        other => Error::Checkers(other),
-    })?;
+    let v = edn::parse_one(s)?;
     ints(&v).ok_or_else(|| wire_error(format!("read {s:?} is not a vector of integers")))
 }
 
@@ -175,7 +173,7 @@ mod tests {
     fn rejects_bad_seed_responses() {
         assert!(matches!(
             list_append_response("Internal Server Error"),
-            Err(Error::Json { .. })
+            Err(Error::Checkers(checkers::Error::Json { .. }))
         ));
         assert!(matches!(
             list_append_response(r#"{"type":"ok"}"#),
@@ -187,7 +185,7 @@ mod tests {
         ));
         assert!(matches!(
             list_append_response(r#"{"value":[{"f":"r","k":3,"v":"[1 2"}]}"#),
-            Err(Error::Edn { .. })
+            Err(Error::Checkers(checkers::Error::Edn { .. }))
         ));
     }
 

@@ -79,10 +79,13 @@ impl Database {
 
     /// The connection URI of the `postgres` database.
     pub fn uri(&self) -> String {
-        format!(
-            "postgresql://postgres@127.0.0.1:{}/postgres?sslmode=disable",
-            self.port
-        )
+        self.uri_on_port(self.port)
+    }
+
+    /// The connection URI of the `postgres` database as reached on `port` of 127.0.0.1 (a
+    /// [`Link`](crate::link::Link) to it).
+    pub fn uri_on_port(&self, port: u16) -> String {
+        format!("postgresql://postgres@127.0.0.1:{port}/postgres?sslmode=disable")
     }
 
     /// A new connection; its task runs on the current runtime.

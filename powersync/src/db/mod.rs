@@ -216,13 +216,7 @@ impl PowerSyncDatabase {
         R: Send + 'static,
         E: From<Error> + Send + 'static,
     {
-        self.inner
-            .pool
-            .with_writer(true, move |conn| {
-                in_transaction(conn, TransactionBehavior::Immediate, f)
-            })
-            .await
-            .map_err(E::from)?
+        self.writer_transaction(true, f).await
     }
 
     /// A write transaction that does not wake the upload loop: for the wrapper's own writes
@@ -233,9 +227,20 @@ impl PowerSyncDatabase {
         R: Send + 'static,
         E: From<Error> + Send + 'static,
     {
+        self.writer_transaction(false, f).await
+    }
+
+    /// `BEGIN IMMEDIATE` on the writer; `app`: an application write, whose commit wakes the
+    /// upload loop when it changed rows.
+    async fn writer_transaction<R, E, F>(&self, app: bool, f: F) -> Result<R, E>
+    where
+        F: FnOnce(&Transaction<'_>) -> Result<R, E> + Send + 'static,
+        R: Send + 'static,
+        E: From<Error> + Send + 'static,
+    {
         self.inner
             .pool
-            .with_writer(false, move |conn| {
+            .with_writer(app, move |conn| {
                 in_transaction(conn, TransactionBehavior::Immediate, f)
             })
             .await
@@ -271,13 +276,8 @@ impl PowerSyncDatabase {
         P: Params + Send + 'static,
         F: FnMut(&Row<'_>) -> rusqlite::Result<T> + Send + 'static,
     {
-        let sql = sql.to_string();
-        self.read_transaction(move |tx| {
-            let mut stmt = tx.prepare(&sql)?;
-            let rows = stmt
-                .query_map(params, map)?
-                .collect::<rusqlite::Result<Vec<T>>>()?;
-            Ok(rows)
+        self.with_rows(sql, params, move |rows| {
+            rows.mapped(map).collect::<rusqlite::Result<Vec<T>>>()
         })
         .await
     }
@@ -289,14 +289,24 @@ impl PowerSyncDatabase {
         P: Params + Send + 'static,
         F: FnOnce(&Row<'_>) -> rusqlite::Result<T> + Send + 'static,
     {
+        self.with_rows(sql, params, move |mut rows| match rows.next()? {
+            Some(row) => Ok(Some(map(row)?)),
+            None => Ok(None),
+        })
+        .await
+    }
+
+    /// Prepares `sql` in a read transaction, binds `params` and hands the rows to `f`.
+    async fn with_rows<T, P, F>(&self, sql: &str, params: P, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        P: Params + Send + 'static,
+        F: FnOnce(rusqlite::Rows<'_>) -> rusqlite::Result<T> + Send + 'static,
+    {
         let sql = sql.to_string();
         self.read_transaction(move |tx| {
             let mut stmt = tx.prepare(&sql)?;
-            let mut rows = stmt.query(params)?;
-            Ok(match rows.next()? {
-                Some(row) => Some(map(row)?),
-                None => None,
-            })
+            Ok(f(stmt.query(params)?)?)
         })
         .await
     }

@@ -19,6 +19,27 @@ use core_client::CoreClient;
 pub const LWW_RULES: &str =
     "bucket_definitions:\n  global:\n    data:\n      - SELECT * FROM lww\n";
 
+/// The `lww` table of the seed's Jepsen test, as most tests create it.
+pub const LWW: &str =
+    "CREATE TABLE lww (id text PRIMARY KEY, k integer NOT NULL, v integer NOT NULL)";
+
+/// Every row of PostgreSQL's `lww` table: id → (k, v).
+pub async fn table_rows(
+    db: &tokio_postgres::Client,
+) -> std::collections::BTreeMap<String, (i64, i64)> {
+    db.query("SELECT id, k, v FROM lww", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r.get(0),
+                (i64::from(r.get::<_, i32>(1)), i64::from(r.get::<_, i32>(2))),
+            )
+        })
+        .collect()
+}
+
 /// Starts PostgreSQL, runs `setup_sql` and creates publication `powersync` for all tables
 /// in `public`.
 pub async fn postgres(setup_sql: &str) -> (TestPostgres, tokio_postgres::Client) {
