@@ -122,6 +122,19 @@ pub enum Value {
     ListAppend(Vec<ListAppendMop>),
     /// A max-write-wins transaction.
     Mww(Vec<MwwMop>),
+    /// A nemesis operation's targets: each node it acted on with what happened there, as
+    /// Jepsen records a completed fault (`{"n1" :killed, "n2" :killed}`; a clock bump's
+    /// `{"n1" 60000}`, the offset in ms).
+    Nodes(BTreeMap<String, NodeResult>),
+}
+
+/// What a nemesis operation did on one node ([`Value::Nodes`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NodeResult {
+    /// A keyword such as `killed`, `paused`, `stopped` or `started` (JSON: a string).
+    Keyword(String),
+    /// A number such as a clock offset in milliseconds.
+    Int(i64),
 }
 
 /// One Jepsen operation.

@@ -241,7 +241,7 @@ fn to_adya(history: &History, unfinished: &[usize]) -> Result<ah::History> {
         };
         let mops = match &op.value {
             Value::ListAppend(mops) => mops,
-            Value::None => continue,
+            Value::None | Value::Nodes(_) => continue,
             Value::Mww(_) => {
                 return Err(Error::WrongWorkload {
                     index: op.index,

@@ -45,11 +45,24 @@ pub struct RunArgs {
     /// Vendored core version the endpoints load (POWERSYNC_LIB); default: the endpoint's.
     #[arg(long)]
     core_version: Option<String>,
-    /// Faults, comma-separated: kill, pause, standin-restart, postgres-restart (seed
-    /// workloads); disconnect (= disconnect-orderly,disconnect-random) (latest-era workloads);
-    /// or none.
+    /// Faults, comma-separated: kill, pause, stop-start, clock (= clock-bump,clock-strobe)
+    /// (every workload); standin-restart, postgres-restart (seed-era synced workloads);
+    /// disconnect (= disconnect-orderly,disconnect-random) (latest-era workloads); or none.
     #[arg(long, value_delimiter = ',', default_value = "none")]
     nemesis: Vec<String>,
+    /// The endpoint faults' targets (kill, pause, stop-start, clock), comma-separated Jepsen
+    /// node specifications, one picked at random for each fault: one, minority, majority, all.
+    #[arg(long, value_delimiter = ',', default_value = "one")]
+    nemesis_targets: Vec<String>,
+    /// clock-bump: milliseconds the targets' wall clock jumps (negative: back).
+    #[arg(long, default_value_t = 60_000, allow_hyphen_values = true)]
+    clock_bump_ms: i64,
+    /// clock-strobe: milliseconds ahead the targets' wall clock flips to and from.
+    #[arg(long, default_value_t = 10_000, allow_hyphen_values = true)]
+    clock_strobe_ms: i64,
+    /// clock-strobe: milliseconds on each side of a flip.
+    #[arg(long, default_value_t = 100)]
+    clock_strobe_period_ms: u64,
     /// Seconds between a fault and its recovery, and between faults.
     #[arg(long, default_value_t = 5.0)]
     nemesis_interval: f64,
@@ -136,6 +149,7 @@ fn secs(name: &str, v: f64) -> Result<Duration, harness::Error> {
 impl RunArgs {
     pub(crate) fn into_opts(self) -> Result<RunOpts, harness::Error> {
         let faults = nemesis::parse_faults(&self.nemesis)?;
+        let nemesis_targets = nemesis::parse_targets(&self.nemesis_targets)?;
         let binaries = Binaries::locate(self.endpoint_bin, self.standin_bin)?;
         let seed = self.seed.unwrap_or_else(|| {
             SystemTime::now()
@@ -193,6 +207,12 @@ impl RunArgs {
             failure_policy: self.failure_policy,
             core_version: self.core_version,
             faults,
+            nemesis_targets,
+            clock: nemesis::ClockOpts {
+                bump_ms: self.clock_bump_ms,
+                strobe_ms: self.clock_strobe_ms,
+                strobe_period: Duration::from_millis(self.clock_strobe_period_ms),
+            },
             nemesis_interval: secs("nemesis-interval", self.nemesis_interval)?,
             seed,
             key_count: if self.workload.is_mww() {

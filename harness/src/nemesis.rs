@@ -3,18 +3,44 @@
 //!
 //! | fault | start (`f`) | recovery (`f`) |
 //! |---|---|---|
-//! | `kill` | `kill`: `kill -9` of a random endpoint | `start`: the endpoint again, same port and database |
-//! | `pause` | `pause`: SIGSTOP of a random endpoint | `resume`: SIGCONT |
+//! | `kill` | `kill`: `kill -9` of the target endpoints | `start`: those endpoints again, same port and database |
+//! | `pause` | `pause`: SIGSTOP of the target endpoints | `resume`: SIGCONT of those |
+//! | `stop-start` | `stop-nodes`: the target endpoints close their database and stop (latest era: `GET /db-api/close`, then `kill -9`, as jepsen-powersync; seed era, which has no `/db-api`: SIGTERM, on which the endpoint closes its store and exits) | `start-nodes`: those endpoints again on the same database |
+//! | `clock-bump` | `bump-clock`: the target endpoints' wall clock jumps by `--clock-bump-ms` (libfaketime) | `reset-clock`: offset 0 on those |
+//! | `clock-strobe` | `strobe-clock`: the target endpoints' wall clock flips between `--clock-strobe-ms` ahead and true time every `--clock-strobe-period-ms` until the recovery | `reset-clock` |
 //! | `standin-restart` | `kill-standin`: `kill -9` of the stand-in | `start-standin` |
 //! | `postgres-restart` | `stop-postgres`: `pg_ctl stop -m immediate` | `start-postgres` |
 //! | `disconnect-orderly` | `disconnect`: `GET /db-api/disconnect` on a random non-empty subset of the PowerSync nodes | `connect`: `GET /db-api/connect` on exactly those |
 //! | `disconnect-random` | `disconnect`: as above | `connect` on a new random subset (possibly empty) |
 //!
+//! `clock` on the command line means both clock faults, `disconnect` both disconnect faults.
+//!
+//! **Targets.** The endpoint faults (kill, pause, stop-start, clock) act on a set of endpoints
+//! picked by a node specification of Jepsen's combined nemesis (`jepsen.nemesis.combined/
+//! db-nodes`), one chosen at random from `--nemesis-targets` for each fault: `one` (a random
+//! endpoint), `minority` (`majority - 1` random ones: none of one endpoint, which is refused),
+//! `majority` (`⌊n/2⌋ + 1` random ones), `all`. The recovery acts on exactly the endpoints the
+//! fault hit. Each fault and each recovery is one operation whose value maps every target node
+//! to what happened there, as Jepsen's completed nemesis operations: `{"n1" :killed, "n2" :killed}`, a bump's
+//! `{"n1" 60000}` (the offset in ms); `:node` names the node when there is one. A node where
+//! the action failed gets `:error` and the operation an `:error` text naming it. Kill, pause
+//! and the clock faults pick from every endpoint (Jepsen's db nemesis acts on every node);
+//! stop-start leaves the latest era's `--endpoint postgresql` nodes out, as jepsen-powersync's
+//! `stop-nodes` does.
+//!
+//! The clock faults need the endpoints under libfaketime (see [`crate::topology::Endpoint`]):
+//! the run starts them so when a clock fault is asked for. A clock fault moves the wall clock
+//! only (the monotonic clock, timers and timeouts, runs on), as Jepsen's clock nemesis steps
+//! the system clock. In the latest era the reset bites hard: the next checkpoint's
+//! `lastSyncedAt` is older than one stamped during the bump, and the endpoint's status monitor
+//! (the Dart endpoint's) logs an error and exits 10.
+//!
 //! The disconnect faults act on the latest era's PowerSync endpoints only (never on the
-//! `--endpoint postgresql` nodes), one nemesis operation per node. `disconnect` on the command
-//! line means both. After the main phase [`connect_all`] connects every PowerSync node (the
-//! reference's final `connect`), so a random connect that left a node out is healed.
+//! `--endpoint postgresql` nodes), one nemesis operation per node. After the main phase
+//! [`connect_all`] connects every PowerSync node (the reference's final `connect`), so a
+//! random connect that left a node out is healed.
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::str::FromStr;
 use std::sync::Arc;
@@ -23,8 +49,9 @@ use std::time::Duration;
 use tokio::sync::{Mutex, watch};
 
 use crate::error::{Error, Result};
+use crate::history::NodeResult;
 use crate::recorder::Recorder;
-use crate::topology::{Database, Endpoint, Standin};
+use crate::topology::{Clock, Database, Endpoint, Standin};
 
 /// One kind of fault.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -33,6 +60,12 @@ pub enum Fault {
     Kill,
     /// SIGSTOP an endpoint, then SIGCONT.
     Pause,
+    /// Close an endpoint's database and stop it, then start it again on the same database.
+    StopStart,
+    /// Move an endpoint's wall clock by a fixed offset, then back.
+    ClockBump,
+    /// Flip an endpoint's wall clock between an offset and true time, then reset it.
+    ClockStrobe,
     /// `kill -9` the stand-in, then start it again.
     StandinRestart,
     /// Stop PostgreSQL the hard way, then start it again.
@@ -56,13 +89,17 @@ impl FromStr for Fault {
         match s {
             "kill" => Ok(Fault::Kill),
             "pause" => Ok(Fault::Pause),
+            "stop-start" => Ok(Fault::StopStart),
+            "clock-bump" => Ok(Fault::ClockBump),
+            "clock-strobe" => Ok(Fault::ClockStrobe),
             "standin-restart" => Ok(Fault::StandinRestart),
             "postgres-restart" => Ok(Fault::PostgresRestart),
             "disconnect-orderly" => Ok(Fault::DisconnectOrderly),
             "disconnect-random" => Ok(Fault::DisconnectRandom),
             other => Err(Error::Options(format!(
-                "unknown nemesis {other:?} (kill, pause, standin-restart, postgres-restart, \
-                 disconnect, disconnect-orderly, disconnect-random, none)"
+                "unknown nemesis {other:?} (kill, pause, stop-start, clock, clock-bump, \
+                 clock-strobe, standin-restart, postgres-restart, disconnect, \
+                 disconnect-orderly, disconnect-random, none)"
             ))),
         }
     }
@@ -73,6 +110,9 @@ impl fmt::Display for Fault {
         f.write_str(match self {
             Fault::Kill => "kill",
             Fault::Pause => "pause",
+            Fault::StopStart => "stop-start",
+            Fault::ClockBump => "clock-bump",
+            Fault::ClockStrobe => "clock-strobe",
             Fault::StandinRestart => "standin-restart",
             Fault::PostgresRestart => "postgres-restart",
             Fault::DisconnectOrderly => "disconnect-orderly",
@@ -82,18 +122,150 @@ impl fmt::Display for Fault {
 }
 
 /// Parses `--nemesis kill,pause` (`none` or empty: no faults; `disconnect`: both disconnect
-/// faults).
+/// faults; `clock`: both clock faults).
 pub fn parse_faults(list: &[String]) -> Result<Vec<Fault>> {
     let mut faults = Vec::new();
     for s in list.iter().map(|s| s.trim()) {
         match s {
             "" | "none" => {}
             "disconnect" => faults.extend([Fault::DisconnectOrderly, Fault::DisconnectRandom]),
+            "clock" => faults.extend([Fault::ClockBump, Fault::ClockStrobe]),
             other => faults.push(Fault::from_str(other)?),
         }
     }
-    faults.dedup();
+    let mut seen = Vec::new();
+    faults.retain(|f| {
+        let new = !seen.contains(f);
+        seen.push(*f);
+        new
+    });
     Ok(faults)
+}
+
+/// Jepsen's node specifications (`jepsen.nemesis.combined/db-nodes`): how many of the
+/// candidate endpoints one fault acts on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TargetSpec {
+    /// One random endpoint.
+    One,
+    /// A random minority: `majority(n) - 1` endpoints (none of one endpoint).
+    Minority,
+    /// A random majority: `n / 2 + 1` endpoints.
+    Majority,
+    /// Every endpoint.
+    All,
+}
+
+impl TargetSpec {
+    /// Every spec.
+    pub const ALL: [TargetSpec; 4] = [
+        TargetSpec::One,
+        TargetSpec::Minority,
+        TargetSpec::Majority,
+        TargetSpec::All,
+    ];
+
+    /// How many of `n` endpoints this spec names.
+    pub fn count(self, n: usize) -> usize {
+        let majority = n / 2 + 1;
+        match self {
+            TargetSpec::One => n.min(1),
+            TargetSpec::Minority => majority - 1,
+            TargetSpec::Majority => majority.min(n),
+            TargetSpec::All => n,
+        }
+    }
+
+    /// Random distinct indices into `0..n`, as many as [`TargetSpec::count`], in order.
+    pub fn select(self, n: usize, rng: &mut fastrand::Rng) -> Vec<usize> {
+        match self {
+            TargetSpec::One if n > 0 => vec![rng.usize(..n)],
+            TargetSpec::All => (0..n).collect(),
+            _ => {
+                let mut all: Vec<usize> = (0..n).collect();
+                rng.shuffle(&mut all);
+                all.truncate(self.count(n));
+                all.sort_unstable();
+                all
+            }
+        }
+    }
+}
+
+impl FromStr for TargetSpec {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<TargetSpec> {
+        TargetSpec::ALL
+            .into_iter()
+            .find(|spec| spec.to_string() == s)
+            .ok_or_else(|| {
+                Error::Options(format!(
+                    "unknown nemesis target {s:?} (one, minority, majority, all)"
+                ))
+            })
+    }
+}
+
+impl fmt::Display for TargetSpec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            TargetSpec::One => "one",
+            TargetSpec::Minority => "minority",
+            TargetSpec::Majority => "majority",
+            TargetSpec::All => "all",
+        })
+    }
+}
+
+/// Parses `--nemesis-targets one,majority` (empty: `one`).
+pub fn parse_targets(list: &[String]) -> Result<Vec<TargetSpec>> {
+    let mut specs = Vec::new();
+    for s in list.iter().map(|s| s.trim()).filter(|s| !s.is_empty()) {
+        let spec = TargetSpec::from_str(s)?;
+        if !specs.contains(&spec) {
+            specs.push(spec);
+        }
+    }
+    if specs.is_empty() {
+        specs.push(TargetSpec::One);
+    }
+    Ok(specs)
+}
+
+/// The clock faults' settings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClockOpts {
+    /// `bump-clock`'s offset, ms (negative: behind).
+    pub bump_ms: i64,
+    /// `strobe-clock`'s offset, ms: the clock flips between this and true time.
+    pub strobe_ms: i64,
+    /// How long `strobe-clock` stays on each side.
+    pub strobe_period: Duration,
+}
+
+impl Default for ClockOpts {
+    fn default() -> ClockOpts {
+        ClockOpts {
+            bump_ms: 60_000,
+            strobe_ms: 10_000,
+            strobe_period: Duration::from_millis(100),
+        }
+    }
+}
+
+/// What the nemesis does: which faults, on which targets, how often.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    /// The faults, one picked at random each time.
+    pub faults: Vec<Fault>,
+    /// The endpoint faults' node specifications, one picked at random each time.
+    pub targets: Vec<TargetSpec>,
+    /// Time between a fault's start and its recovery, and between faults.
+    pub interval: Duration,
+    /// Seed of the nemesis's random choices.
+    pub seed: u64,
+    /// The clock faults' settings.
+    pub clock: ClockOpts,
 }
 
 /// How long a `connect`/`disconnect` request may take.
@@ -102,7 +274,7 @@ const DB_API_TIMEOUT: Duration = Duration::from_secs(10);
 /// What the nemesis can act on.
 #[derive(Debug, Clone)]
 pub struct Targets {
-    /// The endpoints (kill, pause).
+    /// The endpoints (kill, pause, stop-start, clock).
     pub endpoints: Vec<Arc<Mutex<Endpoint>>>,
     /// The stand-in, in synced workloads.
     pub standin: Option<Arc<Mutex<Standin>>>,
@@ -113,57 +285,156 @@ pub struct Targets {
 }
 
 /// A fault in progress, to be healed.
-enum Active {
-    Killed(Arc<Mutex<Endpoint>>),
-    Paused(Arc<Mutex<Endpoint>>),
+pub struct Active(ActiveFault);
+
+enum ActiveFault {
+    Killed(Vec<Arc<Mutex<Endpoint>>>),
+    Paused(Vec<Arc<Mutex<Endpoint>>>),
+    Stopped(Vec<Arc<Mutex<Endpoint>>>),
+    Clock {
+        endpoints: Vec<Arc<Mutex<Endpoint>>>,
+        strobe: Option<tokio::task::JoinHandle<()>>,
+    },
     StandinKilled(Arc<Mutex<Standin>>),
     PostgresStopped(Database),
-    Disconnected { nodes: Vec<usize>, orderly: bool },
+    Disconnected {
+        nodes: Vec<usize>,
+        orderly: bool,
+    },
+}
+
+/// What a nemesis operation did on each node, and the errors, to be recorded as one operation.
+#[derive(Default)]
+struct NodeResults {
+    nodes: BTreeMap<String, NodeResult>,
+    errors: Vec<String>,
+}
+
+impl NodeResults {
+    fn add(&mut self, node: &str, done: &str, r: Result<()>) {
+        let result = match r {
+            Ok(()) => done,
+            Err(e) => {
+                self.errors.push(format!("{node}: {e}"));
+                "error"
+            }
+        };
+        self.nodes
+            .insert(node.to_owned(), NodeResult::Keyword(result.to_owned()));
+    }
+
+    fn add_offset(&mut self, node: &str, offset_ms: i64, r: Result<()>) {
+        let result = match r {
+            Ok(()) => NodeResult::Int(offset_ms),
+            Err(e) => {
+                self.errors.push(format!("{node}: {e}"));
+                NodeResult::Keyword("error".into())
+            }
+        };
+        self.nodes.insert(node.to_owned(), result);
+    }
+
+    fn record(self, f: &str, rec: &Recorder) {
+        let error = (!self.errors.is_empty()).then(|| self.errors.join("; "));
+        rec.nemesis_nodes(f, self.nodes, error);
+    }
+}
+
+impl Fault {
+    /// Whether the fault acts on endpoints picked by `--nemesis-targets`.
+    pub fn targets_endpoints(self) -> bool {
+        matches!(
+            self,
+            Fault::Kill | Fault::Pause | Fault::StopStart | Fault::ClockBump | Fault::ClockStrobe
+        )
+    }
+
+    /// Whether the fault moves the endpoints' clocks (they must run under libfaketime).
+    pub fn is_clock(self) -> bool {
+        matches!(self, Fault::ClockBump | Fault::ClockStrobe)
+    }
 }
 
 impl Targets {
-    /// Checks that every fault has something to act on.
-    pub fn check(&self, faults: &[Fault]) -> Result<()> {
-        for f in faults {
+    /// Checks that every fault has something to act on: for the endpoint faults, that every
+    /// spec of `specs` names at least one endpoint, and that clock faults have clocks.
+    pub async fn check(&self, faults: &[Fault], specs: &[TargetSpec]) -> Result<()> {
+        for &f in faults {
             let ok = match f {
-                Fault::Kill | Fault::Pause => !self.endpoints.is_empty(),
                 Fault::StandinRestart => self.standin.is_some(),
                 Fault::PostgresRestart => self.database.is_some(),
                 Fault::DisconnectOrderly | Fault::DisconnectRandom => !self.syncing.is_empty(),
+                _ => {
+                    let n = self.candidates(f).await.len();
+                    if let Some(spec) = specs.iter().find(|s| s.count(n) == 0) {
+                        return Err(Error::Options(format!(
+                            "nemesis {f} with target {spec} names no endpoint of the {n} it \
+                             may act on"
+                        )));
+                    }
+                    n > 0
+                }
             };
             if !ok {
                 return Err(Error::Options(format!(
                     "nemesis {f} has nothing to act on in this workload"
                 )));
             }
+            if f.is_clock() {
+                for e in &self.endpoints {
+                    let e = e.lock().await;
+                    if e.clock().is_none() {
+                        return Err(Error::Options(format!(
+                            "nemesis {f}: endpoint {} does not run under libfaketime",
+                            e.name()
+                        )));
+                    }
+                }
+            }
         }
         Ok(())
     }
 
-    async fn start(&self, fault: Fault, rng: &mut fastrand::Rng, rec: &Recorder) -> Option<Active> {
-        match fault {
-            Fault::Kill | Fault::Pause => {
-                let target = Arc::clone(&self.endpoints[rng.usize(..self.endpoints.len())]);
-                let mut e = target.lock().await;
-                let name = e.name().to_owned();
-                if fault == Fault::Kill {
-                    e.kill();
-                    rec.nemesis("kill", Some(&name), None);
-                    drop(e);
-                    Some(Active::Killed(target))
-                } else {
-                    let r = e.pause();
-                    let failed = r.is_err();
-                    rec.nemesis("pause", Some(&name), r.err().map(|x| x.to_string()));
-                    drop(e);
-                    (!failed).then_some(Active::Paused(target))
-                }
+    /// The endpoints an endpoint fault may act on: every endpoint, but for stop-start only
+    /// those with a database of their own.
+    async fn candidates(&self, fault: Fault) -> Vec<Arc<Mutex<Endpoint>>> {
+        let mut out = Vec::new();
+        for e in &self.endpoints {
+            if fault != Fault::StopStart || !e.lock().await.is_postgresql() {
+                out.push(Arc::clone(e));
+            }
+        }
+        out
+    }
+
+    /// Starts `fault` (an endpoint fault on endpoints picked by one of `plan`'s target specs),
+    /// recorded as nemesis operations; what to heal, if anything.
+    pub async fn start(
+        &self,
+        fault: Fault,
+        plan: &Plan,
+        rng: &mut fastrand::Rng,
+        rec: &Recorder,
+    ) -> Option<Active> {
+        let active = match fault {
+            f if f.targets_endpoints() => {
+                let spec = match plan.targets[..] {
+                    [only] => only,
+                    _ => plan.targets[rng.usize(..plan.targets.len())],
+                };
+                let candidates = self.candidates(f).await;
+                let picked: Vec<_> = spec
+                    .select(candidates.len(), rng)
+                    .into_iter()
+                    .map(|i| Arc::clone(&candidates[i]))
+                    .collect();
+                start_on_endpoints(f, picked, &plan.clock, rec).await
             }
             Fault::StandinRestart => {
                 let s = self.standin.as_ref()?;
                 s.lock().await.kill();
                 rec.nemesis("kill-standin", Some("standin"), None);
-                Some(Active::StandinKilled(Arc::clone(s)))
+                ActiveFault::StandinKilled(Arc::clone(s))
             }
             Fault::PostgresRestart => {
                 let db = self.database.as_ref()?;
@@ -174,9 +445,12 @@ impl Targets {
                     Some("postgres"),
                     r.err().map(|x| x.to_string()),
                 );
-                (!failed).then(|| Active::PostgresStopped(db.clone()))
+                if failed {
+                    return None;
+                }
+                ActiveFault::PostgresStopped(db.clone())
             }
-            Fault::DisconnectOrderly | Fault::DisconnectRandom => {
+            _ => {
                 let mut nodes = random_subset(rng, self.syncing.len());
                 if nodes.is_empty() {
                     nodes.push(rng.usize(..self.syncing.len()));
@@ -184,12 +458,13 @@ impl Targets {
                 for &i in &nodes {
                     self.db_api(i, "disconnect", rec).await;
                 }
-                Some(Active::Disconnected {
+                ActiveFault::Disconnected {
                     nodes,
                     orderly: fault == Fault::DisconnectOrderly,
-                })
+                }
             }
-        }
+        };
+        Some(Active(active))
     }
 
     /// `GET /db-api/<action>` on PowerSync node `i`, recorded as a nemesis operation.
@@ -199,6 +474,171 @@ impl Targets {
         };
         let r = crate::client::db_api(url, action, DB_API_TIMEOUT).await;
         rec.nemesis(action, Some(name), r.err());
+    }
+
+    /// Heals `active`, recorded as one nemesis operation (per node for the disconnects).
+    pub async fn heal(&self, active: Active, rng: &mut fastrand::Rng, rec: &Recorder) {
+        let mut results = NodeResults::default();
+        let f = match active.0 {
+            ActiveFault::Disconnected { nodes, orderly } => {
+                let nodes = if orderly {
+                    nodes
+                } else {
+                    random_subset(rng, self.syncing.len())
+                };
+                for i in nodes {
+                    self.db_api(i, "connect", rec).await;
+                }
+                return;
+            }
+            ActiveFault::Killed(endpoints) => {
+                restart_all(endpoints, &mut results).await;
+                "start"
+            }
+            ActiveFault::Stopped(endpoints) => {
+                restart_all(endpoints, &mut results).await;
+                "start-nodes"
+            }
+            ActiveFault::Paused(endpoints) => {
+                for e in endpoints {
+                    let mut e = e.lock().await;
+                    let r = e.resume();
+                    results.add(e.name(), "resumed", r);
+                }
+                "resume"
+            }
+            ActiveFault::Clock { endpoints, strobe } => {
+                if let Some(task) = strobe {
+                    task.abort();
+                    let _ = task.await;
+                }
+                for e in endpoints {
+                    let e = e.lock().await;
+                    let r = set_offset(&e, 0);
+                    results.add_offset(e.name(), 0, r);
+                }
+                "reset-clock"
+            }
+            ActiveFault::StandinKilled(s) => {
+                let r = s.lock().await.restart().await;
+                rec.nemesis(
+                    "start-standin",
+                    Some("standin"),
+                    r.err().map(|x| x.to_string()),
+                );
+                return;
+            }
+            ActiveFault::PostgresStopped(db) => {
+                let r = db.restart().await;
+                rec.nemesis(
+                    "start-postgres",
+                    Some("postgres"),
+                    r.err().map(|x| x.to_string()),
+                );
+                return;
+            }
+        };
+        results.record(f, rec);
+    }
+}
+
+/// Starts an endpoint fault on `endpoints`, recorded as one operation.
+async fn start_on_endpoints(
+    fault: Fault,
+    endpoints: Vec<Arc<Mutex<Endpoint>>>,
+    clock: &ClockOpts,
+    rec: &Recorder,
+) -> ActiveFault {
+    let mut results = NodeResults::default();
+    let f = match fault {
+        Fault::Kill => {
+            for e in &endpoints {
+                let mut e = e.lock().await;
+                e.kill();
+                results.add(e.name(), "killed", Ok(()));
+            }
+            "kill"
+        }
+        Fault::Pause => {
+            for e in &endpoints {
+                let mut e = e.lock().await;
+                let r = e.pause();
+                results.add(e.name(), "paused", r);
+            }
+            "pause"
+        }
+        Fault::StopStart => {
+            for e in &endpoints {
+                let mut e = e.lock().await;
+                let r = e.stop().await;
+                results.add(e.name(), "stopped", r);
+            }
+            "stop-nodes"
+        }
+        _ => {
+            let offset = if fault == Fault::ClockBump {
+                clock.bump_ms
+            } else {
+                clock.strobe_ms
+            };
+            let mut clocks = Vec::new();
+            for e in &endpoints {
+                let e = e.lock().await;
+                let r = set_offset(&e, offset);
+                results.add_offset(e.name(), offset, r);
+                clocks.extend(e.clock());
+            }
+            let strobe = (fault == Fault::ClockStrobe)
+                .then(|| tokio::spawn(strobe(clocks, offset, clock.strobe_period)));
+            results.record(
+                if strobe.is_some() {
+                    "strobe-clock"
+                } else {
+                    "bump-clock"
+                },
+                rec,
+            );
+            return ActiveFault::Clock { endpoints, strobe };
+        }
+    };
+    results.record(f, rec);
+    match fault {
+        Fault::Kill => ActiveFault::Killed(endpoints),
+        Fault::Pause => ActiveFault::Paused(endpoints),
+        _ => ActiveFault::Stopped(endpoints),
+    }
+}
+
+/// Sets an endpoint's clock offset.
+fn set_offset(e: &Endpoint, offset_ms: i64) -> Result<()> {
+    match e.clock() {
+        Some(clock) => clock.set_offset(offset_ms),
+        None => Err(Error::Process {
+            name: e.name().to_owned(),
+            reason: "not started under libfaketime".into(),
+        }),
+    }
+}
+
+/// `strobe-clock`: flips the clocks between true time and `offset_ms` every `period` (they
+/// start at the offset) until aborted. A failed write is left for the reset to report.
+async fn strobe(clocks: Vec<Clock>, offset_ms: i64, period: Duration) {
+    let mut ahead = true;
+    loop {
+        tokio::time::sleep(period).await;
+        ahead = !ahead;
+        for c in &clocks {
+            let _ = c.set_offset(if ahead { offset_ms } else { 0 });
+        }
+    }
+}
+
+/// Starts every endpoint again (same port, same database).
+async fn restart_all(endpoints: Vec<Arc<Mutex<Endpoint>>>, results: &mut NodeResults) {
+    for e in endpoints {
+        let mut e = e.lock().await;
+        let r = e.restart().await;
+        results.add(e.name(), "started", r);
     }
 }
 
@@ -215,70 +655,28 @@ pub async fn connect_all(targets: &Targets, rec: &Recorder) {
     }
 }
 
-async fn heal(active: Active, targets: &Targets, rng: &mut fastrand::Rng, rec: &Recorder) {
-    match active {
-        Active::Disconnected { nodes, orderly } => {
-            let nodes = if orderly {
-                nodes
-            } else {
-                random_subset(rng, targets.syncing.len())
-            };
-            for i in nodes {
-                targets.db_api(i, "connect", rec).await;
-            }
-        }
-        Active::Killed(e) => {
-            let mut e = e.lock().await;
-            let r = e.restart().await;
-            rec.nemesis("start", Some(e.name()), r.err().map(|x| x.to_string()));
-        }
-        Active::Paused(e) => {
-            let mut e = e.lock().await;
-            let r = e.resume();
-            rec.nemesis("resume", Some(e.name()), r.err().map(|x| x.to_string()));
-        }
-        Active::StandinKilled(s) => {
-            let r = s.lock().await.restart().await;
-            rec.nemesis(
-                "start-standin",
-                Some("standin"),
-                r.err().map(|x| x.to_string()),
-            );
-        }
-        Active::PostgresStopped(db) => {
-            let r = db.restart().await;
-            rec.nemesis(
-                "start-postgres",
-                Some("postgres"),
-                r.err().map(|x| x.to_string()),
-            );
-        }
-    }
-}
-
-/// Runs faults until `stop` turns true: wait `interval`, start a random fault, wait
-/// `interval`, heal it. Whatever is active when `stop` arrives is healed before returning.
+/// Runs faults until `stop` turns true: wait the interval, start a random fault of `plan`,
+/// wait the interval, heal it. Whatever is active when `stop` arrives is healed before
+/// returning.
 pub async fn run(
     targets: Targets,
-    faults: Vec<Fault>,
-    interval: Duration,
-    seed: u64,
+    plan: Plan,
     rec: Arc<Recorder>,
     mut stop: watch::Receiver<bool>,
 ) {
-    if faults.is_empty() {
+    if plan.faults.is_empty() {
         return;
     }
-    let mut rng = fastrand::Rng::with_seed(seed);
+    let mut rng = fastrand::Rng::with_seed(plan.seed);
     loop {
-        if wait_or_stop(&mut stop, interval).await {
+        if wait_or_stop(&mut stop, plan.interval).await {
             return;
         }
-        let fault = faults[rng.usize(..faults.len())];
-        let active = targets.start(fault, &mut rng, &rec).await;
-        let stopped = wait_or_stop(&mut stop, interval).await;
+        let fault = plan.faults[rng.usize(..plan.faults.len())];
+        let active = targets.start(fault, &plan, &mut rng, &rec).await;
+        let stopped = wait_or_stop(&mut stop, plan.interval).await;
         if let Some(a) = active {
-            heal(a, &targets, &mut rng, &rec).await;
+            targets.heal(a, &mut rng, &rec).await;
         }
         if stopped {
             return;
@@ -322,5 +720,38 @@ mod tests {
             parse_faults(&list("disconnect-random")).unwrap(),
             vec![Fault::DisconnectRandom]
         );
+        assert_eq!(
+            parse_faults(&list("clock,stop-start,clock-bump")).unwrap(),
+            vec![Fault::ClockBump, Fault::ClockStrobe, Fault::StopStart]
+        );
+    }
+
+    #[test]
+    fn target_specs_count_as_jepsen_db_nodes() {
+        let list = |s: &str| s.split(',').map(str::to_owned).collect::<Vec<_>>();
+        assert_eq!(
+            parse_targets(&list("one,minority,majority,all,one")).unwrap(),
+            TargetSpec::ALL
+        );
+        assert_eq!(parse_targets(&[]).unwrap(), vec![TargetSpec::One]);
+        assert!(parse_targets(&list("primaries")).is_err());
+        // (one, minority, majority, all) of n, as Jepsen's util/majority: n/2 + 1.
+        let counts = |n| TargetSpec::ALL.map(|s| s.count(n));
+        assert_eq!(counts(1), [1, 0, 1, 1]);
+        assert_eq!(counts(2), [1, 1, 2, 2]);
+        assert_eq!(counts(3), [1, 1, 2, 3]);
+        assert_eq!(counts(5), [1, 2, 3, 5]);
+        let mut rng = fastrand::Rng::with_seed(7);
+        for spec in [TargetSpec::Minority, TargetSpec::Majority] {
+            let mut seen = std::collections::BTreeSet::new();
+            for _ in 0..200 {
+                let picked = spec.select(5, &mut rng);
+                assert_eq!(picked.len(), spec.count(5));
+                assert!(picked.windows(2).all(|w| w[0] < w[1]), "{picked:?}");
+                seen.extend(picked);
+            }
+            assert_eq!(seen.len(), 5, "{spec}: every endpoint is picked sometimes");
+        }
+        assert_eq!(TargetSpec::All.select(3, &mut rng), vec![0, 1, 2]);
     }
 }

@@ -1,11 +1,12 @@
 //! Recording a history while a run happens: operations get their `index` and `time` (ns since
 //! the start) when recorded, from any task.
 
+use std::collections::BTreeMap;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
-use crate::history::{History, Op, OpType, Process, Value};
+use crate::history::{History, NodeResult, Op, OpType, Process, Value};
 
 /// Counts of completed client operations, for the progress bar and the summary.
 #[derive(Debug, Default)]
@@ -81,14 +82,33 @@ impl Recorder {
 
     /// Records a nemesis operation (Jepsen's `:nemesis` process, type `info`).
     pub fn nemesis(&self, f: &str, node: Option<&str>, error: Option<String>) {
+        self.nemesis_op(f, Value::None, node.map(str::to_owned), error);
+    }
+
+    /// Records a nemesis operation on several nodes: its value maps each node to what happened
+    /// there (Jepsen's `{"n1" :killed, "n2" :killed}`); `node` is set when there is one.
+    pub fn nemesis_nodes(
+        &self,
+        f: &str,
+        nodes: BTreeMap<String, NodeResult>,
+        error: Option<String>,
+    ) {
+        let node = match nodes.keys().collect::<Vec<_>>()[..] {
+            [one] => Some(one.clone()),
+            _ => None,
+        };
+        self.nemesis_op(f, Value::Nodes(nodes), node, error);
+    }
+
+    fn nemesis_op(&self, f: &str, value: Value, node: Option<String>, error: Option<String>) {
         self.record(Op {
             index: 0,
             time: 0,
             op_type: OpType::Info,
             process: Process::Named("nemesis".into()),
             f: f.to_owned(),
-            value: Value::None,
-            node: node.map(str::to_owned),
+            value,
+            node,
             final_read: false,
             error,
         });

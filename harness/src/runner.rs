@@ -20,7 +20,7 @@ use crate::error::{Error, Result};
 use crate::history::{History, Key, Op, OpType, Process};
 use crate::link::Link;
 use crate::model::{ClientTarget, Common, Lww, Model, Mww, Settled, Started};
-use crate::nemesis::{self, Fault, Targets};
+use crate::nemesis::{self, ClockOpts, Fault, Plan, TargetSpec, Targets};
 use crate::recorder::Recorder;
 use crate::report;
 use crate::topology::{Binaries, Database, Endpoint, EndpointConfig, Standin};
@@ -54,6 +54,10 @@ pub struct RunOpts {
     pub core_version: Option<String>,
     /// Faults to inject.
     pub faults: Vec<Fault>,
+    /// Jepsen's node specifications the endpoint faults pick their targets by.
+    pub nemesis_targets: Vec<TargetSpec>,
+    /// The clock faults' settings.
+    pub clock: ClockOpts,
     /// Time between a fault's start and its recovery, and between faults.
     pub nemesis_interval: Duration,
     /// Seed of the generators and the nemesis.
@@ -306,14 +310,14 @@ async fn main_phase<W: Send + 'static>(
     stop_rx: watch::Receiver<bool>,
 ) -> Result<Vec<W>> {
     let mut nemesis = JoinSet::new();
-    nemesis.spawn(nemesis::run(
-        targets,
-        opts.faults.clone(),
-        opts.nemesis_interval,
-        opts.seed,
-        Arc::clone(rec),
-        stop_rx,
-    ));
+    let plan = Plan {
+        faults: opts.faults.clone(),
+        targets: opts.nemesis_targets.clone(),
+        interval: opts.nemesis_interval,
+        seed: opts.seed,
+        clock: opts.clock,
+    };
+    nemesis.spawn(nemesis::run(targets, plan, Arc::clone(rec), stop_rx));
     let progress = report::Progress::new(opts.progress, opts.time_limit);
     let mut workers = Vec::new();
     loop {
@@ -415,6 +419,18 @@ fn validate(opts: &RunOpts) -> Result<()> {
             "--key-count must be 1..={ENDPOINT_KEYS}: the endpoint seeds and accepts keys 0..=99"
         )));
     }
+    validate_targets(opts)?;
+    if opts.faults.iter().any(|f| f.is_clock())
+        && (opts.clock.bump_ms == 0
+            || opts.clock.strobe_ms == 0
+            || opts.clock.strobe_period.is_zero())
+    {
+        return Err(Error::Options(
+            "--clock-bump-ms, --clock-strobe-ms and --clock-strobe-period-ms must not be 0 \
+             (a clock fault that moves nothing)"
+                .into(),
+        ));
+    }
     match (&opts.era, opts.workload.is_mww()) {
         (Era::Latest(era), true) => {
             if !opts.checker.consistency_models.is_empty() || !opts.checker.anomalies.is_empty() {
@@ -461,6 +477,36 @@ fn validate(opts: &RunOpts) -> Result<()> {
     Ok(())
 }
 
+/// Every `--nemesis-targets` spec must name an endpoint for every endpoint fault (Jepsen's
+/// `minority` of one node is empty), checked before anything starts.
+fn validate_targets(opts: &RunOpts) -> Result<()> {
+    let own_db = opts
+        .nodes
+        .iter()
+        .filter(|n| !opts.postgres_nodes.contains(n))
+        .count();
+    // The seed era starts no endpoint on a PostgreSQL node; the latest era starts one per node.
+    let endpoints = if opts.workload.is_mww() {
+        opts.nodes.len()
+    } else {
+        own_db
+    };
+    for f in opts.faults.iter().filter(|f| f.targets_endpoints()) {
+        let n = if *f == Fault::StopStart {
+            own_db
+        } else {
+            endpoints
+        };
+        if let Some(spec) = opts.nemesis_targets.iter().find(|s| s.count(n) == 0) {
+            return Err(Error::Options(format!(
+                "nemesis {f} with --nemesis-targets {spec} names none of the {n} endpoint(s) \
+                 it may act on"
+            )));
+        }
+    }
+    Ok(())
+}
+
 /// The options of Elle's generator.
 fn validate_elle(elle: &crate::workload::ElleOpts) -> Result<()> {
     if !(1..=ENDPOINT_KEYS).contains(&elle.key_count) {
@@ -500,11 +546,11 @@ fn validate_mww(opts: &RunOpts, era: &LatestOpts) -> Result<()> {
     if let Some(f) = opts
         .faults
         .iter()
-        .find(|f| !f.is_disconnect() && !matches!(f, Fault::Kill | Fault::Pause))
+        .find(|f| !f.is_disconnect() && !f.targets_endpoints())
     {
         return Err(Error::Options(format!(
-            "nemesis {f} is not implemented for {w}: use kill, pause, disconnect, \
-             disconnect-orderly or disconnect-random"
+            "nemesis {f} is not implemented for {w}: use kill, pause, stop-start, clock, \
+             disconnect, disconnect-orderly or disconnect-random"
         )));
     }
     if era.keys_txn == 0 || era.keys_txn as i64 > opts.key_count {
@@ -566,6 +612,12 @@ async fn phases<M: Model>(
         let private = testkit::keys::primary_private_jwk()?.to_string();
         common.jwks_private_key = Some(base64::engine::general_purpose::STANDARD.encode(private));
     }
+    // The clock faults need every endpoint under libfaketime.
+    let faketime = if opts.faults.iter().any(|f| f.is_clock()) {
+        Some(crate::topology::faketime_lib()?)
+    } else {
+        None
+    };
     let mut syncing = Vec::new();
     for name in &opts.nodes {
         let postgres = opts.postgres_nodes.contains(name);
@@ -573,7 +625,13 @@ async fn phases<M: Model>(
             continue;
         };
         let config = topo.link_endpoint(config, opts.link_latency).await?;
-        let e = Endpoint::start(&opts.binaries.endpoint, &opts.store.join(name), config).await?;
+        let e = Endpoint::start_with_clock(
+            &opts.binaries.endpoint,
+            &opts.store.join(name),
+            config,
+            faketime.clone(),
+        )
+        .await?;
         if M::DB_API && !postgres {
             syncing.push((name.clone(), e.url()));
         }
@@ -590,7 +648,10 @@ async fn phases<M: Model>(
             syncing,
         },
     };
-    started.targets.check(&opts.faults)?;
+    started
+        .targets
+        .check(&opts.faults, &opts.nemesis_targets)
+        .await?;
     M::after_start(opts, &started).await?;
 
     // Main phase.

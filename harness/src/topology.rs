@@ -21,7 +21,7 @@ use nix::sys::signal::Signal;
 use nix::unistd::Pid;
 
 pub use database::{Database, Schema};
-pub use endpoint::{Endpoint, EndpointConfig};
+pub use endpoint::{Clock, Endpoint, EndpointConfig, faketime_lib};
 pub use standin::Standin;
 
 use crate::error::{Error, Result};

@@ -11,7 +11,7 @@ use std::fmt::Write as _;
 
 use serde_json::{Map, Number, Value as Json};
 
-use super::{History, ListAppendMop, MwwMop, Op, Process, Value};
+use super::{History, ListAppendMop, MwwMop, NodeResult, Op, Process, Value};
 use crate::error::{Error, Result};
 
 /// Parses every top-level EDN form in `text` into JSON values.
@@ -131,6 +131,16 @@ fn ints(xs: &[i64]) -> String {
 fn value_to_edn(v: &Value) -> String {
     let mops: Vec<String> = match v {
         Value::None => return "nil".into(),
+        Value::Nodes(nodes) => {
+            let body: Vec<String> = nodes
+                .iter()
+                .map(|(node, r)| match r {
+                    NodeResult::Keyword(k) => format!("{} {}", string(node), keyword(k)),
+                    NodeResult::Int(i) => format!("{} {i}", string(node)),
+                })
+                .collect();
+            return format!("{{{}}}", body.join(", "));
+        }
         Value::ListAppend(mops) => mops
             .iter()
             .map(|m| match m {
@@ -420,6 +430,30 @@ mod tests {
         assert_eq!(write_history(&h), text);
         // And through JSON lines too.
         let json = crate::history::json::write_history(&h);
+        assert_eq!(crate::history::json::read_history(&json).unwrap(), h);
+    }
+
+    #[test]
+    fn round_trips_nemesis_values_naming_their_nodes() {
+        let text = "{:index 2, :time 5, :type :info, :process :nemesis, :f :bump-clock, :value {\"n1\" 60000, \"n2\" :killed}}\n";
+        let h = read_history(text).unwrap();
+        assert_eq!(
+            h.ops[0].value,
+            Value::Nodes(
+                [
+                    ("n1".to_owned(), NodeResult::Int(60_000)),
+                    ("n2".to_owned(), NodeResult::Keyword("killed".into())),
+                ]
+                .into_iter()
+                .collect()
+            )
+        );
+        assert_eq!(write_history(&h), text);
+        let json = crate::history::json::write_history(&h);
+        assert!(
+            json.contains(r#""value":{"n1":60000,"n2":"killed"}"#),
+            "{json}"
+        );
         assert_eq!(crate::history::json::read_history(&json).unwrap(), h);
     }
 

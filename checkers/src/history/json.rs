@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 
 use serde_json::{Map, Value as Json, json};
 
-use super::{Element, History, Key, ListAppendMop, MwwMop, Op, OpType, Process, Value};
+use super::{Element, History, Key, ListAppendMop, MwwMop, NodeResult, Op, OpType, Process, Value};
 use crate::error::{Error, Result};
 
 /// Renders an operation as a JSON object.
@@ -59,7 +59,34 @@ fn value_to_json(v: &Value) -> Json {
                 })
                 .collect(),
         ),
+        Value::Nodes(nodes) => Json::Object(
+            nodes
+                .iter()
+                .map(|(node, r)| {
+                    let r = match r {
+                        NodeResult::Keyword(k) => json!(k),
+                        NodeResult::Int(i) => json!(i),
+                    };
+                    (node.clone(), r)
+                })
+                .collect(),
+        ),
     }
+}
+
+/// A nemesis value `{"n1": "killed", "n2": 60000}` (strings and integers only), if it is one.
+fn nodes_from_json(m: &Map<String, Json>) -> Option<Value> {
+    m.iter()
+        .map(|(node, r)| {
+            let r = match r {
+                Json::String(k) => NodeResult::Keyword(k.clone()),
+                Json::Number(n) => NodeResult::Int(n.as_i64()?),
+                _ => return None,
+            };
+            Some((node.clone(), r))
+        })
+        .collect::<Option<BTreeMap<_, _>>>()
+        .map(Value::Nodes)
 }
 
 fn map_to_json(kv: &BTreeMap<Key, i64>) -> Json {
@@ -164,6 +191,7 @@ pub fn op_from_json(position: usize, v: &Json, keys: &mut Keys) -> Result<Op> {
     };
     let value = match (&process, obj.get("value")) {
         (Process::Client(_), Some(Json::Array(mops))) => decode_mops(mops, keys)?,
+        (Process::Named(_), Some(Json::Object(m))) => nodes_from_json(m).unwrap_or(Value::None),
         _ => Value::None,
     };
     let index = match obj.get("index") {

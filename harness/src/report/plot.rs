@@ -59,7 +59,14 @@ pub fn latencies(history: &History) -> Vec<Latency> {
 
 /// Nemesis intervals: (start s, end s), from a fault to the next recovery.
 fn nemesis_intervals(history: &History, end: f64) -> Vec<(f64, f64)> {
-    const RECOVERIES: &[&str] = &["start", "resume", "start-standin", "start-postgres"];
+    const RECOVERIES: &[&str] = &[
+        "start",
+        "resume",
+        "start-nodes",
+        "reset-clock",
+        "start-standin",
+        "start-postgres",
+    ];
     let mut out = Vec::new();
     let mut open: Option<f64> = None;
     for op in history.ops.iter().filter(|op| op.client().is_none()) {

@@ -1,5 +1,12 @@
 //! One `powersync_endpoint` node: its own working directory (with the seed's `.env`), SQLite
 //! file, port and log (`endpoint.log`, appended across restarts as Jepsen's `client.log`).
+//!
+//! For the clock faults an endpoint runs under libfaketime (Debian's `faketime` package):
+//! `LD_PRELOAD` of its multi-threaded library, `FAKETIME_TIMESTAMP_FILE` naming the node's
+//! `faketime.rc` (an offset such as `+60.000`, re-read on every time call with
+//! `FAKETIME_NO_CACHE=1`), and `FAKETIME_DONT_FAKE_MONOTONIC=1` so that only the wall clock
+//! moves, as Jepsen's clock nemesis steps a node's system clock and leaves its monotonic clock
+//! alone.
 
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
@@ -13,6 +20,45 @@ use crate::error::{Error, Result};
 
 /// How long an endpoint may take to listen and answer `GET /powersync`.
 const START_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// How long `GET /db-api/close` may take before the stop goes on with the kill.
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How long a seed-era endpoint gets after SIGTERM to close its database before SIGKILL.
+const STOP_GRACE: Duration = Duration::from_secs(10);
+
+/// The clock control file in the node directory.
+const CLOCK_FILE: &str = "faketime.rc";
+
+/// Where Debian (and a `make install` of libfaketime) put the multi-threaded library.
+const FAKETIME_DIRS: &[&str] = &["/usr/lib", "/usr/local/lib", "/usr/lib64"];
+const FAKETIME_LIB: &str = "faketime/libfaketimeMT.so.1";
+
+/// The multi-threaded libfaketime library (`/usr/lib/<triplet>/faketime/libfaketimeMT.so.1`
+/// on Debian), or an error naming the package that provides it.
+pub fn faketime_lib() -> Result<PathBuf> {
+    for dir in FAKETIME_DIRS.iter().map(Path::new) {
+        let direct = dir.join(FAKETIME_LIB);
+        if direct.is_file() {
+            return Ok(direct);
+        }
+        // Debian's multiarch directories: /usr/lib/x86_64-linux-gnu/faketime/...
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let candidate = entry.path().join(FAKETIME_LIB);
+            if candidate.is_file() {
+                return Ok(candidate);
+            }
+        }
+    }
+    Err(Error::Options(format!(
+        "the clock faults need libfaketime ({FAKETIME_LIB} under {}): install Debian's \
+         `faketime` package (scripts/setup does)",
+        FAKETIME_DIRS.join(", ")
+    )))
+}
 
 /// What an endpoint node is started with.
 #[derive(Debug, Clone)]
@@ -40,6 +86,36 @@ pub struct EndpointConfig {
     pub env: Vec<(String, String)>,
 }
 
+/// The control file of an endpoint's libfaketime clock.
+#[derive(Debug, Clone)]
+pub struct Clock {
+    path: PathBuf,
+}
+
+impl Clock {
+    /// Sets the endpoint's wall clock to real time plus `offset_ms` (negative: behind) by
+    /// rewriting the control file: a new file renamed over the old one, so libfaketime never
+    /// reads half a line.
+    pub fn set_offset(&self, offset_ms: i64) -> Result<()> {
+        let sign = if offset_ms < 0 { '-' } else { '+' };
+        let abs = offset_ms.unsigned_abs();
+        let mut tmp = self.path.clone().into_os_string();
+        tmp.push(".new");
+        let tmp = PathBuf::from(tmp);
+        std::fs::write(&tmp, format!("{sign}{}.{:03}\n", abs / 1000, abs % 1000))
+            .and_then(|()| std::fs::rename(&tmp, &self.path))
+            .map_err(|source| Error::Io {
+                path: self.path.clone(),
+                source,
+            })
+    }
+
+    /// The control file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
 /// A running (or killed, restartable) endpoint.
 #[derive(Debug)]
 pub struct Endpoint {
@@ -49,12 +125,25 @@ pub struct Endpoint {
     port: u16,
     child: Option<Child>,
     paused: bool,
+    /// libfaketime, when the endpoint runs under a controlled clock.
+    faketime: Option<PathBuf>,
 }
 
 impl Endpoint {
     /// Creates `dir`, writes its `.env` and starts the endpoint on a free port; waits until it
     /// listens and answers `GET /powersync`.
     pub async fn start(bin: &Path, dir: &Path, config: EndpointConfig) -> Result<Endpoint> {
+        Endpoint::start_with_clock(bin, dir, config, None).await
+    }
+
+    /// [`Endpoint::start`], under libfaketime `faketime` (see [`faketime_lib`]) when given: the
+    /// clock offset starts at 0 and [`Endpoint::clock`] moves it.
+    pub async fn start_with_clock(
+        bin: &Path,
+        dir: &Path,
+        config: EndpointConfig,
+        faketime: Option<PathBuf>,
+    ) -> Result<Endpoint> {
         std::fs::create_dir_all(dir).map_err(|source| Error::Io {
             path: dir.to_path_buf(),
             source,
@@ -66,8 +155,12 @@ impl Endpoint {
             port: 0,
             child: None,
             paused: false,
+            faketime,
         };
         endpoint.write_env()?;
+        if let Some(clock) = endpoint.clock() {
+            clock.set_offset(0)?;
+        }
         endpoint.restart().await?;
         Ok(endpoint)
     }
@@ -90,6 +183,31 @@ impl Endpoint {
     /// The SQLite database file (and `-wal`, `-shm` beside it).
     pub fn database_path(&self) -> PathBuf {
         self.dir.join("endpoint.sqlite3")
+    }
+
+    /// The process id while the process runs (until killed or stopped).
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    /// Whether this is a latest-era `--endpoint postgresql` node (no database of its own).
+    pub fn is_postgresql(&self) -> bool {
+        self.config
+            .latest
+            .as_ref()
+            .is_some_and(|(endpoint, _)| endpoint == "postgresql")
+    }
+
+    /// The clock control file (`faketime.rc` in the node directory).
+    pub fn clock_path(&self) -> PathBuf {
+        self.dir.join(CLOCK_FILE)
+    }
+
+    /// The endpoint's clock control, when it runs under libfaketime.
+    pub fn clock(&self) -> Option<Clock> {
+        self.faketime.as_ref().map(|_| Clock {
+            path: self.clock_path(),
+        })
     }
 
     /// Whether the process is running (not killed, not exited).
@@ -161,6 +279,12 @@ impl Endpoint {
         }
         for (k, v) in &self.config.env {
             cmd.env(k, v);
+        }
+        if let Some(lib) = &self.faketime {
+            cmd.env("LD_PRELOAD", lib)
+                .env("FAKETIME_TIMESTAMP_FILE", self.clock_path())
+                .env("FAKETIME_NO_CACHE", "1")
+                .env("FAKETIME_DONT_FAKE_MONOTONIC", "1");
         }
         let child = cmd.spawn().map_err(|e| Error::Process {
             name: self.config.name.clone(),
@@ -242,6 +366,33 @@ impl Endpoint {
             kill_and_reap(&mut child);
         }
         self.paused = false;
+    }
+
+    /// Stops the process with its database closed cleanly, as jepsen-powersync's `stop-nodes`:
+    /// a latest-era endpoint gets `GET /db-api/close` and then `kill -9`; a seed-era endpoint
+    /// (no `/db-api`) SIGTERM, on which it closes its store and exits (SIGKILL after 10 s).
+    /// [`Endpoint::restart`] starts it again on the same database.
+    pub async fn stop(&mut self) -> Result<()> {
+        let Some(mut child) = self.child.take() else {
+            return Err(Error::Process {
+                name: self.config.name.clone(),
+                reason: "not running".into(),
+            });
+        };
+        if std::mem::take(&mut self.paused) {
+            signal(&child, Signal::SIGCONT)?;
+        }
+        if self.config.latest.is_some() {
+            let closed = crate::client::db_api(&self.url(), "close", CLOSE_TIMEOUT).await;
+            kill_and_reap(&mut child);
+            closed.map(drop).map_err(|reason| Error::Process {
+                name: self.config.name.clone(),
+                reason: format!("GET /db-api/close: {reason}"),
+            })
+        } else {
+            terminate(&mut child, STOP_GRACE).await;
+            Ok(())
+        }
     }
 
     /// SIGSTOP.
