@@ -221,6 +221,18 @@ impl SyncRules {
                     bucket.definition
                 )));
             }
+            for (i, query) in bucket.queries.iter().enumerate() {
+                if bucket.queries[..i]
+                    .iter()
+                    .any(|q| q.object_type == query.object_type)
+                {
+                    return Err(Error::UnsupportedSyncRules(format!(
+                        "bucket `{}`: two tables output as `{}` are not served by the \
+                         stand-in's stream",
+                        bucket.definition, query.object_type
+                    )));
+                }
+            }
             if bucket.queries.iter().any(|q| q.columns != [Column::Star]) {
                 return Err(Error::UnsupportedSyncRules(format!(
                     "bucket `{}`: column lists are not served by the stand-in's stream yet \
@@ -339,16 +351,9 @@ fn parse_bucket(name: String, def: BucketYaml) -> Result<BucketDefinition, Error
             columns: parsed.columns,
             filters: parsed.filters,
         };
-        if queries.contains(&query) {
-            continue;
+        if !queries.contains(&query) {
+            queries.push(query);
         }
-        if queries.iter().any(|q| q.object_type == query.object_type) {
-            return Err(Error::UnsupportedSyncRules(format!(
-                "bucket `{name}`: two data queries output as `{}`",
-                query.object_type
-            )));
-        }
-        queries.push(query);
     }
     Ok(BucketDefinition {
         name: format!("{name}[]"),
@@ -402,10 +407,23 @@ mod tests {
             "bucket_definitions:\n  b:\n    data:\n      - SELECT name FROM t\n",
             "bucket_definitions:\n  b:\n    data:\n      - SELECT * FROM t WHERE x = 1\n",
             "streams:\n  s:\n    query: SELECT * FROM t\n",
-            "bucket_definitions:\n  b:\n    data:\n      - SELECT * FROM t\n      - SELECT * FROM u AS t\n",
         ] {
             assert!(
                 matches!(SyncRules::parse(yaml), Err(Error::UnsupportedSyncRules(_))),
+                "{yaml}"
+            );
+        }
+        for yaml in [
+            "bucket_definitions:\n  b:\n    data:\n      - SELECT * FROM t\n      - SELECT * FROM u AS t\n",
+            "bucket_definitions:\n  b:\n    data:\n      - SELECT id, x FROM t\n",
+            "bucket_definitions:\n  b:\n    parameters: SELECT request.user_id() AS u\n    data:\n      - SELECT * FROM t WHERE o = bucket.u\n",
+        ] {
+            let rules = SyncRules::parse(yaml).unwrap();
+            assert!(
+                matches!(
+                    rules.check_served_by_stream(),
+                    Err(Error::UnsupportedSyncRules(_))
+                ),
                 "{yaml}"
             );
         }
