@@ -2,23 +2,26 @@
 //!
 //! Supported: bucket definitions with request-only parameter queries
 //! (`SELECT request.user_id() AS user_id`, `request.jwt() ->> '<claim>'`,
-//! `request.parameters() ->> '<name>'`, `token_parameters.<name>`, `user_parameters.<name>`),
+//! `request.parameters() ->> '<name>'`, `token_parameters.<name>`, `user_parameters.<name>`)
+//! and table-backed ones (`SELECT id AS list_id FROM lists WHERE owner = request.user_id()`,
+//! conditions `<column> = <request value>` joined by AND),
 //! data queries `SELECT * | <column> [AS <name>], ... FROM <table> [AS <alias>]` (the table
 //! optionally schema-qualified and/or double-quoted) with an optional
 //! `WHERE <column> = bucket.<parameter> [AND ...]` covering every bucket parameter, each
 //! definition with an optional `priority:` (0..=3, default 3), and the `config:` section's
 //! `edition` (1 or 2) with its compatibility options ([`Compatibility`], `fixed_json_extract`).
-//! Anything else (table-backed parameter queries, other expressions, `IN`, Sync Streams) is
+//! Anything else (other expressions, `IN`, `OR`, Sync Streams) is
 //! rejected with [`Error::UnsupportedSyncRules`] naming the construct instead of being
-//! silently ignored. [`SyncRules::evaluate_row`] and [`SyncRules::request_buckets`] evaluate
+//! silently ignored. [`SyncRules::evaluate_row`], [`SyncRules::evaluate_parameter_row`] and
+//! [`SyncRules::request_buckets_with`] evaluate
 //! them as the service's engine does (`eval`), checked against it by
 //! `tests/sync_rules_oracle.rs`.
 
 mod eval;
 mod sql;
 
-pub use eval::{EvaluatedRow, Row, SqliteValue, bucket_name, row_from_data};
-pub use sql::{Column, ParameterQuery, RequestValue};
+pub use eval::{EvaluatedRow, ParameterRow, Row, SqliteValue, bucket_name, row_from_data};
+pub use sql::{Column, ParameterQuery, ParameterValue, RequestValue};
 
 use std::collections::BTreeMap;
 
@@ -66,7 +69,7 @@ pub struct BucketDefinition {
     /// The bucket parameters, in the order of the first parameter query's outputs (the order
     /// of the values in bucket names); empty for a global bucket.
     pub parameters: Vec<String>,
-    /// Its request-only parameter queries (none for a global bucket).
+    /// Its parameter queries (none for a global bucket).
     pub parameter_queries: Vec<ParameterQuery>,
     /// Its data queries.
     pub queries: Vec<DataQuery>,
@@ -254,12 +257,15 @@ impl SyncRules {
         &self.buckets
     }
 
-    /// Every source table some bucket reads.
+    /// Every source table some data or parameter query reads.
     pub fn tables(&self) -> Vec<SourceTable> {
         let mut tables: Vec<SourceTable> = self
             .buckets
             .iter()
-            .flat_map(|b| b.queries.iter().map(|q| q.table.clone()))
+            .flat_map(|b| {
+                let data = b.queries.iter().map(|q| q.table.clone());
+                data.chain(b.parameter_queries.iter().filter_map(|q| q.table.clone()))
+            })
             .collect();
         tables.sort();
         tables.dedup();

@@ -3,9 +3,11 @@
 //! `tests/oracle/package.json`), run under Node by `tests/oracle/oracle.mjs`.
 //!
 //! Both evaluate the same sync rules on the same rows and requests: generated cases drawn
-//! from the supported subset with a fixed seed (rules x rows x requests), the examples of the
+//! from the supported subset with a fixed seed (rules x rows x requests; the rows are also the
+//! parameter tables' rows for table-backed parameter queries), the examples of the
 //! service's documentation, and rules both must reject. Every bucket name, output table, id
-//! and row `data` string of `evaluate_row`, and every bucket set of `request_buckets`, must be
+//! and row `data` string of `evaluate_row`, and every bucket set of `request_buckets_with`
+//! (over the rows' `evaluate_parameter_row` results), must be
 //! identical; a difference is a bug in the stand-in.
 //!
 //! Needs `node` and `npm` (`scripts/setup` installs them); the package is installed with npm
@@ -165,10 +167,15 @@ fn standin_outcome(rules: &SyncRules, case: &Case) -> Outcome {
             out
         })
         .collect();
+    let parameter_rows: Vec<_> = case
+        .rows
+        .iter()
+        .flat_map(|(table, row)| rules.evaluate_parameter_row(table, row))
+        .collect();
     let requests = case
         .requests
         .iter()
-        .map(|(claims, params)| rules.request_buckets(claims, params))
+        .map(|(claims, params)| rules.request_buckets_with(claims, params, &parameter_rows))
         .collect();
     (rows, requests)
 }
@@ -285,7 +292,9 @@ fn gen_value(rng: &mut fastrand::Rng) -> SqliteValue {
         _ => SqliteValue::Text(
             (*pick(
                 rng,
-                &["u1", "u2", "o1", "1", "x y", "ü\"q\\", "", "1.5", "null"],
+                &[
+                    "u1", "u2", "o1", "u1", "u2", "1", "x y", "ü\"q\\", "", "1.5", "null",
+                ],
             ))
             .to_owned(),
         ),
@@ -402,6 +411,61 @@ fn gen_parameter_query(rng: &mut fastrand::Rng, params: &[&str]) -> String {
     )
 }
 
+/// A table-backed parameter query on `table` selecting `params`.
+fn gen_table_parameter_query(rng: &mut fastrand::Rng, table: &str, params: &[&str]) -> String {
+    let columns: &[&str] = if table == "lists" { &LISTS } else { &TODOS };
+    let column = |rng: &mut fastrand::Rng| {
+        let c = *pick(rng, columns);
+        if rng.u8(..3) == 0 {
+            format!("{table}.{c}")
+        } else {
+            c.to_owned()
+        }
+    };
+    let mut order: Vec<&str> = params.to_vec();
+    rng.shuffle(&mut order);
+    let outputs: Vec<String> = order
+        .iter()
+        .map(|name| {
+            let value = if rng.u8(..5) < 3 {
+                column(rng)
+            } else {
+                pick(rng, &REQUEST_VALUES).0.to_owned()
+            };
+            format!("{value} AS {name}")
+        })
+        .collect();
+    // Distinct request values (`request.user_id()` and `token_parameters.user_id` are one).
+    let mut values: Vec<&str> = REQUEST_VALUES
+        .iter()
+        .map(|(v, _)| *v)
+        .filter(|v| *v != "token_parameters.user_id")
+        .collect();
+    rng.shuffle(&mut values);
+    if rng.bool() {
+        for v in values.iter_mut().filter(|v| **v == "request.user_id()") {
+            *v = "token_parameters.user_id";
+        }
+    }
+    let conditions: Vec<String> = values[..*pick(rng, &[1, 1, 2])]
+        .iter()
+        .map(|v| {
+            let c = column(rng);
+            if rng.bool() {
+                format!("{c} = {v}")
+            } else {
+                format!("{v} = {c}")
+            }
+        })
+        .collect();
+    let schema = if rng.u8(..5) == 0 { "public." } else { "" };
+    format!(
+        "SELECT {} FROM {schema}{table} WHERE {}",
+        outputs.join(", "),
+        conditions.join(" AND ")
+    )
+}
+
 fn gen_data_query(rng: &mut fastrand::Rng, table: &str, params: &[&str]) -> String {
     let columns: &[&str] = if table == "lists" { &LISTS } else { &TODOS };
     let alias = (rng.u8(..4) == 0).then_some("t");
@@ -483,7 +547,14 @@ fn gen_rules(rng: &mut fastrand::Rng) -> String {
         let params = &params[..*pick(rng, &[0, 1, 1, 2])];
         if !params.is_empty() {
             let queries: Vec<String> = (0..rng.usize(1..=2))
-                .map(|_| gen_parameter_query(rng, params))
+                .map(|_| {
+                    if rng.bool() {
+                        let table = *pick(rng, &["lists", "todos"]);
+                        gen_table_parameter_query(rng, table, params)
+                    } else {
+                        gen_parameter_query(rng, params)
+                    }
+                })
                 .collect();
             if queries.len() == 1 && rng.bool() {
                 writeln!(yaml, "    parameters: {}", queries[0]).unwrap();
@@ -551,6 +622,10 @@ fn example_inputs() -> (Vec<SourceRow>, Vec<(Json, Json)>) {
         ],
     ));
     rows.push(row(
+        "users",
+        vec![("id", text("u1")), ("org_id", text("org1"))],
+    ));
+    rows.push(row(
         "documents",
         vec![("id", text("d1")), ("org_id", text("org1"))],
     ));
@@ -565,7 +640,7 @@ fn example_inputs() -> (Vec<SourceRow>, Vec<(Json, Json)>) {
 /// Examples from the service's documentation (packages/sync-rules/README.md, the
 /// service's sync rules template, and the documented parameter-query shapes), with the
 /// construct the stand-in rejects, if any.
-const EXAMPLES: [(&str, Option<&str>); 8] = [
+const EXAMPLES: [(&str, Option<&str>); 9] = [
     (
         "bucket_definitions:\n  global:\n    data:\n      - SELECT * FROM lists\n      - SELECT * FROM todos\n",
         None,
@@ -593,12 +668,17 @@ const EXAMPLES: [(&str, Option<&str>); 8] = [
     (
         "bucket_definitions:\n  by_org:\n    parameters: select org_id from users where id = token_parameters.user_id\n    \
          data:\n      - select * from documents where org_id = bucket.org_id\n",
-        Some("table-backed parameter queries"),
+        None,
     ),
     (
         "bucket_definitions:\n  project:\n    parameters: SELECT (request.parameters() ->> 'current_project') as project_id\n    \
          data:\n      - SELECT * FROM todos WHERE list_id = bucket.project_id\n",
-        Some("expected `request.user_id()`"),
+        Some("found `(`"),
+    ),
+    (
+        "bucket_definitions:\n  user_lists:\n    parameters: SELECT id AS list_id FROM lists WHERE owner_id = request.user_id()\n    \
+         data:\n      - SELECT * FROM todos WHERE list_id = bucket.list_id\n",
+        None,
     ),
     (
         "streams:\n  lists:\n    query: SELECT * FROM lists WHERE owner_id = auth.user_id()\n",
@@ -682,11 +762,36 @@ fn the_stand_in_evaluates_sync_rules_as_the_service_does() {
                 .sum::<usize>()
         })
         .sum();
+    // And so must buckets that only table-backed parameter queries select.
+    let table_backed: usize = cases[..generated]
+        .iter()
+        .filter_map(|c| SyncRules::parse(&c.rules).ok().map(|r| (r, c)))
+        .map(|(r, c)| {
+            let parameter_rows: Vec<_> = c
+                .rows
+                .iter()
+                .flat_map(|(t, row)| r.evaluate_parameter_row(t, row))
+                .collect();
+            c.requests
+                .iter()
+                .map(|(claims, params)| {
+                    r.request_buckets_with(claims, params, &parameter_rows)
+                        .len()
+                        - r.request_buckets(claims, params).len()
+                })
+                .sum::<usize>()
+        })
+        .sum();
     eprintln!(
         "{} cases ({generated} generated), {rows_compared} rows ({buckets_seen} bucket rows in \
-         generated cases) and {requests_compared} requests compared, {} mismatches",
+         generated cases) and {requests_compared} requests ({table_backed} buckets from \
+         table-backed parameter queries) compared, {} mismatches",
         cases.len(),
         mismatches.len()
+    );
+    assert!(
+        table_backed > 50,
+        "too few table-backed buckets: {table_backed}"
     );
     assert!(
         buckets_seen > 500,

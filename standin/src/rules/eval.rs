@@ -13,7 +13,7 @@ use std::fmt;
 use serde::de::{Deserializer, MapAccess, Visitor};
 use serde_json::Value as Json;
 
-use super::sql::{Column, RequestValue};
+use super::sql::{Column, ParameterQuery, ParameterValue, RequestValue};
 use super::{BucketDefinition, SourceTable, SyncRules};
 use crate::rows::{format_js_number, push_json_string};
 
@@ -83,8 +83,21 @@ impl SyncRules {
 
     /// The buckets a request selects through the request-only parameter queries (and every
     /// global bucket), sorted and without duplicates. `claims` is the verified token payload,
-    /// `parameters` the client's `parameters` object.
+    /// `parameters` the client's `parameters` object. Table-backed parameter queries select
+    /// nothing here: see [`SyncRules::request_buckets_with`].
     pub fn request_buckets(&self, claims: &Json, parameters: &Json) -> Vec<String> {
+        self.request_buckets_with(claims, parameters, &[])
+    }
+
+    /// [`SyncRules::request_buckets`] with the table-backed parameter queries evaluated
+    /// against `parameter_rows`, the current [`SyncRules::evaluate_parameter_row`] results
+    /// of the parameter tables' rows.
+    pub fn request_buckets_with(
+        &self,
+        claims: &Json,
+        parameters: &Json,
+        parameter_rows: &[ParameterRow],
+    ) -> Vec<String> {
         let request = Request {
             claims,
             parameters,
@@ -93,11 +106,76 @@ impl SyncRules {
         let mut out: Vec<String> = self
             .buckets
             .iter()
-            .flat_map(|b| request.buckets(b))
+            .flat_map(|b| request.buckets(b, parameter_rows))
             .collect();
         out.sort();
         out.dedup();
         out
+    }
+
+    /// What a row of `table` contributes to table-backed parameter queries: per query whose
+    /// `WHERE` columns are all non-NULL, the lookup a request must produce to match it and the
+    /// row's selected columns.
+    pub fn evaluate_parameter_row(&self, table: &SourceTable, row: &Row) -> Vec<ParameterRow> {
+        let mut out = Vec::new();
+        for bucket in &self.buckets {
+            for (query_index, query) in bucket.parameter_queries.iter().enumerate() {
+                if query.table.as_ref() != Some(table) {
+                    continue;
+                }
+                let key: Option<Vec<SqliteValue>> = query
+                    .lookups
+                    .iter()
+                    .map(|(column, _)| match lookup(row, column) {
+                        None | Some(SqliteValue::Null) => None,
+                        Some(value) => Some(normalize(value)),
+                    })
+                    .collect();
+                let Some(key) = key else { continue };
+                let columns = query
+                    .outputs
+                    .iter()
+                    .filter_map(|(name, value)| match value {
+                        ParameterValue::Column(c) => Some((
+                            name.clone(),
+                            lookup(row, c).cloned().unwrap_or(SqliteValue::Null),
+                        )),
+                        ParameterValue::Request(_) => None,
+                    })
+                    .collect();
+                out.push(ParameterRow {
+                    definition: bucket.definition.clone(),
+                    query: query_index,
+                    lookup: key,
+                    columns,
+                });
+            }
+        }
+        out
+    }
+}
+
+/// One parameter table row's contribution to one table-backed parameter query.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ParameterRow {
+    /// The bucket definition.
+    pub definition: String,
+    /// The parameter query's index in the definition.
+    pub query: usize,
+    /// The row's `WHERE` column values (numbers with an integral value as INTEGER), which a
+    /// request's values must equal.
+    pub lookup: Vec<SqliteValue>,
+    /// The row's selected columns, `(output name, value)`.
+    pub columns: Vec<(String, SqliteValue)>,
+}
+
+/// A lookup value compared number-agnostically: a REAL with an integral value is INTEGER.
+fn normalize(value: &SqliteValue) -> SqliteValue {
+    match value {
+        SqliteValue::Real(f) if f.fract() == 0.0 && f.abs() < 9.2e18 => {
+            SqliteValue::Integer(*f as i64)
+        }
+        other => other.clone(),
     }
 }
 
@@ -267,20 +345,51 @@ struct Request<'a> {
 }
 
 impl Request<'_> {
-    /// The buckets of one definition: one per parameter query (or the global bucket).
-    fn buckets(&self, bucket: &BucketDefinition) -> Vec<String> {
+    /// The buckets of one definition: per request-only parameter query one, per
+    /// table-backed one as many as parameter rows match (or the global bucket).
+    fn buckets(&self, bucket: &BucketDefinition, rows: &[ParameterRow]) -> Vec<String> {
         if bucket.parameter_queries.is_empty() {
             return vec![bucket_name(&bucket.definition, &[])];
         }
-        bucket
-            .parameter_queries
+        let mut out = Vec::new();
+        for (index, query) in bucket.parameter_queries.iter().enumerate() {
+            if query.table.is_none() {
+                out.push(self.bucket(bucket, query, &[]));
+                continue;
+            }
+            let lookup: Vec<SqliteValue> = query
+                .lookups
+                .iter()
+                .map(|(_, v)| normalize(&self.value(v)))
+                .collect();
+            for row in rows {
+                if row.definition == bucket.definition && row.query == index && row.lookup == lookup
+                {
+                    out.push(self.bucket(bucket, query, &row.columns));
+                }
+            }
+        }
+        out
+    }
+
+    /// The bucket of `query` with a parameter row's `columns`.
+    fn bucket(
+        &self,
+        bucket: &BucketDefinition,
+        query: &ParameterQuery,
+        columns: &[(String, SqliteValue)],
+    ) -> String {
+        let values: Vec<SqliteValue> = query
+            .outputs
             .iter()
-            .map(|query| {
-                let values: Vec<SqliteValue> =
-                    query.outputs.iter().map(|(_, v)| self.value(v)).collect();
-                bucket_name(&bucket.definition, &values)
+            .map(|(name, value)| match value {
+                ParameterValue::Request(v) => self.value(v),
+                ParameterValue::Column(_) => {
+                    lookup(columns, name).cloned().unwrap_or(SqliteValue::Null)
+                }
             })
-            .collect()
+            .collect();
+        bucket_name(&bucket.definition, &values)
     }
 
     fn value(&self, value: &RequestValue) -> SqliteValue {

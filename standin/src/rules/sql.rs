@@ -1,9 +1,10 @@
 //! A parser for the subset of the sync rules' SQL the stand-in implements.
 //!
-//! Parameter queries (no `FROM`): `SELECT <request value> [AS <name>], ...` where a request
-//! value is `request.user_id()`, `request.jwt() ->> '<path>'`,
-//! `request.parameters() ->> '<path>'`, `token_parameters.<name>` or
-//! `user_parameters.<name>`.
+//! Parameter queries: `SELECT <value> [AS <name>], ...` where a value is a request value
+//! (`request.user_id()`, `request.jwt() ->> '<path>'`, `request.parameters() ->> '<path>'`,
+//! `token_parameters.<name>`, `user_parameters.<name>`), and in a table-backed query
+//! (`FROM [<schema>.]<table> WHERE <column> = <request value> [AND ...]`, no alias) also a
+//! column of the table.
 //!
 //! Data queries: `SELECT * | <column> [AS <name>], ... FROM [<schema>.]<table> [AS <alias>]
 //! [WHERE <column> = bucket.<parameter> [AND ...]]` (either side of `=`).
@@ -241,29 +242,36 @@ pub enum RequestValue {
     UserParameter(String),
 }
 
-/// A parsed request-only parameter query: `(output name, value)` in select order.
+/// One selected value of a parameter query.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ParameterQuery {
-    /// The selected values, named by their alias (or column name).
-    pub outputs: Vec<(String, RequestValue)>,
+pub enum ParameterValue {
+    /// A value of the request.
+    Request(RequestValue),
+    /// A column of the parameter query's table (table-backed queries only).
+    Column(String),
 }
 
-const TABLE_BACKED: &str = "table-backed parameter queries (`SELECT ... FROM <table> WHERE ...`) \
-     are not supported (request-only parameter queries are)";
+/// A parsed parameter query: request-only (no `table`) or table-backed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ParameterQuery {
+    /// The selected values, named by their alias (or column name), in select order (the
+    /// order of the values in the bucket names it produces).
+    pub outputs: Vec<(String, ParameterValue)>,
+    /// The table of a table-backed query (`FROM`).
+    pub table: Option<SourceTable>,
+    /// A table-backed query's `WHERE <column> = <request value>` conditions (joined by AND).
+    pub lookups: Vec<(String, RequestValue)>,
+}
 
-/// Parses a parameter query; table-backed ones and everything outside the subset are errors.
+/// Parses a parameter query; everything outside the subset is an error naming it.
 pub fn parse_parameter_query(sql: &str) -> Result<ParameterQuery, String> {
     let mut p = Parser::new(sql)?;
-    let has_from = p.toks.iter().any(
-        |t| matches!(t, Token::Ident { text, quoted: false } if text.eq_ignore_ascii_case("from")),
-    );
-    if has_from {
-        return Err(TABLE_BACKED.to_owned());
-    }
     p.expect_keyword("select")?;
-    let mut outputs: Vec<(String, RequestValue)> = Vec::new();
+    let mut outputs: Vec<(String, ParameterValue)> = Vec::new();
+    let mut qualifiers = Vec::new();
     loop {
-        let (value, default_name) = request_value(&mut p)?;
+        let (value, qualifier, default_name) = parameter_value(&mut p)?;
+        qualifiers.extend(qualifier);
         let name = if p.keyword("as") {
             p.expect_ident("an output name after AS")?
         } else {
@@ -277,37 +285,116 @@ pub fn parse_parameter_query(sql: &str) -> Result<ParameterQuery, String> {
             break;
         }
     }
-    if p.keyword("where") {
-        return Err("`WHERE` in parameter queries is not supported".to_owned());
-    }
-    p.end("`,`, `AS` or the end of the parameter query")?;
     if outputs.iter().any(|(n, _)| n == "_priority") {
         return Err("`_priority` in parameter queries is not supported".to_owned());
     }
-    Ok(ParameterQuery { outputs })
+    if !p.keyword("from") {
+        if p.keyword("where") {
+            return Err("`WHERE` in request-only parameter queries is not supported".to_owned());
+        }
+        p.end("`,`, `AS`, `FROM` or the end of the parameter query")?;
+        if let Some((name, _)) = outputs
+            .iter()
+            .find(|(_, v)| matches!(v, ParameterValue::Column(_)))
+        {
+            return Err(format!(
+                "`{name}`: a column in a parameter query without `FROM`"
+            ));
+        }
+        return Ok(ParameterQuery {
+            outputs,
+            table: None,
+            lookups: Vec::new(),
+        });
+    }
+    let first = p.expect_ident("a table name")?;
+    let (schema, name) = if p.sym(".") {
+        (first, p.expect_ident("a table name after the schema")?)
+    } else {
+        ("public".to_owned(), first)
+    };
+    if p.keyword("as") || p.ident().is_some() {
+        return Err("table aliases are not supported in parameter queries".to_owned());
+    }
+    if !p.keyword("where") {
+        return p.unexpected("`WHERE` (a table-backed parameter query needs `<column> = <request value>` conditions)");
+    }
+    let mut lookups = Vec::new();
+    loop {
+        let (left, lq, _) = parameter_value(&mut p)?;
+        if p.keyword("in") {
+            return Err("`IN` in parameter queries is not supported".to_owned());
+        }
+        if !p.sym("=") {
+            return p
+                .unexpected("`=` (only `<column> = <request value>` conditions are supported)");
+        }
+        let (right, rq, _) = parameter_value(&mut p)?;
+        qualifiers.extend(lq.into_iter().chain(rq));
+        match (left, right) {
+            (ParameterValue::Column(c), ParameterValue::Request(r))
+            | (ParameterValue::Request(r), ParameterValue::Column(c)) => {
+                if lookups.iter().any(|(_, v)| *v == r) {
+                    return Err(
+                        "the same request value in two conditions is not supported".to_owned()
+                    );
+                }
+                lookups.push((c, r))
+            }
+            _ => {
+                return Err(
+                    "only `<column> = <request value>` conditions are supported in \
+                     table-backed parameter queries"
+                        .to_owned(),
+                );
+            }
+        }
+        if !p.keyword("and") {
+            break;
+        }
+    }
+    if p.keyword("or") {
+        return Err("`OR` in parameter queries is not supported".to_owned());
+    }
+    p.end("`AND` or the end of the parameter query")?;
+    if let Some(q) = qualifiers.iter().find(|q| **q != name) {
+        return Err(format!("`{q}` is not the query's table (`{name}`)"));
+    }
+    Ok(ParameterQuery {
+        outputs,
+        table: Some(SourceTable { schema, name }),
+        lookups,
+    })
 }
 
-/// One selected request value and its default output name.
-fn request_value(p: &mut Parser) -> Result<(RequestValue, Option<String>), String> {
-    let Some(schema) = p.ident() else {
-        return p.unexpected("`request.user_id()`, `request.jwt() ->> '...'`, `request.parameters() ->> '...'`, `token_parameters.<name>` or `user_parameters.<name>`");
+/// One value of a parameter query: `(value, table qualifier of a column, default name)`.
+fn parameter_value(
+    p: &mut Parser,
+) -> Result<(ParameterValue, Option<String>, Option<String>), String> {
+    let Some(first) = p.ident() else {
+        return p.unexpected("a column, `request.user_id()`, `request.jwt() ->> '...'`, `request.parameters() ->> '...'`, `token_parameters.<name>` or `user_parameters.<name>`");
     };
     if p.peek() == Some(&Token::Sym("(")) {
         return Err(format!(
-            "function `{schema}(...)` is not supported in parameter queries (only request values)"
+            "function `{first}(...)` is not supported in parameter queries"
         ));
     }
-    p.expect_sym(".")?;
+    if !p.sym(".") {
+        return Ok((ParameterValue::Column(first.clone()), None, Some(first)));
+    }
     let name = p.expect_ident("a name after `.`")?;
-    match schema.as_str() {
-        "token_parameters" if name == "user_id" => Ok((RequestValue::UserId, Some(name))),
-        "token_parameters" => Ok((RequestValue::TokenParameter(name.clone()), Some(name))),
-        "user_parameters" => Ok((RequestValue::UserParameter(name.clone()), Some(name))),
+    let request = |v| Ok((ParameterValue::Request(v), None, Some(name.clone())));
+    match first.as_str() {
+        "token_parameters" if name == "user_id" => request(RequestValue::UserId),
+        "token_parameters" => request(RequestValue::TokenParameter(name.clone())),
+        "user_parameters" => request(RequestValue::UserParameter(name.clone())),
         "request" => {
             p.expect_sym("(")?;
             p.expect_sym(")")?;
             let value = match name.as_str() {
-                "user_id" => return Ok((RequestValue::UserId, None)),
+                "user_id" => {
+                    return Ok((ParameterValue::Request(RequestValue::UserId), None, None));
+                }
                 "jwt" => RequestValue::Jwt,
                 "parameters" => RequestValue::Parameters,
                 other => return Err(format!("`request.{other}()` is not supported")),
@@ -319,11 +406,12 @@ fn request_value(p: &mut Parser) -> Result<(RequestValue, Option<String>), Strin
             let Some(path) = p.string() else {
                 return p.unexpected("a string literal after `->>`");
             };
-            Ok((value(path), None))
+            Ok((ParameterValue::Request(value(path)), None, None))
         }
-        other => Err(format!(
-            "`{other}.{name}`: only request values (`request.*()`, `token_parameters`, \
-             `user_parameters`) are supported in parameter queries"
+        _ => Ok((
+            ParameterValue::Column(name.clone()),
+            Some(first),
+            Some(name),
         )),
     }
 }
@@ -489,6 +577,7 @@ mod tests {
 
     #[test]
     fn parameter_queries() {
+        let request = |v| ParameterValue::Request(v);
         let q = parse_parameter_query(
             "SELECT request.user_id() AS user_id, request.jwt() ->> 'org' AS org, \
              token_parameters.team, user_parameters.device AS d",
@@ -497,23 +586,73 @@ mod tests {
         assert_eq!(
             q.outputs,
             vec![
-                ("user_id".to_owned(), RequestValue::UserId),
-                ("org".to_owned(), RequestValue::Jwt("org".to_owned())),
+                ("user_id".to_owned(), request(RequestValue::UserId)),
+                (
+                    "org".to_owned(),
+                    request(RequestValue::Jwt("org".to_owned()))
+                ),
                 (
                     "team".to_owned(),
-                    RequestValue::TokenParameter("team".to_owned())
+                    request(RequestValue::TokenParameter("team".to_owned()))
                 ),
                 (
                     "d".to_owned(),
-                    RequestValue::UserParameter("device".to_owned())
+                    request(RequestValue::UserParameter("device".to_owned()))
                 ),
+            ]
+        );
+        assert_eq!(q.table, None);
+        let q = parse_parameter_query(
+            "SELECT id AS list_id, lists.org, request.user_id() AS u FROM lists \
+             WHERE owner = request.user_id() AND request.jwt() ->> 'o' = lists.org",
+        )
+        .unwrap();
+        assert_eq!(
+            q.outputs,
+            vec![
+                (
+                    "list_id".to_owned(),
+                    ParameterValue::Column("id".to_owned())
+                ),
+                ("org".to_owned(), ParameterValue::Column("org".to_owned())),
+                ("u".to_owned(), request(RequestValue::UserId)),
+            ]
+        );
+        assert_eq!(q.table.unwrap().name, "lists");
+        assert_eq!(
+            q.lookups,
+            vec![
+                ("owner".to_owned(), RequestValue::UserId),
+                ("org".to_owned(), RequestValue::Jwt("o".to_owned()))
             ]
         );
         for (sql, why) in [
             (
-                "SELECT id AS list_id FROM lists WHERE owner = request.user_id()",
-                "table-backed",
+                "SELECT id AS x FROM lists l WHERE owner = request.user_id()",
+                "aliases",
             ),
+            ("SELECT id AS x FROM lists", "`WHERE`"),
+            (
+                "SELECT id AS x FROM lists WHERE owner = 'a'",
+                "expected a column",
+            ),
+            (
+                "SELECT id AS x FROM lists WHERE owner = other",
+                "conditions",
+            ),
+            (
+                "SELECT id AS x FROM lists WHERE owner IN request.user_id()",
+                "IN",
+            ),
+            (
+                "SELECT id AS x FROM lists WHERE a = request.user_id() AND b = token_parameters.user_id",
+                "same request value",
+            ),
+            (
+                "SELECT u.id AS x FROM lists WHERE owner = request.user_id()",
+                "not the query's table",
+            ),
+            ("SELECT id AS x", "without `FROM`"),
             ("SELECT request.user_id()", "alias"),
             ("SELECT request.jwt() -> 'x' AS x", "->"),
             (
