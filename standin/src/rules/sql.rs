@@ -353,13 +353,7 @@ pub fn parse_parameter_query(sql: &str) -> Result<ParameterQuery, String> {
             break;
         }
     }
-    if p.keyword("or") {
-        return Err("`OR` in parameter queries is not supported".to_owned());
-    }
-    p.end("`AND` or the end of the parameter query")?;
-    if let Some(q) = qualifiers.iter().find(|q| **q != name) {
-        return Err(format!("`{q}` is not the query's table (`{name}`)"));
-    }
+    end_of_where(&p, "parameter", "", &qualifiers, &name)?;
     Ok(ParameterQuery {
         outputs,
         table: Some(SourceTable { schema, name }),
@@ -496,13 +490,13 @@ pub fn parse_data_query(sql: &str) -> Result<ParsedDataQuery, String> {
             }
         }
     }
-    if p.keyword("or") {
-        return Err("`OR` in data queries is not supported".to_owned());
-    }
-    p.end("`AND` or the end of the data query (only `<column> = bucket.<parameter>` conditions joined by AND are supported)")?;
-    if let Some(q) = qualifiers.iter().find(|q| **q != object_type) {
-        return Err(format!("`{q}` is not the query's table (`{object_type}`)"));
-    }
+    end_of_where(
+        &p,
+        "data",
+        " (only `<column> = bucket.<parameter>` conditions joined by AND are supported)",
+        &qualifiers,
+        &object_type,
+    )?;
     if columns.len() > 1 && columns.contains(&Column::Star) {
         return Err("`*` together with other columns is not supported".to_owned());
     }
@@ -524,6 +518,26 @@ pub fn parse_data_query(sql: &str) -> Result<ParsedDataQuery, String> {
         columns,
         filters,
     })
+}
+
+/// Checks that a `kind` query ends after its `WHERE` conditions and that every column
+/// qualifier names its `table`.
+fn end_of_where(
+    p: &Parser,
+    kind: &str,
+    hint: &str,
+    qualifiers: &[String],
+    table: &str,
+) -> Result<(), String> {
+    if matches!(p.peek(), Some(Token::Ident { text, quoted: false }) if text.eq_ignore_ascii_case("or"))
+    {
+        return Err(format!("`OR` in {kind} queries is not supported"));
+    }
+    p.end(&format!("`AND` or the end of the {kind} query{hint}"))?;
+    if let Some(q) = qualifiers.iter().find(|q| *q != table) {
+        return Err(format!("`{q}` is not the query's table (`{table}`)"));
+    }
+    Ok(())
 }
 
 /// `[<table>.]<column>`: `(qualifier, column)`.
