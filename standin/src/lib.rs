@@ -56,6 +56,7 @@ impl StandIn {
     /// the persisted state), binds the listener and starts replicating. Returns once clients
     /// can be served.
     pub async fn start(config: Config) -> Result<StandIn, Error> {
+        config.sync_rules.check_served_by_stream()?;
         let keys = auth::KeyStore::new(
             &config.jwks,
             config.audience.clone(),

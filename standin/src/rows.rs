@@ -298,7 +298,7 @@ fn is_integer(text: &str) -> bool {
 /// `f64` as JavaScript's `Number#toString` prints it: the shortest round-trip digits, plain
 /// for `1e-7 < |f| < 1e21`, otherwise in exponent form with a signed exponent (`1e+21`,
 /// `1.5e-7`).
-fn format_js_number(f: f64) -> String {
+pub(crate) fn format_js_number(f: f64) -> String {
     if f == 0.0 {
         return "0".to_owned();
     }

@@ -1,11 +1,27 @@
 //! Sync rules: the subset of the service's `sync_rules.yaml` the stand-in implements.
 //!
-//! Supported: global buckets whose data queries are `SELECT * FROM <table> [AS <alias>]`
-//! (the table optionally schema-qualified and/or double-quoted), each with an optional
-//! `priority:` (0..=3, default 3), and the `config:` section's `edition` (1 or 2) with the
-//! compatibility options that apply to such buckets ([`Compatibility`]). Anything else
-//! (parameter queries, `WHERE`, column lists, Sync Streams) is rejected with
-//! [`Error::UnsupportedSyncRules`] instead of being silently ignored.
+//! Supported: bucket definitions with request-only parameter queries
+//! (`SELECT request.user_id() AS user_id`, `request.jwt() ->> '<claim>'`,
+//! `request.parameters() ->> '<name>'`, `token_parameters.<name>`, `user_parameters.<name>`)
+//! and table-backed ones (`SELECT id AS list_id FROM lists WHERE owner = request.user_id()`,
+//! conditions `<column> = <request value>` joined by AND),
+//! data queries `SELECT * | <column> [AS <name>], ... FROM <table> [AS <alias>]` (the table
+//! optionally schema-qualified and/or double-quoted) with an optional
+//! `WHERE <column> = bucket.<parameter> [AND ...]` covering every bucket parameter, each
+//! definition with an optional `priority:` (0..=3, default 3), and the `config:` section's
+//! `edition` (1 or 2) with its compatibility options ([`Compatibility`], `fixed_json_extract`).
+//! Anything else (other expressions, `IN`, `OR`, Sync Streams) is
+//! rejected with [`Error::UnsupportedSyncRules`] naming the construct instead of being
+//! silently ignored. [`SyncRules::evaluate_row`], [`SyncRules::evaluate_parameter_row`] and
+//! [`SyncRules::request_buckets_with`] evaluate
+//! them as the service's engine does (`eval`), checked against it by
+//! `tests/sync_rules_oracle.rs`.
+
+mod eval;
+mod sql;
+
+pub use eval::{EvaluatedRow, ParameterRow, Row, SqliteValue, bucket_name, row_from_data};
+pub use sql::{Column, ParameterQuery, ParameterValue, RequestValue};
 
 use std::collections::BTreeMap;
 
@@ -29,26 +45,42 @@ pub struct DataQuery {
     pub table: SourceTable,
     /// The output table name (`object_type`): the alias, or the table name.
     pub object_type: String,
+    /// The output columns: `[Column::Star]` or named columns.
+    pub columns: Vec<Column>,
+    /// `WHERE` conditions `(row column, bucket parameter)`, one per bucket parameter.
+    pub filters: Vec<(String, String)>,
 }
 
 /// The priority of buckets that do not name one (the service's default).
 pub const DEFAULT_PRIORITY: u8 = 3;
 
-/// A global bucket definition.
+/// A bucket definition.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BucketDefinition {
-    /// The bucket's name before versioning: `<definition name>[]` (clients see
-    /// `<generation>#<definition name>[]`, see [`BucketDefinition::versioned_name`]).
+    /// The name of its bucket when it has no parameters, before versioning:
+    /// `<definition name>[]` (clients see `<generation>#<definition name>[]`, see
+    /// [`BucketDefinition::versioned_name`]). A parameterised definition has one bucket per
+    /// set of parameter values ([`SyncRules::evaluate_row`], [`SyncRules::request_buckets`]).
     pub name: String,
     /// The definition's name as written in the YAML (the default stream's name).
     pub definition: String,
     /// The bucket priority, 0 (synced first) to 3 (the default).
     pub priority: u8,
+    /// The bucket parameters, in the order of the first parameter query's outputs (the order
+    /// of the values in bucket names); empty for a global bucket.
+    pub parameters: Vec<String>,
+    /// Its parameter queries (none for a global bucket).
+    pub parameter_queries: Vec<ParameterQuery>,
     /// Its data queries.
     pub queries: Vec<DataQuery>,
 }
 
 impl BucketDefinition {
+    /// Whether the definition has no bucket parameters (one bucket, `<definition>[]`).
+    pub fn is_global(&self) -> bool {
+        self.parameters.is_empty()
+    }
+
     /// The bucket id clients see for snapshot `generation`: `<generation>#<name>`, as the
     /// service versions bucket ids with the sync rules' replication id (storage v2), so a new
     /// snapshot gets new buckets instead of clashing with what clients already hold.
@@ -72,6 +104,9 @@ pub struct Compatibility {
 pub struct SyncRules {
     buckets: Vec<BucketDefinition>,
     compatibility: Compatibility,
+    /// `fixed_json_extract` (on by default from edition 2): `->> 'a.b'` reads the key `a.b`
+    /// instead of the path `a` then `b`.
+    fixed_json_extract: bool,
 }
 
 #[derive(Deserialize)]
@@ -89,17 +124,21 @@ struct ConfigYaml {
     timestamps_iso8601: Option<bool>,
     /// Bucket ids are always versioned here (as with the service's storage v2).
     versioned_bucket_ids: Option<bool>,
-    /// No expressions are supported, so this changes nothing.
+    /// How `->>` splits paths.
     fixed_json_extract: Option<bool>,
     custom_postgres_types: Option<bool>,
 }
 
-fn parse_compatibility(config: Option<ConfigYaml>) -> Result<Compatibility, Error> {
+/// The compatibility options and `fixed_json_extract`.
+fn parse_compatibility(config: Option<ConfigYaml>) -> Result<(Compatibility, bool), Error> {
     let Some(config) = config else {
-        return Ok(Compatibility {
-            edition: 1,
-            timestamps_iso8601: false,
-        });
+        return Ok((
+            Compatibility {
+                edition: 1,
+                timestamps_iso8601: false,
+            },
+            false,
+        ));
     };
     let edition = config.edition.unwrap_or(1);
     if !(1..=2).contains(&edition) {
@@ -113,11 +152,14 @@ fn parse_compatibility(config: Option<ConfigYaml>) -> Result<Compatibility, Erro
                 .to_owned(),
         ));
     }
-    let _ = (config.fixed_json_extract, config.custom_postgres_types);
-    Ok(Compatibility {
-        edition,
-        timestamps_iso8601: config.timestamps_iso8601.unwrap_or(edition >= 2),
-    })
+    let _ = config.custom_postgres_types;
+    Ok((
+        Compatibility {
+            edition,
+            timestamps_iso8601: config.timestamps_iso8601.unwrap_or(edition >= 2),
+        },
+        config.fixed_json_extract.unwrap_or(edition >= 2),
+    ))
 }
 
 fn parse_priority(name: &str, value: Option<serde_yaml_ng::Value>) -> Result<u8, Error> {
@@ -152,51 +194,57 @@ impl SyncRules {
                 "Sync Streams (`streams:`) are not supported".to_owned(),
             ));
         }
-        let compatibility = parse_compatibility(file.config)?;
+        let (compatibility, fixed_json_extract) = parse_compatibility(file.config)?;
         let defs = file.bucket_definitions.unwrap_or_default();
         if defs.is_empty() {
             return Err(Error::Config(
                 "sync rules define no bucket_definitions".to_owned(),
             ));
         }
-        let mut buckets = Vec::new();
-        for (name, def) in defs {
-            if def.parameters.is_some() {
-                return Err(Error::UnsupportedSyncRules(format!(
-                    "bucket `{name}`: parameter queries are not supported (global buckets only)"
-                )));
-            }
-            let priority = parse_priority(&name, def.priority)?;
-            let mut queries = Vec::new();
-            for sql in def.data.unwrap_or_default() {
-                let query = parse_select_star(&sql).map_err(|why| {
-                    Error::UnsupportedSyncRules(format!("bucket `{name}`: `{sql}`: {why}"))
-                })?;
-                if queries.contains(&query) {
-                    continue;
-                }
-                if queries
-                    .iter()
-                    .any(|q: &DataQuery| q.object_type == query.object_type)
-                {
-                    return Err(Error::UnsupportedSyncRules(format!(
-                        "bucket `{name}`: two tables output as `{}`",
-                        query.object_type
-                    )));
-                }
-                queries.push(query);
-            }
-            buckets.push(BucketDefinition {
-                name: format!("{name}[]"),
-                definition: name,
-                priority,
-                queries,
-            });
-        }
+        let buckets = defs
+            .into_iter()
+            .map(|(name, def)| parse_bucket(name, def))
+            .collect::<Result<_, _>>()?;
         Ok(SyncRules {
             buckets,
             compatibility,
+            fixed_json_extract,
         })
+    }
+
+    /// Checks that the rules need nothing the stand-in's stream does not serve yet: only
+    /// global buckets whose data queries are `SELECT *` (the stream sends every column of a
+    /// row to one bucket per definition).
+    pub fn check_served_by_stream(&self) -> Result<(), Error> {
+        for bucket in &self.buckets {
+            if !bucket.is_global() {
+                return Err(Error::UnsupportedSyncRules(format!(
+                    "bucket `{}`: parameterised buckets are not served by the stand-in's \
+                     stream yet (global buckets only)",
+                    bucket.definition
+                )));
+            }
+            for (i, query) in bucket.queries.iter().enumerate() {
+                if bucket.queries[..i]
+                    .iter()
+                    .any(|q| q.object_type == query.object_type)
+                {
+                    return Err(Error::UnsupportedSyncRules(format!(
+                        "bucket `{}`: two tables output as `{}` are not served by the \
+                         stand-in's stream",
+                        bucket.definition, query.object_type
+                    )));
+                }
+            }
+            if bucket.queries.iter().any(|q| q.columns != [Column::Star]) {
+                return Err(Error::UnsupportedSyncRules(format!(
+                    "bucket `{}`: column lists are not served by the stand-in's stream yet \
+                     (`SELECT *` only)",
+                    bucket.definition
+                )));
+            }
+        }
+        Ok(())
     }
 
     /// The `config:` section's compatibility options.
@@ -209,22 +257,25 @@ impl SyncRules {
         &self.buckets
     }
 
-    /// Every source table some bucket reads.
+    /// Every source table some data or parameter query reads.
     pub fn tables(&self) -> Vec<SourceTable> {
         let mut tables: Vec<SourceTable> = self
             .buckets
             .iter()
-            .flat_map(|b| b.queries.iter().map(|q| q.table.clone()))
+            .flat_map(|b| {
+                let data = b.queries.iter().map(|q| q.table.clone());
+                data.chain(b.parameter_queries.iter().filter_map(|q| q.table.clone()))
+            })
             .collect();
         tables.sort();
         tables.dedup();
         tables
     }
 
-    /// `(bucket name, object_type)` for every bucket a row of `table` belongs to.
+    /// `(bucket name, object_type)` for every global bucket a row of `table` belongs to.
     pub fn targets(&self, table: &SourceTable) -> Vec<(String, String)> {
         let mut out = Vec::new();
-        for bucket in &self.buckets {
+        for bucket in self.buckets.iter().filter(|b| b.is_global()) {
             for query in &bucket.queries {
                 if &query.table == table {
                     out.push((bucket.name.clone(), query.object_type.clone()));
@@ -235,96 +286,88 @@ impl SyncRules {
     }
 }
 
-/// Splits SQL into identifier/keyword tokens; double-quoted identifiers keep their case.
-fn tokens(sql: &str) -> Result<Vec<(String, bool)>, String> {
-    let mut out = Vec::new();
-    let mut chars = sql.trim().trim_end_matches(';').chars().peekable();
-    while let Some(&c) = chars.peek() {
-        if c.is_whitespace() {
-            chars.next();
-        } else if c == '"' {
-            chars.next();
-            let mut ident = String::new();
-            loop {
-                match chars.next() {
-                    Some('"') if chars.peek() == Some(&'"') => {
-                        chars.next();
-                        ident.push('"');
-                    }
-                    Some('"') => break,
-                    Some(ch) => ident.push(ch),
-                    None => return Err("unterminated quoted identifier".to_owned()),
-                }
-            }
-            out.push((ident, true));
-        } else if c == '*' || c == '.' {
-            chars.next();
-            out.push((c.to_string(), false));
-        } else if c.is_alphanumeric() || c == '_' {
-            let mut word = String::new();
-            while let Some(&ch) = chars.peek() {
-                if ch.is_alphanumeric() || ch == '_' || ch == '$' {
-                    word.push(ch);
-                    chars.next();
-                } else {
-                    break;
-                }
-            }
-            out.push((word, false));
-        } else {
-            return Err(format!("unexpected character `{c}`"));
-        }
+/// The `parameters:` of a bucket: one query or a list of them.
+fn parameter_sqls(name: &str, value: Option<serde_yaml_ng::Value>) -> Result<Vec<String>, Error> {
+    let bad = || {
+        Error::Config(format!(
+            "bucket `{name}`: parameters must be a query or a list of queries"
+        ))
+    };
+    match value {
+        None => Ok(Vec::new()),
+        Some(serde_yaml_ng::Value::String(sql)) => Ok(vec![sql]),
+        Some(serde_yaml_ng::Value::Sequence(items)) => items
+            .into_iter()
+            .map(|item| match item {
+                serde_yaml_ng::Value::String(sql) => Ok(sql),
+                _ => Err(bad()),
+            })
+            .collect(),
+        Some(_) => Err(bad()),
     }
-    Ok(out)
 }
 
-fn parse_select_star(sql: &str) -> Result<DataQuery, String> {
-    const SHAPE: &str = "only `SELECT * FROM <table> [AS <alias>]` is supported";
-    let toks = tokens(sql)?;
-    let word = |i: usize| {
-        toks.get(i)
-            .filter(|t| !t.1)
-            .map(|t| t.0.to_ascii_lowercase())
+fn parse_bucket(name: String, def: BucketYaml) -> Result<BucketDefinition, Error> {
+    let unsupported = |sql: &str, why: String| {
+        Error::UnsupportedSyncRules(format!("bucket `{name}`: `{sql}`: {why}"))
     };
-    let ident = |i: usize| -> Option<String> {
-        toks.get(i).and_then(|(t, quoted)| {
-            if *quoted {
-                Some(t.clone())
-            } else if t != "*" && t != "." {
-                // Unquoted identifiers fold to lower case, as in PostgreSQL.
-                Some(t.to_lowercase())
-            } else {
-                None
+    let priority = parse_priority(&name, def.priority)?;
+    let mut parameter_queries: Vec<ParameterQuery> = Vec::new();
+    let mut parameters: Vec<String> = Vec::new();
+    for sql in parameter_sqls(&name, def.parameters)? {
+        let query = sql::parse_parameter_query(&sql).map_err(|why| unsupported(&sql, why))?;
+        let names: Vec<String> = query.outputs.iter().map(|(n, _)| n.clone()).collect();
+        if parameter_queries.is_empty() {
+            parameters = names;
+        } else {
+            let mut a = names.clone();
+            let mut b = parameters.clone();
+            a.sort();
+            b.sort();
+            if a != b {
+                return Err(unsupported(
+                    &sql,
+                    format!(
+                        "bucket parameters must match for each parameter query (expected {parameters:?})"
+                    ),
+                ));
             }
-        })
-    };
-    if word(0).as_deref() != Some("select")
-        || word(1).as_deref() != Some("*")
-        || word(2).as_deref() != Some("from")
-    {
-        return Err(SHAPE.to_owned());
+        }
+        parameter_queries.push(query);
     }
-    let mut i = 3;
-    let first = ident(i).ok_or_else(|| SHAPE.to_owned())?;
-    i += 1;
-    let (schema, name) = if word(i).as_deref() == Some(".") {
-        let second = ident(i + 1).ok_or_else(|| SHAPE.to_owned())?;
-        i += 2;
-        (first, second)
-    } else {
-        ("public".to_owned(), first)
-    };
-    let mut object_type = name.clone();
-    if word(i).as_deref() == Some("as") {
-        object_type = ident(i + 1).ok_or_else(|| SHAPE.to_owned())?;
-        i += 2;
+    let mut queries: Vec<DataQuery> = Vec::new();
+    for sql in def.data.unwrap_or_default() {
+        let parsed = sql::parse_data_query(&sql).map_err(|why| unsupported(&sql, why))?;
+        let mut covered: Vec<&str> = parsed.filters.iter().map(|(_, p)| p.as_str()).collect();
+        covered.sort();
+        let mut expected: Vec<&str> = parameters.iter().map(String::as_str).collect();
+        expected.sort();
+        if covered != expected {
+            return Err(unsupported(
+                &sql,
+                format!(
+                    "the WHERE clause must match each bucket parameter exactly once with \
+                     `<column> = bucket.<parameter>` (parameters {parameters:?}, matched {covered:?})"
+                ),
+            ));
+        }
+        let query = DataQuery {
+            table: parsed.table,
+            object_type: parsed.object_type,
+            columns: parsed.columns,
+            filters: parsed.filters,
+        };
+        if !queries.contains(&query) {
+            queries.push(query);
+        }
     }
-    if i != toks.len() {
-        return Err(SHAPE.to_owned());
-    }
-    Ok(DataQuery {
-        table: SourceTable { schema, name },
-        object_type,
+    Ok(BucketDefinition {
+        name: format!("{name}[]"),
+        definition: name,
+        priority,
+        parameters,
+        parameter_queries,
+        queries,
     })
 }
 
@@ -367,13 +410,26 @@ mod tests {
     fn rejects_what_it_does_not_implement() {
         for yaml in [
             "bucket_definitions:\n  b:\n    parameters: SELECT token_parameters.user_id\n    data:\n      - SELECT * FROM t\n",
-            "bucket_definitions:\n  b:\n    data:\n      - SELECT id FROM t\n",
+            "bucket_definitions:\n  b:\n    data:\n      - SELECT name FROM t\n",
             "bucket_definitions:\n  b:\n    data:\n      - SELECT * FROM t WHERE x = 1\n",
             "streams:\n  s:\n    query: SELECT * FROM t\n",
-            "bucket_definitions:\n  b:\n    data:\n      - SELECT * FROM t\n      - SELECT * FROM u AS t\n",
         ] {
             assert!(
                 matches!(SyncRules::parse(yaml), Err(Error::UnsupportedSyncRules(_))),
+                "{yaml}"
+            );
+        }
+        for yaml in [
+            "bucket_definitions:\n  b:\n    data:\n      - SELECT * FROM t\n      - SELECT * FROM u AS t\n",
+            "bucket_definitions:\n  b:\n    data:\n      - SELECT id, x FROM t\n",
+            "bucket_definitions:\n  b:\n    parameters: SELECT request.user_id() AS u\n    data:\n      - SELECT * FROM t WHERE o = bucket.u\n",
+        ] {
+            let rules = SyncRules::parse(yaml).unwrap();
+            assert!(
+                matches!(
+                    rules.check_served_by_stream(),
+                    Err(Error::UnsupportedSyncRules(_))
+                ),
                 "{yaml}"
             );
         }

@@ -1,0 +1,811 @@
+//! Differential test of the stand-in's sync-rules engine (`standin::rules`) against the
+//! service's own, `@powersync/service-sync-rules` from the npm registry (the version pinned in
+//! `tests/oracle/package.json`), run under Node by `tests/oracle/oracle.mjs`.
+//!
+//! Both evaluate the same sync rules on the same rows and requests: generated cases drawn
+//! from the supported subset with a fixed seed (rules x rows x requests; the rows are also the
+//! parameter tables' rows for table-backed parameter queries), the examples of the
+//! service's documentation, and rules both must reject. Every bucket name, output table, id
+//! and row `data` string of `evaluate_row`, and every bucket set of `request_buckets_with`
+//! (over the rows' `evaluate_parameter_row` results), must be
+//! identical; a difference is a bug in the stand-in.
+//!
+//! Needs `node` and `npm` (`scripts/setup` installs them); the package is installed with npm
+//! into `target/tmp/sync-rules-oracle` on first use.
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use serde_json::{Value as Json, json};
+use standin::rules::{SourceTable, SqliteValue};
+use standin::{Error, SyncRules};
+use testkit::ChildGuard;
+
+const ORACLE_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/oracle");
+
+/// Installs the pinned package (once) and returns the directory holding `oracle.mjs`.
+fn oracle_dir() -> PathBuf {
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("sync-rules-oracle");
+    std::fs::create_dir_all(&dir).unwrap();
+    for file in ["package.json", "oracle.mjs"] {
+        std::fs::copy(Path::new(ORACLE_DIR).join(file), dir.join(file)).unwrap();
+    }
+    let manifest: Json =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("package.json")).unwrap()).unwrap();
+    let installed = manifest["dependencies"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .all(|(name, version)| {
+            let path = dir.join("node_modules").join(name).join("package.json");
+            std::fs::read_to_string(path)
+                .ok()
+                .and_then(|text| serde_json::from_str::<Json>(&text).ok())
+                .is_some_and(|p| p["version"] == *version)
+        });
+    if !installed {
+        let mut npm = Command::new("npm");
+        npm.args(["install", "--no-audit", "--no-fund", "--no-package-lock"])
+            .current_dir(&dir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        let output = ChildGuard::spawn("npm install", &mut npm)
+            .unwrap_or_else(|e| {
+                panic!(
+                    "cannot run npm ({e}): install Node.js and npm (`scripts/setup` does, or \
+                     `apt-get install -y npm`) to run the sync-rules oracle"
+                )
+            })
+            .wait_with_output()
+            .unwrap();
+        assert!(
+            output.status.success(),
+            "`npm install` of the sync-rules oracle in {} failed (it needs the npm registry; \
+             `scripts/setup` installs npm): {}",
+            dir.display(),
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    dir
+}
+
+/// Runs the oracle on `cases` (one JSON line each) and returns its answers in order.
+fn run_oracle(cases: &[Json]) -> Vec<Json> {
+    let dir = oracle_dir();
+    let mut input = tempfile::tempfile().unwrap();
+    {
+        use std::io::{Seek, Write};
+        for case in cases {
+            writeln!(input, "{case}").unwrap();
+        }
+        input.rewind().unwrap();
+    }
+    let mut node = Command::new("node");
+    node.arg("oracle.mjs")
+        .current_dir(&dir)
+        .stdin(Stdio::from(input))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let output = ChildGuard::spawn("node oracle.mjs", &mut node)
+        .unwrap_or_else(|e| panic!("cannot run node ({e}): install Node.js (`scripts/setup`)"))
+        .wait_with_output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "the oracle failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let answers: Vec<Json> = String::from_utf8(output.stdout)
+        .unwrap()
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect();
+    assert_eq!(answers.len(), cases.len(), "one answer per case");
+    answers
+}
+
+/// A source row: its table and `(column, value)` in column order.
+type SourceRow = (SourceTable, Vec<(String, SqliteValue)>);
+
+/// One case: sync rules, rows and requests (token payload, client parameters).
+struct Case {
+    rules: String,
+    rows: Vec<SourceRow>,
+    requests: Vec<(Json, Json)>,
+}
+
+/// A row as the oracle reads it with JSONBig: integers are INTEGER, numbers with a fraction
+/// or an exponent REAL.
+fn record_text(row: &[(String, SqliteValue)]) -> String {
+    let mut out = String::from("{");
+    for (i, (column, value)) in row.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        write!(out, "{}:", Json::from(column.as_str())).unwrap();
+        match value {
+            SqliteValue::Null => out.push_str("null"),
+            SqliteValue::Integer(v) => write!(out, "{v}").unwrap(),
+            // `{:?}` always has a `.` or an exponent: `2.0`, `1e21`.
+            SqliteValue::Real(v) => write!(out, "{v:?}").unwrap(),
+            SqliteValue::Text(t) => write!(out, "{}", Json::from(t.as_str())).unwrap(),
+        }
+    }
+    out.push('}');
+    out
+}
+
+impl Case {
+    fn to_json(&self) -> Json {
+        json!({
+            "rules": self.rules,
+            "rows": self.rows.iter().map(|(table, row)| json!({
+                "schema": table.schema, "table": table.name, "record": record_text(row),
+            })).collect::<Vec<_>>(),
+            "requests": self.requests.iter().map(|(claims, params)| json!({
+                "claims": claims.to_string(), "parameters": params.to_string(),
+            })).collect::<Vec<_>>(),
+        })
+    }
+}
+
+/// `(bucket, table, id, data)` per row, sorted, and the bucket set per request.
+type Outcome = (Vec<Vec<[String; 4]>>, Vec<Vec<String>>);
+
+fn standin_outcome(rules: &SyncRules, case: &Case) -> Outcome {
+    let rows = case
+        .rows
+        .iter()
+        .map(|(table, row)| {
+            let mut out: Vec<[String; 4]> = rules
+                .evaluate_row(table, row)
+                .into_iter()
+                .map(|r| [r.bucket, r.object_type, r.object_id, r.data])
+                .collect();
+            out.sort();
+            out
+        })
+        .collect();
+    let parameter_rows: Vec<_> = case
+        .rows
+        .iter()
+        .flat_map(|(table, row)| rules.evaluate_parameter_row(table, row))
+        .collect();
+    let requests = case
+        .requests
+        .iter()
+        .map(|(claims, params)| rules.request_buckets_with(claims, params, &parameter_rows))
+        .collect();
+    (rows, requests)
+}
+
+fn oracle_outcome(answer: &Json) -> Outcome {
+    let text = |v: &Json| v.as_str().unwrap().to_owned();
+    let rows = answer["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|row| {
+            let mut out: Vec<[String; 4]> = row
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|r| {
+                    [
+                        text(&r["bucket"]),
+                        text(&r["table"]),
+                        text(&r["id"]),
+                        text(&r["data"]),
+                    ]
+                })
+                .collect();
+            out.sort();
+            out
+        })
+        .collect();
+    let requests = answer["requests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            let mut names: Vec<String> = r.as_array().unwrap().iter().map(text).collect();
+            names.sort();
+            names
+        })
+        .collect();
+    (rows, requests)
+}
+
+/// Compares the stand-in with the oracle on every case the stand-in accepts; returns the
+/// number of rows and requests compared and describes every difference.
+fn compare(cases: &[Case], answers: &[Json], mismatches: &mut Vec<String>) -> (usize, usize) {
+    let (mut rows, mut requests) = (0, 0);
+    for (case, answer) in cases.iter().zip(answers) {
+        if let Some(exception) = answer.get("exception") {
+            mismatches.push(format!("oracle exception on\n{}\n{exception}", case.rules));
+            continue;
+        }
+        let rules = match SyncRules::parse(&case.rules) {
+            Ok(rules) => rules,
+            Err(e) => {
+                mismatches.push(format!("the stand-in rejects\n{}\n{e}", case.rules));
+                continue;
+            }
+        };
+        if answer["errors"] != json!([]) {
+            mismatches.push(format!(
+                "the service rejects what the stand-in accepts:\n{}\n{}",
+                case.rules, answer["errors"]
+            ));
+            continue;
+        }
+        let (ours, theirs) = (standin_outcome(&rules, case), oracle_outcome(answer));
+        for (i, (a, b)) in ours.0.iter().zip(&theirs.0).enumerate() {
+            if a != b {
+                mismatches.push(format!(
+                    "rules\n{}row {} {}\nstand-in {a:?}\nservice  {b:?}",
+                    case.rules,
+                    case.rows[i].0.name,
+                    record_text(&case.rows[i].1)
+                ));
+            }
+        }
+        for (i, (a, b)) in ours.1.iter().zip(&theirs.1).enumerate() {
+            if a != b {
+                mismatches.push(format!(
+                    "rules\n{}request {} {}\nstand-in {a:?}\nservice  {b:?}",
+                    case.rules, case.requests[i].0, case.requests[i].1
+                ));
+            }
+        }
+        rows += ours.0.len();
+        requests += ours.1.len();
+    }
+    (rows, requests)
+}
+
+// ---------------------------------------------------------------------------------------
+// Generated cases
+// ---------------------------------------------------------------------------------------
+
+const LISTS: [&str; 7] = [
+    "id",
+    "owner_id",
+    "org_id",
+    "name",
+    "score",
+    "done",
+    "_internal",
+];
+const TODOS: [&str; 4] = ["id", "list_id", "owner_id", "description"];
+
+fn pick<'a, T>(rng: &mut fastrand::Rng, items: &'a [T]) -> &'a T {
+    &items[rng.usize(..items.len())]
+}
+
+fn gen_value(rng: &mut fastrand::Rng) -> SqliteValue {
+    match rng.u8(..10) {
+        0 => SqliteValue::Null,
+        1 | 2 => SqliteValue::Integer(*pick(rng, &[-1, 0, 1, 2, 42, 9_007_199_254_740_993])),
+        3 | 4 => SqliteValue::Real(*pick(rng, &[1.0, 1.5, -0.0, 1e21, 2.5e-7, 0.1, 42.0])),
+        _ => SqliteValue::Text(
+            (*pick(
+                rng,
+                &[
+                    "u1", "u2", "o1", "u1", "u2", "1", "x y", "ü\"q\\", "", "1.5", "null",
+                ],
+            ))
+            .to_owned(),
+        ),
+    }
+}
+
+fn gen_row(rng: &mut fastrand::Rng, n: usize) -> SourceRow {
+    let (name, columns): (&str, &[&str]) = if rng.bool() {
+        ("lists", &LISTS)
+    } else {
+        ("todos", &TODOS)
+    };
+    let mut row = Vec::new();
+    for column in columns {
+        if rng.u8(..20) == 0 {
+            continue; // a column the row lacks
+        }
+        let value = if *column == "id" && rng.u8(..5) != 0 {
+            SqliteValue::Text(format!("r{n}"))
+        } else {
+            gen_value(rng)
+        };
+        row.push(((*column).to_owned(), value));
+    }
+    let schema = if rng.u8(..10) == 0 { "other" } else { "public" };
+    (
+        SourceTable {
+            schema: schema.to_owned(),
+            name: name.to_owned(),
+        },
+        row,
+    )
+}
+
+fn gen_json_scalar(rng: &mut fastrand::Rng) -> Json {
+    match rng.u8(..12) {
+        0 => Json::Null,
+        1 => json!(true),
+        2 => json!(false),
+        3 => json!(1),
+        4 => json!(1.0),
+        5 => json!(2.5),
+        6 => json!({"k": 1, "t": true, "z": [1.0, "a"]}),
+        7 => json!([1, 2.5, null]),
+        _ => json!(*pick(rng, &["u1", "u2", "o1", "1", "é\n"])),
+    }
+}
+
+/// A JSON object with some of `keys` set (keys sort the same in serde_json and in the
+/// service, which keeps the order of the JSON text).
+fn gen_object(rng: &mut fastrand::Rng, keys: &[&str]) -> Json {
+    let mut map = serde_json::Map::new();
+    for key in keys {
+        if rng.u8(..4) != 0 {
+            map.insert((*key).to_owned(), gen_json_scalar(rng));
+        }
+    }
+    Json::Object(map)
+}
+
+fn gen_request(rng: &mut fastrand::Rng) -> (Json, Json) {
+    let mut claims = gen_object(rng, &["a.b", "flag", "org", "sub"]);
+    let map = claims.as_object_mut().unwrap();
+    if rng.u8(..3) != 0 {
+        map.insert("sub".into(), json!(*pick(rng, &["u1", "u2", "o1"])));
+    }
+    map.insert("a".into(), gen_object(rng, &["b"]));
+    map.insert("nested".into(), gen_object(rng, &["k"]));
+    if rng.bool() {
+        map.insert(
+            "parameters".into(),
+            gen_object(rng, &["org", "p", "user_id"]),
+        );
+    }
+    (claims, gen_object(rng, &["org", "p", "q"]))
+}
+
+/// Request values a parameter query can select, with their default output name.
+const REQUEST_VALUES: [(&str, Option<&str>); 13] = [
+    ("request.user_id()", None),
+    ("request.jwt() ->> 'sub'", None),
+    ("request.jwt() ->> 'org'", None),
+    ("request.jwt() ->> 'a.b'", None),
+    ("request.jwt() ->> '$.nested.k'", None),
+    ("request.jwt() ->> 'flag'", None),
+    ("request.jwt() ->> 'missing'", None),
+    ("request.parameters() ->> 'p'", None),
+    ("request.parameters() ->> 'q'", None),
+    ("token_parameters.user_id", Some("user_id")),
+    ("token_parameters.org", Some("org")),
+    ("token_parameters.p", Some("p")),
+    ("user_parameters.p", Some("p")),
+];
+
+fn gen_parameter_query(rng: &mut fastrand::Rng, params: &[&str]) -> String {
+    let mut order: Vec<&str> = params.to_vec();
+    rng.shuffle(&mut order);
+    let outputs: Vec<String> = order
+        .iter()
+        .map(|name| {
+            let (expr, default) = *pick(rng, &REQUEST_VALUES);
+            if default == Some(name) && rng.bool() {
+                expr.to_owned()
+            } else {
+                let as_kw = *pick(rng, &["AS", "as"]);
+                format!("{expr} {as_kw} {name}")
+            }
+        })
+        .collect();
+    format!(
+        "{} {}",
+        pick(rng, &["SELECT", "select"]),
+        outputs.join(", ")
+    )
+}
+
+/// A table-backed parameter query on `table` selecting `params`.
+fn gen_table_parameter_query(rng: &mut fastrand::Rng, table: &str, params: &[&str]) -> String {
+    let columns: &[&str] = if table == "lists" { &LISTS } else { &TODOS };
+    let column = |rng: &mut fastrand::Rng| {
+        let c = *pick(rng, columns);
+        if rng.u8(..3) == 0 {
+            format!("{table}.{c}")
+        } else {
+            c.to_owned()
+        }
+    };
+    let mut order: Vec<&str> = params.to_vec();
+    rng.shuffle(&mut order);
+    let outputs: Vec<String> = order
+        .iter()
+        .map(|name| {
+            let value = if rng.u8(..5) < 3 {
+                column(rng)
+            } else {
+                pick(rng, &REQUEST_VALUES).0.to_owned()
+            };
+            format!("{value} AS {name}")
+        })
+        .collect();
+    // Distinct request values (`request.user_id()` and `token_parameters.user_id` are one).
+    let mut values: Vec<&str> = REQUEST_VALUES
+        .iter()
+        .map(|(v, _)| *v)
+        .filter(|v| *v != "token_parameters.user_id")
+        .collect();
+    rng.shuffle(&mut values);
+    if rng.bool() {
+        for v in values.iter_mut().filter(|v| **v == "request.user_id()") {
+            *v = "token_parameters.user_id";
+        }
+    }
+    let conditions: Vec<String> = values[..*pick(rng, &[1, 1, 2])]
+        .iter()
+        .map(|v| {
+            let c = column(rng);
+            if rng.bool() {
+                format!("{c} = {v}")
+            } else {
+                format!("{v} = {c}")
+            }
+        })
+        .collect();
+    let schema = if rng.u8(..5) == 0 { "public." } else { "" };
+    format!(
+        "SELECT {} FROM {schema}{table} WHERE {}",
+        outputs.join(", "),
+        conditions.join(" AND ")
+    )
+}
+
+fn gen_data_query(rng: &mut fastrand::Rng, table: &str, params: &[&str]) -> String {
+    let columns: &[&str] = if table == "lists" { &LISTS } else { &TODOS };
+    let alias = (rng.u8(..4) == 0).then_some("t");
+    let qualifier = alias.unwrap_or(table);
+    let qualify = |rng: &mut fastrand::Rng, c: &str| {
+        if rng.u8(..3) == 0 {
+            format!("{qualifier}.{c}")
+        } else {
+            c.to_owned()
+        }
+    };
+    let select = if rng.u8(..5) < 2 {
+        "*".to_owned()
+    } else {
+        let mut outputs = vec!["id".to_owned()];
+        let mut items = vec![qualify(rng, "id")];
+        for _ in 0..rng.usize(0..4) {
+            let source = *pick(rng, &[columns, &["ghost"]].concat());
+            let output = if rng.bool() {
+                pick(rng, &["title", "other", "_x", "Name"]).to_string()
+            } else {
+                source.to_owned()
+            };
+            let output_name = output.to_lowercase();
+            if source == "id" || outputs.contains(&output_name) {
+                continue;
+            }
+            outputs.push(output_name);
+            let item = qualify(rng, source);
+            items.push(if output == source {
+                item
+            } else {
+                format!("{item} AS {output}")
+            });
+        }
+        let id = items.remove(0);
+        items.insert(rng.usize(..=items.len()), id);
+        items.join(", ")
+    };
+    let schema = if rng.u8(..5) == 0 { "public." } else { "" };
+    let alias = alias.map(|a| format!(" AS {a}")).unwrap_or_default();
+    let mut sql = format!("SELECT {select} FROM {schema}{table}{alias}");
+    let conditions: Vec<String> = params
+        .iter()
+        .map(|p| {
+            let column = *pick(rng, &columns[1..]);
+            let column = qualify(rng, column);
+            if rng.bool() {
+                format!("{column} = bucket.{p}")
+            } else {
+                format!("bucket.{p} = {column}")
+            }
+        })
+        .collect();
+    if !conditions.is_empty() {
+        write!(sql, " WHERE {}", conditions.join(" AND ")).unwrap();
+    }
+    sql
+}
+
+fn gen_rules(rng: &mut fastrand::Rng) -> String {
+    let mut yaml = String::new();
+    match rng.u8(..5) {
+        0 => yaml.push_str("config:\n  edition: 2\n"),
+        1 => yaml.push_str("config:\n  fixed_json_extract: true\n"),
+        2 => yaml.push_str("config:\n  edition: 2\n  fixed_json_extract: false\n"),
+        _ => {}
+    }
+    yaml.push_str("bucket_definitions:\n");
+    let mut names = vec!["by_user", "by_org", "g", "mixed"];
+    rng.shuffle(&mut names);
+    for name in &names[..rng.usize(1..=3)] {
+        writeln!(yaml, "  {name}:").unwrap();
+        if rng.u8(..5) == 0 {
+            writeln!(yaml, "    priority: {}", rng.u8(..4)).unwrap();
+        }
+        let mut params = vec!["user_id", "org", "p", "team"];
+        rng.shuffle(&mut params);
+        let params = &params[..*pick(rng, &[0, 1, 1, 2])];
+        if !params.is_empty() {
+            let queries: Vec<String> = (0..rng.usize(1..=2))
+                .map(|_| {
+                    if rng.bool() {
+                        let table = *pick(rng, &["lists", "todos"]);
+                        gen_table_parameter_query(rng, table, params)
+                    } else {
+                        gen_parameter_query(rng, params)
+                    }
+                })
+                .collect();
+            if queries.len() == 1 && rng.bool() {
+                writeln!(yaml, "    parameters: {}", queries[0]).unwrap();
+            } else {
+                yaml.push_str("    parameters:\n");
+                for q in &queries {
+                    writeln!(yaml, "      - {q}").unwrap();
+                }
+            }
+        }
+        yaml.push_str("    data:\n");
+        let mut tables = vec!["lists", "todos"];
+        rng.shuffle(&mut tables);
+        for table in &tables[..rng.usize(1..=2)] {
+            writeln!(yaml, "      - {}", gen_data_query(rng, table, params)).unwrap();
+        }
+    }
+    yaml
+}
+
+fn generated_cases(count: usize) -> Vec<Case> {
+    let mut rng = fastrand::Rng::with_seed(0x5eed_0014);
+    (0..count)
+        .map(|_| Case {
+            rules: gen_rules(&mut rng),
+            rows: (0..8).map(|n| gen_row(&mut rng, n)).collect(),
+            requests: (0..4).map(|_| gen_request(&mut rng)).collect(),
+        })
+        .collect()
+}
+
+/// Rows and requests every hand-written example is evaluated on.
+fn example_inputs() -> (Vec<SourceRow>, Vec<(Json, Json)>) {
+    let mut rng = fastrand::Rng::with_seed(0xd0c5);
+    let mut rows: Vec<SourceRow> = (0..12).map(|n| gen_row(&mut rng, n)).collect();
+    let text = |s: &str| SqliteValue::Text(s.to_owned());
+    let row = |table: &str, cells: Vec<(&str, SqliteValue)>| {
+        (
+            SourceTable {
+                schema: "public".into(),
+                name: table.into(),
+            },
+            cells
+                .into_iter()
+                .map(|(c, v)| (c.to_owned(), v))
+                .collect::<Vec<_>>(),
+        )
+    };
+    rows.push(row(
+        "lists",
+        vec![
+            ("id", text("l1")),
+            ("owner_id", text("u1")),
+            ("org_id", text("o1")),
+            ("name", text("Groceries")),
+        ],
+    ));
+    rows.push(row(
+        "todos",
+        vec![
+            ("id", text("t1")),
+            ("list_id", text("l1")),
+            ("owner_id", text("u1")),
+            ("description", text("Milk")),
+        ],
+    ));
+    rows.push(row(
+        "users",
+        vec![("id", text("u1")), ("org_id", text("org1"))],
+    ));
+    rows.push(row(
+        "documents",
+        vec![("id", text("d1")), ("org_id", text("org1"))],
+    ));
+    let mut requests: Vec<(Json, Json)> = (0..6).map(|_| gen_request(&mut rng)).collect();
+    requests.push((
+        json!({"sub": "u1", "app_metadata": {"org_id": "org1"}, "org_id": "org1"}),
+        json!({"current_project": "p1"}),
+    ));
+    (rows, requests)
+}
+
+/// Examples from the service's documentation (packages/sync-rules/README.md, the
+/// service's sync rules template, and the documented parameter-query shapes), with the
+/// construct the stand-in rejects, if any.
+const EXAMPLES: [(&str, Option<&str>); 9] = [
+    (
+        "bucket_definitions:\n  global:\n    data:\n      - SELECT * FROM lists\n      - SELECT * FROM todos\n",
+        None,
+    ),
+    (
+        "bucket_definitions:\n  user_lists:\n    parameters: SELECT request.user_id() as user_id\n    \
+         data:\n      - SELECT * FROM lists WHERE owner_id = bucket.user_id\n",
+        None,
+    ),
+    (
+        "bucket_definitions:\n  user_todos:\n    parameters: SELECT token_parameters.user_id\n    \
+         data:\n      - SELECT id, description AS title FROM todos WHERE todos.owner_id = bucket.user_id\n",
+        None,
+    ),
+    (
+        "bucket_definitions:\n  by_org:\n    parameters: SELECT request.jwt() ->> 'app_metadata.org_id' AS org_id\n    \
+         data:\n      - select * from documents where org_id = bucket.org_id\n",
+        None,
+    ),
+    (
+        "config:\n  edition: 2\nbucket_definitions:\n  by_org:\n    parameters: SELECT request.jwt() ->> '$.app_metadata.org_id' AS org_id\n    \
+         data:\n      - select * from documents where org_id = bucket.org_id\n",
+        None,
+    ),
+    (
+        "bucket_definitions:\n  by_org:\n    parameters: select org_id from users where id = token_parameters.user_id\n    \
+         data:\n      - select * from documents where org_id = bucket.org_id\n",
+        None,
+    ),
+    (
+        "bucket_definitions:\n  project:\n    parameters: SELECT (request.parameters() ->> 'current_project') as project_id\n    \
+         data:\n      - SELECT * FROM todos WHERE list_id = bucket.project_id\n",
+        Some("found `(`"),
+    ),
+    (
+        "bucket_definitions:\n  user_lists:\n    parameters: SELECT id AS list_id FROM lists WHERE owner_id = request.user_id()\n    \
+         data:\n      - SELECT * FROM todos WHERE list_id = bucket.list_id\n",
+        None,
+    ),
+    (
+        "streams:\n  lists:\n    query: SELECT * FROM lists WHERE owner_id = auth.user_id()\n",
+        Some("Sync Streams"),
+    ),
+];
+
+/// Rules outside what either engine accepts: both must reject them.
+const INVALID: [&str; 4] = [
+    // A data query that does not match the bucket parameter.
+    "bucket_definitions:\n  b:\n    parameters: SELECT request.user_id() AS u\n    data:\n      - SELECT * FROM lists\n",
+    // No `id` column.
+    "bucket_definitions:\n  b:\n    data:\n      - SELECT name FROM lists\n",
+    // A bucket parameter no parameter query defines.
+    "bucket_definitions:\n  b:\n    parameters: SELECT request.user_id() AS u\n    data:\n      - SELECT * FROM lists WHERE owner_id = bucket.x\n",
+    // Parameter queries with different parameters.
+    "bucket_definitions:\n  b:\n    parameters:\n      - SELECT request.user_id() AS u\n      - SELECT request.jwt() ->> 'org' AS o\n    data:\n      - SELECT * FROM lists WHERE owner_id = bucket.u\n",
+];
+
+#[test]
+fn the_stand_in_evaluates_sync_rules_as_the_service_does() {
+    let mut cases = generated_cases(300);
+    let generated = cases.len();
+    let (rows, requests) = example_inputs();
+    let mut expected_rejections = Vec::new();
+    for (yaml, rejected) in EXAMPLES {
+        match rejected {
+            None => cases.push(Case {
+                rules: yaml.to_owned(),
+                rows: rows.clone(),
+                requests: requests.clone(),
+            }),
+            Some(construct) => expected_rejections.push((yaml, construct)),
+        }
+    }
+    let invalid_from = cases.len();
+    for yaml in INVALID {
+        cases.push(Case {
+            rules: yaml.to_owned(),
+            rows: Vec::new(),
+            requests: Vec::new(),
+        });
+    }
+    let json: Vec<Json> = cases.iter().map(Case::to_json).collect();
+    let answers = run_oracle(&json);
+
+    let mut mismatches = Vec::new();
+    let (rows_compared, requests_compared) = compare(
+        &cases[..invalid_from],
+        &answers[..invalid_from],
+        &mut mismatches,
+    );
+    for (case, answer) in cases[invalid_from..].iter().zip(&answers[invalid_from..]) {
+        let ours = SyncRules::parse(&case.rules);
+        let theirs = answer["errors"].as_array().map_or(0, Vec::len);
+        if ours.is_ok() || theirs == 0 {
+            mismatches.push(format!(
+                "both should reject\n{}stand-in {:?}\nservice  {}",
+                case.rules,
+                ours.err(),
+                answer
+            ));
+        }
+    }
+    for (yaml, construct) in expected_rejections {
+        match SyncRules::parse(yaml) {
+            Err(Error::UnsupportedSyncRules(msg)) if msg.contains(construct) => {}
+            other => mismatches.push(format!(
+                "expected a rejection naming `{construct}` for\n{yaml}got {other:?}"
+            )),
+        }
+    }
+    // Matching buckets must actually occur, or the comparison would prove little.
+    let buckets_seen: usize = cases[..generated]
+        .iter()
+        .filter_map(|c| SyncRules::parse(&c.rules).ok().map(|r| (r, c)))
+        .map(|(r, c)| {
+            c.rows
+                .iter()
+                .map(|(t, row)| r.evaluate_row(t, row).len())
+                .sum::<usize>()
+        })
+        .sum();
+    // And so must buckets that only table-backed parameter queries select.
+    let table_backed: usize = cases[..generated]
+        .iter()
+        .filter_map(|c| SyncRules::parse(&c.rules).ok().map(|r| (r, c)))
+        .map(|(r, c)| {
+            let parameter_rows: Vec<_> = c
+                .rows
+                .iter()
+                .flat_map(|(t, row)| r.evaluate_parameter_row(t, row))
+                .collect();
+            c.requests
+                .iter()
+                .map(|(claims, params)| {
+                    r.request_buckets_with(claims, params, &parameter_rows)
+                        .len()
+                        - r.request_buckets(claims, params).len()
+                })
+                .sum::<usize>()
+        })
+        .sum();
+    eprintln!(
+        "{} cases ({generated} generated), {rows_compared} rows ({buckets_seen} bucket rows in \
+         generated cases) and {requests_compared} requests ({table_backed} buckets from \
+         table-backed parameter queries) compared, {} mismatches",
+        cases.len(),
+        mismatches.len()
+    );
+    assert!(
+        table_backed > 50,
+        "too few table-backed buckets: {table_backed}"
+    );
+    assert!(
+        buckets_seen > 500,
+        "too few rows in buckets: {buckets_seen}"
+    );
+    assert!(
+        mismatches.is_empty(),
+        "{} mismatches between the stand-in and @powersync/service-sync-rules; the first:\n\n{}",
+        mismatches.len(),
+        mismatches
+            .iter()
+            .take(8)
+            .cloned()
+            .collect::<Vec<_>>()
+            .join("\n\n")
+    );
+}
