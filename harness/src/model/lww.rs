@@ -310,6 +310,17 @@ mod tests {
     use super::*;
 
     #[test]
+    fn adya_judges_the_workloads_the_seed_ran_it_for() {
+        use clap::ValueEnum;
+        let with: Vec<String> = Workload::value_variants()
+            .iter()
+            .filter(|w| runs_adya(**w))
+            .map(ToString::to_string)
+            .collect();
+        assert_eq!(with, ["powersync", "ps-ro-pg-wo", "ps-wo-pg-ro"]);
+    }
+
+    #[test]
     fn sqlite3_logs_are_checked_in_any_case_and_the_others_for_upper_case_error() {
         let dir = tempfile::tempdir().expect("temp dir");
         let log = dir.path().join("endpoint.log");
