@@ -193,22 +193,28 @@ impl<'t, 'h> Dependencies<'t, 'h> {
     /// connected component, skipping types a cycle found there already implies, and a
     /// `cycle-search-timeout` anomaly for each component whose search ran out of `budget`.
     pub(super) fn cycles(&self, budget: Duration) -> Vec<Anomaly> {
-        let mut found = self.search(&[&self.base], &WITHOUT_RW, budget);
+        let mut found = self.search(&self.base.rels, &[&self.base], &WITHOUT_RW, budget);
         for edges in self.rw.values() {
-            found.extend(self.search(&[&self.base, edges], &WITH_RW, budget));
+            let mut rels = self.base.rels.clone();
+            for (&pair, &r) in &edges.rels {
+                *rels.entry(pair).or_insert(0) |= r;
+            }
+            found.extend(self.search(&rels, &[&self.base, edges], &WITH_RW, budget));
         }
         found
     }
 
-    fn search(&self, parts: &[&Edges], specs: &[CycleSpec], budget: Duration) -> Vec<Anomaly> {
-        let mut typed: HashMap<(u32, u32), u8> = HashMap::new();
-        for p in parts {
-            for (&pair, &rels) in &p.rels {
-                *typed.entry(pair).or_insert(0) |= rels;
-            }
-        }
+    /// Searches the graph of `rels` (edges with all their relations; `parts` hold the
+    /// witnesses) for `specs`.
+    fn search(
+        &self,
+        rels: &HashMap<(u32, u32), u8>,
+        parts: &[&Edges],
+        specs: &[CycleSpec],
+        budget: Duration,
+    ) -> Vec<Anomaly> {
         let mut builder = ag::GraphBuilder::default();
-        for (&(a, b), &rels) in &typed {
+        for (&(a, b), &rels) in rels {
             builder.link(a, b, explained(rels));
         }
         let g = builder.finish(self.txns.len());

@@ -264,51 +264,70 @@ fn monotonic_reads(txns: &[Txn<'_>]) -> Source {
     }
 }
 
-/// Adds the sources one at a time, leaving out (and reporting) any that is or makes a cycle.
-fn combine<'s>(sources: impl IntoIterator<Item = &'s Source>) -> Order {
-    let mut order = Order::default();
-    let mut per_key = Graph::default();
-    let mut used: Vec<&'static str> = Vec::new();
-    for s in sources {
+/// Sources combined so far.
+#[derive(Clone, Default)]
+struct Combination {
+    all: Graph,
+    per_key: Graph,
+    used: Vec<&'static str>,
+    cyclic: Vec<CyclicVersions>,
+}
+
+impl Combination {
+    /// Adds a source, unless it is cyclic or would make the combination cyclic; then its
+    /// cycles are recorded instead.
+    fn add(&mut self, s: &Source) {
         let alone = s.all.cycles();
         if !alone.is_empty() {
-            order.cyclic.push(CyclicVersions {
+            self.cyclic.push(CyclicVersions {
                 sources: vec![s.name],
                 sccs: alone,
             });
-            continue;
+            return;
         }
-        let combined = order.all.union(&s.all);
+        let combined = self.all.union(&s.all);
         let sccs = combined.cycles();
         if !sccs.is_empty() {
-            let mut sources = used.clone();
+            let mut sources = self.used.clone();
             sources.push(s.name);
-            order.cyclic.push(CyclicVersions { sources, sccs });
-            continue;
+            self.cyclic.push(CyclicVersions { sources, sccs });
+            return;
         }
-        order.all = combined;
-        per_key = per_key.union(&s.per_key);
-        used.push(s.name);
+        self.all = combined;
+        self.per_key = self.per_key.union(&s.per_key);
+        self.used.push(s.name);
     }
-    for (a, b) in per_key.edges {
-        order.next.entry(a).or_default().push(b);
+
+    fn order(self) -> Order {
+        let mut next: HashMap<Version, Vec<Version>> = HashMap::new();
+        for (a, b) in self.per_key.edges {
+            next.entry(a).or_default().push(b);
+        }
+        for n in next.values_mut() {
+            n.sort_unstable();
+        }
+        Order {
+            all: self.all,
+            next,
+            cyclic: self.cyclic,
+        }
     }
-    for next in order.next.values_mut() {
-        next.sort_unstable();
-    }
-    order
 }
 
 /// The causal version order (every source but monotonic reads), whose edges give the
-/// dependency graph, and the observed one (all sources), whose cycles are reported.
+/// dependency graph, and the observed one (all sources, added in the order above), whose
+/// cycles are reported.
 pub(super) fn orders(txns: &[Txn<'_>]) -> (Order, Order) {
-    let causal = [
+    let mut causal = Combination::default();
+    for s in [
         initial_state(txns),
         read_prefixes(txns),
         monotonic_writes(txns),
         writes_follow_reads(txns),
-    ];
-    let reads = monotonic_reads(txns);
-    let observed = combine(causal.iter().chain([&reads]));
-    (combine(&causal), observed)
+    ] {
+        causal.add(&s);
+    }
+    let mut observed = causal.clone();
+    observed.add(&monotonic_reads(txns));
+    (causal.order(), observed.order())
 }
