@@ -4,6 +4,7 @@
 //! - [`history`]: [`History`], [`Op`] and their JSON-lines / EDN forms, and generated
 //!   histories for tests and benchmarks ([`history::generate`]);
 //! - [`list_append`]: list-append isolation anomalies (Elle's checker, through `adya`);
+//! - [`adya`]: causal consistency of last-write-wins list-append (the seed's `causal.checker.adya`);
 //! - [`causal`]: causal consistency of max-write-wins registers;
 //! - [`convergence`]: strong convergence of the final reads;
 //! - [`stats`]: Jepsen's `stats` checker; [`logs`]: patterns in the endpoints' logs.
@@ -13,6 +14,7 @@
 //! shape of Jepsen's checker results (`valid?`, `anomaly-types`, `anomalies`, `not`,
 //! `also-not`).
 
+pub mod adya;
 pub mod causal;
 pub mod convergence;
 pub mod error;

@@ -16,12 +16,13 @@
 mod cli;
 mod cores_cli;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
 use harness::check::{Verdict, causal, convergence, list_append};
 use harness::history::{History, Value};
+use harness::workload::Workload;
 
 use crate::cli::RunArgs;
 
@@ -59,6 +60,11 @@ enum Command {
         /// mww: the number of keys every readAll must return (default: every key seen).
         #[arg(long)]
         key_count: Option<usize>,
+        /// list-append: also judge the history with the seed's `causal.checker.adya`, as the
+        /// seed did for its `powersync`, `ps-ro-pg-wo` and `ps-wo-pg-ro` runs. The default
+        /// follows the `workload` in the `results.json` next to the history, if there is one.
+        #[arg(long)]
+        adya: Option<bool>,
         /// Print the verdicts as JSON instead of a table.
         #[arg(long)]
         json: bool,
@@ -92,11 +98,30 @@ fn detect(history: &History) -> Option<WorkloadArg> {
     })
 }
 
+/// Whether the run stored next to `history` is of a workload the seed judged with
+/// `causal.checker.adya` (its `results.json` names the workload).
+fn stored_run_uses_adya(history: &Path) -> bool {
+    let Some(results) = history.parent().map(|d| d.join("results.json")) else {
+        return false;
+    };
+    let Ok(text) = std::fs::read_to_string(results) else {
+        return false;
+    };
+    let Ok(json) = serde_json::from_str::<serde_json::Value>(&text) else {
+        return false;
+    };
+    json.get("workload")
+        .and_then(|w| w.as_str())
+        .and_then(|w| Workload::from_str(w, false).ok())
+        .is_some_and(harness::model::runs_adya)
+}
+
 fn verdicts(
     history: &History,
     workload: WorkloadArg,
     opts: &[list_append::Opts],
     key_count: Option<usize>,
+    adya: bool,
 ) -> checkers::Result<Vec<Verdict>> {
     let has_final_reads = history.ops.iter().any(|op| op.final_read);
     Ok(match workload {
@@ -105,6 +130,9 @@ fn verdicts(
                 .iter()
                 .map(|o| list_append::check_with(history, o))
                 .collect::<checkers::Result<Vec<_>>>()?;
+            if adya {
+                v.push(checkers::adya::check(history)?);
+            }
             if has_final_reads {
                 v.push(convergence::list_append(history, None));
             }
@@ -134,6 +162,7 @@ fn main() -> ExitCode {
             anomalies,
             workload,
             key_count,
+            adya,
             json,
         } => {
             let models = if consistency_models.is_empty() {
@@ -149,7 +178,8 @@ fn main() -> ExitCode {
                     ..list_append::Opts::new(m)
                 })
                 .collect();
-            check(history, &opts, workload, key_count, json)
+            let adya = adya.unwrap_or_else(|| stored_run_uses_adya(&history));
+            check(history, &opts, workload, key_count, adya, json)
         }
         Command::Run(args) => cli::run(args),
         Command::Matrix(args) => cores_cli::matrix(args),
@@ -163,6 +193,7 @@ fn check(
     opts: &[list_append::Opts],
     workload: Option<WorkloadArg>,
     key_count: Option<usize>,
+    adya: bool,
     json: bool,
 ) -> ExitCode {
     let result = History::read_file(&history).and_then(|h| {
@@ -178,7 +209,7 @@ fn check(
                 .collect();
             println!("keys: {}", names.join(", "));
         }
-        verdicts(&h, workload, opts, key_count)
+        verdicts(&h, workload, opts, key_count, adya)
     });
     match result {
         Ok(vs) => {

@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use serde_json::Value as Json;
 
-pub use lww::{Lww, list_append_opts as lww_list_append_opts};
+pub use lww::{Lww, list_append_opts as lww_list_append_opts, runs_adya};
 pub use mww::Mww;
 
 use crate::check::Verdict;

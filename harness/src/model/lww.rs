@@ -17,6 +17,7 @@ use crate::recorder::Recorder;
 use crate::runner::{RunOpts, SeedOpts};
 use crate::topology::{Database, EndpointConfig, Schema};
 use crate::workload::{Generator, Role, Workload};
+use checkers::adya;
 
 /// The seed era's list-append model.
 #[derive(Debug)]
@@ -171,10 +172,24 @@ impl Model for Lww {
         for la in list_append_opts(opts) {
             verdicts.push(list_append::check_with(history, &la)?);
         }
+        if runs_adya(opts.workload) {
+            // With the seed's options, its 10 s cycle-search budget included.
+            verdicts.push(adya::check(history)?);
+        }
         verdicts.push(convergence::list_append(history, postgres));
         verdicts.push(log_verdict(opts.workload, endpoint_logs)?);
         Ok(verdicts)
     }
+}
+
+/// Whether the seed judged `workload` with `causal.checker.adya` besides Elle: jepsen-powersync
+/// at `470f1ac` composes it into `powersync` (and so into `ps-wo-pg-ro`, which takes
+/// `powersync`'s checker) and `ps-ro-pg-wo`; not `powersync-single` nor the sqlite3 workloads.
+pub fn runs_adya(workload: Workload) -> bool {
+    matches!(
+        workload,
+        Workload::Powersync | Workload::PsRoPgWo | Workload::PsWoPgRo
+    )
 }
 
 /// The list-append checks of a run: the workload's model (or each of
@@ -293,6 +308,17 @@ fn log_verdict(workload: Workload, paths: &[PathBuf]) -> Result<Verdict> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn adya_judges_the_workloads_the_seed_ran_it_for() {
+        use clap::ValueEnum;
+        let with: Vec<String> = Workload::value_variants()
+            .iter()
+            .filter(|w| runs_adya(**w))
+            .map(ToString::to_string)
+            .collect();
+        assert_eq!(with, ["powersync", "ps-ro-pg-wo", "ps-wo-pg-ro"]);
+    }
 
     #[test]
     fn sqlite3_logs_are_checked_in_any_case_and_the_others_for_upper_case_error() {
