@@ -106,7 +106,8 @@ pub struct ColumnType {
 /// The JSON text of one value, or `None` when the column is left out of `data` (bytea).
 ///
 /// - int2/int4/int8/oid: JSON integer (text as is, no quotes);
-/// - float4/float8: JSON number formatted like JavaScript; NaN/±Infinity: `null`;
+/// - float4/float8: JSON number formatted like JavaScript, an integral value with `.0`
+///   ([`jsonbig_number`]); NaN/±Infinity: `null`;
 /// - bool: `1`/`0`;
 /// - date/timestamp/timestamptz: see the module docs;
 /// - arrays: a JSON string holding the array as JSON (module docs);
@@ -139,7 +140,7 @@ fn scalar(type_oid: u32, text: &str, compat: Compatibility) -> Scalar {
             Scalar::Raw(text.to_owned())
         }
         oid::FLOAT4 | oid::FLOAT8 => match text.parse::<f64>() {
-            Ok(f) if f.is_finite() => Scalar::Raw(format_js_number(f)),
+            Ok(f) if f.is_finite() => Scalar::Raw(jsonbig_number(f)),
             _ => Scalar::Null,
         },
         oid::BOOL => Scalar::Raw(if text == "t" { "1" } else { "0" }.to_owned()),
@@ -313,6 +314,18 @@ pub(crate) fn format_js_number(f: f64) -> String {
     }
 }
 
+/// A finite REAL as the service's storage writes it (`JSONBig.stringify`): JavaScript's digits,
+/// and an integral value keeps a `.0` (`2.0`, not `2`) so that it parses back as REAL, in the
+/// client's SQLite too.
+pub(crate) fn jsonbig_number(f: f64) -> String {
+    let mut text = format_js_number(f);
+    let digits = text.strip_prefix('-').unwrap_or(&text);
+    if !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()) {
+        text.push_str(".0");
+    }
+    text
+}
+
 fn json_string(text: &str) -> String {
     let mut out = String::with_capacity(text.len() + 2);
     push_json_string(&mut out, text);
@@ -363,7 +376,8 @@ pub enum Cell<'a> {
 }
 
 /// Builds `(object_id, data)` for a row: `data` is the JSON object of all columns in table
-/// order (`id` included, bytea left out), and `object_id` is the `id` column as text (`""`
+/// order (`id` included, bytea left out, and columns whose name starts with `_` left out, as
+/// the service's `SELECT *` skips them), and `object_id` is the `id` column as text (`""`
 /// without one).
 pub fn row_data(
     columns: &[ColumnType],
@@ -375,6 +389,9 @@ pub fn row_data(
     data.push('{');
     let mut first = true;
     for (column, value) in columns.iter().zip(values) {
+        if column.name.starts_with('_') {
+            continue;
+        }
         let json = match value {
             Cell::Null => Some("null".to_owned()),
             Cell::Text(text) => json_value(column.type_oid, text, compat),
@@ -439,6 +456,7 @@ mod tests {
             col("k", 23),
             col("big", 20),
             col("f", 701),
+            col("g", 701),
             col("b", 16),
             col("j", 3802),
             col("raw", 17),
@@ -451,6 +469,7 @@ mod tests {
             Cell::Text("1"),
             Cell::Text("9007199254740993"),
             Cell::Text("1.5"),
+            Cell::Text("-2"),
             Cell::Text("t"),
             Cell::Text(r#"{"x": 1}"#),
             Cell::Text("\\x00"),
@@ -462,7 +481,30 @@ mod tests {
         assert_eq!(id, "a");
         assert_eq!(
             data,
-            r#"{"id":"a","k":1,"big":9007199254740993,"f":1.5,"b":1,"j":"{\"x\": 1}","n":"1.10","t":"2024-01-02 03:04:05.123456Z","nothing":null}"#
+            r#"{"id":"a","k":1,"big":9007199254740993,"f":1.5,"g":-2.0,"b":1,"j":"{\"x\": 1}","n":"1.10","t":"2024-01-02 03:04:05.123456Z","nothing":null}"#
+        );
+    }
+
+    /// `SELECT *` in the service's sync rules skips columns whose name starts with `_`
+    /// (`SqlDataQuery`: `if (key.startsWith('_')) continue`); the rules-engine oracle test
+    /// (`tests/sync_rules_oracle.rs`) showed the stand-in's stream sending them.
+    #[test]
+    fn select_star_leaves_out_underscore_columns() {
+        let columns = [
+            col("id", 25),
+            col("_version", 23),
+            col("v", 23),
+            col("_", 25),
+        ];
+        let values = [
+            Cell::Text("a"),
+            Cell::Text("3"),
+            Cell::Text("7"),
+            Cell::Text("x"),
+        ];
+        assert_eq!(
+            row_data(&columns, &values, LEGACY),
+            ("a".to_owned(), r#"{"id":"a","v":7}"#.to_owned())
         );
     }
 
@@ -487,10 +529,13 @@ mod tests {
         assert_eq!(json_string("\u{1}"), "\"\\u0001\"");
     }
 
+    /// The service decodes float4/float8 into JavaScript numbers and stores rows with
+    /// `JSONBig.stringify` (`@powersync/service-jsonbig`), whose number stringifier appends
+    /// `.0` when `toString()` is all digits, "to preserve the type".
     #[test]
     fn floats_print_like_javascript() {
-        assert_eq!(json_value(701, "1", LEGACY).unwrap(), "1");
-        assert_eq!(json_value(701, "-0", LEGACY).unwrap(), "0");
+        assert_eq!(json_value(701, "1", LEGACY).unwrap(), "1.0");
+        assert_eq!(json_value(701, "-0", LEGACY).unwrap(), "0.0");
         assert_eq!(json_value(701, "0.1", LEGACY).unwrap(), "0.1");
         assert_eq!(json_value(701, "NaN", LEGACY).unwrap(), "null");
         assert_eq!(json_value(700, "Infinity", LEGACY).unwrap(), "null");
@@ -524,7 +569,7 @@ mod tests {
             ("1e-7", "1e-7"),
             ("-2.5e-9", "-2.5e-9"),
             ("0.000001", "0.000001"),
-            ("123456789012345680000", "123456789012345680000"),
+            ("123456789012345680000", "123456789012345680000.0"),
         ] {
             assert_eq!(json_value(701, text, LEGACY).unwrap(), js, "{text}");
         }

@@ -270,12 +270,10 @@ fn push_data_value(out: &mut String, value: &SqliteValue) {
 /// A JavaScript number as `JSONBig.stringify` writes it: integral values keep a `.0` so that
 /// they parse back as REAL.
 fn push_jsonbig_number(out: &mut String, f: f64) {
-    let text = js_to_string(f);
-    let integral = text.strip_prefix('-').unwrap_or(&text);
-    let is_integer = !integral.is_empty() && integral.bytes().all(|b| b.is_ascii_digit());
-    out.push_str(&text);
-    if is_integer {
-        out.push_str(".0");
+    if f.is_finite() {
+        out.push_str(&crate::rows::jsonbig_number(f));
+    } else {
+        out.push_str(&js_to_string(f));
     }
 }
 
