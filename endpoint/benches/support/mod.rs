@@ -65,7 +65,7 @@ pub async fn values_in_postgres(backend: &Backend) -> i64 {
         .get(0)
 }
 
-/// Waits (polling every 2 ms, at most `timeout`) until PostgreSQL holds `values` values.
+/// Waits (polling every 10 ms, at most `timeout`) until PostgreSQL holds `values` values.
 pub async fn wait_for_values(backend: &Backend, values: i64, timeout: Duration, what: &str) {
     let deadline = std::time::Instant::now() + timeout;
     loop {
@@ -78,7 +78,7 @@ pub async fn wait_for_values(backend: &Backend, values: i64, timeout: Duration, 
             std::time::Instant::now() < deadline,
             "{what}: PostgreSQL holds {held} of {values} values after {timeout:?}"
         );
-        tokio::time::sleep(Duration::from_millis(2)).await;
+        tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }
 
