@@ -166,11 +166,7 @@ fn main() {
     let clients = arg("--clients", 10);
     let values = i64::try_from(2 * txns).unwrap();
     let lib = core_lib();
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(async {
+    support::runtime().block_on(async {
         let backend = Backend::start().await;
         let dead_port = unused_port().to_string();
         println!(

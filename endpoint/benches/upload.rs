@@ -26,11 +26,7 @@ fn main() {
     let txns = arg("--txns", 2000);
     let clients = arg("--clients", 10);
     let lib = core_lib();
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(async {
+    support::runtime().block_on(async {
         let backend = Backend::start().await;
         println!("{txns} transactions from {clients} clients per connector; each appends 1 value");
         println!(

@@ -38,6 +38,14 @@ pub fn listing() -> bool {
     std::env::args().any(|a| a == "--list")
 }
 
+/// The benches' multi-thread tokio runtime.
+pub fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
 /// `POWERSYNC_LIB` for the endpoint: the vendored default core, by its full path (an endpoint
 /// built in `target/release/` finds no library beside itself).
 pub fn core_lib() -> String {
