@@ -11,48 +11,22 @@
 //! when PostgreSQL holds every value. `CrudTransactionConnector` is the baseline of the ratio
 //! column.
 
-#[path = "../tests/common/mod.rs"]
-mod common;
+mod support;
 
 use std::time::{Duration, Instant};
 
-use common::Workdir;
-use common::backend::{Backend, append_txn};
-
-fn arg(name: &str, default: u64) -> u64 {
-    let args: Vec<String> = std::env::args().collect();
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1))
-        .map_or(default, |v| {
-            v.parse()
-                .unwrap_or_else(|_| panic!("{name} takes a number"))
-        })
-}
-
-async fn values_in_postgres(backend: &Backend) -> i64 {
-    backend
-        .client
-        .query_one(
-            "SELECT coalesce(sum(cardinality(string_to_array(btrim(v), ' '))), 0)::bigint FROM lww WHERE btrim(v) <> ''",
-            &[],
-        )
-        .await
-        .unwrap()
-        .get(0)
-}
+use support::common::Workdir;
+use support::common::backend::{Backend, append_txn};
+use support::{CONNECTORS, arg, core_lib, reset, wait_for_values};
 
 fn main() {
-    if std::env::args().any(|a| a == "--list") {
+    if support::listing() {
         return;
     }
     let txns = arg("--txns", 2000);
     let clients = arg("--clients", 10);
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(async {
+    let lib = core_lib();
+    support::runtime().block_on(async {
         let backend = Backend::start().await;
         println!("{txns} transactions from {clients} clients per connector; each appends 1 value");
         println!(
@@ -60,18 +34,14 @@ fn main() {
             "connector", "seconds", "txn/s", "ratio"
         );
         let mut baseline = None;
-        for connector in [
-            "CrudTransactionConnector",
-            "CrudBatchConnector",
-            "CrudMultiTransactionConnector",
-        ] {
-            backend
-                .client
-                .execute("UPDATE lww SET v = ''", &[])
-                .await
-                .unwrap();
+        for connector in CONNECTORS {
+            reset(&backend).await;
             let wd = Workdir::new();
-            let ep = std::sync::Arc::new(backend.endpoint(&wd, connector, &[]));
+            let ep = std::sync::Arc::new(backend.endpoint(
+                &wd,
+                connector,
+                &[("POWERSYNC_LIB", lib.as_str())],
+            ));
             let start = Instant::now();
             let mut tasks = Vec::new();
             for c in 0..clients {
@@ -93,14 +63,7 @@ fn main() {
             for t in tasks {
                 t.await.unwrap();
             }
-            let deadline = Instant::now() + Duration::from_secs(300);
-            while values_in_postgres(&backend).await < txns as i64 {
-                assert!(
-                    Instant::now() < deadline,
-                    "{connector}: uploads did not finish"
-                );
-                tokio::time::sleep(Duration::from_millis(10)).await;
-            }
+            wait_for_values(&backend, txns as i64, Duration::from_secs(300), connector).await;
             let secs = start.elapsed().as_secs_f64();
             let rate = txns as f64 / secs;
             let base = *baseline.get_or_insert(rate);

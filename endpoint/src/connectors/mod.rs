@@ -21,7 +21,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use powersync::{
-    BackendConnector, ConnectorError, CrudTransaction, PowerSyncCredentials, PowerSyncDatabase,
+    BackendConnector, ConnectorError, CrudTransaction, CrudTransactions, PowerSyncCredentials,
+    PowerSyncDatabase,
 };
 use tokio::sync::OnceCell;
 use tokio_postgres::IsolationLevel;
@@ -30,7 +31,7 @@ use crate::auth::TokenSigner;
 use crate::config::{FailurePolicy, TestFailpoints};
 use crate::model::{Lww, Model};
 use crate::pg::{PgClass, PgFailure};
-use postgres::{Postgres, record_upload};
+use postgres::{Postgres, record_uploads};
 
 /// The most CRUD entries the multi-transaction connector puts in one PostgreSQL transaction
 /// (one client transaction larger than this still goes whole).
@@ -235,9 +236,16 @@ impl Shared {
                     .start()
                     .await?;
                 let ledger = self.failure_policy == FailurePolicy::Forgiving;
+                let tx_ids: Vec<i64> = transactions
+                    .iter()
+                    .filter_map(|t| t.transaction_id.filter(|_| ledger))
+                    .collect();
+                // One ledger statement for the whole group; each id recorded now is applied
+                // once (taken out of the set), any other was applied before.
+                let mut fresh = record_uploads(&tx, client_id, &tx_ids).await?;
                 for transaction in transactions {
                     if let Some(tx_id) = transaction.transaction_id.filter(|_| ledger)
-                        && !record_upload(&tx, client_id, tx_id).await?
+                        && !fresh.remove(&tx_id)
                     {
                         tracing::info!(
                             "client transaction {tx_id} was uploaded before; not applying it again"
@@ -296,6 +304,53 @@ impl Shared {
             return Err(failure.into_connector_error());
         }
     }
+
+    /// Drains the upload queue in groups of whole client transactions (up to `max_entries` CRUD
+    /// entries, at least one transaction), each group in one PostgreSQL transaction through
+    /// [`apply_transactions`](Self::apply_transactions) and then completed. While PostgreSQL
+    /// applies a group, the next one is read from SQLite (the reads run while the upload waits
+    /// for PostgreSQL's answers); it is only applied after the group before it is completed, so
+    /// the order and the crash window are those of reading, applying and completing in turn.
+    pub(crate) async fn drain_queue(
+        &self,
+        db: &PowerSyncDatabase,
+        max_entries: usize,
+    ) -> Result<(), ConnectorError> {
+        let client_id = self.client_id(db).await?;
+        let mut cursor = db.crud_transactions();
+        let mut group = read_group(&mut cursor, max_entries).await?;
+        while !group.is_empty() {
+            let (applied, next) = tokio::join!(
+                self.apply_transactions::<Lww>(&client_id, &group, RetryPolicy::SEED),
+                read_group(&mut cursor, max_entries)
+            );
+            applied?;
+            CrudTransaction::into_batch(group)
+                .ok_or_else(|| ConnectorError::fatal("empty group"))?
+                .complete()
+                .await?;
+            group = next?;
+        }
+        Ok(())
+    }
+}
+
+/// The next whole client transactions from `cursor`, up to `max_entries` CRUD entries in all but
+/// at least one transaction (a larger transaction still goes whole); empty at the queue's end.
+async fn read_group(
+    cursor: &mut CrudTransactions,
+    max_entries: usize,
+) -> Result<Vec<CrudTransaction>, ConnectorError> {
+    let mut group = Vec::new();
+    let mut entries = 0;
+    while entries < max_entries {
+        let Some(transaction) = cursor.next().await? else {
+            break;
+        };
+        entries += transaction.crud.len();
+        group.push(transaction);
+    }
+    Ok(group)
 }
 
 /// `powersync-local`: never uploads.
@@ -362,21 +417,7 @@ impl BackendConnector for CrudTransactionConnector {
     }
 
     async fn upload_data(&self, db: &PowerSyncDatabase) -> Result<(), ConnectorError> {
-        let result: Result<(), ConnectorError> = async {
-            let client_id = self.0.client_id(db).await?;
-            while let Some(transaction) = db.next_crud_transaction().await? {
-                self.0
-                    .apply_transactions::<Lww>(
-                        &client_id,
-                        std::slice::from_ref(&transaction),
-                        RetryPolicy::SEED,
-                    )
-                    .await?;
-                transaction.complete().await?;
-            }
-            Ok(())
-        }
-        .await;
+        let result = self.0.drain_queue(db, 1).await;
         self.0.settle(RetryPolicy::SEED.dart_exit, result)
     }
 }
@@ -391,31 +432,7 @@ impl BackendConnector for CrudMultiTransactionConnector {
     }
 
     async fn upload_data(&self, db: &PowerSyncDatabase) -> Result<(), ConnectorError> {
-        let result: Result<(), ConnectorError> = async {
-            let client_id = self.0.client_id(db).await?;
-            loop {
-                let mut cursor = db.crud_transactions();
-                let mut group = Vec::new();
-                let mut entries = 0;
-                while entries < MULTI_MAX_ENTRIES {
-                    let Some(transaction) = cursor.next().await? else {
-                        break;
-                    };
-                    entries += transaction.crud.len();
-                    group.push(transaction);
-                }
-                if group.is_empty() {
-                    return Ok(());
-                }
-                self.0
-                    .apply_transactions::<Lww>(&client_id, &group, RetryPolicy::SEED)
-                    .await?;
-                let batch = CrudTransaction::into_batch(group)
-                    .ok_or_else(|| ConnectorError::fatal("empty group"))?;
-                batch.complete().await?;
-            }
-        }
-        .await;
+        let result = self.0.drain_queue(db, MULTI_MAX_ENTRIES).await;
         self.0.settle(RetryPolicy::SEED.dart_exit, result)
     }
 }

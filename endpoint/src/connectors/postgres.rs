@@ -2,6 +2,8 @@
 //! re-uploads idempotent. (The models' upload statements are in [`crate::model`], the error
 //! classification in [`crate::pg`].)
 
+use std::collections::HashSet;
+
 use powersync::ConnectorError;
 use tokio::sync::Mutex;
 use tokio_postgres::error::SqlState;
@@ -81,21 +83,26 @@ async fn create_ledger(client: &Client) -> Result<(), ConnectorError> {
     }
 }
 
-/// Records `(client_id, tx_id)` in the ledger inside the caller's transaction. Returns false when
-/// the transaction was applied before (a re-upload after a crash between the PostgreSQL commit
-/// and `complete()`), in which case the caller must not apply it again.
-pub async fn record_upload(
+/// Records `(client_id, tx_id)` for every id of `tx_ids` in the ledger inside the caller's
+/// transaction, in one statement. Returns the ids recorded now; an id missing from the answer was
+/// applied before (a re-upload after a crash between the PostgreSQL commit and `complete()`), and
+/// the caller must not apply it again.
+pub async fn record_uploads(
     client: &impl GenericClient,
     client_id: &str,
-    tx_id: i64,
-) -> Result<bool, PgFailure> {
-    let inserted = client
-        .execute(
-            "INSERT INTO powersync_endpoint_uploads (client_id, tx_id) VALUES ($1, $2) ON CONFLICT DO NOTHING",
-            &[&client_id, &tx_id],
+    tx_ids: &[i64],
+) -> Result<HashSet<i64>, PgFailure> {
+    if tx_ids.is_empty() {
+        return Ok(HashSet::new());
+    }
+    let rows = client
+        .query(
+            "INSERT INTO powersync_endpoint_uploads (client_id, tx_id) \
+             SELECT $1, unnest($2::bigint[]) ON CONFLICT DO NOTHING RETURNING tx_id",
+            &[&client_id, &tx_ids],
         )
         .await?;
-    Ok(inserted == 1)
+    Ok(rows.iter().map(|r| r.get(0)).collect())
 }
 
 #[cfg(test)]
@@ -139,5 +146,31 @@ mod tests {
                 .await
                 .unwrap();
         }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn record_uploads_answers_only_the_ids_not_recorded_before() {
+        let pg =
+            testkit::TestPostgres::start().expect("PostgreSQL (apt-get install -y postgresql)");
+        let mut client = pg.client().await.unwrap();
+        create_ledger(&client).await.unwrap();
+        let tx = client.transaction().await.unwrap();
+        let first = record_uploads(&tx, "a", &[1, 2]).await.unwrap();
+        assert_eq!(first, HashSet::from([1, 2]));
+        // 2 was recorded above; the same id of another client is new.
+        let second = record_uploads(&tx, "a", &[2, 3]).await.unwrap();
+        assert_eq!(second, HashSet::from([3]));
+        assert_eq!(
+            record_uploads(&tx, "b", &[2]).await.unwrap(),
+            HashSet::from([2])
+        );
+        assert!(record_uploads(&tx, "a", &[]).await.unwrap().is_empty());
+        tx.commit().await.unwrap();
+        let rows: i64 = client
+            .query_one("SELECT count(*) FROM powersync_endpoint_uploads", &[])
+            .await
+            .unwrap()
+            .get(0);
+        assert_eq!(rows, 4);
     }
 }
