@@ -7,6 +7,7 @@ use std::collections::HashSet;
 use powersync::ConnectorError;
 use tokio::sync::Mutex;
 use tokio_postgres::error::SqlState;
+use tokio_postgres::types::Type;
 use tokio_postgres::{Client, GenericClient, NoTls};
 
 use crate::config::PostgresConfig;
@@ -96,10 +97,10 @@ pub async fn record_uploads(
         return Ok(HashSet::new());
     }
     let rows = client
-        .query(
+        .query_typed(
             "INSERT INTO powersync_endpoint_uploads (client_id, tx_id) \
              SELECT $1, unnest($2::bigint[]) ON CONFLICT DO NOTHING RETURNING tx_id",
-            &[&client_id, &tx_ids],
+            &[(&client_id, Type::TEXT), (&tx_ids, Type::INT8_ARRAY)],
         )
         .await?;
     Ok(rows.iter().map(|r| r.get(0)).collect())

@@ -20,6 +20,7 @@ use serde::Serialize;
 use serde::ser::SerializeMap;
 use serde_json::Value;
 use tokio_postgres::GenericClient;
+use tokio_postgres::types::Type;
 
 use crate::error::{Error, Result};
 use crate::model::invalid_entry;
@@ -123,10 +124,10 @@ pub async fn upload_entry(
             // A key created by a client's first append may be created by several clients (the
             // same id, see `key_row_id`): the last upload's list wins, as for a PATCH.
             client
-                .execute(
+                .execute_typed(
                     "INSERT INTO lww (id, k, v) VALUES (CAST($1::text AS uuid), $2, $3) \
                      ON CONFLICT (id) DO UPDATE SET k = EXCLUDED.k, v = EXCLUDED.v",
-                    &[&entry.id, &k, &v],
+                    &[(&entry.id, Type::TEXT), (&k, Type::INT4), (&v, Type::TEXT)],
                 )
                 .await?
         }
@@ -138,17 +139,17 @@ pub async fn upload_entry(
                 .as_str()
                 .ok_or_else(|| invalid_entry(entry, "v is not text"))?;
             client
-                .execute(
+                .execute_typed(
                     "UPDATE lww SET v = $1 WHERE id = CAST($2::text AS uuid)",
-                    &[&v, &entry.id],
+                    &[(&v, Type::TEXT), (&entry.id, Type::TEXT)],
                 )
                 .await?
         }
         UpdateType::Delete => {
             client
-                .execute(
+                .execute_typed(
                     "DELETE FROM lww WHERE id = CAST($1::text AS uuid)",
-                    &[&entry.id],
+                    &[(&entry.id, Type::TEXT)],
                 )
                 .await?
         }

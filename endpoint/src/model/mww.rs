@@ -14,6 +14,7 @@ use serde::Serialize;
 use serde::ser::SerializeMap;
 use serde_json::Value;
 use tokio_postgres::GenericClient;
+use tokio_postgres::types::Type;
 
 use crate::error::{Error, Result};
 use crate::model::invalid_entry;
@@ -58,6 +59,8 @@ fn int_field(entry: &CrudEntry, name: &str) -> Result<Option<i32>, PgFailure> {
 }
 
 /// Uploads one `mww` CRUD entry; the statement must affect exactly one row (the Dart `.single`).
+/// The parameter types are given, so that each statement is one round trip (no separate
+/// prepare).
 pub async fn upload_entry(client: &impl GenericClient, entry: &CrudEntry) -> Result<(), PgFailure> {
     if entry.table != "mww" {
         return Err(invalid_entry(entry, "only the mww table is synced"));
@@ -68,14 +71,28 @@ pub async fn upload_entry(client: &impl GenericClient, entry: &CrudEntry) -> Res
             let Some(v) = int_field(entry, "v")? else {
                 return Ok(());
             };
-            client.execute(PG_UPLOAD_PATCH, &[&v, &entry.id]).await?
+            client
+                .execute_typed(
+                    PG_UPLOAD_PATCH,
+                    &[(&v, Type::INT4), (&entry.id, Type::TEXT)],
+                )
+                .await?
         }
         UpdateType::Put => {
             let k = int_field(entry, "k")?.ok_or_else(|| invalid_entry(entry, "no k"))?;
             let v = int_field(entry, "v")?.ok_or_else(|| invalid_entry(entry, "no v"))?;
-            client.execute(PG_UPLOAD_PUT, &[&entry.id, &k, &v]).await?
+            client
+                .execute_typed(
+                    PG_UPLOAD_PUT,
+                    &[(&entry.id, Type::TEXT), (&k, Type::INT4), (&v, Type::INT4)],
+                )
+                .await?
         }
-        UpdateType::Delete => client.execute(PG_UPLOAD_DELETE, &[&entry.id]).await?,
+        UpdateType::Delete => {
+            client
+                .execute_typed(PG_UPLOAD_DELETE, &[(&entry.id, Type::TEXT)])
+                .await?
+        }
     };
     if rows != 1 {
         return Err(invalid_entry(
