@@ -31,7 +31,8 @@
 //! | sync streams, priorities | yes | **no** (no `subscriptions`, no per-priority status yet) |
 //! | `app_metadata` | yes (newer versions) | yes ([`SyncOptions::app_metadata`], core 0.4.10+) |
 //! | `update_schema` | yes | yes ([`PowerSyncDatabase::update_schema`], while disconnected) |
-//! | raw tables, checkpoint requests | yes (newer versions) | **no** |
+//! | raw tables | yes (put/delete statements, or inferred from a local schema) | put/delete/clear statements ([`schema::RawTable`], core 0.4.2+; `clear` 0.4.12+); no inference, no `Rest` parameter |
+//! | checkpoint requests | yes (newer versions) | **no** |
 //! | encryption at rest | bring your own SQLite build | **no** |
 //! | executor | runtime-agnostic (tokio, smol) | tokio only |
 //!
