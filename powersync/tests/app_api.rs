@@ -13,14 +13,11 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use futures_util::StreamExt;
-use pg::{
-    PgConnector, client_rows, eventually, fast, open_client, pg_rows, postgres, standin_config,
-};
+use pg::{PgConnector, client_rows, eventually, fast, open_client, pg_rows, postgres_with_standin};
 use powersync::{
     BackendConnector, ConnectorError, CoreLibrary, DatabaseOptions, Error, PowerSyncCredentials,
     PowerSyncDatabase, Pragmas, SyncOptions, Synchronous, WatchOptions,
 };
-use standin::StandIn;
 
 const WAIT: Duration = Duration::from_secs(30);
 
@@ -229,11 +226,8 @@ async fn table_updates_name_the_views_a_commit_changed_with(core: &'static CoreL
 /// core; each core's rows carry its version and the watched query reads only those and `seed`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_watch_sees_local_writes_synced_rows_and_a_clear_on_every_core() {
-    let (pg, pgc) = postgres().await;
-    pgc.batch_execute("INSERT INTO todos VALUES ('seed', 'from postgres', 0)")
-        .await
-        .unwrap();
-    let standin = StandIn::start(standin_config(&pg)).await.unwrap();
+    let (pg, pgc, standin) =
+        postgres_with_standin("INSERT INTO todos VALUES ('seed', 'from postgres', 0)").await;
     for core in common::cores() {
         let v = core.version().semver();
         let (local, from_pg) = (format!("local-{v}"), format!("pg-{v}"));

@@ -10,10 +10,9 @@ mod pg;
 use std::time::Duration;
 
 use futures_util::StreamExt;
-use pg::{PgConnector, Rows, eventually, fast, pg_rows, postgres, standin_config};
+use pg::{PgConnector, Rows, eventually, fast, pg_rows, postgres_with_standin, rows_of};
 use powersync::schema::{PendingStatement, PendingStatementValue as P, RawTable, Schema};
 use powersync::{Error, PowerSyncDatabase};
-use standin::StandIn;
 
 const WAIT: Duration = Duration::from_secs(30);
 
@@ -60,22 +59,23 @@ fn raw_schema(clear: bool) -> Schema {
 }
 
 async fn raw_rows(db: &PowerSyncDatabase) -> Rows {
-    db.query("SELECT id, description, done FROM todo_rows", [], |r| {
-        Ok((r.get(0)?, (r.get(1)?, r.get(2)?)))
-    })
-    .await
-    .unwrap()
-    .into_iter()
-    .collect()
+    rows_of(db, "SELECT id, description, done FROM todo_rows").await
+}
+
+/// Waits until the raw table's rows satisfy `check`.
+async fn until_raw(db: &PowerSyncDatabase, what: &str, check: impl Fn(&Rows) -> bool) {
+    eventually(WAIT, what, || async { check(&raw_rows(db).await) }).await;
+}
+
+/// Waits until PostgreSQL's rows satisfy `check`.
+async fn until_pg(pgc: &tokio_postgres::Client, what: &str, check: impl Fn(&Rows) -> bool) {
+    eventually(WAIT, what, || async { check(&pg_rows(pgc).await) }).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_raw_table_receives_synced_rows_and_its_local_writes_are_uploaded_on_every_core() {
-    let (pg, pgc) = postgres().await;
-    pgc.batch_execute("INSERT INTO todos VALUES ('seed', 'from postgres', 0)")
-        .await
-        .unwrap();
-    let standin = StandIn::start(standin_config(&pg)).await.unwrap();
+    let (pg, pgc, standin) =
+        postgres_with_standin("INSERT INTO todos VALUES ('seed', 'from postgres', 0)").await;
     for core in common::cores() {
         let v = core.version().semver();
         let (local, from_pg) = (format!("local-{v}"), format!("pg-{v}"));
@@ -121,11 +121,9 @@ async fn a_raw_table_receives_synced_rows_and_its_local_writes_are_uploaded_on_e
             .await
             .unwrap();
 
-        eventually(
-            WAIT,
-            &format!("core {v}: seed in the raw table"),
-            || async { raw_rows(&db).await.contains_key("seed") },
-        )
+        until_raw(&db, &format!("core {v}: seed in the raw table"), |r| {
+            r.contains_key("seed")
+        })
         .await;
         let changed = tokio::time::timeout(WAIT, updates.next())
             .await
@@ -150,8 +148,8 @@ async fn a_raw_table_receives_synced_rows_and_its_local_writes_are_uploaded_on_e
         )
         .await
         .unwrap();
-        eventually(WAIT, &format!("core {v}: the insert uploaded"), || async {
-            pg_rows(&pgc).await.contains_key(&local)
+        until_pg(&pgc, &format!("core {v}: the insert uploaded"), |r| {
+            r.contains_key(&local)
         })
         .await;
         db.execute(
@@ -160,11 +158,8 @@ async fn a_raw_table_receives_synced_rows_and_its_local_writes_are_uploaded_on_e
         )
         .await
         .unwrap();
-        eventually(WAIT, &format!("core {v}: the update uploaded"), || async {
-            pg_rows(&pgc)
-                .await
-                .get(&local)
-                .is_some_and(|r| r.1 == Some(1))
+        until_pg(&pgc, &format!("core {v}: the update uploaded"), |r| {
+            r.get(&local).is_some_and(|row| row.1 == Some(1))
         })
         .await;
 
@@ -175,8 +170,8 @@ async fn a_raw_table_receives_synced_rows_and_its_local_writes_are_uploaded_on_e
         )
         .await
         .unwrap();
-        eventually(WAIT, &format!("core {v}: the insert synced"), || async {
-            raw_rows(&db).await.contains_key(&from_pg)
+        until_raw(&db, &format!("core {v}: the insert synced"), |r| {
+            r.contains_key(&from_pg)
         })
         .await;
         pgc.execute(
@@ -185,18 +180,15 @@ async fn a_raw_table_receives_synced_rows_and_its_local_writes_are_uploaded_on_e
         )
         .await
         .unwrap();
-        eventually(WAIT, &format!("core {v}: the update synced"), || async {
-            raw_rows(&db)
-                .await
-                .get(&from_pg)
-                .is_some_and(|r| r.0 == "pg updated")
+        until_raw(&db, &format!("core {v}: the update synced"), |r| {
+            r.get(&from_pg).is_some_and(|row| row.0 == "pg updated")
         })
         .await;
         pgc.execute("DELETE FROM todos WHERE id = $1", &[&from_pg])
             .await
             .unwrap();
-        eventually(WAIT, &format!("core {v}: the delete synced"), || async {
-            !raw_rows(&db).await.contains_key(&from_pg)
+        until_raw(&db, &format!("core {v}: the delete synced"), |r| {
+            !r.contains_key(&from_pg)
         })
         .await;
 
