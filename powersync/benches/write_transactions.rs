@@ -1,19 +1,32 @@
 //! Local write transactions per second in the Jepsen list-append shape (4 micro-ops per
 //! transaction, each a read by key or an append to a text value, on a 100-row PowerSync table),
 //! through the wrapper (`PowerSyncDatabase::write_transaction`, from async code) against the same
-//! SQL on a bare rusqlite connection with the same core and pragmas, in one process. Rounds of
-//! the two alternate; the medians and their ratio are printed for `synchronous=NORMAL` and
-//! `FULL`.
+//! SQL on a bare rusqlite connection with the same core and pragmas, in one process.
+//!
+//! The wrapper also runs with a change subscriber on the written table, draining its stream in
+//! a task of the same runtime while the transactions run: a `watch` of the whole table (default
+//! options: re-run at most every 30 ms on a reader) and a `table_updates` stream (woken by every
+//! commit). Their rates are compared with the wrapper's without any subscriber, which is the cost
+//! of change notifications to a writer.
+//!
+//! Rounds of the four variants alternate (the variant that goes first rotates); the medians and
+//! the ratios are printed for `synchronous=NORMAL` and `FULL`.
 //!
 //! Run: `cargo bench -p powersync --bench write_transactions` (release build). Environment:
 //! `BENCH_TXNS` transactions per round (default 2000), `BENCH_ROUNDS` (default 5), `BENCH_SYNC`
-//! (`NORMAL` or `FULL`; default both). The variant that runs first alternates between rounds.
+//! (`NORMAL` or `FULL`; default both).
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 
+use futures_util::StreamExt;
 use powersync::rusqlite::{Connection, Transaction, TransactionBehavior};
 use powersync::schema::{Column, Schema, Table};
-use powersync::{CoreLibrary, DatabaseOptions, Error, PowerSyncDatabase, Pragmas, Synchronous};
+use powersync::{
+    CoreLibrary, DatabaseOptions, Error, PowerSyncDatabase, Pragmas, Synchronous, WatchOptions,
+};
+use tokio::runtime::Runtime;
 
 const KEYS: i64 = 100;
 
@@ -102,6 +115,96 @@ fn bare_connection(core: &CoreLibrary, path: &std::path::Path, sync: Synchronous
     conn
 }
 
+/// What listens to the wrapper's commits while it writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Subscriber {
+    None,
+    /// `watch("SELECT k, v FROM lww ORDER BY k")` with the default options.
+    Watch,
+    /// `table_updates()`.
+    TableUpdates,
+}
+
+/// One of the measured variants.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Variant {
+    Bare,
+    Wrapper(Subscriber),
+}
+
+const VARIANTS: [Variant; 4] = [
+    Variant::Bare,
+    Variant::Wrapper(Subscriber::None),
+    Variant::Wrapper(Subscriber::Watch),
+    Variant::Wrapper(Subscriber::TableUpdates),
+];
+
+fn run_bare(bare: &mut Connection, txns: usize) -> f64 {
+    let start = Instant::now();
+    for _ in 0..txns {
+        let ops = random_ops();
+        let tx = bare
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .unwrap();
+        txn(&tx, &ops).unwrap();
+        tx.commit().unwrap();
+    }
+    txns as f64 / start.elapsed().as_secs_f64()
+}
+
+/// Runs `txns` wrapper transactions with `subscriber` draining its stream in a task; returns
+/// the rate and how many items the subscriber received. The clock starts once the subscriber is
+/// subscribed (a watch: after its first result).
+fn run_wrapper(
+    rt: &Runtime,
+    db: &PowerSyncDatabase,
+    txns: usize,
+    subscriber: Subscriber,
+) -> (f64, usize) {
+    rt.block_on(async {
+        let received = Arc::new(AtomicUsize::new(0));
+        let counter = received.clone();
+        let task = match subscriber {
+            Subscriber::None => None,
+            Subscriber::Watch => {
+                let mut rows = db.watch(
+                    "SELECT k, v FROM lww ORDER BY k",
+                    vec![],
+                    WatchOptions::default(),
+                    |r| Ok((r.get::<_, i64>(0)?, r.get::<_, Option<String>>(1)?)),
+                );
+                rows.next().await.unwrap().unwrap();
+                Some(tokio::spawn(async move {
+                    while let Some(result) = rows.next().await {
+                        result.unwrap();
+                        counter.fetch_add(1, Ordering::Relaxed);
+                    }
+                }))
+            }
+            Subscriber::TableUpdates => {
+                let mut updates = db.table_updates();
+                Some(tokio::spawn(async move {
+                    while let Some(tables) = updates.next().await {
+                        assert!(tables.contains("lww"), "{tables:?}");
+                        counter.fetch_add(1, Ordering::Relaxed);
+                    }
+                }))
+            }
+        };
+        let start = Instant::now();
+        for _ in 0..txns {
+            let ops = random_ops();
+            db.write_transaction(move |tx| txn(tx, &ops)).await.unwrap();
+        }
+        let rate = txns as f64 / start.elapsed().as_secs_f64();
+        if let Some(task) = task {
+            task.abort();
+            let _ = task.await;
+        }
+        (rate, received.load(Ordering::Relaxed))
+    })
+}
+
 fn median(mut xs: Vec<f64>) -> f64 {
     xs.sort_by(f64::total_cmp);
     xs[xs.len() / 2]
@@ -130,8 +233,21 @@ fn main() {
         core.version()
     );
     println!(
-        "{:<10} {:>14} {:>14} {:>8}",
-        "synchronous", "bare txn/s", "wrapper txn/s", "ratio"
+        "{:<10} {:>10} {:>10} {:>6} {:>10} {:>6} {:>8} {:>10} {:>6} {:>8}",
+        "sync",
+        "bare/s",
+        "wrapper/s",
+        "ratio",
+        "+watch/s",
+        "ratio",
+        "items",
+        "+updates/s",
+        "ratio",
+        "items"
+    );
+    println!(
+        "{:<10} {:>10} {:>10} {:>6} {:>10} {:>6} {:>8} {:>10} {:>6} {:>8}",
+        "", "", "", "/bare", "", "/wrap", "/round", "", "/wrap", "/round"
     );
     let syncs = match std::env::var("BENCH_SYNC").as_deref() {
         Ok("NORMAL") => vec![Synchronous::Normal],
@@ -151,47 +267,42 @@ fn main() {
             db.write_transaction(seed).await.unwrap();
             db
         });
-        let (mut bare_rates, mut wrapper_rates) = (Vec::new(), Vec::new());
+        // Per variant: the rates of the rounds and the subscriber's items per round.
+        let mut rates: Vec<Vec<f64>> = vec![Vec::new(); VARIANTS.len()];
+        let mut items: Vec<Vec<f64>> = vec![Vec::new(); VARIANTS.len()];
         for round in 0..rounds {
-            // Alternate which variant goes first, so that drift in the machine's load or the
+            // Rotate which variant goes first, so that drift in the machine's load or the
             // disk's state does not favour one of them.
-            let mut run_bare = || {
-                let start = Instant::now();
-                for _ in 0..txns {
-                    let ops = random_ops();
-                    let tx = bare
-                        .transaction_with_behavior(TransactionBehavior::Immediate)
-                        .unwrap();
-                    txn(&tx, &ops).unwrap();
-                    tx.commit().unwrap();
-                }
-                txns as f64 / start.elapsed().as_secs_f64()
-            };
-            let run_wrapper = || {
-                let start = Instant::now();
-                rt.block_on(async {
-                    for _ in 0..txns {
-                        let ops = random_ops();
-                        db.write_transaction(move |tx| txn(tx, &ops)).await.unwrap();
-                    }
-                });
-                txns as f64 / start.elapsed().as_secs_f64()
-            };
-            if round % 2 == 0 {
-                bare_rates.push(run_bare());
-                wrapper_rates.push(run_wrapper());
-            } else {
-                wrapper_rates.push(run_wrapper());
-                bare_rates.push(run_bare());
+            for i in 0..VARIANTS.len() {
+                let v = (round + i) % VARIANTS.len();
+                let (rate, received) = match VARIANTS[v] {
+                    Variant::Bare => (run_bare(&mut bare, txns), 0),
+                    Variant::Wrapper(subscriber) => run_wrapper(&rt, &db, txns, subscriber),
+                };
+                rates[v].push(rate);
+                items[v].push(received as f64);
             }
         }
-        let (b, w) = (median(bare_rates), median(wrapper_rates));
+        let rate = |v: Variant| {
+            let i = VARIANTS.iter().position(|x| *x == v).unwrap();
+            (median(rates[i].clone()), median(items[i].clone()))
+        };
+        let (b, _) = rate(Variant::Bare);
+        let (w, _) = rate(Variant::Wrapper(Subscriber::None));
+        let (watch, watch_items) = rate(Variant::Wrapper(Subscriber::Watch));
+        let (updates, update_items) = rate(Variant::Wrapper(Subscriber::TableUpdates));
         println!(
-            "{:<10} {:>14.0} {:>14.0} {:>8.3}",
+            "{:<10} {:>10.0} {:>10.0} {:>6.3} {:>10.0} {:>6.3} {:>8.0} {:>10.0} {:>6.3} {:>8.0}",
             format!("{sync:?}"),
             b,
             w,
-            w / b
+            w / b,
+            watch,
+            watch / w,
+            watch_items,
+            updates,
+            updates / w,
+            update_items
         );
         rt.block_on(db.close()).unwrap();
     }

@@ -28,10 +28,12 @@
 //! | reconnects | fixed 5 s | jittered backoff, 1 s doubling to 30 s by default ([`SyncOptions::DEFAULT_RECONNECT`]) |
 //! | lifecycle | tasks end with the last handle | the same, plus an explicit, idempotent `close()` |
 //! | core version | one, linked in | any from 0.3.11 to 0.5.x, loaded at run time (Linux x86-64 only) |
-//! | sync streams, priorities | yes | **no** (no `subscriptions`, no per-priority status yet) |
+//! | sync streams | yes | **no** (no `subscriptions`, no stream status) |
+//! | bucket priorities | yes | yes (per-priority status, [`PowerSyncDatabase::wait_for_first_sync_at`]) |
 //! | `app_metadata` | yes (newer versions) | yes ([`SyncOptions::app_metadata`], core 0.4.10+) |
 //! | `update_schema` | yes | yes ([`PowerSyncDatabase::update_schema`], while disconnected) |
-//! | raw tables, checkpoint requests | yes (newer versions) | **no** |
+//! | raw tables | yes (put/delete statements, or inferred from a local schema) | put/delete/clear statements ([`schema::RawTable`], core 0.4.2+; `clear` 0.4.12+); no inference, no `Rest` parameter |
+//! | checkpoint requests | yes (newer versions) | **no** |
 //! | encryption at rest | bring your own SQLite build | **no** |
 //! | executor | runtime-agnostic (tokio, smol) | tokio only |
 //!

@@ -10,9 +10,14 @@
 //! ]);
 //! assert!(schema.validate().is_ok());
 //! ```
+//!
+//! Besides these tables (views over the core's JSON rows), a schema can declare
+//! [raw tables](RawTable): SQLite tables the application creates itself, into which the sync
+//! client writes synced rows with the application's own statements.
 
 use std::collections::HashSet;
 
+use powersync_sys::CoreVersion;
 use serde::Serialize;
 
 use crate::error::{Error, Result};
@@ -234,17 +239,147 @@ impl Table {
     }
 }
 
+/// A value bound to one parameter of a [`PendingStatement`] when the sync client runs it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub enum PendingStatementValue {
+    /// The row's PowerSync id (text).
+    Id,
+    /// The value of this column of the synced row (`NULL` when the row has no such column).
+    Column(String),
+}
+
+/// A statement the sync client runs against a [`RawTable`], with what to bind to each of its
+/// parameters: `params[0]` to `?1`, `params[1]` to `?2`, and so on.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PendingStatement {
+    /// The SQL, with positional parameters.
+    pub sql: String,
+    /// One value per parameter, in order.
+    pub params: Vec<PendingStatementValue>,
+}
+
+impl PendingStatement {
+    /// A statement with these parameters.
+    pub fn new(sql: impl Into<String>, params: Vec<PendingStatementValue>) -> Self {
+        Self {
+            sql: sql.into(),
+            params,
+        }
+    }
+}
+
+/// A raw table, as in the official SDKs (`RawTable`): a table the application creates,
+/// migrates and indexes itself, into which the sync client writes the synced rows of type
+/// [`name`](Self::name) with the [`put`](Self::put) and [`delete`](Self::delete) statements,
+/// instead of a view over the core's JSON rows. Needs core 0.4.2 or newer (the sync `start`
+/// request carries the schema).
+///
+/// Local writes to a raw table are uploaded only if the application records them, as the SDKs
+/// document: triggers on the table that insert into the core's `powersync_crud` virtual table
+/// (`op`, `id`, `type` = the raw table's name, `data` as a JSON object), skipped while the sync
+/// client writes (`WHEN NOT powersync_in_sync_operation()`).
+///
+/// ```
+/// use powersync::schema::{PendingStatement, PendingStatementValue as P, RawTable, Schema};
+/// let todos = RawTable::new(
+///     "todos",
+///     PendingStatement::new(
+///         "INSERT INTO todo_rows(id, description) VALUES (?1, ?2)
+///          ON CONFLICT(id) DO UPDATE SET description = excluded.description",
+///         vec![P::Id, P::Column("description".into())],
+///     ),
+///     PendingStatement::new("DELETE FROM todo_rows WHERE id = ?1", vec![P::Id]),
+/// )
+/// .clear("DELETE FROM todo_rows");
+/// let schema = Schema::new(vec![]).with_raw_tables(vec![todos]);
+/// assert!(schema.validate().is_ok());
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RawTable {
+    /// The type of the synced rows this table receives (the table name the sync service uses),
+    /// not necessarily the name of the SQLite table.
+    pub name: String,
+    /// Inserts or replaces a synced row.
+    pub put: PendingStatement,
+    /// Deletes a synced row; its parameters can only be [`PendingStatementValue::Id`].
+    pub delete: PendingStatement,
+    /// Run by [`disconnect_and_clear`](crate::PowerSyncDatabase::disconnect_and_clear)
+    /// (`powersync_clear`) to empty the table, with the application's triggers skipped; core
+    /// 0.4.12+ (0.4.8 to 0.4.11 run it but let the triggers queue every cleared row for upload,
+    /// so this crate refuses it there). Without it, clearing leaves the raw table's rows.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub clear: Option<String>,
+}
+
+impl RawTable {
+    /// A raw table receiving the synced rows of type `name`.
+    pub fn new(name: impl Into<String>, put: PendingStatement, delete: PendingStatement) -> Self {
+        Self {
+            name: name.into(),
+            put,
+            delete,
+            clear: None,
+        }
+    }
+
+    /// Sets the statement that empties the table on `powersync_clear`.
+    pub fn clear(mut self, sql: impl Into<String>) -> Self {
+        self.clear = Some(sql.into());
+        self
+    }
+}
+
 /// The application's tables.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Default)]
 pub struct Schema {
     /// The tables.
     pub tables: Vec<Table>,
+    /// The raw tables (core 0.4.2+). Left out of the JSON when empty, so a schema without
+    /// them is what every core reads.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub raw_tables: Vec<RawTable>,
 }
 
 impl Schema {
     /// A schema with these tables.
     pub fn new(tables: Vec<Table>) -> Self {
-        Self { tables }
+        Self {
+            tables,
+            raw_tables: Vec::new(),
+        }
+    }
+
+    /// Adds raw tables.
+    pub fn with_raw_tables(mut self, raw_tables: Vec<RawTable>) -> Self {
+        self.raw_tables.extend(raw_tables);
+        self
+    }
+
+    /// Checks that the core `version` can apply this schema: tracking options need 0.3.13, raw
+    /// tables 0.4.2, a raw table's `clear` 0.4.12. The error names the first missing feature.
+    pub fn check_core(&self, version: &CoreVersion) -> Result<()> {
+        let unsupported = |feature, needs| {
+            Err(Error::UnsupportedByCore {
+                feature,
+                needs,
+                found: version.clone(),
+            })
+        };
+        if self.tables.iter().any(Table::uses_tracking_options) && !version.at_least(0, 3, 13) {
+            return unsupported(
+                "include_old, include_metadata and ignore_empty_update",
+                "0.3.13",
+            );
+        }
+        if !self.raw_tables.is_empty() && !version.at_least(0, 4, 2) {
+            return unsupported("raw tables", "0.4.2");
+        }
+        // Cores 0.4.8 to 0.4.11 run `clear` with the application's triggers active: every
+        // cleared row would be queued as a delete for upload (fixed in 0.4.12, core PR #169).
+        if self.raw_tables.iter().any(|t| t.clear.is_some()) && !version.at_least(0, 4, 12) {
+            return unsupported("the clear statement of raw tables", "0.4.12");
+        }
+        Ok(())
     }
 
     /// Checks names, columns, indexes and option combinations; returns the first problem.
@@ -336,7 +471,52 @@ impl Schema {
                 }
             }
         }
+        for raw in &self.raw_tables {
+            check_name("raw table", &raw.name)?;
+            if !names.insert(raw.name.as_str()) {
+                return invalid(format!(
+                    "raw table {:?}: the name is already used by another table",
+                    raw.name
+                ));
+            }
+            for (what, statement) in [("put", &raw.put), ("delete", &raw.delete)] {
+                if statement.sql.trim().is_empty() {
+                    return invalid(format!(
+                        "raw table {:?}: the {what} statement is empty",
+                        raw.name
+                    ));
+                }
+            }
+            if let Some(column) = raw.delete.params.iter().find_map(|p| match p {
+                PendingStatementValue::Column(c) => Some(c),
+                PendingStatementValue::Id => None,
+            }) {
+                return invalid(format!(
+                    "raw table {:?}: the delete statement can only bind the id, not column {column:?}",
+                    raw.name
+                ));
+            }
+            if raw.clear.as_ref().is_some_and(|c| c.trim().is_empty()) {
+                return invalid(format!(
+                    "raw table {:?}: the clear statement is empty",
+                    raw.name
+                ));
+            }
+        }
         Ok(())
+    }
+
+    /// The `schema` of the sync `start` request: the core needs the raw tables there to route
+    /// synced rows to them. `None` without raw tables (the core then reads the regular tables
+    /// from the database, and older cores need nothing).
+    pub(crate) fn start_schema(&self) -> Result<Option<serde_json::Value>> {
+        if self.raw_tables.is_empty() {
+            return Ok(None);
+        }
+        let json = self.to_json()?;
+        serde_json::from_str(&json)
+            .map(Some)
+            .map_err(|e| Error::InvalidSchema(e.to_string()))
     }
 
     /// The JSON for `powersync_replace_schema`, after validation. Index columns get their
@@ -516,5 +696,109 @@ mod tests {
                 "{err} should mention {expected:?}"
             );
         }
+    }
+
+    fn raw_todos() -> RawTable {
+        RawTable::new(
+            "todos_raw",
+            PendingStatement::new(
+                "INSERT OR REPLACE INTO rows(id, description) VALUES (?1, ?2)",
+                vec![
+                    PendingStatementValue::Id,
+                    PendingStatementValue::Column("description".into()),
+                ],
+            ),
+            PendingStatement::new(
+                "DELETE FROM rows WHERE id = ?1",
+                vec![PendingStatementValue::Id],
+            ),
+        )
+    }
+
+    #[test]
+    fn raw_tables_serialise_as_the_core_reads_them_and_only_when_present() {
+        let plain = Schema::new(vec![todos()]);
+        let json: serde_json::Value = serde_json::from_str(&plain.to_json().unwrap()).unwrap();
+        assert!(json.get("raw_tables").is_none(), "{json}");
+        assert_eq!(plain.start_schema().unwrap(), None);
+
+        let mut other = raw_todos().clear("DELETE FROM rows");
+        other.name = "other".into();
+        let schema = Schema::new(vec![todos()]).with_raw_tables(vec![raw_todos(), other]);
+        let json: serde_json::Value = serde_json::from_str(&schema.to_json().unwrap()).unwrap();
+        assert_eq!(
+            json["raw_tables"][0],
+            serde_json::json!({
+                "name": "todos_raw",
+                "put": {
+                    "sql": "INSERT OR REPLACE INTO rows(id, description) VALUES (?1, ?2)",
+                    "params": ["Id", {"Column": "description"}]
+                },
+                "delete": {"sql": "DELETE FROM rows WHERE id = ?1", "params": ["Id"]}
+            })
+        );
+        assert_eq!(json["raw_tables"][1]["clear"], "DELETE FROM rows");
+        assert_eq!(schema.start_schema().unwrap(), Some(json));
+    }
+
+    #[test]
+    fn raw_tables_are_validated_and_gated_by_core_version() {
+        let mut bad_delete = raw_todos();
+        bad_delete
+            .delete
+            .params
+            .push(PendingStatementValue::Column("description".into()));
+        let mut empty_put = raw_todos();
+        empty_put.put.sql = " ".into();
+        let cases = [
+            (
+                Schema::new(vec![Table::new("todos_raw", vec![])])
+                    .with_raw_tables(vec![raw_todos()]),
+                "already used",
+            ),
+            (
+                Schema::new(vec![]).with_raw_tables(vec![bad_delete]),
+                "can only bind the id",
+            ),
+            (
+                Schema::new(vec![]).with_raw_tables(vec![empty_put]),
+                "put statement is empty",
+            ),
+            (
+                Schema::new(vec![]).with_raw_tables(vec![raw_todos().clear("")]),
+                "clear statement is empty",
+            ),
+        ];
+        for (schema, expected) in cases {
+            let err = schema.to_json().unwrap_err();
+            assert!(err.to_string().contains(expected), "{err}");
+        }
+
+        let v = |s: &str| CoreVersion::parse(s).unwrap();
+        let raw = Schema::new(vec![]).with_raw_tables(vec![raw_todos()]);
+        let err = raw.check_core(&v("0.3.14")).unwrap_err();
+        assert!(
+            matches!(err, Error::UnsupportedByCore { needs: "0.4.2", .. }),
+            "{err:?}"
+        );
+        raw.check_core(&v("0.4.6")).unwrap();
+        let clear =
+            Schema::new(vec![]).with_raw_tables(vec![raw_todos().clear("DELETE FROM rows")]);
+        let err = clear.check_core(&v("0.4.11")).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                Error::UnsupportedByCore {
+                    needs: "0.4.12",
+                    ..
+                }
+            ),
+            "{err:?}"
+        );
+        clear.check_core(&v("0.4.12")).unwrap();
+        let tracking = Schema::new(vec![todos().include_metadata()]);
+        assert!(tracking.check_core(&v("0.3.11")).is_err());
+        tracking.check_core(&v("0.3.14")).unwrap();
+        Schema::new(vec![todos()]).check_core(&v("0.3.11")).unwrap();
     }
 }

@@ -13,12 +13,11 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use futures_util::StreamExt;
-use pg::{PgConnector, client_rows, eventually, fast, open_client, postgres, standin_config};
+use pg::{PgConnector, client_rows, eventually, fast, open_client, pg_rows, postgres_with_standin};
 use powersync::{
-    BackendConnector, ConnectorError, DatabaseOptions, Error, PowerSyncCredentials,
+    BackendConnector, ConnectorError, CoreLibrary, DatabaseOptions, Error, PowerSyncCredentials,
     PowerSyncDatabase, Pragmas, SyncOptions, Synchronous, WatchOptions,
 };
-use standin::StandIn;
 
 const WAIT: Duration = Duration::from_secs(30);
 
@@ -50,6 +49,21 @@ async fn next_with_timeout<S: futures_util::Stream + Unpin>(s: &mut S) -> S::Ite
         .await
         .expect("the stream yielded within the wait")
         .expect("the stream did not end")
+}
+
+/// Runs `test` on every core of the vendored test set ([`common::cores`]), one after the
+/// other, naming each on stderr first so that a failure's output says which core failed. The
+/// change notifications come from SQLite's hooks on the writer, so the cores without
+/// `powersync_update_hooks` (0.3.x) must pass the same tests.
+async fn on_every_core<F, Fut>(test: F)
+where
+    F: Fn(&'static CoreLibrary) -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
+    for core in common::cores() {
+        eprintln!("core {}", core.version());
+        test(core).await;
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -161,8 +175,11 @@ async fn close_is_idempotent_and_later_calls_fail_with_closed() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn table_updates_name_the_views_a_commit_changed() {
-    let core = common::default_core();
+async fn table_updates_name_the_views_a_commit_changed_on_every_core() {
+    on_every_core(table_updates_name_the_views_a_commit_changed_with).await;
+}
+
+async fn table_updates_name_the_views_a_commit_changed_with(core: &'static CoreLibrary) {
     let (_dir, db) = common::open_temp(core).await;
     let mut updates = db.table_updates();
     db.execute("INSERT INTO todos(id, description) VALUES ('a', 'x')", [])
@@ -202,71 +219,107 @@ async fn table_updates_name_the_views_a_commit_changed() {
     );
 }
 
+/// On every core: a watch sees a local write and a `disconnect_and_clear`; on the cores with
+/// download sync (0.4.6+) also the rows arriving from PostgreSQL through the stand-in. Older
+/// cores connect upload-only (download sync is a typed error there, see `sync.rs`), and their
+/// local write reaching PostgreSQL is checked instead. One PostgreSQL and stand-in serve every
+/// core; each core's rows carry its version and the watched query reads only those and `seed`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_watch_sees_local_writes_synced_rows_and_a_clear() {
-    let (pg, pgc) = postgres().await;
-    pgc.batch_execute("INSERT INTO todos VALUES ('seed', 'from postgres', 0)")
-        .await
-        .unwrap();
-    let standin = StandIn::start(standin_config(&pg)).await.unwrap();
-    let (_dir, db) = open_client(common::default_core()).await;
-    let mut ids = db.watch(
-        "SELECT id FROM todos ORDER BY id",
-        vec![],
-        WatchOptions::default(),
-        |r| r.get::<_, String>(0),
-    );
-    assert_eq!(
-        next_with_timeout(&mut ids).await.unwrap(),
-        Vec::<String>::new()
-    );
-    db.connect(PgConnector::new(&standin.url(), &pg, "w"), fast())
-        .await
-        .unwrap();
-    assert_eq!(
-        next_with_timeout(&mut ids).await.unwrap(),
-        ["seed"],
-        "synced"
-    );
-    db.execute(
-        "INSERT INTO todos(id, description) VALUES ('local', 'x')",
-        [],
-    )
-    .await
-    .unwrap();
-    assert_eq!(
-        next_with_timeout(&mut ids).await.unwrap(),
-        ["local", "seed"],
-        "local write"
-    );
-    pgc.execute(
-        "INSERT INTO todos (id, description) VALUES ('pg', 'x')",
-        &[],
-    )
-    .await
-    .unwrap();
-    // The local row is uploaded and comes back; `pg` arrives through the stream.
-    loop {
-        let rows = next_with_timeout(&mut ids).await.unwrap();
-        if rows.contains(&"pg".to_string()) {
-            assert_eq!(rows, ["local", "pg", "seed"]);
-            break;
+async fn a_watch_sees_local_writes_synced_rows_and_a_clear_on_every_core() {
+    let (pg, pgc, standin) =
+        postgres_with_standin("INSERT INTO todos VALUES ('seed', 'from postgres', 0)").await;
+    for core in common::cores() {
+        let v = core.version().semver();
+        let (local, from_pg) = (format!("local-{v}"), format!("pg-{v}"));
+        let (_dir, db) = open_client(core).await;
+        let mut ids = db.watch(
+            "SELECT id FROM todos WHERE id IN ('seed', ?1, ?2) ORDER BY id",
+            vec![local.clone().into(), from_pg.clone().into()],
+            WatchOptions::default(),
+            |r| r.get::<_, String>(0),
+        );
+        assert_eq!(
+            next_with_timeout(&mut ids).await.unwrap(),
+            Vec::<String>::new(),
+            "core {v}"
+        );
+        let downloads = db.capabilities().unwrap().can_download_sync();
+        let connector = PgConnector::new(&standin.url(), &pg, "w");
+        if downloads {
+            db.connect(connector, fast()).await.unwrap();
+            assert_eq!(
+                next_with_timeout(&mut ids).await.unwrap(),
+                ["seed"],
+                "core {v}: synced"
+            );
+        } else {
+            db.connect(connector, SyncOptions::upload_only())
+                .await
+                .unwrap();
         }
+        db.execute(
+            "INSERT INTO todos(id, description) VALUES (?1, 'x')",
+            [local.clone()],
+        )
+        .await
+        .unwrap();
+        let mut expected = vec![local.clone()];
+        if downloads {
+            expected.push("seed".into());
+        }
+        assert_eq!(
+            next_with_timeout(&mut ids).await.unwrap(),
+            expected,
+            "core {v}: local write"
+        );
+        if downloads {
+            pgc.execute(
+                "INSERT INTO todos (id, description) VALUES ($1, 'x')",
+                &[&from_pg],
+            )
+            .await
+            .unwrap();
+            // The local row is uploaded and comes back; this core's `pg` row arrives through
+            // the stream.
+            loop {
+                let rows = next_with_timeout(&mut ids).await.unwrap();
+                if rows.contains(&from_pg) {
+                    assert_eq!(
+                        rows,
+                        [local.clone(), from_pg.clone(), "seed".into()],
+                        "core {v}"
+                    );
+                    break;
+                }
+            }
+        } else {
+            eventually(
+                WAIT,
+                "the upload-only core's write in PostgreSQL",
+                || async { pg_rows(&pgc).await.contains_key(&local) },
+            )
+            .await;
+        }
+        db.disconnect_and_clear(false).await.unwrap();
+        assert_eq!(
+            next_with_timeout(&mut ids).await.unwrap(),
+            Vec::<String>::new(),
+            "core {v}: cleared"
+        );
+        assert!(client_rows(&db).await.is_empty(), "core {v}");
+        db.close().await.unwrap();
     }
-    db.disconnect_and_clear(false).await.unwrap();
-    assert_eq!(
-        next_with_timeout(&mut ids).await.unwrap(),
-        Vec::<String>::new(),
-        "cleared"
-    );
-    assert!(client_rows(&db).await.is_empty());
-    db.close().await.unwrap();
     standin.shutdown().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_burst_of_1000_writes_is_coalesced_and_the_last_result_is_complete() {
-    let core = common::default_core();
+async fn a_burst_of_1000_writes_is_coalesced_on_every_core() {
+    on_every_core(a_burst_of_1000_writes_is_coalesced_and_the_last_result_is_complete_with).await;
+}
+
+async fn a_burst_of_1000_writes_is_coalesced_and_the_last_result_is_complete_with(
+    core: &'static CoreLibrary,
+) {
     let dir = tempfile::tempdir().unwrap();
     // No fsync per commit: the burst is fast, so coalescing, not slow writes, bounds the count.
     let options = common::options(core).with_pragmas(Pragmas {
@@ -316,8 +369,13 @@ async fn a_burst_of_1000_writes_is_coalesced_and_the_last_result_is_complete() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_dropped_watch_unsubscribes_and_differential_mode_reports_by_key() {
-    let core = common::default_core();
+async fn a_dropped_watch_unsubscribes_and_differential_mode_reports_by_key_on_every_core() {
+    on_every_core(a_dropped_watch_unsubscribes_and_differential_mode_reports_by_key_with).await;
+}
+
+async fn a_dropped_watch_unsubscribes_and_differential_mode_reports_by_key_with(
+    core: &'static CoreLibrary,
+) {
     let (_dir, db) = common::open_temp(core).await;
     let before = db.change_listeners();
     let mut diffs = db.watch_diff(
@@ -371,9 +429,14 @@ async fn a_dropped_watch_unsubscribes_and_differential_mode_reports_by_key() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn update_schema_adds_a_table_keeps_data_and_is_refused_while_connected() {
+async fn update_schema_adds_a_table_keeps_data_and_is_refused_while_connected_on_every_core() {
+    on_every_core(update_schema_adds_a_table_keeps_data_and_is_refused_while_connected_with).await;
+}
+
+async fn update_schema_adds_a_table_keeps_data_and_is_refused_while_connected_with(
+    core: &'static CoreLibrary,
+) {
     use powersync::schema::{Column, Schema, Table};
-    let core = common::default_core();
     let (_dir, db) = common::open_temp(core).await;
     db.execute(
         "INSERT INTO todos(id, description) VALUES ('kept', 'x')",

@@ -43,6 +43,8 @@ pub(crate) struct Inner {
     pub(crate) pool: ConnectionPool,
     pub(crate) sync: SyncCoordinator,
     pub(crate) tables: Arc<TableNames>,
+    /// The schema applied now (the sync `start` request carries its raw tables).
+    pub(crate) schema: std::sync::Mutex<Schema>,
 }
 
 /// A handle that does not keep the database open: what background tasks hold.
@@ -104,15 +106,7 @@ impl PowerSyncDatabase {
             Some(core) => core,
             None => CoreLibrary::load()?,
         };
-        if schema.tables.iter().any(|t| t.uses_tracking_options())
-            && !core.version().at_least(0, 3, 13)
-        {
-            return Err(Error::UnsupportedByCore {
-                feature: "include_old, include_metadata and ignore_empty_update",
-                needs: "0.3.13",
-                found: core.version().clone(),
-            });
-        }
+        schema.check_core(core.version())?;
         let open_path = path.clone();
         let (writer, readers) = run_blocking(move || -> Result<_> {
             let location = match &open_path {
@@ -135,6 +129,7 @@ impl PowerSyncDatabase {
                 pool: ConnectionPool::new(core, path, writer, readers)?,
                 sync: SyncCoordinator::new(),
                 tables: Arc::new(TableNames::new(schema)),
+                schema: std::sync::Mutex::new(schema.clone()),
             }),
         })
     }
@@ -144,15 +139,7 @@ impl PowerSyncDatabase {
     /// [`Error::InvalidSchema`] and nothing changes.
     pub async fn update_schema(&self, schema: &Schema) -> Result<()> {
         let schema_json = schema.to_json()?;
-        if schema.tables.iter().any(|t| t.uses_tracking_options())
-            && !self.core_version().at_least(0, 3, 13)
-        {
-            return Err(Error::UnsupportedByCore {
-                feature: "include_old, include_metadata and ignore_empty_update",
-                needs: "0.3.13",
-                found: self.core_version().clone(),
-            });
-        }
+        schema.check_core(self.core_version())?;
         if self.inner.sync.running.lock().await.is_some() {
             return Err(Error::InvalidSchema(
                 "the schema cannot change while connected; disconnect first".into(),
@@ -165,6 +152,7 @@ impl PowerSyncDatabase {
             })
             .await??;
         self.inner.tables.replace(schema);
+        *self.inner.schema.lock().unwrap_or_else(|p| p.into_inner()) = schema.clone();
         Ok(())
     }
 

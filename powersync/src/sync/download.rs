@@ -31,6 +31,8 @@ pub(crate) struct DownloadContext<C> {
     pub(crate) credentials: Arc<CredentialsCache<C>>,
     pub(crate) client: reqwest::Client,
     pub(crate) options: SyncOptions,
+    /// The `schema` of the `start` request: present when the schema has raw tables.
+    pub(crate) start_schema: Option<Value>,
 }
 
 /// What the instructions of one `powersync_control` call asked for.
@@ -126,6 +128,9 @@ impl<C: BackendConnector> DownloadContext<C> {
         let mut start = json!({ "parameters": self.options.params });
         if !self.options.app_metadata.is_empty() {
             start["app_metadata"] = json!(self.options.app_metadata);
+        }
+        if let Some(schema) = &self.start_schema {
+            start["schema"] = schema.clone();
         }
         start.to_string()
     }

@@ -110,6 +110,14 @@ impl PowerSyncDatabase {
         connector: C,
         options: SyncOptions,
     ) -> Result<()> {
+        // The raw tables go into every `start` request; the schema cannot change while
+        // connected.
+        let start_schema = self
+            .inner
+            .schema
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .start_schema()?;
         if options.download && !self.capabilities()?.can_download_sync() {
             return Err(Error::UnsupportedByCore {
                 feature: "download sync (powersync_control)",
@@ -161,6 +169,7 @@ impl PowerSyncDatabase {
                 credentials: Arc::new(CredentialsCache::new(connector)),
                 client,
                 options,
+                start_schema,
             });
             let (checkpointed_tx, checkpointed_rx) = mpsc::unbounded_channel::<()>();
             tasks.push(coordinator::spawn(checkpoint_loop(

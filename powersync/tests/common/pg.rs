@@ -15,7 +15,7 @@ use powersync::{
     PowerSyncDatabase, SyncOptions, UpdateType, UploadOptions,
 };
 use serde_json::Value;
-use standin::{Config, SyncRules};
+use standin::{Config, StandIn, SyncRules};
 use testkit::{TestKey, TestPostgres};
 
 /// id -> (description, done).
@@ -41,6 +41,15 @@ pub async fn postgres() -> (TestPostgres, tokio_postgres::Client) {
         .await
         .unwrap();
     (pg, client)
+}
+
+/// A throwaway PostgreSQL whose `todos` hold the rows of `seed` (SQL), and the stand-in in
+/// front of it.
+pub async fn postgres_with_standin(seed: &str) -> (TestPostgres, tokio_postgres::Client, StandIn) {
+    let (pg, client) = postgres().await;
+    client.batch_execute(seed).await.unwrap();
+    let standin = StandIn::start(standin_config(&pg)).await.unwrap();
+    (pg, client, standin)
 }
 
 pub fn standin_config(pg: &TestPostgres) -> Config {
@@ -200,13 +209,16 @@ pub async fn open_client(core: &'static CoreLibrary) -> (tempfile::TempDir, Powe
 }
 
 pub async fn client_rows(db: &PowerSyncDatabase) -> Rows {
-    db.query("SELECT id, description, done FROM todos", [], |r| {
-        Ok((r.get(0)?, (r.get(1)?, r.get(2)?)))
-    })
-    .await
-    .unwrap()
-    .into_iter()
-    .collect()
+    rows_of(db, "SELECT id, description, done FROM todos").await
+}
+
+/// The rows `sql` selects as `id, description, done`.
+pub async fn rows_of(db: &PowerSyncDatabase, sql: &str) -> Rows {
+    db.query(sql, [], |r| Ok((r.get(0)?, (r.get(1)?, r.get(2)?))))
+        .await
+        .unwrap()
+        .into_iter()
+        .collect()
 }
 
 pub async fn pg_rows(pg: &tokio_postgres::Client) -> Rows {
