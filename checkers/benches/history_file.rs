@@ -22,17 +22,12 @@ use checkers::history::generate::{self, GenOpts};
 use checkers::history::{History, edn, json};
 use checkers::list_append;
 
+mod support;
+use support::proc_status_mib;
+
 /// The targets for a 1M-transaction file (release build).
 const TARGET_SECONDS: f64 = 30.0;
 const TARGET_RSS_MIB: f64 = 2048.0;
-
-/// A field of `/proc/self/status` (`VmHWM`, `VmRSS`) in MiB.
-fn proc_status_mib(field: &str) -> Option<f64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find(|l| l.starts_with(field))?;
-    let kb: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kb / 1024.0)
-}
 
 /// The child: read and check `path`, print one `key=value` line per figure.
 fn child(path: &Path) -> ExitCode {

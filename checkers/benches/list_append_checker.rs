@@ -13,13 +13,8 @@ use std::time::Instant;
 use checkers::history::generate::{self, GenOpts};
 use checkers::list_append;
 
-/// The `VmHWM` / `VmRSS` line of `/proc/self/status`, in MiB, if available.
-fn proc_status_mib(field: &str) -> Option<f64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find(|l| l.starts_with(field))?;
-    let kb: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kb / 1024.0)
-}
+mod support;
+use support::proc_status_mib;
 
 fn show(field: &str) -> String {
     proc_status_mib(field).map_or_else(|| "n/a".into(), |m| format!("{m:.0} MiB"))
