@@ -17,7 +17,9 @@
 pub mod mww;
 pub mod postgres;
 
+use std::future::Future;
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::Duration;
 
 use powersync::{
@@ -243,6 +245,7 @@ impl Shared {
                 // One ledger statement for the whole group; each id recorded now is applied
                 // once (taken out of the set), any other was applied before.
                 let mut fresh = record_uploads(&tx, client_id, &tx_ids).await?;
+                let mut entries = Vec::new();
                 for transaction in transactions {
                     if let Some(tx_id) = transaction.transaction_id.filter(|_| ledger)
                         && !fresh.remove(&tx_id)
@@ -252,10 +255,9 @@ impl Shared {
                         );
                         continue;
                     }
-                    for entry in &transaction.crud {
-                        M::upload_entry(&tx, entry).await?;
-                    }
+                    entries.extend(&transaction.crud);
                 }
+                pipelined(entries.into_iter().map(|entry| M::upload_entry(&tx, entry))).await?;
                 tx.commit().await?;
                 Ok(())
             }
@@ -333,6 +335,30 @@ impl Shared {
         }
         Ok(())
     }
+}
+
+/// Runs the upload statements of one PostgreSQL transaction pipelined, in order: each is sent
+/// when its future is first polled (tokio-postgres writes the request before its first await),
+/// so every future is polled once, in order, before any answer is awaited. PostgreSQL then runs
+/// them in the order sent, as if awaited one by one, in one round trip instead of one each. The
+/// first failure is returned (the transaction is then rolled back; later statements fail as
+/// "in failed transaction" and their answers are dropped).
+async fn pipelined<'a, F>(uploads: impl Iterator<Item = F>) -> Result<(), PgFailure>
+where
+    F: Future<Output = Result<(), PgFailure>> + Send + 'a,
+{
+    let mut pending = Vec::new();
+    for upload in uploads {
+        let mut upload = Box::pin(upload);
+        match std::future::poll_fn(|cx| Poll::Ready(upload.as_mut().poll(cx))).await {
+            Poll::Ready(result) => result?,
+            Poll::Pending => pending.push(upload),
+        }
+    }
+    for upload in pending {
+        upload.await?;
+    }
+    Ok(())
 }
 
 /// The next whole client transactions from `cursor`, up to `max_entries` CRUD entries in all but
