@@ -4,11 +4,11 @@
 //!
 //! Elle's list-append checker orders each key's versions by its longest read, which assumes one
 //! total order per key. Under causal consistency with last-write-wins merges there is none, so
-//! this checker builds a **causal version order** instead ([`versions`]): from each process's
+//! this checker builds a **causal version order** instead (module `versions`): from each process's
 //! view (the initial state before its first observation, read prefixes, monotonic writes,
 //! writes-follow-reads). It then builds Adya's dependency graph over the `ok` transactions
 //! from that order, with process order and with anti-dependencies inferred one process at a
-//! time ([`txns`]), and looks for the cycles the seed's options proscribe.
+//! time (module `txns`), and looks for the cycles the seed's options proscribe.
 //!
 //! Reported, as by the seed's options (`strong-session-PL-2` and the anomalies in
 //! [`SEED_ANOMALIES`], expanded by Elle's implications):

@@ -107,7 +107,7 @@ pub struct ColumnType {
 ///
 /// - int2/int4/int8/oid: JSON integer (text as is, no quotes);
 /// - float4/float8: JSON number formatted like JavaScript, an integral value with `.0`
-///   ([`jsonbig_number`]); NaN/±Infinity: `null`;
+///   (`jsonbig_number`); NaN/±Infinity: `null`;
 /// - bool: `1`/`0`;
 /// - date/timestamp/timestamptz: see the module docs;
 /// - arrays: a JSON string holding the array as JSON (module docs);
