@@ -6,7 +6,10 @@
 //! trust authentication for the local user `postgres`, the unix socket inside the temporary
 //! directory, and **`fsync=off` and `full_page_writes=off` for speed**:
 //! a crash of the *machine* may corrupt the cluster, which does not matter for a throwaway test
-//! database (a killed server process is still safe).
+//! database (a killed server process is still safe). [`TestPostgres::start_durable`] keeps
+//! PostgreSQL's own defaults instead (`fsync=on`, `full_page_writes=on`, every commit flushed
+//! to the WAL before it is acknowledged), as a production server or the `postgres` container
+//! image runs: for runs whose timings should be those of such a server.
 //!
 //! When the test runs as root (initdb refuses root), the server binaries run as the `postgres`
 //! system user and the temporary directory is owned by it. Dropping the value stops the server
@@ -26,6 +29,13 @@ use crate::Error;
 /// The database user the cluster is initialised with (superuser, trust authentication).
 pub const SUPERUSER: &str = "postgres";
 
+/// Whether commits are flushed to disk (see the module documentation).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Durability {
+    Fast,
+    Durable,
+}
+
 /// A running throwaway PostgreSQL cluster; stopped and deleted on drop.
 #[derive(Debug)]
 pub struct TestPostgres {
@@ -40,6 +50,16 @@ impl TestPostgres {
     /// Creates and starts a new cluster. Fails with [`Error::PostgresNotFound`] (naming
     /// `apt-get install -y postgresql`) when the server binaries are missing.
     pub fn start() -> Result<Self, Error> {
+        Self::start_with(Durability::Fast)
+    }
+
+    /// Creates and starts a new cluster that flushes every commit (PostgreSQL's defaults for
+    /// `fsync` and `full_page_writes`); otherwise as [`TestPostgres::start`].
+    pub fn start_durable() -> Result<Self, Error> {
+        Self::start_with(Durability::Durable)
+    }
+
+    fn start_with(durability: Durability) -> Result<Self, Error> {
         let bindir = find_bindir()?;
         let run_as = if running_as_root() {
             Some(lookup_user("postgres")?)
@@ -63,7 +83,7 @@ impl TestPostgres {
             run_as,
             running: false,
         };
-        pg.initdb()?;
+        pg.initdb(durability)?;
         pg.start_server()?;
         Ok(pg)
     }
@@ -176,7 +196,7 @@ impl TestPostgres {
         Ok(output)
     }
 
-    fn initdb(&self) -> Result<(), Error> {
+    fn initdb(&self, durability: Durability) -> Result<(), Error> {
         let sock = self.socket_dir();
         std::fs::create_dir(&sock).map_err(|e| Error::io(&sock, e))?;
         if let Some((uid, gid)) = self.run_as {
@@ -202,11 +222,14 @@ impl TestPostgres {
              wal_level = logical\n\
              max_replication_slots = 20\n\
              max_wal_senders = 20\n\
-             fsync = off\n\
-             full_page_writes = off\n\
+             {}\
              shared_buffers = 64MB\n\
              max_connections = 100\n",
-            sock.display()
+            sock.display(),
+            match durability {
+                Durability::Fast => "fsync = off\nfull_page_writes = off\n",
+                Durability::Durable => "",
+            }
         );
         let conf = self.data_dir().join("postgresql.conf");
         let mut text = std::fs::read_to_string(&conf).map_err(|e| Error::io(&conf, e))?;

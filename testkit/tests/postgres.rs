@@ -39,3 +39,24 @@ async fn cluster_starts_with_logical_wal_restarts_and_cleans_up() {
         "server stopped on drop"
     );
 }
+
+/// `start` trades durability for speed; `start_durable` keeps PostgreSQL's defaults, so every
+/// commit is flushed to the WAL before it is acknowledged.
+#[tokio::test]
+async fn a_durable_cluster_keeps_fsync_and_full_page_writes_on() {
+    for (pg, on) in [
+        (TestPostgres::start().unwrap(), "off"),
+        (TestPostgres::start_durable().unwrap(), "on"),
+    ] {
+        let client = pg.client().await.unwrap();
+        for setting in ["fsync", "full_page_writes"] {
+            let row = client
+                .query_one(&format!("SHOW {setting}"), &[])
+                .await
+                .unwrap();
+            assert_eq!(row.get::<_, String>(0), on, "{setting}");
+        }
+        let row = client.query_one("SHOW wal_level", &[]).await.unwrap();
+        assert_eq!(row.get::<_, String>(0), "logical");
+    }
+}

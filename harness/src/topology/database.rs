@@ -34,7 +34,7 @@ impl Database {
     pub async fn start(schema: &Schema, key_count: i64) -> Result<Database> {
         let n = i32::try_from(key_count)
             .map_err(|_| Error::Options(format!("key count {key_count} too large")))?;
-        let pg = tokio::task::spawn_blocking(TestPostgres::start)
+        let pg = tokio::task::spawn_blocking(TestPostgres::start_durable)
             .await
             .map_err(|e| Error::Task(e.to_string()))??;
         let port = pg.port();
