@@ -3,8 +3,10 @@
 //! - [`NoOpConnector`] (`powersync-local`): nothing may ever be uploaded; if something is, the
 //!   endpoint logs it and exits non-zero, as the seed does.
 //! - [`CrudBatchConnector`]: one CRUD batch per call, one autocommit statement per entry, as in
-//!   the seed. Kept on purpose: it shows non-atomic uploads (a PostgreSQL reader can see part of a
-//!   client transaction).
+//!   the seed, each sent with the round trips of the seed's Dart driver
+//!   (`model::statement::Statement::DartDriver`). Kept on
+//!   purpose: it shows non-atomic uploads (a PostgreSQL reader can see part of a client
+//!   transaction).
 //! - [`CrudTransactionConnector`]: each client transaction in one REPEATABLE READ PostgreSQL
 //!   transaction, retrying serialization failures and deadlocks, draining the queue eagerly.
 //! - [`CrudMultiTransactionConnector`]: several whole client transactions in one PostgreSQL
@@ -417,7 +419,14 @@ impl BackendConnector for CrudBatchConnector {
                     ));
                 };
                 for entry in &batch.crud {
-                    if let Err(e) = crate::model::lww::upload_entry(&*client, entry, false).await {
+                    if let Err(e) = crate::model::lww::upload_entry(
+                        &*client,
+                        entry,
+                        false,
+                        crate::model::statement::Statement::DartDriver,
+                    )
+                    .await
+                    {
                         if client.is_closed() {
                             *guard = None;
                         }

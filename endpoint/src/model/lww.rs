@@ -24,6 +24,7 @@ use tokio_postgres::types::Type;
 
 use crate::error::{Error, Result};
 use crate::model::invalid_entry;
+use crate::model::statement::Statement;
 use crate::pg::PgFailure;
 
 /// Number of seeded keys: `0..KEY_COUNT`. Larger keys get their row on their first append.
@@ -101,12 +102,14 @@ fn field<'a>(entry: &'a CrudEntry, name: &str) -> Option<&'a Value> {
     entry.data.as_ref().and_then(|d| d.get(name))
 }
 
-/// Uploads one CRUD entry to PostgreSQL with the seed's SQL. With `exactly_one`, the statement
-/// must affect exactly one row (the seed's `RETURNING * ... .single`); otherwise it is fatal.
+/// Uploads one CRUD entry to PostgreSQL with the seed's SQL, sent as `statement` says. With
+/// `exactly_one`, the statement must affect exactly one row (the seed's `RETURNING * ...
+/// .single`); otherwise it is fatal.
 pub async fn upload_entry(
     client: &impl GenericClient,
     entry: &CrudEntry,
     exactly_one: bool,
+    statement: Statement,
 ) -> Result<(), PgFailure> {
     if entry.table != "lww" {
         return Err(invalid_entry(entry, "only the lww table is synced"));
@@ -123,8 +126,9 @@ pub async fn upload_entry(
                 .unwrap_or_default();
             // A key created by a client's first append may be created by several clients (the
             // same id, see `key_row_id`): the last upload's list wins, as for a PATCH.
-            client
-                .execute_typed(
+            statement
+                .execute(
+                    client,
                     "INSERT INTO lww (id, k, v) VALUES (CAST($1::text AS uuid), $2, $3) \
                      ON CONFLICT (id) DO UPDATE SET k = EXCLUDED.k, v = EXCLUDED.v",
                     &[(&entry.id, Type::TEXT), (&k, Type::INT4), (&v, Type::TEXT)],
@@ -138,16 +142,18 @@ pub async fn upload_entry(
             let v = v
                 .as_str()
                 .ok_or_else(|| invalid_entry(entry, "v is not text"))?;
-            client
-                .execute_typed(
+            statement
+                .execute(
+                    client,
                     "UPDATE lww SET v = $1 WHERE id = CAST($2::text AS uuid)",
                     &[(&v, Type::TEXT), (&entry.id, Type::TEXT)],
                 )
                 .await?
         }
         UpdateType::Delete => {
-            client
-                .execute_typed(
+            statement
+                .execute(
+                    client,
                     "DELETE FROM lww WHERE id = CAST($1::text AS uuid)",
                     &[(&entry.id, Type::TEXT)],
                 )

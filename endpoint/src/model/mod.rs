@@ -7,6 +7,7 @@
 
 pub mod lww;
 pub mod mww;
+pub mod statement;
 
 use std::future::Future;
 
@@ -47,7 +48,7 @@ impl Model for Lww {
         client: &'a C,
         entry: &'a CrudEntry,
     ) -> impl Future<Output = Result<(), PgFailure>> + Send + 'a {
-        lww::upload_entry(client, entry, true)
+        lww::upload_entry(client, entry, true, statement::Statement::Typed)
     }
 }
 
