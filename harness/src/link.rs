@@ -24,6 +24,9 @@ use tokio::task::JoinHandle;
 
 use crate::error::{Error, Result};
 
+/// How long the accept loop waits after a failed accept before it tries again.
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(10);
+
 /// A relay from a local port to `target` that delays every byte by `latency` each way.
 ///
 /// The delay is kept by OS threads sleeping until each chunk is due (`nanosleep`, tens of
@@ -32,7 +35,6 @@ use crate::error::{Error, Result};
 #[derive(Debug)]
 pub struct Link {
     port: u16,
-    latency: Duration,
     accept: JoinHandle<()>,
     /// The sockets of the connections being relayed, so that dropping the link can close
     /// them (which ends their threads).
@@ -74,14 +76,14 @@ impl Link {
                         });
                     }
                     // Out of descriptors or similar: the client sees a refused or reset
-                    // connection, as over a real network; keep serving the others.
-                    Err(_) => tokio::task::yield_now().await,
+                    // connection, as over a real network; keep serving the others, after a
+                    // pause so that a lasting error does not spin the accept loop.
+                    Err(_) => tokio::time::sleep(ACCEPT_BACKOFF).await,
                 }
             }
         });
         Ok(Link {
             port,
-            latency,
             accept,
             sockets,
         })
@@ -90,11 +92,6 @@ impl Link {
     /// The local port that leads to the target.
     pub fn port(&self) -> u16 {
         self.port
-    }
-
-    /// The one-way latency.
-    pub fn latency(&self) -> Duration {
-        self.latency
     }
 }
 
