@@ -51,7 +51,8 @@ pub struct RunArgs {
     #[arg(long, value_delimiter = ',', default_value = "none")]
     nemesis: Vec<String>,
     /// The endpoint faults' targets (kill, pause, stop-start, clock), comma-separated Jepsen
-    /// node specifications, one picked at random for each fault: one, minority, majority, all.
+    /// node specifications, one picked at random for each fault: nil (a random non-empty
+    /// subset), one, minority-third, minority, majority, all.
     #[arg(long, value_delimiter = ',', default_value = "one")]
     nemesis_targets: Vec<String>,
     /// clock-bump: milliseconds the targets' wall clock jumps (negative: back).

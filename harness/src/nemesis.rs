@@ -17,9 +17,11 @@
 //!
 //! **Targets.** The endpoint faults (kill, pause, stop-start, clock) act on a set of endpoints
 //! picked by a node specification of Jepsen's combined nemesis (`jepsen.nemesis.combined/
-//! db-nodes`), one chosen at random from `--nemesis-targets` for each fault: `one` (a random
-//! endpoint), `minority` (`majority - 1` random ones: none of one endpoint, which is refused),
-//! `majority` (`⌊n/2⌋ + 1` random ones), `all`. The recovery acts on exactly the endpoints the
+//! db-nodes`), one chosen at random from `--nemesis-targets` for each fault: `nil` (a random
+//! non-empty subset, its size uniform in `1..=n`), `one` (a random endpoint), `minority-third`
+//! (`⌊(n - 1)/3⌋` random ones, strictly fewer than a third), `minority` (`majority - 1` random
+//! ones), `majority` (`⌊n/2⌋ + 1` random ones), `all`. A spec that names none of the endpoints
+//! (`minority` of one, `minority-third` of fewer than four) is refused before the run starts. The recovery acts on exactly the endpoints the
 //! fault hit. Each fault and each recovery is one operation whose value maps every target node
 //! to what happened there, as Jepsen's completed nemesis operations: `{"n1" :killed, "n2" :killed}`, a bump's
 //! `{"n1" 60000}` (the offset in ms); `:node` names the node when there is one. A node where
@@ -146,8 +148,12 @@ pub fn parse_faults(list: &[String]) -> Result<Vec<Fault>> {
 /// candidate endpoints one fault acts on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TargetSpec {
+    /// Jepsen's `nil`: a random non-empty subset, of a size drawn uniformly from `1..=n`.
+    Subset,
     /// One random endpoint.
     One,
+    /// Up to, but not including, a third: `(n - 1) / 3` random endpoints (none of one or two).
+    MinorityThird,
     /// A random minority: `majority(n) - 1` endpoints (none of one endpoint).
     Minority,
     /// A random majority: `n / 2 + 1` endpoints.
@@ -158,33 +164,42 @@ pub enum TargetSpec {
 
 impl TargetSpec {
     /// Every spec.
-    pub const ALL: [TargetSpec; 4] = [
+    pub const ALL: [TargetSpec; 6] = [
+        TargetSpec::Subset,
         TargetSpec::One,
+        TargetSpec::MinorityThird,
         TargetSpec::Minority,
         TargetSpec::Majority,
         TargetSpec::All,
     ];
 
-    /// How many of `n` endpoints this spec names.
-    pub fn count(self, n: usize) -> usize {
+    /// The fewest of `n` endpoints this spec names; a spec other than `nil` always names this
+    /// many.
+    pub fn fewest(self, n: usize) -> usize {
         let majority = n / 2 + 1;
         match self {
-            TargetSpec::One => n.min(1),
+            TargetSpec::Subset | TargetSpec::One => n.min(1),
+            TargetSpec::MinorityThird => n.saturating_sub(1) / 3,
             TargetSpec::Minority => majority - 1,
             TargetSpec::Majority => majority.min(n),
             TargetSpec::All => n,
         }
     }
 
-    /// Random distinct indices into `0..n`, as many as [`TargetSpec::count`], in order.
+    /// Random distinct indices into `0..n`, as many as [`TargetSpec::fewest`] (for `nil`, a
+    /// uniform size in `1..=n`), in order.
     pub fn select(self, n: usize, rng: &mut fastrand::Rng) -> Vec<usize> {
+        let size = match self {
+            TargetSpec::Subset if n > 0 => 1 + rng.usize(..n),
+            _ => self.fewest(n),
+        };
         match self {
             TargetSpec::One if n > 0 => vec![rng.usize(..n)],
             TargetSpec::All => (0..n).collect(),
             _ => {
                 let mut all: Vec<usize> = (0..n).collect();
                 rng.shuffle(&mut all);
-                all.truncate(self.count(n));
+                all.truncate(size);
                 all.sort_unstable();
                 all
             }
@@ -200,7 +215,8 @@ impl FromStr for TargetSpec {
             .find(|spec| spec.to_string() == s)
             .ok_or_else(|| {
                 Error::Options(format!(
-                    "unknown nemesis target {s:?} (one, minority, majority, all)"
+                    "unknown nemesis target {s:?} (nil, one, minority-third, minority, \
+                     majority, all)"
                 ))
             })
     }
@@ -209,7 +225,9 @@ impl FromStr for TargetSpec {
 impl fmt::Display for TargetSpec {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
+            TargetSpec::Subset => "nil",
             TargetSpec::One => "one",
+            TargetSpec::MinorityThird => "minority-third",
             TargetSpec::Minority => "minority",
             TargetSpec::Majority => "majority",
             TargetSpec::All => "all",
@@ -366,7 +384,7 @@ impl Targets {
                 Fault::DisconnectOrderly | Fault::DisconnectRandom => !self.syncing.is_empty(),
                 _ => {
                     let n = self.candidates(f).await.len();
-                    if let Some(spec) = specs.iter().find(|s| s.count(n) == 0) {
+                    if let Some(spec) = specs.iter().find(|s| s.fewest(n) == 0) {
                         return Err(Error::Options(format!(
                             "nemesis {f} with target {spec} names no endpoint of the {n} it \
                              may act on"
@@ -730,28 +748,48 @@ mod tests {
     fn target_specs_count_as_jepsen_db_nodes() {
         let list = |s: &str| s.split(',').map(str::to_owned).collect::<Vec<_>>();
         assert_eq!(
-            parse_targets(&list("one,minority,majority,all,one")).unwrap(),
+            parse_targets(&list("nil,one,minority-third,minority,majority,all,one")).unwrap(),
             TargetSpec::ALL
         );
         assert_eq!(parse_targets(&[]).unwrap(), vec![TargetSpec::One]);
         assert!(parse_targets(&list("primaries")).is_err());
-        // (one, minority, majority, all) of n, as Jepsen's util/majority: n/2 + 1.
-        let counts = |n| TargetSpec::ALL.map(|s| s.count(n));
-        assert_eq!(counts(1), [1, 0, 1, 1]);
-        assert_eq!(counts(2), [1, 1, 2, 2]);
-        assert_eq!(counts(3), [1, 1, 2, 3]);
-        assert_eq!(counts(5), [1, 2, 3, 5]);
+        // (nil, one, minority-third, minority, majority, all) of n, as Jepsen's db-nodes with
+        // util/majority (n/2 + 1) and util/minority-third (largest integer below n/3).
+        let counts = |n| TargetSpec::ALL.map(|s| s.fewest(n));
+        assert_eq!(counts(1), [1, 1, 0, 0, 1, 1]);
+        assert_eq!(counts(2), [1, 1, 0, 1, 2, 2]);
+        assert_eq!(counts(3), [1, 1, 0, 1, 2, 3]);
+        assert_eq!(counts(4), [1, 1, 1, 2, 3, 4]);
+        assert_eq!(counts(5), [1, 1, 1, 2, 3, 5]);
+        assert_eq!(counts(7), [1, 1, 2, 3, 4, 7]);
         let mut rng = fastrand::Rng::with_seed(7);
-        for spec in [TargetSpec::Minority, TargetSpec::Majority] {
+        for spec in [
+            TargetSpec::MinorityThird,
+            TargetSpec::Minority,
+            TargetSpec::Majority,
+        ] {
             let mut seen = std::collections::BTreeSet::new();
             for _ in 0..200 {
                 let picked = spec.select(5, &mut rng);
-                assert_eq!(picked.len(), spec.count(5));
+                assert_eq!(picked.len(), spec.fewest(5));
                 assert!(picked.windows(2).all(|w| w[0] < w[1]), "{picked:?}");
                 seen.extend(picked);
             }
             assert_eq!(seen.len(), 5, "{spec}: every endpoint is picked sometimes");
         }
+        // nil: every size from 1 to n, distinct endpoints, every endpoint sometimes.
+        let (mut sizes, mut seen) = (
+            std::collections::BTreeSet::new(),
+            std::collections::BTreeSet::new(),
+        );
+        for _ in 0..400 {
+            let picked = TargetSpec::Subset.select(5, &mut rng);
+            assert!(picked.windows(2).all(|w| w[0] < w[1]), "{picked:?}");
+            sizes.insert(picked.len());
+            seen.extend(picked);
+        }
+        assert_eq!(sizes.into_iter().collect::<Vec<_>>(), [1, 2, 3, 4, 5]);
+        assert_eq!(seen.len(), 5);
         assert_eq!(TargetSpec::All.select(3, &mut rng), vec![0, 1, 2]);
     }
 }

@@ -497,7 +497,7 @@ fn validate_targets(opts: &RunOpts) -> Result<()> {
         } else {
             endpoints
         };
-        if let Some(spec) = opts.nemesis_targets.iter().find(|s| s.count(n) == 0) {
+        if let Some(spec) = opts.nemesis_targets.iter().find(|s| s.fewest(n) == 0) {
             return Err(Error::Options(format!(
                 "nemesis {f} with --nemesis-targets {spec} names none of the {n} endpoint(s) \
                  it may act on"

@@ -514,7 +514,17 @@ async fn faults_that_would_change_nothing_are_refused() {
     opts.concurrency = 2;
     let mut zero_bump = latest_opts(&[Fault::ClockBump], &[TargetSpec::All], store.path());
     zero_bump.clock.bump_ms = 0;
-    for (opts, says) in [(opts, "names none of the 1"), (zero_bump, "must not be 0")] {
+    // Fewer than four endpoints: strictly less than a third of them is none.
+    let third = latest_opts(
+        &[Fault::Kill],
+        &[TargetSpec::One, TargetSpec::MinorityThird],
+        store.path(),
+    );
+    for (opts, says) in [
+        (opts, "names none of the 1"),
+        (zero_bump, "must not be 0"),
+        (third, "with --nemesis-targets minority-third names none"),
+    ] {
         let err = runner::run(&opts).await.expect_err("refused");
         assert!(matches!(err, harness::Error::Options(_)), "{err}");
         assert!(err.to_string().contains(says), "{err}");
