@@ -289,3 +289,52 @@ async fn kill_9_during_uploads_then_restart_every_acknowledged_append_reaches_po
     }
     backend.shutdown().await;
 }
+
+/// Several client transactions in one PostgreSQL transaction keep their order: the connector
+/// sends their statements pipelined (all before any answer), so each later PATCH of a row must
+/// still be the one that stays. A lock the test holds on `lww` stops the first upload at its
+/// first write, so the transactions queue up and go up together; the ledger rows' `xmin` shows
+/// that some PostgreSQL transaction carried more than one of them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn transactions_uploaded_together_keep_their_order_in_postgres() {
+    let backend = Backend::start().await;
+    let wd = Workdir::new();
+    // The forgiving policy keeps the ledger whose rows show the grouping.
+    let ep = backend.endpoint(
+        &wd,
+        "CrudMultiTransactionConnector",
+        &[("ENDPOINT_FAILURE_POLICY", "forgiving")],
+    );
+    let keys = [70, 71];
+    let txns = 30;
+    let mut locker = backend.pg.client().await.unwrap();
+    let lock = locker.transaction().await.unwrap();
+    lock.batch_execute("LOCK TABLE lww IN EXCLUSIVE MODE")
+        .await
+        .unwrap();
+    for v in 1..=txns {
+        let reply = ep.txn(&append_txn(&keys, v)).await;
+        assert_eq!(reply["type"], "ok", "{reply}");
+    }
+    lock.rollback().await.unwrap();
+    let all: Vec<i64> = (1..=txns).collect();
+    let expected: BTreeMap<i64, Vec<i64>> = keys.iter().map(|&k| (k, all.clone())).collect();
+    wait_for_postgres(&backend, &expected).await;
+    let row = backend
+        .client
+        .query_one(
+            "SELECT count(*), count(DISTINCT xmin::text) FROM powersync_endpoint_uploads",
+            &[],
+        )
+        .await
+        .unwrap();
+    let (recorded, pg_txns): (i64, i64) = (row.get(0), row.get(1));
+    assert_eq!(recorded, txns, "every client transaction recorded once");
+    assert!(
+        pg_txns < recorded,
+        "{recorded} client transactions in {pg_txns} PostgreSQL transactions: none went up together"
+    );
+    drop(ep);
+    assert_no_error_in_log(&wd.log());
+    backend.shutdown().await;
+}
