@@ -116,6 +116,39 @@ pub async fn db_api(
     serde_json::from_str(&text).map_err(|e| format!("undecodable {text:?}: {e}"))
 }
 
+/// `GET /db-api/uploadQueueCount` as jepsen-powersync's upload-queue nemesis reads it: the
+/// node's count, or the keyword its client records when the node does not answer
+/// (`connection-refused`, `connection-timeout`, or `unexpected-exception` for anything else,
+/// such as a non-2xx status or a body without the count).
+pub async fn upload_queue_count(base: &str, timeout: Duration) -> Result<i64, &'static str> {
+    const OTHER: &str = "unexpected-exception";
+    let http = reqwest::Client::builder()
+        .no_proxy()
+        .connect_timeout(timeout)
+        .timeout(timeout)
+        .build()
+        .map_err(|_| OTHER)?;
+    let resp = match http
+        .get(format!("{base}/db-api/uploadQueueCount"))
+        .send()
+        .await
+    {
+        Ok(r) if r.status().is_success() => r,
+        Ok(_) => return Err(OTHER),
+        Err(e) if e.is_timeout() => return Err("connection-timeout"),
+        Err(e) if e.is_connect() => return Err("connection-refused"),
+        Err(_) => return Err(OTHER),
+    };
+    let body: serde_json::Value = match resp.json().await {
+        Ok(v) => v,
+        Err(e) if e.is_timeout() => return Err("connection-timeout"),
+        Err(_) => return Err(OTHER),
+    };
+    body.get("db.uploadQueueStats.count")
+        .and_then(serde_json::Value::as_i64)
+        .ok_or(OTHER)
+}
+
 /// Reads nodes' rows with `GET /db/list` (the initial-sync and quiescence polls), one HTTP client
 /// for every poll.
 #[derive(Debug, Clone)]

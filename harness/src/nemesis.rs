@@ -12,6 +12,7 @@
 //! | `postgres-restart` | `stop-postgres`: `pg_ctl stop -m immediate` | `start-postgres` |
 //! | `disconnect-orderly` | `disconnect`: `GET /db-api/disconnect` on a random non-empty subset of the PowerSync nodes | `connect`: `GET /db-api/connect` on exactly those |
 //! | `disconnect-random` | `disconnect`: as above | `connect` on a new random subset (possibly empty) |
+//! | `upload-queue` | `upload-queue-count`: `GET /db-api/uploadQueueCount` on every PowerSync node at once, every interval beside the other faults (jepsen-powersync's upload-queue package); the value maps each node to its count or to the Jepsen client's keyword when it does not answer | none |
 //!
 //! `clock` on the command line means both clock faults, `disconnect` both disconnect faults.
 //!
@@ -76,12 +77,20 @@ pub enum Fault {
     DisconnectOrderly,
     /// Disconnect PowerSync nodes from sync, then connect a random subset.
     DisconnectRandom,
+    /// Read every PowerSync node's upload queue count (`/db-api/uploadQueueCount`) on its own
+    /// schedule, as jepsen-powersync's upload-queue package; nothing to heal.
+    UploadQueue,
 }
 
 impl Fault {
     /// Whether this fault needs the latest era's `/db-api`.
     pub fn is_disconnect(self) -> bool {
         matches!(self, Fault::DisconnectOrderly | Fault::DisconnectRandom)
+    }
+
+    /// Whether this fault talks to the latest era's `/db-api` (a disconnect or upload-queue).
+    pub fn needs_db_api(self) -> bool {
+        self.is_disconnect() || self == Fault::UploadQueue
     }
 }
 
@@ -98,10 +107,11 @@ impl FromStr for Fault {
             "postgres-restart" => Ok(Fault::PostgresRestart),
             "disconnect-orderly" => Ok(Fault::DisconnectOrderly),
             "disconnect-random" => Ok(Fault::DisconnectRandom),
+            "upload-queue" => Ok(Fault::UploadQueue),
             other => Err(Error::Options(format!(
                 "unknown nemesis {other:?} (kill, pause, stop-start, clock, clock-bump, \
                  clock-strobe, standin-restart, postgres-restart, disconnect, \
-                 disconnect-orderly, disconnect-random, none)"
+                 disconnect-orderly, disconnect-random, upload-queue, none)"
             ))),
         }
     }
@@ -119,6 +129,7 @@ impl fmt::Display for Fault {
             Fault::PostgresRestart => "postgres-restart",
             Fault::DisconnectOrderly => "disconnect-orderly",
             Fault::DisconnectRandom => "disconnect-random",
+            Fault::UploadQueue => "upload-queue",
         })
     }
 }
@@ -381,7 +392,9 @@ impl Targets {
             let ok = match f {
                 Fault::StandinRestart => self.standin.is_some(),
                 Fault::PostgresRestart => self.database.is_some(),
-                Fault::DisconnectOrderly | Fault::DisconnectRandom => !self.syncing.is_empty(),
+                Fault::DisconnectOrderly | Fault::DisconnectRandom | Fault::UploadQueue => {
+                    !self.syncing.is_empty()
+                }
                 _ => {
                     let n = self.candidates(f).await.len();
                     if let Some(spec) = specs.iter().find(|s| s.fewest(n) == 0) {
@@ -676,29 +689,68 @@ pub async fn connect_all(targets: &Targets, rec: &Recorder) {
 /// Runs faults until `stop` turns true: wait the interval, start a random fault of `plan`,
 /// wait the interval, heal it. Whatever is active when `stop` arrives is healed before
 /// returning.
-pub async fn run(
-    targets: Targets,
-    plan: Plan,
-    rec: Arc<Recorder>,
+pub async fn run(targets: Targets, plan: Plan, rec: Arc<Recorder>, stop: watch::Receiver<bool>) {
+    let (counts, faults): (Vec<Fault>, Vec<Fault>) =
+        plan.faults.iter().partition(|&&f| f == Fault::UploadQueue);
+    let queue_counts = async {
+        if !counts.is_empty() {
+            count_upload_queues(&targets, plan.interval, &rec, stop.clone()).await;
+        }
+    };
+    let flip_flop = async {
+        if faults.is_empty() {
+            return;
+        }
+        let mut stop = stop.clone();
+        let mut rng = fastrand::Rng::with_seed(plan.seed);
+        loop {
+            if wait_or_stop(&mut stop, plan.interval).await {
+                return;
+            }
+            let fault = faults[rng.usize(..faults.len())];
+            let active = targets.start(fault, &plan, &mut rng, &rec).await;
+            let stopped = wait_or_stop(&mut stop, plan.interval).await;
+            if let Some(a) = active {
+                targets.heal(a, &mut rng, &rec).await;
+            }
+            if stopped {
+                return;
+            }
+        }
+    };
+    tokio::join!(queue_counts, flip_flop);
+}
+
+/// How long one `uploadQueueCount` request may take (the Jepsen client's socket and connection
+/// timeouts).
+const UPLOAD_QUEUE_COUNT_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// jepsen-powersync's upload-queue package: every `interval`, `uploadQueueCount` on every
+/// PowerSync node, recorded as one `upload-queue-count` operation whose value maps each node to
+/// its count, read from all nodes at once. A node that does not answer gets the Jepsen
+/// client's keyword instead (see [`crate::client::upload_queue_count`]), not an error: the
+/// faults running beside it (a kill, a pause) are meant to make nodes unreachable.
+async fn count_upload_queues(
+    targets: &Targets,
+    interval: Duration,
+    rec: &Recorder,
     mut stop: watch::Receiver<bool>,
 ) {
-    if plan.faults.is_empty() {
-        return;
-    }
-    let mut rng = fastrand::Rng::with_seed(plan.seed);
-    loop {
-        if wait_or_stop(&mut stop, plan.interval).await {
-            return;
+    while !wait_or_stop(&mut stop, interval).await {
+        let mut reads = tokio::task::JoinSet::new();
+        for (name, url) in targets.syncing.clone() {
+            reads.spawn(async move {
+                let count =
+                    match crate::client::upload_queue_count(&url, UPLOAD_QUEUE_COUNT_TIMEOUT).await
+                    {
+                        Ok(n) => NodeResult::Int(n),
+                        Err(keyword) => NodeResult::Keyword(keyword.to_owned()),
+                    };
+                (name, count)
+            });
         }
-        let fault = plan.faults[rng.usize(..plan.faults.len())];
-        let active = targets.start(fault, &plan, &mut rng, &rec).await;
-        let stopped = wait_or_stop(&mut stop, plan.interval).await;
-        if let Some(a) = active {
-            targets.heal(a, &mut rng, &rec).await;
-        }
-        if stopped {
-            return;
-        }
+        let nodes = reads.join_all().await.into_iter().collect();
+        rec.nemesis_nodes("upload-queue-count", nodes, None);
     }
 }
 

@@ -447,7 +447,7 @@ fn validate(opts: &RunOpts) -> Result<()> {
             for la in crate::model::lww_list_append_opts(opts) {
                 crate::check::list_append::validate(&la)?;
             }
-            if let Some(f) = opts.faults.iter().find(|f| f.is_disconnect()) {
+            if let Some(f) = opts.faults.iter().find(|f| f.needs_db_api()) {
                 return Err(Error::Options(format!(
                     "nemesis {f} needs a latest-era workload (ps-rw-pg-rw, ps-ro-pg-rw, \
                      ps-rw-pg-ro, convergence): the seed endpoint has no /db-api"
@@ -546,11 +546,11 @@ fn validate_mww(opts: &RunOpts, era: &LatestOpts) -> Result<()> {
     if let Some(f) = opts
         .faults
         .iter()
-        .find(|f| !f.is_disconnect() && !f.targets_endpoints())
+        .find(|f| !f.needs_db_api() && !f.targets_endpoints())
     {
         return Err(Error::Options(format!(
             "nemesis {f} is not implemented for {w}: use kill, pause, stop-start, clock, \
-             disconnect, disconnect-orderly or disconnect-random"
+             disconnect, disconnect-orderly, disconnect-random or upload-queue"
         )));
     }
     if era.keys_txn == 0 || era.keys_txn as i64 > opts.key_count {

@@ -631,3 +631,31 @@ async fn a_latest_era_clock_bump_trips_the_last_synced_at_monitor() {
     let ops = stored_nemesis_ops(store.path());
     assert_eq!(hit(&ops, "bump-clock")[0], ["n1", "n2", "n3"]);
 }
+
+/// The upload-queue nemesis reads every PowerSync node's queue count (never the PostgreSQL
+/// node's) on its own schedule, one `upload-queue-count` operation each time mapping each node
+/// to the count its endpoint answered, and the run ends valid.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_upload_queue_nemesis_records_each_powersync_nodes_count() {
+    let _serial = SERIAL.lock().await;
+    let (outcome, store) = latest_run(&[Fault::UploadQueue], &[TargetSpec::One]).await;
+    assert!(outcome.valid(), "{}", verdicts(&outcome));
+    let ops = stored_nemesis_ops(store.path());
+    let counts: Vec<_> = ops
+        .iter()
+        .filter(|op| op.f == "upload-queue-count")
+        .collect();
+    assert!(counts.len() >= 3, "one per second for 6 s: {ops:?}");
+    for op in counts {
+        let Value::Nodes(m) = &op.value else {
+            panic!("upload-queue-count without nodes: {op:?}");
+        };
+        assert_eq!(m.keys().collect::<Vec<_>>(), ["n2", "n3"], "{op:?}");
+        assert!(
+            m.values()
+                .all(|c| matches!(c, NodeResult::Int(n) if *n >= 0)),
+            "{op:?}"
+        );
+        assert!(op.error.is_none(), "{op:?}");
+    }
+}
