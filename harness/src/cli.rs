@@ -46,11 +46,13 @@ pub struct RunArgs {
     #[arg(long)]
     core_version: Option<String>,
     /// Faults, comma-separated: kill, pause, stop-start, clock (= clock-bump,clock-strobe)
-    /// (every workload); standin-restart, postgres-restart (seed-era synced workloads);
-    /// disconnect (= disconnect-orderly,disconnect-random) (latest-era workloads); or none.
+    /// (every workload); partition (= partition-sync,partition-postgres,partition-both; synced
+    /// workloads, needs root); standin-restart, postgres-restart (seed-era synced workloads);
+    /// disconnect (= disconnect-orderly,disconnect-random), upload-queue (latest-era
+    /// workloads); or none.
     #[arg(long, value_delimiter = ',', default_value = "none")]
     nemesis: Vec<String>,
-    /// The endpoint faults' targets (kill, pause, stop-start, clock), comma-separated Jepsen
+    /// The endpoint faults' targets (kill, pause, stop-start, clock, partitions), comma-separated Jepsen
     /// node specifications, one picked at random for each fault: nil (a random non-empty
     /// subset), one, minority-third, minority, majority, all.
     #[arg(long, value_delimiter = ',', default_value = "one")]

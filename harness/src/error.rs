@@ -47,6 +47,10 @@ pub enum Error {
         /// The socket error.
         source: std::io::Error,
     },
+    /// A node's network namespace could not be set up, partitioned or healed (the `ip`
+    /// command and its stderr).
+    #[error("network: {0}")]
+    Network(String),
     /// A process did not become healthy.
     #[error("{name} did not start: {reason}; log tail:\n{log_tail}")]
     Startup {

@@ -13,7 +13,7 @@
 
 use std::collections::HashMap;
 use std::io::{Read, Write};
-use std::net::{Shutdown, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, Shutdown, SocketAddr};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
@@ -57,8 +57,14 @@ impl Registry {
 impl Link {
     /// Listens on an ephemeral port of 127.0.0.1 and relays each connection to `target`.
     pub async fn start(target: SocketAddr, latency: Duration) -> Result<Link> {
+        Link::start_on(Ipv4Addr::LOCALHOST.into(), target, latency).await
+    }
+
+    /// [`Link::start`], listening on an ephemeral port of `listen` (a node's end of its veth
+    /// pair, when endpoints run in network namespaces of their own).
+    pub async fn start_on(listen: IpAddr, target: SocketAddr, latency: Duration) -> Result<Link> {
         let failed = |source| Error::Link { target, source };
-        let listener = TcpListener::bind(("127.0.0.1", 0)).await.map_err(failed)?;
+        let listener = TcpListener::bind((listen, 0)).await.map_err(failed)?;
         let port = listener.local_addr().map_err(failed)?.port();
         let sockets = Arc::new(Registry::default());
         let registry = Arc::clone(&sockets);
@@ -89,7 +95,7 @@ impl Link {
         })
     }
 
-    /// The local port that leads to the target.
+    /// The port (on the listening address) that leads to the target.
     pub fn port(&self) -> u16 {
         self.port
     }

@@ -12,9 +12,13 @@
 //! | `postgres-restart` | `stop-postgres`: `pg_ctl stop -m immediate` | `start-postgres` |
 //! | `disconnect-orderly` | `disconnect`: `GET /db-api/disconnect` on a random non-empty subset of the PowerSync nodes | `connect`: `GET /db-api/connect` on exactly those |
 //! | `disconnect-random` | `disconnect`: as above | `connect` on a new random subset (possibly empty) |
+//! | `partition-sync` | `partition-sync`: the target PowerSync endpoints drop every packet from the sync service (see [`crate::topology::NodeNetwork`]) | `heal-partition`: every PowerSync endpoint's partition rules removed |
+//! | `partition-postgres` | `partition-postgres`: as above, from PostgreSQL | `heal-partition` |
+//! | `partition-both` | `partition-both`: from both | `heal-partition` |
 //! | `upload-queue` | `upload-queue-count`: `GET /db-api/uploadQueueCount` on every PowerSync node at once, every interval beside the other faults (jepsen-powersync's upload-queue package); the value maps each node to its count or to the Jepsen client's keyword when it does not answer | none |
 //!
-//! `clock` on the command line means both clock faults, `disconnect` both disconnect faults.
+//! `clock` on the command line means both clock faults, `disconnect` both disconnect faults,
+//! `partition` the three partition faults.
 //!
 //! **Targets.** The endpoint faults (kill, pause, stop-start, clock) act on a set of endpoints
 //! picked by a node specification of Jepsen's combined nemesis (`jepsen.nemesis.combined/
@@ -25,11 +29,15 @@
 //! (`minority` of one, `minority-third` of fewer than four) is refused before the run starts. The recovery acts on exactly the endpoints the
 //! fault hit. Each fault and each recovery is one operation whose value maps every target node
 //! to what happened there, as Jepsen's completed nemesis operations: `{"n1" :killed, "n2" :killed}`, a bump's
-//! `{"n1" 60000}` (the offset in ms); `:node` names the node when there is one. A node where
+//! `{"n1" 60000}` (the offset in ms), a partition's `{"n2" :partitioned-sync}` and its heal's
+//! `{"n2" :partition-healed, "n3" :partition-healed}` (every PowerSync node, as Jepsen heals); `:node` names the node when there is one. A node where
 //! the action failed gets `:error` and the operation an `:error` text naming it. Kill, pause
 //! and the clock faults pick from every endpoint (Jepsen's db nemesis acts on every node);
-//! stop-start leaves the latest era's `--endpoint postgresql` nodes out, as jepsen-powersync's
-//! `stop-nodes` does.
+//! stop-start and the partitions leave the latest era's `--endpoint postgresql` nodes out, as
+//! jepsen-powersync's `stop-nodes` and partition nemesis do.
+//!
+//! The partition faults need every PowerSync endpoint in a network namespace of its own: the
+//! run puts them there when a partition fault is asked for (which needs root and iproute2).
 //!
 //! The clock faults need the endpoints under libfaketime (see [`crate::topology::Endpoint`]):
 //! the run starts them so when a clock fault is asked for. A clock fault moves the wall clock
@@ -54,7 +62,7 @@ use tokio::sync::{Mutex, watch};
 use crate::error::{Error, Result};
 use crate::history::NodeResult;
 use crate::recorder::Recorder;
-use crate::topology::{Clock, Database, Endpoint, Standin};
+use crate::topology::{Clock, Cut, Database, Endpoint, Standin};
 
 /// One kind of fault.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -73,6 +81,12 @@ pub enum Fault {
     StandinRestart,
     /// Stop PostgreSQL the hard way, then start it again.
     PostgresRestart,
+    /// Cut PowerSync endpoints off from the sync service, then heal.
+    PartitionSync,
+    /// Cut PowerSync endpoints off from PostgreSQL, then heal.
+    PartitionPostgres,
+    /// Cut PowerSync endpoints off from both, then heal.
+    PartitionBoth,
     /// Disconnect PowerSync nodes from sync, then connect the same ones.
     DisconnectOrderly,
     /// Disconnect PowerSync nodes from sync, then connect a random subset.
@@ -86,6 +100,21 @@ impl Fault {
     /// Whether this fault needs the latest era's `/db-api`.
     pub fn is_disconnect(self) -> bool {
         matches!(self, Fault::DisconnectOrderly | Fault::DisconnectRandom)
+    }
+
+    /// What a partition fault cuts the endpoints off from; `None` for the other faults.
+    pub fn cut(self) -> Option<Cut> {
+        match self {
+            Fault::PartitionSync => Some(Cut::Sync),
+            Fault::PartitionPostgres => Some(Cut::Postgres),
+            Fault::PartitionBoth => Some(Cut::Both),
+            _ => None,
+        }
+    }
+
+    /// Whether this is a partition fault (the endpoints must run in network namespaces).
+    pub fn is_partition(self) -> bool {
+        self.cut().is_some()
     }
 
     /// Whether this fault talks to the latest era's `/db-api` (a disconnect or upload-queue).
@@ -105,13 +134,17 @@ impl FromStr for Fault {
             "clock-strobe" => Ok(Fault::ClockStrobe),
             "standin-restart" => Ok(Fault::StandinRestart),
             "postgres-restart" => Ok(Fault::PostgresRestart),
+            "partition-sync" => Ok(Fault::PartitionSync),
+            "partition-postgres" => Ok(Fault::PartitionPostgres),
+            "partition-both" => Ok(Fault::PartitionBoth),
             "disconnect-orderly" => Ok(Fault::DisconnectOrderly),
             "disconnect-random" => Ok(Fault::DisconnectRandom),
             "upload-queue" => Ok(Fault::UploadQueue),
             other => Err(Error::Options(format!(
                 "unknown nemesis {other:?} (kill, pause, stop-start, clock, clock-bump, \
-                 clock-strobe, standin-restart, postgres-restart, disconnect, \
-                 disconnect-orderly, disconnect-random, upload-queue, none)"
+                 clock-strobe, standin-restart, postgres-restart, partition, partition-sync, \
+                 partition-postgres, partition-both, disconnect, disconnect-orderly, \
+                 disconnect-random, upload-queue, none)"
             ))),
         }
     }
@@ -127,6 +160,9 @@ impl fmt::Display for Fault {
             Fault::ClockStrobe => "clock-strobe",
             Fault::StandinRestart => "standin-restart",
             Fault::PostgresRestart => "postgres-restart",
+            Fault::PartitionSync => "partition-sync",
+            Fault::PartitionPostgres => "partition-postgres",
+            Fault::PartitionBoth => "partition-both",
             Fault::DisconnectOrderly => "disconnect-orderly",
             Fault::DisconnectRandom => "disconnect-random",
             Fault::UploadQueue => "upload-queue",
@@ -135,7 +171,7 @@ impl fmt::Display for Fault {
 }
 
 /// Parses `--nemesis kill,pause` (`none` or empty: no faults; `disconnect`: both disconnect
-/// faults; `clock`: both clock faults).
+/// faults; `clock`: both clock faults; `partition`: the three partition faults).
 pub fn parse_faults(list: &[String]) -> Result<Vec<Fault>> {
     let mut faults = Vec::new();
     for s in list.iter().map(|s| s.trim()) {
@@ -143,6 +179,11 @@ pub fn parse_faults(list: &[String]) -> Result<Vec<Fault>> {
             "" | "none" => {}
             "disconnect" => faults.extend([Fault::DisconnectOrderly, Fault::DisconnectRandom]),
             "clock" => faults.extend([Fault::ClockBump, Fault::ClockStrobe]),
+            "partition" => faults.extend([
+                Fault::PartitionSync,
+                Fault::PartitionPostgres,
+                Fault::PartitionBoth,
+            ]),
             other => faults.push(Fault::from_str(other)?),
         }
     }
@@ -320,6 +361,7 @@ enum ActiveFault {
     Killed(Vec<Arc<Mutex<Endpoint>>>),
     Paused(Vec<Arc<Mutex<Endpoint>>>),
     Stopped(Vec<Arc<Mutex<Endpoint>>>),
+    Partitioned,
     Clock {
         endpoints: Vec<Arc<Mutex<Endpoint>>>,
         strobe: Option<tokio::task::JoinHandle<()>>,
@@ -372,10 +414,21 @@ impl NodeResults {
 impl Fault {
     /// Whether the fault acts on endpoints picked by `--nemesis-targets`.
     pub fn targets_endpoints(self) -> bool {
-        matches!(
-            self,
-            Fault::Kill | Fault::Pause | Fault::StopStart | Fault::ClockBump | Fault::ClockStrobe
-        )
+        self.is_partition()
+            || matches!(
+                self,
+                Fault::Kill
+                    | Fault::Pause
+                    | Fault::StopStart
+                    | Fault::ClockBump
+                    | Fault::ClockStrobe
+            )
+    }
+
+    /// Whether the fault leaves the latest era's `--endpoint postgresql` nodes out (they have
+    /// no database of their own and no sync service to be cut from).
+    pub fn powersync_nodes_only(self) -> bool {
+        self == Fault::StopStart || self.is_partition()
     }
 
     /// Whether the fault moves the endpoints' clocks (they must run under libfaketime).
@@ -411,6 +464,17 @@ impl Targets {
                     "nemesis {f} has nothing to act on in this workload"
                 )));
             }
+            if f.is_partition() {
+                for e in self.candidates(f).await {
+                    let e = e.lock().await;
+                    if !e.has_network() {
+                        return Err(Error::Options(format!(
+                            "nemesis {f}: endpoint {} runs in no network namespace of its own",
+                            e.name()
+                        )));
+                    }
+                }
+            }
             if f.is_clock() {
                 for e in &self.endpoints {
                     let e = e.lock().await;
@@ -426,12 +490,12 @@ impl Targets {
         Ok(())
     }
 
-    /// The endpoints an endpoint fault may act on: every endpoint, but for stop-start only
-    /// those with a database of their own.
+    /// The endpoints an endpoint fault may act on: every endpoint, but for stop-start and the
+    /// partitions only the PowerSync ones.
     async fn candidates(&self, fault: Fault) -> Vec<Arc<Mutex<Endpoint>>> {
         let mut out = Vec::new();
         for e in &self.endpoints {
-            if fault != Fault::StopStart || !e.lock().await.is_postgresql() {
+            if !fault.powersync_nodes_only() || !e.lock().await.is_postgresql() {
                 out.push(Arc::clone(e));
             }
         }
@@ -530,6 +594,15 @@ impl Targets {
                 restart_all(endpoints, &mut results).await;
                 "start-nodes"
             }
+            ActiveFault::Partitioned => {
+                // As jepsen-powersync's heal-partition: every PowerSync node.
+                for e in self.candidates(Fault::PartitionBoth).await {
+                    let mut e = e.lock().await;
+                    let r = e.heal_partition();
+                    results.add(e.name(), "partition-healed", r);
+                }
+                "heal-partition"
+            }
             ActiveFault::Paused(endpoints) => {
                 for e in endpoints {
                     let mut e = e.lock().await;
@@ -581,6 +654,21 @@ async fn start_on_endpoints(
     rec: &Recorder,
 ) -> ActiveFault {
     let mut results = NodeResults::default();
+    if let Some(cut) = fault.cut() {
+        // jepsen-powersync's values: :partitioned-sync, :partitioned-postgres, ...
+        let done = match cut {
+            Cut::Sync => "partitioned-sync",
+            Cut::Postgres => "partitioned-postgres",
+            Cut::Both => "partitioned-both",
+        };
+        for e in &endpoints {
+            let mut e = e.lock().await;
+            let r = e.partition(cut);
+            results.add(e.name(), done, r);
+        }
+        results.record(&fault.to_string(), rec);
+        return ActiveFault::Partitioned;
+    }
     let f = match fault {
         Fault::Kill => {
             for e in &endpoints {
@@ -781,7 +869,15 @@ mod tests {
             parse_faults(&list("standin-restart,postgres-restart")).unwrap(),
             vec![Fault::StandinRestart, Fault::PostgresRestart]
         );
-        assert!(parse_faults(&list("partition")).is_err());
+        assert_eq!(
+            parse_faults(&list("partition,partition-sync")).unwrap(),
+            vec![
+                Fault::PartitionSync,
+                Fault::PartitionPostgres,
+                Fault::PartitionBoth
+            ]
+        );
+        assert!(parse_faults(&list("partitions")).is_err());
         assert_eq!(
             parse_faults(&list("disconnect")).unwrap(),
             vec![Fault::DisconnectOrderly, Fault::DisconnectRandom]

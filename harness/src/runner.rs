@@ -4,7 +4,7 @@
 //! ([`Lww`] for the seed era, [`Mww`] for the latest).
 
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
+use std::net::{Ipv4Addr, SocketAddr};
 use std::ops::{Deref, DerefMut};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -23,7 +23,9 @@ use crate::model::{ClientTarget, Common, Lww, Model, Mww, Settled, Started};
 use crate::nemesis::{self, ClockOpts, Fault, Plan, TargetSpec, Targets};
 use crate::recorder::Recorder;
 use crate::report;
-use crate::topology::{Binaries, Database, Endpoint, EndpointConfig, Standin};
+use crate::topology::{
+    Binaries, Database, Endpoint, EndpointConfig, Isolation, NodeNetwork, Standin,
+};
 use crate::workload::{GeneratorOpts, Workload};
 
 /// The keys the endpoint seeds (and accepts): 0..=99.
@@ -174,17 +176,25 @@ struct Topology {
 
 impl Topology {
     /// Routes an endpoint's connections to PostgreSQL and the stand-in through links of
-    /// their own (one per node, so that a node's links can differ), when `latency` is set.
+    /// their own (one per node, so that a node's links can differ), when `latency` is set or
+    /// the endpoint runs in a network namespace (`network`: the links listen on the harness's
+    /// addresses of its veth pair, the only ones it can reach).
     async fn link_endpoint(
         &mut self,
         mut config: EndpointConfig,
         latency: Duration,
+        network: Option<&NodeNetwork>,
     ) -> Result<EndpointConfig> {
-        if latency.is_zero() {
+        if latency.is_zero() && network.is_none() {
             return Ok(config);
         }
+        let (pg_host, sync_host) = network
+            .map_or((Ipv4Addr::LOCALHOST, Ipv4Addr::LOCALHOST), |n| {
+                (n.postgres_addr(), n.sync_addr())
+            });
         if let Some(port) = config.pg_port {
-            config.pg_port = Some(self.link(port, latency).await?);
+            config.pg_port = Some(self.link(pg_host, port, latency).await?);
+            config.pg_host = pg_host;
         }
         if let Some(url) = &config.powersync_url {
             let mut url = reqwest::Url::parse(url)
@@ -192,8 +202,9 @@ impl Topology {
             let port = url
                 .port_or_known_default()
                 .ok_or_else(|| Error::Options(format!("stand-in URL {url} has no port")))?;
-            let linked = self.link(port, latency).await?;
-            // A URL with a host always takes a port.
+            let linked = self.link(sync_host, port, latency).await?;
+            // A URL with a host always takes another host and a port.
+            let _ = url.set_ip_host(sync_host.into());
             let _ = url.set_port(Some(linked));
             config.powersync_url = Some(url.to_string().trim_end_matches('/').to_owned());
         }
@@ -205,12 +216,14 @@ impl Topology {
         if latency.is_zero() {
             return Ok(db.uri());
         }
-        let port = self.link(db.port(), latency).await?;
+        let port = self.link(Ipv4Addr::LOCALHOST, db.port(), latency).await?;
         Ok(db.uri_on_port(port))
     }
 
-    async fn link(&mut self, port: u16, latency: Duration) -> Result<u16> {
-        let link = Link::start(SocketAddr::from(([127, 0, 0, 1], port)), latency).await?;
+    /// A link listening on `listen` to `port` of 127.0.0.1; its port.
+    async fn link(&mut self, listen: Ipv4Addr, port: u16, latency: Duration) -> Result<u16> {
+        let target = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
+        let link = Link::start_on(listen.into(), target, latency).await?;
         let linked = link.port();
         self.links.push(link);
         Ok(linked)
@@ -406,12 +419,19 @@ fn validate(opts: &RunOpts) -> Result<()> {
     if let Some(f) = opts
         .faults
         .iter()
-        .find(|f| matches!(f, Fault::StandinRestart | Fault::PostgresRestart))
+        .find(|f| f.is_partition() || matches!(f, Fault::StandinRestart | Fault::PostgresRestart))
         && !opts.workload.is_synced()
     {
         return Err(Error::Options(format!(
             "nemesis {f} needs a synced workload ({} has no stand-in or PostgreSQL)",
             opts.workload
+        )));
+    }
+    if let Some(f) = opts.faults.iter().find(|f| f.is_partition())
+        && !nix::unistd::Uid::effective().is_root()
+    {
+        return Err(Error::Options(format!(
+            "nemesis {f} needs root: it puts each endpoint in a network namespace of its own"
         )));
     }
     if !(1..=ENDPOINT_KEYS).contains(&opts.key_count) {
@@ -492,7 +512,7 @@ fn validate_targets(opts: &RunOpts) -> Result<()> {
         own_db
     };
     for f in opts.faults.iter().filter(|f| f.targets_endpoints()) {
-        let n = if *f == Fault::StopStart {
+        let n = if f.powersync_nodes_only() {
             own_db
         } else {
             endpoints
@@ -618,18 +638,31 @@ async fn phases<M: Model>(
     } else {
         None
     };
+    // The partition faults need every PowerSync endpoint in a network namespace of its own.
+    let partitions = opts.faults.iter().any(|f| f.is_partition());
     let mut syncing = Vec::new();
     for name in &opts.nodes {
         let postgres = opts.postgres_nodes.contains(name);
         let Some(config) = M::endpoint(opts, era, name, postgres, &common) else {
             continue;
         };
-        let config = topo.link_endpoint(config, opts.link_latency).await?;
-        let e = Endpoint::start_with_clock(
+        let network = if partitions && !postgres {
+            Some(NodeNetwork::create()?)
+        } else {
+            None
+        };
+        let config = topo
+            .link_endpoint(config, opts.link_latency, network.as_ref())
+            .await?;
+        let isolation = Isolation {
+            faketime: faketime.clone(),
+            network,
+        };
+        let e = Endpoint::start_isolated(
             &opts.binaries.endpoint,
             &opts.store.join(name),
             config,
-            faketime.clone(),
+            isolation,
         )
         .await?;
         if M::DB_API && !postgres {

@@ -7,10 +7,12 @@
 //! - [`Database`]: the PostgreSQL cluster with the seed's `lww` table and `powersync`
 //!   publication (as the seed's PostgreSQL setup);
 //! - [`Standin`]: the `standin` binary on a fixed port, so restarts keep its URL;
-//! - [`Endpoint`]: one `powersync_endpoint` node with its own directory, `.env`, port and log.
+//! - [`Endpoint`]: one `powersync_endpoint` node with its own directory, `.env`, port and log;
+//! - [`NodeNetwork`]: an endpoint's own network namespace, for the partition faults.
 
 mod database;
 mod endpoint;
+mod network;
 mod standin;
 
 use std::path::{Path, PathBuf};
@@ -21,7 +23,8 @@ use nix::sys::signal::Signal;
 use nix::unistd::Pid;
 
 pub use database::{Database, Schema};
-pub use endpoint::{Clock, Endpoint, EndpointConfig, faketime_lib};
+pub use endpoint::{Clock, Endpoint, EndpointConfig, Isolation, faketime_lib};
+pub use network::{Cut, NodeNetwork};
 pub use standin::Standin;
 
 use crate::error::{Error, Result};

@@ -26,7 +26,7 @@ use harness::model::Lww;
 use harness::nemesis::{ClockOpts, Fault, Plan, TargetSpec, Targets};
 use harness::recorder::Recorder;
 use harness::runner::{self, CheckerOpts, Era, LatestOpts, RunOpts, RunOutcome};
-use harness::topology::{self, Binaries, Database, Endpoint, EndpointConfig, Standin};
+use harness::topology::{self, Binaries, Database, Endpoint, EndpointConfig, Isolation, Standin};
 use harness::workload::Workload;
 use tokio::sync::Mutex;
 
@@ -44,6 +44,7 @@ fn seed_config(name: &str, mode: &str) -> EndpointConfig {
         connector: "CrudTransactionConnector".into(),
         failure_policy: endpoint::FailurePolicy::Forgiving,
         powersync_url: None,
+        pg_host: std::net::Ipv4Addr::LOCALHOST,
         pg_port: None,
         jwks_private_key: None,
         powersync_lib: None,
@@ -300,11 +301,14 @@ async fn synced_under_faketime() -> Synced {
         ..seed_config("n1", "powersync")
     };
     let faketime = topology::faketime_lib().unwrap_or_else(|e| panic!("{e}"));
-    let endpoint = Endpoint::start_with_clock(
+    let endpoint = Endpoint::start_isolated(
         &bins.endpoint,
         &dir.path().join("n1"),
         config,
-        Some(faketime),
+        Isolation {
+            faketime: Some(faketime),
+            network: None,
+        },
     )
     .await
     .expect("endpoint starts");

@@ -313,7 +313,10 @@ const REFUSED: &[(&str, Option<&str>)] = &[
         "--workload ps-wo-pg-ro --nodes n1",
         Some("--postgres-nodes n1"),
     ),
-    ("--workload sqlite3-local --nemesis partition", None),
+    (
+        "--workload sqlite3-local --nemesis partition",
+        Some("nemesis partition-sync needs a synced workload"),
+    ),
     (
         "--workload sqlite3-local --nemesis standin-restart",
         Some("needs a synced workload"),
@@ -523,6 +526,59 @@ fn kill_and_pause_with_the_transaction_connector_lose_nothing() {
     assert!(
         nemesis.iter().all(|op| op.get("error").is_none()),
         "{nemesis:?}"
+    );
+}
+
+/// Partitions of the PowerSync writer from the sync service, PostgreSQL or both (each
+/// endpoint in a network namespace of its own): every fault is healed on every PowerSync node
+/// with jepsen-powersync's values, nothing acknowledged is lost, the nodes converge, and no
+/// namespace is left behind.
+#[test]
+fn partitions_stall_the_writer_and_lose_nothing() {
+    let _serial = lock();
+    let r = run(&format!(
+        "{FAULTED_PS_WO_PG_RO} --nemesis partition --seed 5"
+    ));
+    assert_eq!(r.code, 0, "{}\n{}", r.output, log_problems(&r));
+    for checker in SEED_VALID {
+        r.assert_valid(checker);
+    }
+    assert_eq!(r.stats()["quiesced"], true, "{}", r.stats());
+    let ops = history_ops(&r);
+    let nemesis: Vec<&Value> = ops.iter().filter(|op| op["process"] == "nemesis").collect();
+    assert!(
+        nemesis.len() >= 4,
+        "a fault and a heal a second: {nemesis:?}"
+    );
+    for pair in nemesis.chunks(2) {
+        let [fault, heal] = pair else { continue };
+        let f = fault["f"].as_str().unwrap_or_default();
+        assert!(
+            ["partition-sync", "partition-postgres", "partition-both"].contains(&f),
+            "{fault}"
+        );
+        // The writer n2 is the only PowerSync node: the PostgreSQL node n1 is never cut.
+        let done = f.replace("partition-", "partitioned-");
+        assert_eq!(fault["value"], serde_json::json!({ "n2": done }), "{fault}");
+        assert_eq!(heal["f"], "heal-partition", "{heal}");
+        assert_eq!(
+            heal["value"],
+            serde_json::json!({"n2": "partition-healed"}),
+            "{heal}"
+        );
+    }
+    assert!(
+        nemesis.iter().all(|op| op.get("error").is_none()),
+        "{nemesis:?}"
+    );
+    let namespaces = Command::new("ip")
+        .args(["netns", "list"])
+        .output()
+        .expect("ip netns list");
+    let namespaces = String::from_utf8_lossy(&namespaces.stdout);
+    assert!(
+        !namespaces.contains("jepsen-harness-"),
+        "the run left namespaces behind:\n{namespaces}"
     );
 }
 

@@ -88,6 +88,7 @@ impl Model for Lww {
             connector: opts.connector.clone(),
             failure_policy: opts.failure_policy,
             powersync_url: common.powersync_url.clone(),
+            pg_host: std::net::Ipv4Addr::LOCALHOST,
             pg_port: common.pg_port,
             jwks_private_key: common.jwks_private_key.clone(),
             powersync_lib: common.powersync_lib.clone(),

@@ -94,6 +94,7 @@ impl Model for Mww {
             connector: opts.connector.clone(),
             failure_policy: opts.failure_policy,
             powersync_url: common.powersync_url.clone().filter(|_| !postgres),
+            pg_host: std::net::Ipv4Addr::LOCALHOST,
             pg_port: common.pg_port,
             jwks_private_key: common.jwks_private_key.clone().filter(|_| !postgres),
             powersync_lib: common.powersync_lib.clone(),

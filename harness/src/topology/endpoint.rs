@@ -7,6 +7,10 @@
 //! `FAKETIME_NO_CACHE=1`), and `FAKETIME_DONT_FAKE_MONOTONIC=1` so that only the wall clock
 //! moves, as Jepsen's clock nemesis steps a node's system clock and leaves its monotonic clock
 //! alone.
+//!
+//! For the partition faults an endpoint runs in a network namespace of its own
+//! ([`NodeNetwork`]): it is started with `ip netns exec`, reached at the namespace's address,
+//! and reaches PostgreSQL and the stand-in at the harness's addresses of its veth pair.
 
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
@@ -15,6 +19,7 @@ use std::time::Duration;
 
 use nix::sys::signal::Signal;
 
+use super::network::{Cut, NodeNetwork};
 use super::{append_log, kill_and_reap, log_tail, signal, terminate};
 use crate::error::{Error, Result};
 
@@ -73,7 +78,10 @@ pub struct EndpointConfig {
     pub failure_policy: endpoint::FailurePolicy,
     /// `POWERSYNC_URL` (the stand-in), for the synced mode.
     pub powersync_url: Option<String>,
-    /// PostgreSQL port on 127.0.0.1 (`PG_DATABASE_PORT`), for the synced mode.
+    /// `PG_DATABASE_HOST`: 127.0.0.1, or the node's PostgreSQL address in its network
+    /// namespace.
+    pub pg_host: std::net::Ipv4Addr,
+    /// PostgreSQL port (`PG_DATABASE_PORT`), for the synced mode.
     pub pg_port: Option<u16>,
     /// `JWKS_PRIVATE_KEY`.
     pub jwks_private_key: Option<String>,
@@ -127,22 +135,34 @@ pub struct Endpoint {
     paused: bool,
     /// libfaketime, when the endpoint runs under a controlled clock.
     faketime: Option<PathBuf>,
+    /// The endpoint's network namespace, when it runs in one (declared after `child`: the
+    /// process is killed before its namespace goes).
+    network: Option<NodeNetwork>,
+}
+
+/// How an endpoint runs besides its configuration: under libfaketime, in a network namespace.
+#[derive(Debug, Default)]
+pub struct Isolation {
+    /// libfaketime (see [`faketime_lib`]): the clock offset starts at 0 and
+    /// [`Endpoint::clock`] moves it.
+    pub faketime: Option<PathBuf>,
+    /// The namespace to run in: [`Endpoint::partition`] cuts it off.
+    pub network: Option<NodeNetwork>,
 }
 
 impl Endpoint {
     /// Creates `dir`, writes its `.env` and starts the endpoint on a free port; waits until it
     /// listens and answers `GET /powersync`.
     pub async fn start(bin: &Path, dir: &Path, config: EndpointConfig) -> Result<Endpoint> {
-        Endpoint::start_with_clock(bin, dir, config, None).await
+        Endpoint::start_isolated(bin, dir, config, Isolation::default()).await
     }
 
-    /// [`Endpoint::start`], under libfaketime `faketime` (see [`faketime_lib`]) when given: the
-    /// clock offset starts at 0 and [`Endpoint::clock`] moves it.
-    pub async fn start_with_clock(
+    /// [`Endpoint::start`], under libfaketime and in a network namespace as `isolation` says.
+    pub async fn start_isolated(
         bin: &Path,
         dir: &Path,
         config: EndpointConfig,
-        faketime: Option<PathBuf>,
+        isolation: Isolation,
     ) -> Result<Endpoint> {
         std::fs::create_dir_all(dir).map_err(|source| Error::Io {
             path: dir.to_path_buf(),
@@ -155,7 +175,8 @@ impl Endpoint {
             port: 0,
             child: None,
             paused: false,
-            faketime,
+            faketime: isolation.faketime,
+            network: isolation.network,
         };
         endpoint.write_env()?;
         if let Some(clock) = endpoint.clock() {
@@ -170,9 +191,13 @@ impl Endpoint {
         &self.config.name
     }
 
-    /// `http://127.0.0.1:<port>`.
+    /// `http://127.0.0.1:<port>`, or the namespace's address when the endpoint runs in one.
     pub fn url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
+        let host = self
+            .network
+            .as_ref()
+            .map_or(std::net::Ipv4Addr::LOCALHOST, NodeNetwork::node_addr);
+        format!("http://{host}:{}", self.port)
     }
 
     /// The log file.
@@ -228,7 +253,7 @@ impl Endpoint {
             format!("BACKEND_CONNECTOR={}", c.connector),
             format!("ENDPOINT_FAILURE_POLICY={}", c.failure_policy),
             format!("USER_ID={}", c.name),
-            "PG_DATABASE_HOST=127.0.0.1".to_owned(),
+            format!("PG_DATABASE_HOST={}", c.pg_host),
             "PG_DATABASE_NAME=postgres".to_owned(),
             "PG_DATABASE_USER=postgres".to_owned(),
             "PG_DATABASE_PASSWORD=postgres".to_owned(),
@@ -260,7 +285,10 @@ impl Endpoint {
             path: log_path.clone(),
             source,
         })?;
-        let mut cmd = Command::new(&self.bin);
+        let mut cmd = match &self.network {
+            Some(net) => net.command(&self.bin),
+            None => Command::new(&self.bin),
+        };
         // ENDPOINT_PORT in the environment: `.env` has no port, so this one applies.
         cmd.current_dir(&self.dir)
             .env("ENDPOINT_PORT", self.port.to_string())
@@ -417,6 +445,30 @@ impl Endpoint {
         }
         self.paused = false;
         Ok(())
+    }
+
+    /// Cuts the endpoint off from what `cut` names (on top of any cut in force); an error when
+    /// it runs in no network namespace of its own.
+    pub fn partition(&mut self, cut: Cut) -> Result<()> {
+        self.network_mut()?.partition(cut)
+    }
+
+    /// Removes every partition.
+    pub fn heal_partition(&mut self) -> Result<()> {
+        self.network_mut()?.heal()
+    }
+
+    /// Whether the endpoint runs in a network namespace of its own (it can be partitioned).
+    pub fn has_network(&self) -> bool {
+        self.network.is_some()
+    }
+
+    fn network_mut(&mut self) -> Result<&mut NodeNetwork> {
+        let name = self.config.name.clone();
+        self.network.as_mut().ok_or_else(|| Error::Process {
+            name,
+            reason: "runs in no network namespace of its own".into(),
+        })
     }
 
     /// Whether the process is stopped by [`Endpoint::pause`].

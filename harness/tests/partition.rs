@@ -1,0 +1,254 @@
+//! The partition faults on real network namespaces (needs root and iproute2), each shown to
+//! bite:
+//! - cut off from PostgreSQL, a synced endpoint's writes stay local (the harness still reaches
+//!   it) and reach PostgreSQL after the heal;
+//! - cut off from the sync service, it sees no PostgreSQL change, while its own uploads go on;
+//!   after the heal the change arrives; its namespace goes with it.
+//!
+//! A whole run under the partition faults is in `run.rs`.
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::time::{Duration, Instant};
+
+use base64::Engine;
+use harness::client::{EndpointClient, Outcome};
+use harness::history::{Element, ListAppendMop};
+use harness::link::Link;
+use harness::model::{Lww, Model};
+use harness::runner;
+use harness::topology::{
+    Binaries, Cut, Database, Endpoint, EndpointConfig, Isolation, NodeNetwork, Standin,
+};
+
+/// How long a cut must hold a change back to count as stalling it: many times the ~20 ms a
+/// change takes to cross the healthy path.
+const HOLD: Duration = Duration::from_secs(2);
+
+/// How long a change may take to arrive after a heal (TCP retransmits back off; a healed
+/// connection resumes within a few seconds).
+const ARRIVAL: Duration = Duration::from_secs(60);
+
+fn binaries() -> Binaries {
+    Binaries::locate(None, None).unwrap_or_else(|e| panic!("{e}"))
+}
+
+fn namespaces() -> String {
+    let out = std::process::Command::new("ip")
+        .args(["netns", "list"])
+        .output()
+        .expect("ip netns list");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// PostgreSQL, the stand-in and one seed-era `powersync` endpoint in a network namespace of
+/// its own, reaching both through links on its veth pair.
+struct Partitionable {
+    endpoint: Endpoint,
+    namespace: String,
+    database: Database,
+    _links: [Link; 2],
+    _standin: Standin,
+    _dir: tempfile::TempDir,
+}
+
+async fn partitionable() -> Partitionable {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let bins = binaries();
+    let database = Database::start(&Lww::SCHEMA, runner::ENDPOINT_KEYS)
+        .await
+        .expect("PostgreSQL starts");
+    let key = testkit::TestKey::primary();
+    let standin = Standin::start(
+        &bins.standin,
+        &dir.path().join("standin"),
+        &database.uri(),
+        key.jwks(),
+        Lww::STANDIN,
+    )
+    .await
+    .expect("stand-in starts");
+    let network = NodeNetwork::create().unwrap_or_else(|e| panic!("{e}"));
+    let namespace = network.namespace().to_owned();
+    let local = |url: &str| {
+        let port = url.rsplit(':').next().and_then(|p| p.parse::<u16>().ok());
+        SocketAddr::from((Ipv4Addr::LOCALHOST, port.expect("a port")))
+    };
+    let pg_link = Link::start_on(
+        network.postgres_addr().into(),
+        SocketAddr::from((Ipv4Addr::LOCALHOST, database.port())),
+        Duration::ZERO,
+    )
+    .await
+    .expect("PostgreSQL link");
+    let sync_link = Link::start_on(
+        network.sync_addr().into(),
+        local(&standin.url()),
+        Duration::ZERO,
+    )
+    .await
+    .expect("stand-in link");
+    let private = testkit::keys::primary_private_jwk()
+        .expect("key")
+        .to_string();
+    let config = EndpointConfig {
+        name: "n1".into(),
+        mode: "powersync".into(),
+        connector: "CrudTransactionConnector".into(),
+        failure_policy: endpoint::FailurePolicy::Forgiving,
+        powersync_url: Some(format!(
+            "http://{}:{}",
+            network.sync_addr(),
+            sync_link.port()
+        )),
+        pg_host: network.postgres_addr(),
+        pg_port: Some(pg_link.port()),
+        jwks_private_key: Some(base64::engine::general_purpose::STANDARD.encode(private)),
+        powersync_lib: None,
+        latest: None,
+        env: Vec::new(),
+    };
+    let endpoint = Endpoint::start_isolated(
+        &bins.endpoint,
+        &dir.path().join("n1"),
+        config,
+        Isolation {
+            faketime: None,
+            network: Some(network),
+        },
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
+    Partitionable {
+        endpoint,
+        namespace,
+        database,
+        _links: [pg_link, sync_link],
+        _standin: standin,
+        _dir: dir,
+    }
+}
+
+fn append(key: i64, element: i64) -> ListAppendMop {
+    ListAppendMop::Append { key, element }
+}
+
+/// Key `key` as the endpoint reads it.
+async fn endpoint_read(client: &EndpointClient<Lww>, key: i64) -> Option<Vec<Element>> {
+    match client
+        .txn("txn", &[ListAppendMop::Read { key, list: None }])
+        .await
+    {
+        Outcome::Ok(mops) => match mops.into_iter().next() {
+            Some(ListAppendMop::Read { list, .. }) => Some(list.unwrap_or_default()),
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
+/// Key `key` in PostgreSQL.
+async fn postgres_read(db: &Database, key: i64) -> Option<Vec<Element>> {
+    db.state::<Lww>().await.ok()?.remove(&key)
+}
+
+/// Asserts that `read` never yields `unwanted` for [`HOLD`] (the cut holds the change back).
+async fn held_back<F: Future<Output = Option<Vec<Element>>>>(
+    what: &str,
+    unwanted: &[Element],
+    mut read: impl FnMut() -> F,
+) {
+    let until = Instant::now() + HOLD;
+    while Instant::now() < until {
+        let seen = read().await;
+        assert_ne!(seen.as_deref(), Some(unwanted), "{what} crossed the cut");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn arrives<F: Future<Output = Option<Vec<Element>>>>(
+    what: &str,
+    wanted: &[Element],
+    mut read: impl FnMut() -> F,
+) {
+    testkit::eventually_async(what, ARRIVAL, || {
+        let seen = read();
+        async move { seen.await.as_deref() == Some(wanted) }
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
+}
+
+/// Cut off from PostgreSQL, the endpoint still answers and keeps its writes locally, but they
+/// do not reach PostgreSQL until the heal; cut off from the sync service, its uploads go on
+/// but a change made in PostgreSQL does not reach it until the heal.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_partition_stalls_uploads_or_downloads_until_the_heal() {
+    let mut p = partitionable().await;
+    let client = EndpointClient::<Lww>::new(&p.endpoint.url()).expect("client");
+    let db = &p.database;
+    // The healthy path, both ways.
+    assert!(matches!(
+        client.txn("txn", &[append(1, 1)]).await,
+        Outcome::Ok(_)
+    ));
+    arrives("the first append in PostgreSQL", &[1], || {
+        postgres_read(db, 1)
+    })
+    .await;
+
+    p.endpoint
+        .partition(Cut::Postgres)
+        .expect("cut from PostgreSQL");
+    let r = client.txn("txn", &[append(1, 2)]).await;
+    assert!(
+        matches!(r, Outcome::Ok(_)),
+        "the harness still reaches the node: {r:?}"
+    );
+    assert_eq!(endpoint_read(&client, 1).await, Some(vec![1, 2]));
+    held_back("an upload cut from PostgreSQL", &[1, 2], || {
+        postgres_read(db, 1)
+    })
+    .await;
+    p.endpoint.heal_partition().expect("heal");
+    arrives("the held-back append in PostgreSQL", &[1, 2], || {
+        postgres_read(db, 1)
+    })
+    .await;
+
+    p.endpoint
+        .partition(Cut::Sync)
+        .expect("cut from the sync service");
+    let pg = p.database.client().await.expect("PostgreSQL client");
+    pg.execute("UPDATE lww SET v = $1 WHERE k = $2", &[&"7", &2i32])
+        .await
+        .expect("a PostgreSQL write");
+    // Uploads go on: only the sync service is cut.
+    assert!(matches!(
+        client.txn("txn", &[append(3, 1)]).await,
+        Outcome::Ok(_)
+    ));
+    arrives("an upload while cut from sync", &[1], || {
+        postgres_read(db, 3)
+    })
+    .await;
+    held_back("a download cut from the sync service", &[7], || {
+        endpoint_read(&client, 2)
+    })
+    .await;
+    p.endpoint.heal_partition().expect("heal");
+    arrives("the held-back change on the node", &[7], || {
+        endpoint_read(&client, 2)
+    })
+    .await;
+
+    let namespace = p.namespace.clone();
+    assert!(
+        namespaces().contains(&namespace),
+        "{namespace} exists while in use"
+    );
+    drop(p);
+    assert!(
+        !namespaces().contains(&namespace),
+        "{namespace} is deleted with its endpoint"
+    );
+}
