@@ -90,6 +90,55 @@ pub enum FailurePolicy {
     Forgiving,
 }
 
+/// SQLite's `synchronous` on every connection of the endpoint's database (`--synchronous`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, ValueEnum)]
+pub enum Durability {
+    /// `synchronous=FULL`: a transaction is acknowledged only after its commit reached stable
+    /// storage (the WAL is fsynced at every commit), so a power loss loses nothing acknowledged.
+    #[default]
+    #[value(name = "full")]
+    Full,
+    /// `synchronous=NORMAL`: WAL commits are fsynced only at checkpoints (the PowerSync SDKs'
+    /// default, sqlite_async's and the official Rust SDK's), so a power loss may lose the last
+    /// acknowledged transactions; the database is never corrupted.
+    #[value(name = "normal")]
+    Normal,
+}
+
+impl Durability {
+    /// The `synchronous` value of the `powersync` crate.
+    pub fn synchronous(self) -> powersync::Synchronous {
+        match self {
+            Durability::Full => powersync::Synchronous::Full,
+            Durability::Normal => powersync::Synchronous::Normal,
+        }
+    }
+
+    /// The pragma's value, for plain SQLite connections.
+    pub fn pragma(self) -> &'static str {
+        match self {
+            Durability::Full => "FULL",
+            Durability::Normal => "NORMAL",
+        }
+    }
+
+    /// Database options with this durability (every other option the default).
+    pub fn database_options(self) -> powersync::DatabaseOptions {
+        let mut options = powersync::DatabaseOptions::default();
+        options.pragmas.synchronous = self.synchronous();
+        options
+    }
+}
+
+impl fmt::Display for Durability {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Durability::Full => "full",
+            Durability::Normal => "normal",
+        })
+    }
+}
+
 impl fmt::Display for FailurePolicy {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
@@ -341,6 +390,11 @@ struct Args {
     /// `forgiving` (retry, skip re-uploads through a ledger, answer 5xx). See `FailurePolicy`.
     #[arg(long, env = "ENDPOINT_FAILURE_POLICY", value_enum, default_value_t = FailurePolicy::Dart)]
     failure_policy: FailurePolicy,
+    /// SQLite's `synchronous` for the endpoint's database: `full` (every acknowledged
+    /// transaction survives a power loss) or `normal` (the PowerSync SDKs' default: the last
+    /// ones may not). See `Durability`.
+    #[arg(long, env = "ENDPOINT_SYNCHRONOUS", value_enum, default_value_t = Durability::Full)]
+    synchronous: Durability,
     /// Keep the database file of a previous run. Only for the `sqlite3_endpoint` program name
     /// (argv[0]), which otherwise starts each run from an empty database as the Dart
     /// `sqlite3_endpoint` does.
@@ -497,6 +551,8 @@ pub struct Config {
     pub program: Program,
     /// `--failure-policy`.
     pub failure_policy: FailurePolicy,
+    /// `--synchronous`.
+    pub synchronous: Durability,
     /// Start from an empty database file (the `sqlite3_endpoint` program without
     /// `--keep-database`).
     pub fresh_database: bool,
@@ -553,7 +609,7 @@ impl fmt::Display for Config {
         write!(
             f,
             "endpoint={} keys={} first_sync_timeout={:?} mode={} port={} log_level={} LOCAL_ONLY={} POWERSYNC_URL={} SQLITE3_PATH={} \
-             USER_ID={} BACKEND_CONNECTOR={} failure_policy={} PG_DATABASE={}@{}:{}/{} JWKS_PRIVATE_KEY={} .env={}",
+             USER_ID={} BACKEND_CONNECTOR={} failure_policy={} synchronous={} PG_DATABASE={}@{}:{}/{} JWKS_PRIVATE_KEY={} .env={}",
             self.endpoint()
                 .map_or_else(|| "<seed era>".to_owned(), |e| e.to_string()),
             self.keys(),
@@ -567,6 +623,7 @@ impl fmt::Display for Config {
             self.user_id,
             self.backend_connector,
             self.failure_policy,
+            self.synchronous,
             self.postgres.user,
             self.postgres.host,
             self.postgres.port,
@@ -709,6 +766,7 @@ fn resolve(args: Args, cwd: &Path, program: Program) -> Result<Config> {
         test_failpoints: TestFailpoints::default(),
         program,
         failure_policy: args.failure_policy,
+        synchronous: args.synchronous,
         fresh_database: program == Program::Sqlite3Endpoint
             && mode == Mode::Sqlite3Local
             && !args.keep_database,
@@ -739,6 +797,21 @@ mod test {
         let args = parse_args(with_dotenv(argv(args), env))
             .map_err(|e| Error::config("ARGS", e.to_string()))?;
         resolve(args, Path::new("/work"), Program::PowersyncEndpoint)
+    }
+
+    #[test]
+    fn synchronous_defaults_to_full_and_takes_normal_from_a_flag_or_dotenv() {
+        assert_eq!(config(&[], &None).unwrap().synchronous, Durability::Full);
+        let c = config(&["--synchronous", "normal"], &None).unwrap();
+        assert_eq!(c.synchronous, Durability::Normal);
+        let c = config(&[], &dotenv(&[("ENDPOINT_SYNCHRONOUS", "normal")])).unwrap();
+        assert_eq!(c.synchronous, Durability::Normal);
+        let e = config(&["--synchronous", "off"], &None).unwrap_err();
+        assert!(e.to_string().contains("--synchronous"), "{e}");
+        assert_eq!(
+            Durability::Normal.database_options().pragmas.synchronous,
+            powersync::Synchronous::Normal
+        );
     }
 
     #[test]

@@ -15,7 +15,8 @@ mod pg;
 mod store;
 
 pub use config::{
-    BackendConnector, Config, Era, FailurePolicy, LatestEndpoint, MWW_DEFAULT_KEYS, Mode,
+    BackendConnector, Config, Durability, Era, FailurePolicy, LatestEndpoint, MWW_DEFAULT_KEYS,
+    Mode,
 };
 pub use error::{Error, Result};
 /// The seed era's (`lww`) seeded key count.
@@ -64,7 +65,8 @@ pub async fn run(config: Config) -> Result<()> {
             if config.fresh_database {
                 remove_database(&path)?;
             }
-            let store = tokio::task::spawn_blocking(move || Sqlite3Store::open(&path))
+            let durability = config.synchronous;
+            let store = tokio::task::spawn_blocking(move || Sqlite3Store::open(&path, durability))
                 .await
                 .map_err(|e| Error::Io(std::io::Error::other(e)))??;
             tracing::info!("sqlite3-local database {}", store.path().display());

@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use powersync::{DatabaseOptions, PowerSyncDatabase, SyncOptions};
+use powersync::{PowerSyncDatabase, SyncOptions};
 
 use crate::config::{BackendConnector, Config, Mode};
 use crate::connectors::postgres::Postgres;
@@ -43,7 +43,7 @@ impl PowerSyncStore {
         let db = PowerSyncDatabase::open(
             &config.sqlite3_path,
             &Lww::schema(local_only),
-            DatabaseOptions::default(),
+            config.synchronous.database_options(),
         )
         .await?;
         tracing::info!(

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use powersync::{Backoff, DatabaseOptions, PowerSyncDatabase, SyncOptions, SyncStatus};
+use powersync::{Backoff, PowerSyncDatabase, SyncOptions, SyncStatus};
 use serde_json::json;
 
 use crate::config::Config;
@@ -39,7 +39,7 @@ pub struct PowerSyncMwwStore {
 }
 
 impl PowerSyncMwwStore {
-    /// Opens the database (WAL, `synchronous=FULL`), connects, and returns once the first sync
+    /// Opens the database (WAL, `synchronous` from `--synchronous`, FULL by default), connects, and returns once the first sync
     /// is complete, every key is present and nothing is downloading (without limit unless
     /// `FIRST_SYNC_TIMEOUT` is set).
     pub async fn open(config: &Config) -> Result<Arc<Self>> {
@@ -61,7 +61,7 @@ impl PowerSyncMwwStore {
         let db = PowerSyncDatabase::open(
             &config.sqlite3_path,
             &Mww::schema(false),
-            DatabaseOptions::default(),
+            config.synchronous.database_options(),
         )
         .await?;
         tracing::info!(

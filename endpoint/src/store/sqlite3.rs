@@ -2,8 +2,10 @@
 //!
 //! One connection, owned by a dedicated writer thread that runs the jobs sent to it one after
 //! another, so transactions are serialized without locks. The file is opened in WAL mode with
-//! `synchronous=FULL`: a transaction is acknowledged only after its commit reached the WAL, so a
-//! SIGKILL (or power loss) loses nothing that was acknowledged.
+//! `synchronous=FULL` by default: a transaction is acknowledged only after its commit reached
+//! the WAL on stable storage, so a SIGKILL (or power loss) loses nothing that was acknowledged.
+//! `--synchronous normal` trades that for fewer fsyncs (a power loss may then lose the last
+//! acknowledged transactions; a SIGKILL alone still loses nothing).
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -12,6 +14,7 @@ use std::time::Duration;
 use rusqlite::{Connection, TransactionBehavior};
 use tokio::sync::{mpsc, oneshot};
 
+use crate::config::Durability;
 use crate::error::{Error, Result};
 use crate::model::lww::{self, LwwRow, MicroOp};
 use crate::store::{StoreStatus, TxnStore};
@@ -41,11 +44,12 @@ pub struct Sqlite3Store {
 }
 
 impl Sqlite3Store {
-    /// Opens (creating if needed) the database at `path`, sets the pragmas, creates and seeds
-    /// the `lww` table, and starts the writer thread. Blocking: call it from a blocking context.
-    pub fn open(path: &Path) -> Result<Self> {
+    /// Opens (creating if needed) the database at `path`, sets the pragmas (`synchronous` as
+    /// `durability` says), creates and seeds the `lww` table, and starts the writer thread.
+    /// Blocking: call it from a blocking context.
+    pub fn open(path: &Path, durability: Durability) -> Result<Self> {
         let mut conn = Connection::open(path)?;
-        configure(&conn)?;
+        configure(&conn, durability)?;
         // One transaction: one fsync for the 100 seed rows, and all or none of them.
         let tx = conn.transaction()?;
         lww::create_and_seed(&tx)?;
@@ -80,13 +84,13 @@ impl Sqlite3Store {
 }
 
 /// Connection settings of the `sqlite3-local` store.
-fn configure(conn: &Connection) -> Result<()> {
+fn configure(conn: &Connection, durability: Durability) -> Result<()> {
     conn.busy_timeout(BUSY_TIMEOUT)?;
     let mode: String = conn.pragma_update_and_check(None, "journal_mode", "WAL", |r| r.get(0))?;
     if !mode.eq_ignore_ascii_case("wal") {
         return Err(Error::WalRefused(mode));
     }
-    conn.pragma_update(None, "synchronous", "FULL")?;
+    conn.pragma_update(None, "synchronous", durability.pragma())?;
     conn.pragma_update(None, "journal_size_limit", JOURNAL_SIZE_LIMIT)?;
     Ok(())
 }
@@ -169,7 +173,7 @@ mod test {
     async fn opens_with_wal_and_full_sync_and_keeps_data_across_reopen() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("t.sqlite3");
-        let store = Sqlite3Store::open(&path).unwrap();
+        let store = Sqlite3Store::open(&path, Durability::Full).unwrap();
         store.run_txn(vec![append(2, 5)]).await.unwrap();
         store.close().await.unwrap();
 
@@ -180,7 +184,7 @@ mod test {
         assert_eq!(mode, "wal");
         drop(conn);
 
-        let store = Sqlite3Store::open(&path).unwrap();
+        let store = Sqlite3Store::open(&path, Durability::Full).unwrap();
         let out = store.run_txn(vec![read(2)]).await.unwrap();
         assert_eq!(
             out,
@@ -197,12 +201,15 @@ mod test {
     fn pragmas_are_set_on_the_connection() {
         let dir = tempfile::tempdir().unwrap();
         let conn = Connection::open(dir.path().join("p.sqlite3")).unwrap();
-        configure(&conn).unwrap();
+        configure(&conn, Durability::Full).unwrap();
         let get = |name: &str| -> i64 {
             conn.query_row(&format!("PRAGMA {name}"), [], |r| r.get(0))
                 .unwrap()
         };
         assert_eq!(get("synchronous"), 2, "FULL");
+        configure(&conn, Durability::Normal).unwrap();
+        assert_eq!(get("synchronous"), 1, "NORMAL");
+        configure(&conn, Durability::Full).unwrap();
         assert_eq!(get("busy_timeout"), 30_000);
         assert_eq!(get("journal_size_limit"), JOURNAL_SIZE_LIMIT);
     }
@@ -210,13 +217,16 @@ mod test {
     #[test]
     fn an_in_memory_database_is_refused_for_lack_of_wal() {
         let conn = Connection::open_in_memory().unwrap();
-        assert!(matches!(configure(&conn), Err(Error::WalRefused(mode)) if mode == "memory"));
+        assert!(matches!(
+            configure(&conn, Durability::Full),
+            Err(Error::WalRefused(mode)) if mode == "memory"
+        ));
     }
 
     #[tokio::test]
     async fn a_failing_transaction_keeps_none_of_its_appends() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Sqlite3Store::open(&dir.path().join("t.sqlite3")).unwrap();
+        let store = Sqlite3Store::open(&dir.path().join("t.sqlite3"), Durability::Full).unwrap();
         let err = store
             .run_txn(vec![append(1, 1), append(200, 3), read(-1)])
             .await
@@ -229,7 +239,7 @@ mod test {
     #[tokio::test]
     async fn after_close_every_call_is_store_closed() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Sqlite3Store::open(&dir.path().join("t.sqlite3")).unwrap();
+        let store = Sqlite3Store::open(&dir.path().join("t.sqlite3"), Durability::Full).unwrap();
         store.close().await.unwrap();
         assert!(store.status().await.closed);
         assert!(matches!(
