@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use clap::Args;
-use endpoint::FailurePolicy;
+use endpoint::{Durability, FailurePolicy};
 use harness::nemesis;
 use harness::report;
 use harness::runner::{self, CheckerOpts, Era, LatestOpts, RunOpts, SeedOpts};
@@ -42,6 +42,11 @@ pub struct RunArgs {
     /// or `dart` (exit with the Dart endpoint's codes on upload errors, as a Jepsen node does).
     #[arg(long, value_enum, default_value_t = FailurePolicy::Forgiving)]
     failure_policy: FailurePolicy,
+    /// SQLite's `synchronous` on every endpoint (ENDPOINT_SYNCHRONOUS): `full` (nothing
+    /// acknowledged is lost to a power loss) or `normal` (the PowerSync SDKs' default: the
+    /// lose-unfsynced-writes fault can take the last acknowledged transactions).
+    #[arg(long, value_enum, default_value_t = Durability::Full)]
+    synchronous: Durability,
     /// Vendored core version the endpoints load (POWERSYNC_LIB); default: the endpoint's.
     #[arg(long)]
     core_version: Option<String>,
@@ -208,6 +213,7 @@ impl RunArgs {
             postgres_nodes: self.postgres_nodes,
             connector: self.connector,
             failure_policy: self.failure_policy,
+            synchronous: self.synchronous,
             core_version: self.core_version,
             faults,
             nemesis_targets,

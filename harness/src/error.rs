@@ -51,6 +51,14 @@ pub enum Error {
     /// command and its stderr).
     #[error("network: {0}")]
     Network(String),
+    /// The lost-writes filesystem could not be mounted or served.
+    #[error("lazy filesystem at {path}: {source}")]
+    Mount {
+        /// The mount point.
+        path: PathBuf,
+        /// The underlying error.
+        source: std::io::Error,
+    },
     /// A process did not become healthy.
     #[error("{name} did not start: {reason}; log tail:\n{log_tail}")]
     Startup {

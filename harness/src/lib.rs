@@ -19,6 +19,7 @@ pub mod client;
 pub mod core_diff;
 pub mod error;
 pub mod history;
+pub mod lazyfs;
 pub mod link;
 pub mod matrix;
 pub mod model;

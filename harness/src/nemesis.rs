@@ -15,6 +15,7 @@
 //! | `partition-sync` | `partition-sync`: the target PowerSync endpoints drop every packet from the sync service (see [`crate::topology::NodeNetwork`]) | `heal-partition`: every PowerSync endpoint's partition rules removed |
 //! | `partition-postgres` | `partition-postgres`: as above, from PostgreSQL | `heal-partition` |
 //! | `partition-both` | `partition-both`: from both | `heal-partition` |
+//! | `lose-unfsynced-writes` | `lose-unfsynced-writes`: `kill -9` of the target endpoints, then every write their database files got since their last fsync is dropped ([`crate::lazyfs`]), as after a power loss; the value maps each node to the bytes dropped | `start`: those endpoints again on what is left |
 //! | `upload-queue` | `upload-queue-count`: `GET /db-api/uploadQueueCount` on every PowerSync node at once, every interval beside the other faults (jepsen-powersync's upload-queue package); the value maps each node to its count or to the Jepsen client's keyword when it does not answer | none |
 //!
 //! `clock` on the command line means both clock faults, `disconnect` both disconnect faults,
@@ -38,6 +39,11 @@
 //!
 //! The partition faults need every PowerSync endpoint in a network namespace of its own: the
 //! run puts them there when a partition fault is asked for (which needs root and iproute2).
+//! `lose-unfsynced-writes` needs every endpoint's database on a lazy filesystem of its own
+//! (FUSE, root): the run mounts them when the fault is asked for. Whether it loses
+//! acknowledged transactions depends on the endpoints' `--synchronous`: with `full` (the
+//! default) every commit is fsynced and nothing acknowledged goes; with `normal` (the
+//! PowerSync SDKs' setting) the transactions since the last checkpoint do.
 //!
 //! The clock faults need the endpoints under libfaketime (see [`crate::topology::Endpoint`]):
 //! the run starts them so when a clock fault is asked for. A clock fault moves the wall clock
@@ -81,6 +87,8 @@ pub enum Fault {
     StandinRestart,
     /// Stop PostgreSQL the hard way, then start it again.
     PostgresRestart,
+    /// `kill -9` endpoints and drop their database files' un-fsynced writes, then start them.
+    LoseUnfsyncedWrites,
     /// Cut PowerSync endpoints off from the sync service, then heal.
     PartitionSync,
     /// Cut PowerSync endpoints off from PostgreSQL, then heal.
@@ -134,6 +142,7 @@ impl FromStr for Fault {
             "clock-strobe" => Ok(Fault::ClockStrobe),
             "standin-restart" => Ok(Fault::StandinRestart),
             "postgres-restart" => Ok(Fault::PostgresRestart),
+            "lose-unfsynced-writes" | "lazyfs" => Ok(Fault::LoseUnfsyncedWrites),
             "partition-sync" => Ok(Fault::PartitionSync),
             "partition-postgres" => Ok(Fault::PartitionPostgres),
             "partition-both" => Ok(Fault::PartitionBoth),
@@ -142,7 +151,8 @@ impl FromStr for Fault {
             "upload-queue" => Ok(Fault::UploadQueue),
             other => Err(Error::Options(format!(
                 "unknown nemesis {other:?} (kill, pause, stop-start, clock, clock-bump, \
-                 clock-strobe, standin-restart, postgres-restart, partition, partition-sync, \
+                 clock-strobe, lose-unfsynced-writes (lazyfs), standin-restart, \
+                 postgres-restart, partition, partition-sync, \
                  partition-postgres, partition-both, disconnect, disconnect-orderly, \
                  disconnect-random, upload-queue, none)"
             ))),
@@ -160,6 +170,7 @@ impl fmt::Display for Fault {
             Fault::ClockStrobe => "clock-strobe",
             Fault::StandinRestart => "standin-restart",
             Fault::PostgresRestart => "postgres-restart",
+            Fault::LoseUnfsyncedWrites => "lose-unfsynced-writes",
             Fault::PartitionSync => "partition-sync",
             Fault::PartitionPostgres => "partition-postgres",
             Fault::PartitionBoth => "partition-both",
@@ -361,6 +372,7 @@ enum ActiveFault {
     Killed(Vec<Arc<Mutex<Endpoint>>>),
     Paused(Vec<Arc<Mutex<Endpoint>>>),
     Stopped(Vec<Arc<Mutex<Endpoint>>>),
+    Lost(Vec<Arc<Mutex<Endpoint>>>),
     Partitioned,
     Clock {
         endpoints: Vec<Arc<Mutex<Endpoint>>>,
@@ -394,9 +406,10 @@ impl NodeResults {
             .insert(node.to_owned(), NodeResult::Keyword(result.to_owned()));
     }
 
-    fn add_offset(&mut self, node: &str, offset_ms: i64, r: Result<()>) {
+    /// Records `value` for `node` (a clock offset in ms, bytes dropped), or `:error`.
+    fn add_int(&mut self, node: &str, value: i64, r: Result<()>) {
         let result = match r {
-            Ok(()) => NodeResult::Int(offset_ms),
+            Ok(()) => NodeResult::Int(value),
             Err(e) => {
                 self.errors.push(format!("{node}: {e}"));
                 NodeResult::Keyword("error".into())
@@ -422,13 +435,14 @@ impl Fault {
                     | Fault::StopStart
                     | Fault::ClockBump
                     | Fault::ClockStrobe
+                    | Fault::LoseUnfsyncedWrites
             )
     }
 
     /// Whether the fault leaves the latest era's `--endpoint postgresql` nodes out (they have
     /// no database of their own and no sync service to be cut from).
-    pub fn powersync_nodes_only(self) -> bool {
-        self == Fault::StopStart || self.is_partition()
+    pub fn skips_postgresql_endpoints(self) -> bool {
+        matches!(self, Fault::StopStart | Fault::LoseUnfsyncedWrites) || self.is_partition()
     }
 
     /// Whether the fault moves the endpoints' clocks (they must run under libfaketime).
@@ -464,6 +478,17 @@ impl Targets {
                     "nemesis {f} has nothing to act on in this workload"
                 )));
             }
+            if f == Fault::LoseUnfsyncedWrites {
+                for e in self.candidates(f).await {
+                    let e = e.lock().await;
+                    if !e.has_lazyfs() {
+                        return Err(Error::Options(format!(
+                            "nemesis {f}: the database of endpoint {} is on no lazy filesystem",
+                            e.name()
+                        )));
+                    }
+                }
+            }
             if f.is_partition() {
                 for e in self.candidates(f).await {
                     let e = e.lock().await;
@@ -495,7 +520,7 @@ impl Targets {
     async fn candidates(&self, fault: Fault) -> Vec<Arc<Mutex<Endpoint>>> {
         let mut out = Vec::new();
         for e in &self.endpoints {
-            if !fault.powersync_nodes_only() || !e.lock().await.is_postgresql() {
+            if !fault.skips_postgresql_endpoints() || !e.lock().await.is_postgresql() {
                 out.push(Arc::clone(e));
             }
         }
@@ -586,7 +611,7 @@ impl Targets {
                 }
                 return;
             }
-            ActiveFault::Killed(endpoints) => {
+            ActiveFault::Killed(endpoints) | ActiveFault::Lost(endpoints) => {
                 restart_all(endpoints, &mut results).await;
                 "start"
             }
@@ -619,7 +644,7 @@ impl Targets {
                 for e in endpoints {
                     let e = e.lock().await;
                     let r = set_offset(&e, 0);
-                    results.add_offset(e.name(), 0, r);
+                    results.add_int(e.name(), 0, r);
                 }
                 "reset-clock"
             }
@@ -694,6 +719,17 @@ async fn start_on_endpoints(
             }
             "stop-nodes"
         }
+        Fault::LoseUnfsyncedWrites => {
+            for e in &endpoints {
+                let mut e = e.lock().await;
+                let r = e.lose_unfsynced_writes();
+                let bytes = r
+                    .as_ref()
+                    .map_or(0, |&b| i64::try_from(b).unwrap_or(i64::MAX));
+                results.add_int(e.name(), bytes, r.map(drop));
+            }
+            "lose-unfsynced-writes"
+        }
         _ => {
             let offset = if fault == Fault::ClockBump {
                 clock.bump_ms
@@ -704,7 +740,7 @@ async fn start_on_endpoints(
             for e in &endpoints {
                 let e = e.lock().await;
                 let r = set_offset(&e, offset);
-                results.add_offset(e.name(), offset, r);
+                results.add_int(e.name(), offset, r);
                 clocks.extend(e.clock());
             }
             let strobe = (fault == Fault::ClockStrobe)
@@ -724,6 +760,7 @@ async fn start_on_endpoints(
     match fault {
         Fault::Kill => ActiveFault::Killed(endpoints),
         Fault::Pause => ActiveFault::Paused(endpoints),
+        Fault::LoseUnfsyncedWrites => ActiveFault::Lost(endpoints),
         _ => ActiveFault::Stopped(endpoints),
     }
 }

@@ -258,6 +258,7 @@ pub fn write_run(
             "concurrency": opts.concurrency,
             "connector": opts.connector,
             "failure-policy": opts.failure_policy.to_string(),
+            "synchronous": opts.synchronous.to_string(),
             "core-version": opts.core_version,
             "nemesis": opts.faults.iter().map(ToString::to_string).collect::<Vec<_>>(),
             "nemesis-interval-secs": opts.nemesis_interval.as_secs_f64(),

@@ -52,6 +52,8 @@ pub struct RunOpts {
     pub connector: String,
     /// The endpoints' failure policy (`ENDPOINT_FAILURE_POLICY`).
     pub failure_policy: endpoint::FailurePolicy,
+    /// SQLite's `synchronous` on every endpoint (`ENDPOINT_SYNCHRONOUS`).
+    pub synchronous: endpoint::Durability,
     /// The vendored core version the endpoints load (`None`: the endpoint's default).
     pub core_version: Option<String>,
     /// Faults to inject.
@@ -434,6 +436,14 @@ fn validate(opts: &RunOpts) -> Result<()> {
             "nemesis {f} needs root: it puts each endpoint in a network namespace of its own"
         )));
     }
+    if opts.faults.contains(&Fault::LoseUnfsyncedWrites) && !nix::unistd::Uid::effective().is_root()
+    {
+        return Err(Error::Options(
+            "nemesis lose-unfsynced-writes needs root: it mounts a FUSE filesystem for each \
+             endpoint's database"
+                .into(),
+        ));
+    }
     if !(1..=ENDPOINT_KEYS).contains(&opts.key_count) {
         return Err(Error::Options(format!(
             "--key-count must be 1..={ENDPOINT_KEYS}: the endpoint seeds and accepts keys 0..=99"
@@ -512,7 +522,7 @@ fn validate_targets(opts: &RunOpts) -> Result<()> {
         own_db
     };
     for f in opts.faults.iter().filter(|f| f.targets_endpoints()) {
-        let n = if f.powersync_nodes_only() {
+        let n = if f.skips_postgresql_endpoints() {
             own_db
         } else {
             endpoints
@@ -640,6 +650,8 @@ async fn phases<M: Model>(
     };
     // The partition faults need every PowerSync endpoint in a network namespace of its own.
     let partitions = opts.faults.iter().any(|f| f.is_partition());
+    // The lost-writes fault needs every endpoint with a database on a lazy filesystem.
+    let lazyfs = opts.faults.contains(&Fault::LoseUnfsyncedWrites);
     let mut syncing = Vec::new();
     for name in &opts.nodes {
         let postgres = opts.postgres_nodes.contains(name);
@@ -657,6 +669,7 @@ async fn phases<M: Model>(
         let isolation = Isolation {
             faketime: faketime.clone(),
             network,
+            lazyfs: lazyfs && !postgres,
         };
         let e = Endpoint::start_isolated(
             &opts.binaries.endpoint,

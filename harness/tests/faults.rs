@@ -43,6 +43,7 @@ fn seed_config(name: &str, mode: &str) -> EndpointConfig {
         mode: mode.to_owned(),
         connector: "CrudTransactionConnector".into(),
         failure_policy: endpoint::FailurePolicy::Forgiving,
+        synchronous: endpoint::Durability::Full,
         powersync_url: None,
         pg_host: std::net::Ipv4Addr::LOCALHOST,
         pg_port: None,
@@ -308,6 +309,7 @@ async fn synced_under_faketime() -> Synced {
         Isolation {
             faketime: Some(faketime),
             network: None,
+            lazyfs: false,
         },
     )
     .await
@@ -483,6 +485,7 @@ fn latest_opts(faults: &[Fault], targets: &[TargetSpec], store: &Path) -> RunOpt
         concurrency: 3,
         connector: "CrudTransactionConnector".into(),
         failure_policy: endpoint::FailurePolicy::Forgiving,
+        synchronous: endpoint::Durability::Full,
         core_version: None,
         faults: faults.to_vec(),
         nemesis_targets: targets.to_vec(),

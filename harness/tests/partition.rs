@@ -95,6 +95,7 @@ async fn partitionable() -> Partitionable {
         mode: "powersync".into(),
         connector: "CrudTransactionConnector".into(),
         failure_policy: endpoint::FailurePolicy::Forgiving,
+        synchronous: endpoint::Durability::Full,
         powersync_url: Some(format!(
             "http://{}:{}",
             network.sync_addr(),
@@ -114,6 +115,7 @@ async fn partitionable() -> Partitionable {
         Isolation {
             faketime: None,
             network: Some(network),
+            lazyfs: false,
         },
     )
     .await

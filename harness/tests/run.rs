@@ -582,6 +582,45 @@ fn partitions_stall_the_writer_and_lose_nothing() {
     );
 }
 
+/// `lose-unfsynced-writes` (each endpoint's database on the harness's lazy filesystem) on a
+/// local store: under the endpoint's default `--synchronous full` every acknowledged commit was
+/// fsynced and the run is valid; under `--synchronous normal` (the PowerSync SDKs' setting) the
+/// same run loses acknowledged appends and the checkers say so.
+#[test]
+fn lost_unfsynced_writes_are_caught_unless_every_commit_is_fsynced() {
+    let _serial = lock();
+    let args = "--workload sqlite3-local --rate 30 --time-limit 6 --nemesis lose-unfsynced-writes \
+                --nemesis-interval 1 --seed 2";
+    let full = run(args);
+    assert_eq!(full.code, 0, "{}\n{}", full.output, log_problems(&full));
+    for checker in SEED_VALID {
+        full.assert_valid(checker);
+    }
+    assert_eq!(full.results()["options"]["synchronous"], "full");
+    let nemesis: Vec<Value> = history_ops(&full)
+        .into_iter()
+        .filter(|op| op["process"] == "nemesis")
+        .collect();
+    assert!(nemesis.len() >= 4, "{nemesis:?}");
+    for pair in nemesis.chunks(2) {
+        let [fault, heal] = pair else { continue };
+        assert_eq!(fault["f"], "lose-unfsynced-writes", "{fault}");
+        assert!(fault["value"]["n1"].is_u64(), "bytes dropped: {fault}");
+        assert_eq!(heal["f"], "start", "{heal}");
+        assert!(fault.get("error").is_none() && heal.get("error").is_none());
+    }
+
+    let normal = run(&format!("{args} --synchronous normal"));
+    assert_eq!(normal.code, 1, "{}", normal.output);
+    assert_eq!(normal.results()["options"]["synchronous"], "normal");
+    let convergence = normal.checker("strong-convergence");
+    assert!(
+        anomaly_types(&convergence).contains(&"lost-acknowledged-writes"),
+        "{convergence:#}"
+    );
+    assert_eq!(normal.checker("list-append")["valid?"], false);
+}
+
 /// Stand-in and PostgreSQL restarts under PowerSync writers: uploads retry, downloads reconnect,
 /// nothing acknowledged is lost and the nodes converge with PostgreSQL.
 #[test]

@@ -87,6 +87,7 @@ impl Model for Lww {
             mode: opts.workload.endpoint_mode().to_owned(),
             connector: opts.connector.clone(),
             failure_policy: opts.failure_policy,
+            synchronous: opts.synchronous,
             powersync_url: common.powersync_url.clone(),
             pg_host: std::net::Ipv4Addr::LOCALHOST,
             pg_port: common.pg_port,

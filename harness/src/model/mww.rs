@@ -93,6 +93,7 @@ impl Model for Mww {
             mode: "powersync".to_owned(),
             connector: opts.connector.clone(),
             failure_policy: opts.failure_policy,
+            synchronous: opts.synchronous,
             powersync_url: common.powersync_url.clone().filter(|_| !postgres),
             pg_host: std::net::Ipv4Addr::LOCALHOST,
             pg_port: common.pg_port,

@@ -8,6 +8,10 @@
 //! moves, as Jepsen's clock nemesis steps a node's system clock and leaves its monotonic clock
 //! alone.
 //!
+//! For the lost-writes fault an endpoint's database lives on a [`LazyFs`] mounted at
+//! `<node>/data` over `<node>/lazyfs`: a kill followed by
+//! [`Endpoint::lose_unfsynced_writes`] leaves the files as a power loss would.
+//!
 //! For the partition faults an endpoint runs in a network namespace of its own
 //! ([`NodeNetwork`]): it is started with `ip netns exec`, reached at the namespace's address,
 //! and reaches PostgreSQL and the stand-in at the harness's addresses of its veth pair.
@@ -22,6 +26,7 @@ use nix::sys::signal::Signal;
 use super::network::{Cut, NodeNetwork};
 use super::{append_log, kill_and_reap, log_tail, signal, terminate};
 use crate::error::{Error, Result};
+use crate::lazyfs::LazyFs;
 
 /// How long an endpoint may take to listen and answer `GET /powersync`.
 const START_TIMEOUT: Duration = Duration::from_secs(30);
@@ -31,6 +36,13 @@ const CLOSE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// How long a seed-era endpoint gets after SIGTERM to close its database before SIGKILL.
 const STOP_GRACE: Duration = Duration::from_secs(10);
+
+/// The database's file name.
+const DATABASE_FILE: &str = "endpoint.sqlite3";
+/// The lazy filesystem's mount point in the node directory.
+const LAZYFS_MOUNT: &str = "data";
+/// The directory in the node directory that holds the lazy filesystem's durable contents.
+const LAZYFS_BACKING: &str = "lazyfs";
 
 /// The clock control file in the node directory.
 const CLOCK_FILE: &str = "faketime.rc";
@@ -76,6 +88,8 @@ pub struct EndpointConfig {
     pub connector: String,
     /// `ENDPOINT_FAILURE_POLICY`.
     pub failure_policy: endpoint::FailurePolicy,
+    /// `ENDPOINT_SYNCHRONOUS`.
+    pub synchronous: endpoint::Durability,
     /// `POWERSYNC_URL` (the stand-in), for the synced mode.
     pub powersync_url: Option<String>,
     /// `PG_DATABASE_HOST`: 127.0.0.1, or the node's PostgreSQL address in its network
@@ -135,9 +149,11 @@ pub struct Endpoint {
     paused: bool,
     /// libfaketime, when the endpoint runs under a controlled clock.
     faketime: Option<PathBuf>,
-    /// The endpoint's network namespace, when it runs in one (declared after `child`: the
-    /// process is killed before its namespace goes).
+    /// The endpoint's network namespace, when it runs in one (the process is killed in
+    /// `drop` before its namespace goes).
     network: Option<NodeNetwork>,
+    /// The lazy filesystem the database lives on, when it does (unmounted after the kill).
+    lazyfs: Option<LazyFs>,
 }
 
 /// How an endpoint runs besides its configuration: under libfaketime, in a network namespace.
@@ -148,6 +164,8 @@ pub struct Isolation {
     pub faketime: Option<PathBuf>,
     /// The namespace to run in: [`Endpoint::partition`] cuts it off.
     pub network: Option<NodeNetwork>,
+    /// Put the database on a [`LazyFs`] of its own: [`Endpoint::lose_unfsynced_writes`].
+    pub lazyfs: bool,
 }
 
 impl Endpoint {
@@ -177,7 +195,14 @@ impl Endpoint {
             paused: false,
             faketime: isolation.faketime,
             network: isolation.network,
+            lazyfs: None,
         };
+        if isolation.lazyfs {
+            endpoint.lazyfs = Some(LazyFs::mount(
+                &dir.join(LAZYFS_BACKING),
+                &dir.join(LAZYFS_MOUNT),
+            )?);
+        }
         endpoint.write_env()?;
         if let Some(clock) = endpoint.clock() {
             clock.set_offset(0)?;
@@ -205,9 +230,32 @@ impl Endpoint {
         self.dir.join("endpoint.log")
     }
 
-    /// The SQLite database file (and `-wal`, `-shm` beside it).
+    /// The SQLite database file (and `-wal`, `-shm` beside it), on the lazy filesystem when
+    /// there is one.
     pub fn database_path(&self) -> PathBuf {
-        self.dir.join("endpoint.sqlite3")
+        match &self.lazyfs {
+            Some(fs) => fs.mountpoint().join(DATABASE_FILE),
+            None => self.dir.join(DATABASE_FILE),
+        }
+    }
+
+    /// Whether the database lives on a lazy filesystem ([`Endpoint::lose_unfsynced_writes`]).
+    pub fn has_lazyfs(&self) -> bool {
+        self.lazyfs.is_some()
+    }
+
+    /// `kill -9`, then drops every write the database files got since their last fsync, as a
+    /// power loss would (jepsen's lazyfs `lose-unfsynced-writes` after a kill); returns the
+    /// bytes dropped. [`Endpoint::restart`] starts it again on what is left.
+    pub fn lose_unfsynced_writes(&mut self) -> Result<u64> {
+        self.kill();
+        match &self.lazyfs {
+            Some(fs) => Ok(fs.lose_unfsynced_writes()),
+            None => Err(Error::Process {
+                name: self.config.name.clone(),
+                reason: "its database is on no lazy filesystem".into(),
+            }),
+        }
     }
 
     /// The process id while the process runs (until killed or stopped).
@@ -252,6 +300,7 @@ impl Endpoint {
             format!("LOCAL_ONLY={}", c.mode != "powersync"),
             format!("BACKEND_CONNECTOR={}", c.connector),
             format!("ENDPOINT_FAILURE_POLICY={}", c.failure_policy),
+            format!("ENDPOINT_SYNCHRONOUS={}", c.synchronous),
             format!("USER_ID={}", c.name),
             format!("PG_DATABASE_HOST={}", c.pg_host),
             "PG_DATABASE_NAME=postgres".to_owned(),
