@@ -98,9 +98,9 @@ pub enum Durability {
     #[default]
     #[value(name = "full")]
     Full,
-    /// `synchronous=NORMAL`: WAL commits are fsynced only at checkpoints (the PowerSync SDKs'
-    /// default, sqlite_async's and the official Rust SDK's), so a power loss may lose the last
-    /// acknowledged transactions; the database is never corrupted.
+    /// `synchronous=NORMAL`: WAL commits are fsynced only at checkpoints (the Dart SDK's
+    /// default, through sqlite_async), so a power loss may lose the last acknowledged
+    /// transactions; the database is never corrupted.
     #[value(name = "normal")]
     Normal,
 }
@@ -391,7 +391,7 @@ struct Args {
     #[arg(long, env = "ENDPOINT_FAILURE_POLICY", value_enum, default_value_t = FailurePolicy::Dart)]
     failure_policy: FailurePolicy,
     /// SQLite's `synchronous` for the endpoint's database: `full` (every acknowledged
-    /// transaction survives a power loss) or `normal` (the PowerSync SDKs' default: the last
+    /// transaction survives a power loss) or `normal` (the Dart SDK's default: the last
     /// ones may not). See `Durability`.
     #[arg(long, env = "ENDPOINT_SYNCHRONOUS", value_enum, default_value_t = Durability::Full)]
     synchronous: Durability,

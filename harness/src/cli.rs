@@ -43,7 +43,7 @@ pub struct RunArgs {
     #[arg(long, value_enum, default_value_t = FailurePolicy::Forgiving)]
     failure_policy: FailurePolicy,
     /// SQLite's `synchronous` on every endpoint (ENDPOINT_SYNCHRONOUS): `full` (nothing
-    /// acknowledged is lost to a power loss) or `normal` (the PowerSync SDKs' default: the
+    /// acknowledged is lost to a power loss) or `normal` (the Dart SDK's default: the
     /// lose-unfsynced-writes fault can take the last acknowledged transactions).
     #[arg(long, value_enum, default_value_t = Durability::Full)]
     synchronous: Durability,

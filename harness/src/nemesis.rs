@@ -43,7 +43,7 @@
 //! (FUSE, root): the run mounts them when the fault is asked for. Whether it loses
 //! acknowledged transactions depends on the endpoints' `--synchronous`: with `full` (the
 //! default) every commit is fsynced and nothing acknowledged goes; with `normal` (the
-//! PowerSync SDKs' setting) the transactions since the last checkpoint do.
+//! Dart SDK's default, through sqlite_async) the transactions since the last checkpoint do.
 //!
 //! The clock faults need the endpoints under libfaketime (see [`crate::topology::Endpoint`]):
 //! the run starts them so when a clock fault is asked for. A clock fault moves the wall clock

@@ -1,7 +1,7 @@
 //! The `lose-unfsynced-writes` fault on a real endpoint whose database lives on the harness's
 //! lazy filesystem (FUSE; needs root and `/dev/fuse`): it takes acknowledged transactions
-//! exactly when the endpoint does not fsync its commits (`--synchronous normal`, the PowerSync
-//! SDKs' setting), and none under `--synchronous full` (the endpoint's default).
+//! exactly when the endpoint does not fsync its commits (`--synchronous normal`, the Dart
+//! SDK's default), and none under `--synchronous full` (the endpoint's default).
 //! A whole run under the fault is in `run.rs`.
 
 use std::sync::Arc;

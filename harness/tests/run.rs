@@ -584,7 +584,7 @@ fn partitions_stall_the_writer_and_lose_nothing() {
 
 /// `lose-unfsynced-writes` (each endpoint's database on the harness's lazy filesystem) on a
 /// local store: under the endpoint's default `--synchronous full` every acknowledged commit was
-/// fsynced and the run is valid; under `--synchronous normal` (the PowerSync SDKs' setting) the
+/// fsynced and the run is valid; under `--synchronous normal` (the Dart SDK's default) the
 /// same run loses acknowledged appends and the checkers say so.
 #[test]
 fn lost_unfsynced_writes_are_caught_unless_every_commit_is_fsynced() {
