@@ -33,7 +33,7 @@
 //! | `app_metadata` | yes (newer versions) | yes ([`SyncOptions::app_metadata`], core 0.4.10+) |
 //! | `update_schema` | yes | yes ([`PowerSyncDatabase::update_schema`], while disconnected) |
 //! | raw tables | yes (put/delete statements, or inferred from a local schema) | put/delete/clear statements ([`schema::RawTable`], core 0.4.2+; `clear` 0.4.12+); no inference, no `Rest` parameter |
-//! | checkpoint requests | yes (newer versions) | **no** |
+//! | checkpoint requests | yes (newer versions) | yes ([`CheckpointMode::Requests`], core 0.5.0+); no `request_checkpoint()` handle |
 //! | encryption at rest | bring your own SQLite build | **no** |
 //! | executor | runtime-agnostic (tokio, smol) | tokio only |
 //!
@@ -80,7 +80,7 @@ pub use error::{Error, Result};
 pub use powersync_sys::{CoreLibrary, CoreVersion};
 pub use schema::Schema;
 pub use status::{DownloadProgress, FULL_SYNC_PRIORITY, PriorityStatus, SyncStatus};
-pub use sync::SyncOptions;
+pub use sync::{CheckpointMode, SyncOptions};
 pub use upload::UploadOptions;
 pub use watch::{TableUpdates, Watch, WatchDiff, WatchOptions};
 

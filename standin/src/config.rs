@@ -41,6 +41,9 @@ pub struct Config {
     /// Compact the buckets this often ([`crate::StandIn::compact`]); `None` (the default):
     /// only when asked.
     pub compact_interval: Option<Duration>,
+    /// Serve `POST /sync/checkpoint-request` (the service has since 1.24.0; the default).
+    /// `false` answers it 404, as an older service does.
+    pub checkpoint_requests: bool,
 }
 
 impl Config {
@@ -60,6 +63,7 @@ impl Config {
             expire_warning: Duration::from_secs(20),
             data_chunk_ops: 1000,
             compact_interval: None,
+            checkpoint_requests: true,
         }
     }
 

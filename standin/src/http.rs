@@ -46,13 +46,17 @@ pub struct AppState {
     pub served: Arc<Served>,
 }
 
-/// Counts of `/sync/stream` responses by framing.
+/// Counts of `/sync/stream` responses by framing, and of write checkpoints by route.
 #[derive(Debug, Default)]
 pub struct Served {
     /// NDJSON streams.
     pub ndjson: AtomicU64,
     /// BSON streams.
     pub bson: AtomicU64,
+    /// `GET /write-checkpoint2.json` answered.
+    pub write_checkpoints: AtomicU64,
+    /// `POST /sync/checkpoint-request` answered.
+    pub checkpoint_requests: AtomicU64,
 }
 
 /// NDJSON's media type.
@@ -240,6 +244,10 @@ async fn write_checkpoint(
         .await
         .map_err(|e| ApiError::unavailable(&format!("write checkpoint: {e}")))?;
     state.store.add_write_checkpoint(&key, id, lsn);
+    state
+        .served
+        .write_checkpoints
+        .fetch_add(1, Ordering::Relaxed);
     Ok(axum::Json(json!({"data": {"write_checkpoint": id.to_string()}})).into_response())
 }
 
@@ -271,6 +279,10 @@ async fn checkpoint_request(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
+    // A service older than 1.24.0 has no such route.
+    if !state.config.checkpoint_requests {
+        return Err(ApiError::not_found());
+    }
     let claims = authenticate(&state, &headers)?;
     let request: CheckpointRequest =
         serde_json::from_slice(&body).map_err(|e| ApiError::validation(&e.to_string()))?;
@@ -289,6 +301,10 @@ async fn checkpoint_request(
         .await
         .map_err(|e| ApiError::unavailable(&format!("checkpoint request: {e}")))?;
     state.store.add_write_checkpoint(&key, id, lsn);
+    state
+        .served
+        .checkpoint_requests
+        .fetch_add(1, Ordering::Relaxed);
     Ok(axum::Json(json!({"data": {"checkpoint_request_id": id.to_string()}})).into_response())
 }
 

@@ -152,6 +152,16 @@ impl StandIn {
         )
     }
 
+    /// How many write checkpoints were handed out as `(GET /write-checkpoint2.json,
+    /// POST /sync/checkpoint-request)`.
+    pub fn checkpoints_served(&self) -> (u64, u64) {
+        use std::sync::atomic::Ordering;
+        (
+            self.served.write_checkpoints.load(Ordering::Relaxed),
+            self.served.checkpoint_requests.load(Ordering::Relaxed),
+        )
+    }
+
     /// Compacts every bucket up to the durable checkpoint now: superseded ops become MOVE, the
     /// dead prefix of each bucket one CLEAR, persisted before streams see it (see
     /// [`compact`]). Also runs every [`Config::compact_interval`] when set.

@@ -19,11 +19,24 @@ pub(crate) enum Payload {
 /// so that newer cores do not break the wrapper.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) enum Instruction {
-    LogLine { severity: String, line: String },
-    UpdateSyncStatus { status: Value },
-    EstablishSyncStream { request: Value },
-    FetchCredentials { did_expire: bool },
-    CloseSyncStream { hide_disconnect: bool },
+    LogLine {
+        severity: String,
+        line: String,
+    },
+    UpdateSyncStatus {
+        status: Value,
+    },
+    EstablishSyncStream {
+        request: Value,
+        /// Requests mode: the checkpoint request to post once the stream is open.
+        checkpoint_request: Option<Value>,
+    },
+    FetchCredentials {
+        did_expire: bool,
+    },
+    CloseSyncStream {
+        hide_disconnect: bool,
+    },
     DidCompleteSync,
     Unknown(String),
 }
@@ -42,6 +55,8 @@ struct UpdateSyncStatus {
 #[derive(Deserialize)]
 struct EstablishSyncStream {
     request: Value,
+    #[serde(default)]
+    checkpoint_request: Option<Value>,
 }
 
 #[derive(Deserialize)]
@@ -85,9 +100,13 @@ pub(crate) fn parse_instructions(json: &str) -> Result<Vec<Instruction>> {
             "UpdateSyncStatus" => Instruction::UpdateSyncStatus {
                 status: decode::<UpdateSyncStatus>(body, "UpdateSyncStatus")?.status,
             },
-            "EstablishSyncStream" => Instruction::EstablishSyncStream {
-                request: decode::<EstablishSyncStream>(body, "EstablishSyncStream")?.request,
-            },
+            "EstablishSyncStream" => {
+                let e: EstablishSyncStream = decode(body, "EstablishSyncStream")?;
+                Instruction::EstablishSyncStream {
+                    request: e.request,
+                    checkpoint_request: e.checkpoint_request.filter(|c| !c.is_null()),
+                }
+            }
             "FetchCredentials" => Instruction::FetchCredentials {
                 did_expire: decode::<FetchCredentials>(body, "FetchCredentials")?.did_expire,
             },
@@ -165,6 +184,7 @@ mod tests {
             {"LogLine":{"severity":"DEBUG","line":"hello"}},
             {"UpdateSyncStatus":{"status":{"connected":true}}},
             {"EstablishSyncStream":{"request":{"buckets":[]}}},
+            {"EstablishSyncStream":{"request":{},"checkpoint_request":{"client_id":"c","checkpoint_request_id":"1"}}},
             {"FetchCredentials":{"did_expire":false}},
             {"CloseSyncStream":{"hide_disconnect":true}},
             {"DidCompleteSync":{"applied_checkpoint_request_id":"7"}},
@@ -184,7 +204,14 @@ mod tests {
                     status: serde_json::json!({"connected": true})
                 },
                 Instruction::EstablishSyncStream {
-                    request: serde_json::json!({"buckets": []})
+                    request: serde_json::json!({"buckets": []}),
+                    checkpoint_request: None,
+                },
+                Instruction::EstablishSyncStream {
+                    request: serde_json::json!({}),
+                    checkpoint_request: Some(
+                        serde_json::json!({"client_id": "c", "checkpoint_request_id": "1"})
+                    ),
                 },
                 Instruction::FetchCredentials { did_expire: false },
                 Instruction::CloseSyncStream {

@@ -7,11 +7,11 @@ use std::sync::Arc;
 use serde_json::{Value, json};
 use tokio::sync::{mpsc, watch};
 
-use super::SyncOptions;
 use super::control::{Instruction, Payload};
 use super::credentials::CredentialsCache;
 use super::status_map::apply_core_status;
 use super::stream::{self, Line, LineStream};
+use super::{CheckpointMode, SyncOptions};
 use crate::connector::BackendConnector;
 use crate::crud::{MAX_OP_ID, set_write_checkpoint_target};
 use crate::db::WeakDatabase;
@@ -39,6 +39,8 @@ pub(crate) struct DownloadContext<C> {
 #[derive(Default)]
 struct Step {
     establish: Option<Value>,
+    /// Requests mode: the checkpoint request that seeds the core's counter for this connection.
+    checkpoint_request: Option<Value>,
     close: Option<bool>,
     completed_sync: bool,
     prefetch_credentials: bool,
@@ -92,7 +94,13 @@ impl<C: BackendConnector> DownloadContext<C> {
                         .status
                         .send_modify(|s| apply_core_status(s, &status, micros));
                 }
-                Instruction::EstablishSyncStream { request } => step.establish = Some(request),
+                Instruction::EstablishSyncStream {
+                    request,
+                    checkpoint_request,
+                } => {
+                    step.establish = Some(request);
+                    step.checkpoint_request = checkpoint_request;
+                }
                 Instruction::FetchCredentials { did_expire } => {
                     if did_expire {
                         // A CloseSyncStream follows; the next iteration must fetch new
@@ -131,6 +139,9 @@ impl<C: BackendConnector> DownloadContext<C> {
         }
         if let Some(schema) = &self.start_schema {
             start["schema"] = schema.clone();
+        }
+        if self.options.checkpoint_mode == CheckpointMode::Requests {
+            start["checkpoint_mode"] = json!("requests");
         }
         start.to_string()
     }
@@ -185,6 +196,17 @@ impl<C: BackendConnector> DownloadContext<C> {
                 .await
         {
             return failed(e);
+        }
+        // Requests mode: the service learns this connection's first id, the core continues
+        // from what the service stored (an id it already handed out is never used again).
+        if let Some(request) = step.checkpoint_request.take() {
+            let seeded = tokio::select! {
+                _ = crate::upload::stopped(stop) => return Iteration::Stopped,
+                seeded = self.seed_checkpoint_requests(&credentials, &request) => seeded,
+            };
+            if let Err(e) = seeded {
+                return failed(e);
+            }
         }
         // Uploads may have waited for a connection.
         self.events.app_commit.notify_one();
@@ -251,15 +273,37 @@ impl<C: BackendConnector> DownloadContext<C> {
         }
     }
 
+    /// Requests mode: posts the connection's checkpoint request and seeds the core's counter
+    /// with the id the service stored.
+    async fn seed_checkpoint_requests(
+        &self,
+        credentials: &crate::connector::PowerSyncCredentials,
+        request: &Value,
+    ) -> Result<()> {
+        let id = stream::checkpoint_request(&self.client, credentials, request).await?;
+        self.db
+            .get()?
+            .internal_write_transaction(move |tx| -> Result<()> {
+                tx.query_row(
+                    "SELECT powersync_control('seed_checkpoint_request_id', ?1)",
+                    [id],
+                    |_| Ok(()),
+                )?;
+                Ok(())
+            })
+            .await
+    }
+
     /// Requests a write checkpoint if local writes are pending (target = MAX) and sets it as
     /// the target unless new writes arrived meanwhile.
     async fn request_write_checkpoint(&self) -> Result<()> {
         let core_0_5 = self.checkpoint_request_ops();
+        let requests = self.options.checkpoint_mode == CheckpointMode::Requests;
         let (pending, client_id) = {
             // The database is held only around its own calls, not across the HTTP request.
             let db = self.db.get()?;
-            let pending: Option<i64> = db
-                .internal_write_transaction(move |tx| -> Result<Option<i64>> {
+            let pending: Option<(i64, i64)> = db
+                .internal_write_transaction(move |tx| -> Result<Option<(i64, i64)>> {
                     let target: Option<i64> = if core_0_5 {
                         tx.query_row(
                             "SELECT powersync_control('target_checkpoint_request_id', NULL)",
@@ -280,22 +324,42 @@ impl<C: BackendConnector> DownloadContext<C> {
                         return Ok(None);
                     }
                     use rusqlite::OptionalExtension;
-                    Ok(tx
+                    let seq: Option<i64> = tx
                         .query_row(
                             "SELECT seq FROM sqlite_sequence WHERE name = 'ps_crud'",
                             [],
                             |r| r.get(0),
                         )
-                        .optional()?)
+                        .optional()?;
+                    // Requests mode: the id comes from the core (it needs this connection's
+                    // iteration and its seeded counter).
+                    let id = if requests && seq.is_some() {
+                        tx.query_row(
+                            "SELECT powersync_control('next_checkpoint_request_id', NULL)",
+                            [],
+                            |r| r.get::<_, i64>(0),
+                        )?
+                    } else {
+                        0
+                    };
+                    Ok(seq.map(|seq| (seq, id)))
                 })
                 .await?;
             (pending, db.client_id().await?)
         };
-        let Some(seq_before) = pending else {
+        let Some((seq_before, request_id)) = pending else {
             return Ok(());
         };
         let credentials = self.credentials.get().await?;
-        let checkpoint = stream::write_checkpoint(&self.client, &credentials, &client_id).await?;
+        let checkpoint = if requests {
+            let body = json!({
+                "client_id": client_id,
+                "checkpoint_request_id": request_id.to_string(),
+            });
+            stream::checkpoint_request(&self.client, &credentials, &body).await?
+        } else {
+            stream::write_checkpoint(&self.client, &credentials, &client_id).await?
+        };
         let applied = self
             .db
             .get()?

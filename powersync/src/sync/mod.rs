@@ -43,6 +43,23 @@ pub struct SyncOptions {
     pub retry: Backoff,
     /// Upload loop pacing.
     pub upload: UploadOptions,
+    /// How a write checkpoint is obtained after an upload drained the queue.
+    pub checkpoint_mode: CheckpointMode,
+}
+
+/// How a write checkpoint is obtained after the upload loop drained the CRUD queue, so that
+/// the uploaded changes come back from the service before local data gives way to it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum CheckpointMode {
+    /// `GET /write-checkpoint2.json`: the service hands out the next id (every core and
+    /// service; the SDKs' default).
+    #[default]
+    Legacy,
+    /// Checkpoint requests (core 0.5.0, service 1.24.0): the core hands out the ids, the
+    /// client posts each to `POST /sync/checkpoint-request` (once per connection to seed the
+    /// counter, then after each upload). `connect` refuses it on older cores; a service
+    /// without the route makes each connection fail with an error naming it.
+    Requests,
 }
 
 impl Default for SyncOptions {
@@ -53,6 +70,7 @@ impl Default for SyncOptions {
             app_metadata: BTreeMap::new(),
             retry: Self::DEFAULT_RECONNECT,
             upload: UploadOptions::default(),
+            checkpoint_mode: CheckpointMode::Legacy,
         }
     }
 }
@@ -93,6 +111,12 @@ impl SyncOptions {
         self
     }
 
+    /// Sets how write checkpoints are obtained ([`CheckpointMode`]).
+    pub fn with_checkpoint_mode(mut self, mode: CheckpointMode) -> Self {
+        self.checkpoint_mode = mode;
+        self
+    }
+
     /// Sets the reconnect delays (first delay and cap).
     pub fn with_retry(mut self, retry: Backoff) -> Self {
         self.retry = retry;
@@ -122,6 +146,15 @@ impl PowerSyncDatabase {
             return Err(Error::UnsupportedByCore {
                 feature: "download sync (powersync_control)",
                 needs: "0.4.6",
+                found: self.core_version().clone(),
+            });
+        }
+        if options.checkpoint_mode == CheckpointMode::Requests
+            && !self.core_version().at_least(0, 5, 0)
+        {
+            return Err(Error::UnsupportedByCore {
+                feature: "checkpoint requests",
+                needs: "0.5.0",
                 found: self.core_version().clone(),
             });
         }

@@ -1,5 +1,6 @@
 //! HTTP to the sync service: the streaming `POST /sync/stream` response split into sync lines
-//! (NDJSON) or BSON documents, and `GET /write-checkpoint2.json`.
+//! (NDJSON) or BSON documents, `GET /write-checkpoint2.json` and
+//! `POST /sync/checkpoint-request`.
 
 use std::pin::Pin;
 
@@ -198,6 +199,56 @@ pub(crate) async fn write_checkpoint(
         .ok_or_else(|| {
             Error::service(format!(
                 "write checkpoint response without data.write_checkpoint: {body}"
+            ))
+        })
+}
+
+/// `POST /sync/checkpoint-request` with `body` (`{"client_id", "checkpoint_request_id"}`, as the
+/// core made it): the id the service stored, `max(stored, requested)`. A 404 means a service
+/// without checkpoint requests (older than 1.24.0).
+pub(crate) async fn checkpoint_request(
+    client: &reqwest::Client,
+    credentials: &PowerSyncCredentials,
+    body: &Value,
+) -> Result<i64> {
+    let response = client
+        .post(url(credentials, "sync/checkpoint-request"))
+        .header("Authorization", format!("Token {}", credentials.token))
+        .header("Content-Type", "application/json")
+        .header("Accept", "application/json")
+        .timeout(std::time::Duration::from_secs(30))
+        .json(body)
+        .send()
+        .await
+        .map_err(|e| Error::service_caused("checkpoint request failed", e))?;
+    if response.status() == reqwest::StatusCode::NOT_FOUND {
+        return Err(Error::Service {
+            message: "the sync service has no checkpoint requests (POST /sync/checkpoint-request \
+                      answered 404; it needs service 1.24.0): connect with \
+                      CheckpointMode::Legacy"
+                .into(),
+            status: Some(404),
+            source: None,
+        });
+    }
+    if !response.status().is_success() {
+        return Err(error_for_status(response).await);
+    }
+    let bytes = response
+        .bytes()
+        .await
+        .map_err(|e| Error::service_caused("checkpoint request response", e))?;
+    let body: Value = serde_json::from_slice(&bytes)
+        .map_err(|e| Error::service_caused("checkpoint request response", e))?;
+    let id = &body["data"]["checkpoint_request_id"];
+    id.as_str()
+        .and_then(|s| s.parse().ok())
+        .or_else(|| id.as_i64())
+        .filter(|&id| id > 0)
+        .ok_or_else(|| {
+            Error::service(format!(
+                "checkpoint request response without a positive data.checkpoint_request_id: \
+                 {body}"
             ))
         })
 }
