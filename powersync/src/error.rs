@@ -99,6 +99,11 @@ pub enum Error {
     #[error("upload failed fatally: {0}")]
     UploadFatal(Arc<crate::connector::ConnectorError>),
 
+    /// The database could not be opened with its encryption key: the key is wrong (or the
+    /// file is not encrypted), or the crate was built without the `sqlcipher` feature.
+    #[error("encryption: {0}")]
+    Encryption(String),
+
     /// Waiting for something (for example the first sync) took longer than allowed.
     #[error("timed out after {0:?} waiting for {1}")]
     Timeout(std::time::Duration, &'static str),

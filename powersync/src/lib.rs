@@ -34,7 +34,7 @@
 //! | `update_schema` | yes | yes ([`PowerSyncDatabase::update_schema`], while disconnected) |
 //! | raw tables | yes (put/delete statements, or inferred from a local schema) | put/delete/clear statements ([`schema::RawTable`], core 0.4.2+; `clear` 0.4.12+); no inference, no `Rest` parameter |
 //! | checkpoint requests | yes (newer versions) | yes ([`CheckpointMode::Requests`], core 0.5.0+); no `request_checkpoint()` handle |
-//! | encryption at rest | bring your own SQLite build | **no** |
+//! | encryption at rest | bring your own SQLite build | the `sqlcipher` feature and [`DatabaseOptions::encryption_key`] |
 //! | executor | runtime-agnostic (tokio, smol) | tokio only |
 //!
 //! Works with every core from 0.3.11 to 0.5.x; where cores differ (the write-checkpoint target
@@ -74,7 +74,7 @@ pub use crud::{
     CrudBatch, CrudEntry, CrudTransaction, CrudTransactions, MAX_OP_ID, UpdateType,
     UploadQueueStats,
 };
-pub use db::options::{DatabaseOptions, JournalMode, Pragmas, Synchronous};
+pub use db::options::{DatabaseOptions, EncryptionKey, JournalMode, Pragmas, Synchronous};
 pub use db::{PowerSyncDatabase, ReaderGuard, WriterGuard};
 pub use error::{Error, Result};
 pub use powersync_sys::{CoreLibrary, CoreVersion};

@@ -113,11 +113,12 @@ impl PowerSyncDatabase {
                 Some(p) => Location::File(p),
                 None => Location::Memory,
             };
-            let mut writer = connection::open_writer(&location, core, &options.pragmas)?;
+            let key = options.encryption_key.as_ref();
+            let mut writer = connection::open_writer(&location, core, &options.pragmas, key)?;
             connection::apply_schema(&mut writer, &schema_json)?;
             let readers = match &open_path {
                 Some(p) => (0..options.readers)
-                    .map(|_| connection::open_reader(p, core, &options.pragmas))
+                    .map(|_| connection::open_reader(p, core, &options.pragmas, key))
                     .collect::<Result<Vec<_>>>()?,
                 None => Vec::new(),
             };

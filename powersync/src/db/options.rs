@@ -63,6 +63,29 @@ impl Default for Pragmas {
     }
 }
 
+/// The passphrase of an encrypted database (SQLCipher, the `sqlcipher` cargo feature). Its
+/// `Debug` never shows it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct EncryptionKey(String);
+
+impl EncryptionKey {
+    /// A passphrase; SQLCipher derives the key from it (PBKDF2, SQLCipher 4's defaults).
+    pub fn passphrase(passphrase: impl Into<String>) -> Self {
+        Self(passphrase.into())
+    }
+
+    #[cfg_attr(not(feature = "sqlcipher"), allow(dead_code))]
+    pub(crate) fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for EncryptionKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("EncryptionKey(<redacted>)")
+    }
+}
+
 /// How to open a [`crate::PowerSyncDatabase`].
 #[derive(Debug, Clone)]
 pub struct DatabaseOptions {
@@ -74,6 +97,10 @@ pub struct DatabaseOptions {
     /// Number of read-only connections (file databases only; in-memory databases use the
     /// writer for reads). Default 4.
     pub readers: usize,
+    /// Encrypt the database file at rest with this key (SQLCipher): needs the crate built with
+    /// the `sqlcipher` feature, else opening is [`crate::Error::Encryption`]. Every connection
+    /// gets the key before anything else touches the file; a wrong key is an error at open.
+    pub encryption_key: Option<EncryptionKey>,
 }
 
 impl Default for DatabaseOptions {
@@ -82,6 +109,7 @@ impl Default for DatabaseOptions {
             core: None,
             pragmas: Pragmas::default(),
             readers: 4,
+            encryption_key: None,
         }
     }
 }
@@ -90,6 +118,12 @@ impl DatabaseOptions {
     /// Uses this core.
     pub fn with_core(mut self, core: &'static CoreLibrary) -> Self {
         self.core = Some(core);
+        self
+    }
+
+    /// Encrypts the database with `key` ([`DatabaseOptions::encryption_key`]).
+    pub fn with_encryption_key(mut self, key: EncryptionKey) -> Self {
+        self.encryption_key = Some(key);
         self
     }
 
