@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use clap::Args;
-use endpoint::{Durability, FailurePolicy};
+use endpoint::{BackendConnector, Durability, FailurePolicy};
 use harness::nemesis;
 use harness::report;
 use harness::runner::{self, CheckerOpts, Era, LatestOpts, RunOpts, SeedOpts};
@@ -35,8 +35,8 @@ pub struct RunArgs {
     #[arg(long)]
     concurrency: Option<usize>,
     /// BACKEND_CONNECTOR of synced endpoints.
-    #[arg(long, default_value = "CrudTransactionConnector")]
-    connector: String,
+    #[arg(long, value_enum, default_value_t = BackendConnector::Transaction)]
+    connector: BackendConnector,
     /// The endpoints' failure policy (ENDPOINT_FAILURE_POLICY): `forgiving` (retry lost
     /// connections, skip re-uploads through the ledger: the exactly-once path these runs check)
     /// or `dart` (exit with the Dart endpoint's codes on upload errors, as a Jepsen node does).

@@ -815,10 +815,14 @@ pub async fn connect_all(targets: &Targets, rec: &Recorder) {
 /// wait the interval, heal it. Whatever is active when `stop` arrives is healed before
 /// returning.
 pub async fn run(targets: Targets, plan: Plan, rec: Arc<Recorder>, stop: watch::Receiver<bool>) {
-    let (counts, faults): (Vec<Fault>, Vec<Fault>) =
-        plan.faults.iter().partition(|&&f| f == Fault::UploadQueue);
+    let faults: Vec<Fault> = plan
+        .faults
+        .iter()
+        .copied()
+        .filter(|&f| f != Fault::UploadQueue)
+        .collect();
     let queue_counts = async {
-        if !counts.is_empty() {
+        if plan.faults.contains(&Fault::UploadQueue) {
             count_upload_queues(&targets, plan.interval, &rec, stop.clone()).await;
         }
     };

@@ -256,7 +256,7 @@ pub fn write_run(
             "nodes": opts.nodes,
             "postgres-nodes": opts.postgres_nodes,
             "concurrency": opts.concurrency,
-            "connector": opts.connector,
+            "connector": opts.connector.to_string(),
             "failure-policy": opts.failure_policy.to_string(),
             "synchronous": opts.synchronous.to_string(),
             "core-version": opts.core_version,

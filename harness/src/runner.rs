@@ -49,7 +49,7 @@ pub struct RunOpts {
     /// Client threads in all (Jepsen's `--concurrency`); thread `i` uses node `i mod nodes`.
     pub concurrency: usize,
     /// `BACKEND_CONNECTOR` of synced endpoints.
-    pub connector: String,
+    pub connector: endpoint::BackendConnector,
     /// The endpoints' failure policy (`ENDPOINT_FAILURE_POLICY`).
     pub failure_policy: endpoint::FailurePolicy,
     /// SQLite's `synchronous` on every endpoint (`ENDPOINT_SYNCHRONOUS`).

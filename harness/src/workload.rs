@@ -87,11 +87,11 @@ impl Role {
 
 impl Workload {
     /// The endpoint's `ENDPOINT_MODE`.
-    pub fn endpoint_mode(self) -> &'static str {
+    pub fn endpoint_mode(self) -> endpoint::Mode {
         match self {
-            Workload::Sqlite3Local => "sqlite3-local",
-            Workload::PowersyncSingle => "powersync-local",
-            _ => "powersync",
+            Workload::Sqlite3Local => endpoint::Mode::Sqlite3Local,
+            Workload::PowersyncSingle => endpoint::Mode::PowersyncLocal,
+            _ => endpoint::Mode::Powersync,
         }
     }
 
@@ -120,7 +120,7 @@ impl Workload {
 
     /// Whether the endpoints sync through the stand-in with PostgreSQL.
     pub fn is_synced(self) -> bool {
-        self.endpoint_mode() == "powersync"
+        self.endpoint_mode() == endpoint::Mode::Powersync
     }
 
     /// Whether the nodes hold independent databases, so only one node makes sense.

@@ -36,12 +36,12 @@ fn binaries() -> Binaries {
     Binaries::locate(None, None).unwrap_or_else(|e| panic!("{e}"))
 }
 
-/// A seed-era endpoint of node `name` in `mode` (`sqlite3-local` or `powersync`).
-fn seed_config(name: &str, mode: &str) -> EndpointConfig {
+/// A seed-era endpoint of node `name` in `mode`.
+fn seed_config(name: &str, mode: endpoint::Mode) -> EndpointConfig {
     EndpointConfig {
         name: name.to_owned(),
-        mode: mode.to_owned(),
-        connector: "CrudTransactionConnector".into(),
+        mode,
+        connector: endpoint::BackendConnector::Transaction,
         failure_policy: endpoint::FailurePolicy::Forgiving,
         synchronous: endpoint::Durability::Full,
         powersync_url: None,
@@ -60,9 +60,13 @@ async fn local_endpoints(dir: &Path, n: usize) -> Vec<Arc<Mutex<Endpoint>>> {
     let mut out = Vec::new();
     for i in 1..=n {
         let name = format!("n{i}");
-        let e = Endpoint::start(&bin, &dir.join(&name), seed_config(&name, "sqlite3-local"))
-            .await
-            .expect("endpoint starts");
+        let e = Endpoint::start(
+            &bin,
+            &dir.join(&name),
+            seed_config(&name, endpoint::Mode::Sqlite3Local),
+        )
+        .await
+        .expect("endpoint starts");
         out.push(Arc::new(Mutex::new(e)));
     }
     out
@@ -299,7 +303,7 @@ async fn synced_under_faketime() -> Synced {
         powersync_url: Some(standin.url()),
         pg_port: Some(database.port()),
         jwks_private_key: Some(base64::engine::general_purpose::STANDARD.encode(private)),
-        ..seed_config("n1", "powersync")
+        ..seed_config("n1", endpoint::Mode::Powersync)
     };
     let faketime = topology::faketime_lib().unwrap_or_else(|e| panic!("{e}"));
     let endpoint = Endpoint::start_isolated(
@@ -483,7 +487,7 @@ fn latest_opts(faults: &[Fault], targets: &[TargetSpec], store: &Path) -> RunOpt
         nodes: vec!["n1".into(), "n2".into(), "n3".into()],
         postgres_nodes: vec!["n1".into()],
         concurrency: 3,
-        connector: "CrudTransactionConnector".into(),
+        connector: endpoint::BackendConnector::Transaction,
         failure_policy: endpoint::FailurePolicy::Forgiving,
         synchronous: endpoint::Durability::Full,
         core_version: None,

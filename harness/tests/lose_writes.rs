@@ -29,8 +29,8 @@ async fn endpoint_on_lazyfs(
 ) -> Arc<Mutex<Endpoint>> {
     let config = EndpointConfig {
         name: "n1".into(),
-        mode: "sqlite3-local".into(),
-        connector: "CrudTransactionConnector".into(),
+        mode: endpoint::Mode::Sqlite3Local,
+        connector: endpoint::BackendConnector::Transaction,
         failure_policy: endpoint::FailurePolicy::Forgiving,
         synchronous,
         powersync_url: None,

@@ -92,8 +92,8 @@ async fn partitionable() -> Partitionable {
         .to_string();
     let config = EndpointConfig {
         name: "n1".into(),
-        mode: "powersync".into(),
-        connector: "CrudTransactionConnector".into(),
+        mode: endpoint::Mode::Powersync,
+        connector: endpoint::BackendConnector::Transaction,
         failure_policy: endpoint::FailurePolicy::Forgiving,
         synchronous: endpoint::Durability::Full,
         powersync_url: Some(format!(

@@ -84,8 +84,8 @@ impl Model for Lww {
     ) -> Option<EndpointConfig> {
         (!postgres).then(|| EndpointConfig {
             name: node.to_owned(),
-            mode: opts.workload.endpoint_mode().to_owned(),
-            connector: opts.connector.clone(),
+            mode: opts.workload.endpoint_mode(),
+            connector: opts.connector,
             failure_policy: opts.failure_policy,
             synchronous: opts.synchronous,
             powersync_url: common.powersync_url.clone(),

@@ -90,8 +90,8 @@ impl Model for Mww {
         }
         Some(EndpointConfig {
             name: node.to_owned(),
-            mode: "powersync".to_owned(),
-            connector: opts.connector.clone(),
+            mode: endpoint::Mode::Powersync,
+            connector: opts.connector,
             failure_policy: opts.failure_policy,
             synchronous: opts.synchronous,
             powersync_url: common.powersync_url.clone().filter(|_| !postgres),
@@ -100,7 +100,11 @@ impl Model for Mww {
             jwks_private_key: common.jwks_private_key.clone().filter(|_| !postgres),
             powersync_lib: common.powersync_lib.clone(),
             latest: Some((
-                if postgres { "postgresql" } else { "powersync" }.to_owned(),
+                if postgres {
+                    endpoint::LatestEndpoint::Postgresql
+                } else {
+                    endpoint::LatestEndpoint::Powersync
+                },
                 opts.key_count,
             )),
             env,

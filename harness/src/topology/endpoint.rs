@@ -82,10 +82,10 @@ pub fn faketime_lib() -> Result<PathBuf> {
 pub struct EndpointConfig {
     /// The node's name (`n1`, ...).
     pub name: String,
-    /// `ENDPOINT_MODE`: `sqlite3-local`, `powersync-local` or `powersync`.
-    pub mode: String,
+    /// `ENDPOINT_MODE`.
+    pub mode: endpoint::Mode,
     /// `BACKEND_CONNECTOR` for the synced mode.
-    pub connector: String,
+    pub connector: endpoint::BackendConnector,
     /// `ENDPOINT_FAILURE_POLICY`.
     pub failure_policy: endpoint::FailurePolicy,
     /// `ENDPOINT_SYNCHRONOUS`.
@@ -103,7 +103,7 @@ pub struct EndpointConfig {
     pub powersync_lib: Option<PathBuf>,
     /// Latest era: `--endpoint powersync|postgresql` (the `mww` model and `/db-api`), with
     /// `--keys` = the key count. `None`: the seed era.
-    pub latest: Option<(String, i64)>,
+    pub latest: Option<(endpoint::LatestEndpoint, i64)>,
     /// Extra environment variables (e.g. the test-only `ENDPOINT_TEST_BROKEN_CONNECTOR`).
     pub env: Vec<(String, String)>,
 }
@@ -268,7 +268,7 @@ impl Endpoint {
         self.config
             .latest
             .as_ref()
-            .is_some_and(|(endpoint, _)| endpoint == "postgresql")
+            .is_some_and(|(endpoint, _)| *endpoint == endpoint::LatestEndpoint::Postgresql)
     }
 
     /// The clock control file (`faketime.rc` in the node directory).
@@ -297,7 +297,7 @@ impl Endpoint {
             format!("ENDPOINT_MODE={}", c.mode),
             "ENDPOINT_LOG_LEVEL=INFO".to_owned(),
             format!("SQLITE3_PATH={}", self.database_path().display()),
-            format!("LOCAL_ONLY={}", c.mode != "powersync"),
+            format!("LOCAL_ONLY={}", c.mode != endpoint::Mode::Powersync),
             format!("BACKEND_CONNECTOR={}", c.connector),
             format!("ENDPOINT_FAILURE_POLICY={}", c.failure_policy),
             format!("ENDPOINT_SYNCHRONOUS={}", c.synchronous),
@@ -346,11 +346,11 @@ impl Endpoint {
             .stderr(err)
             .process_group(0);
         if let Some(lib) = &self.config.powersync_lib {
-            cmd.env("POWERSYNC_LIB", lib);
+            cmd.env(powersync_sys::ENV_LIB, lib);
         }
         if let Some((endpoint, keys)) = &self.config.latest {
             cmd.arg("--endpoint")
-                .arg(endpoint)
+                .arg(endpoint.to_string())
                 .arg("--keys")
                 .arg(keys.to_string());
         }
