@@ -29,7 +29,7 @@ use crate::topology::{
 use crate::workload::{GeneratorOpts, Workload};
 
 /// The keys the endpoint seeds (and accepts): 0..=99.
-pub const ENDPOINT_KEYS: i64 = 100;
+pub const ENDPOINT_KEYS: i64 = endpoint::LWW_KEY_COUNT;
 
 /// Everything a run is configured with.
 #[derive(Debug, Clone)]
