@@ -559,7 +559,10 @@ mod tests {
                 }
             }
         }
-        assert_eq!(appended.keys().copied().collect::<Vec<_>>(), [0, 1, 2, 3, 4]);
+        assert_eq!(
+            appended.keys().copied().collect::<Vec<_>>(),
+            [0, 1, 2, 3, 4]
+        );
         for (k, e) in &appended {
             // Elements stay unique per key across its returns: 1, 2, 3, ...
             assert_eq!(e, &(1..=e.len() as Element).collect::<Vec<_>>(), "key {k}");
