@@ -182,23 +182,34 @@ pub(crate) async fn write_checkpoint(
         .send()
         .await
         .map_err(|e| Error::service_caused("write checkpoint request failed", e))?;
+    data_id(response, "write checkpoint", "write_checkpoint", |_| true).await
+}
+
+/// The id at `data.<field>` of a successful JSON response (a decimal string or a number) that
+/// `valid` accepts; an HTTP error or a body without one is an error naming `what`.
+async fn data_id(
+    response: reqwest::Response,
+    what: &str,
+    field: &str,
+    valid: impl Fn(i64) -> bool,
+) -> Result<i64> {
     if !response.status().is_success() {
         return Err(error_for_status(response).await);
     }
     let bytes = response
         .bytes()
         .await
-        .map_err(|e| Error::service_caused("write checkpoint response", e))?;
+        .map_err(|e| Error::service_caused(format!("{what} response"), e))?;
     let body: Value = serde_json::from_slice(&bytes)
-        .map_err(|e| Error::service_caused("write checkpoint response", e))?;
-    let checkpoint = &body["data"]["write_checkpoint"];
-    checkpoint
-        .as_str()
+        .map_err(|e| Error::service_caused(format!("{what} response"), e))?;
+    let id = &body["data"][field];
+    id.as_str()
         .and_then(|s| s.parse().ok())
-        .or_else(|| checkpoint.as_i64())
+        .or_else(|| id.as_i64())
+        .filter(|&id| valid(id))
         .ok_or_else(|| {
             Error::service(format!(
-                "write checkpoint response without data.write_checkpoint: {body}"
+                "{what} response without a valid data.{field}: {body}"
             ))
         })
 }
@@ -231,26 +242,13 @@ pub(crate) async fn checkpoint_request(
             source: None,
         });
     }
-    if !response.status().is_success() {
-        return Err(error_for_status(response).await);
-    }
-    let bytes = response
-        .bytes()
-        .await
-        .map_err(|e| Error::service_caused("checkpoint request response", e))?;
-    let body: Value = serde_json::from_slice(&bytes)
-        .map_err(|e| Error::service_caused("checkpoint request response", e))?;
-    let id = &body["data"]["checkpoint_request_id"];
-    id.as_str()
-        .and_then(|s| s.parse().ok())
-        .or_else(|| id.as_i64())
-        .filter(|&id| id > 0)
-        .ok_or_else(|| {
-            Error::service(format!(
-                "checkpoint request response without a positive data.checkpoint_request_id: \
-                 {body}"
-            ))
-        })
+    data_id(
+        response,
+        "checkpoint request",
+        "checkpoint_request_id",
+        |id| id > 0,
+    )
+    .await
 }
 
 #[cfg(test)]
