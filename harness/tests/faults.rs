@@ -14,45 +14,25 @@
 //! libfaketime (Debian's `faketime`, installed by scripts/setup). The tests run one at a time:
 //! each starts several processes and the CI machine has two cores.
 
+mod common;
+
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::{Duration, SystemTime};
 
-use base64::Engine;
+use common::{binaries, seed_config};
 use harness::client::{EndpointClient, Outcome};
 use harness::history::{ListAppendMop, NodeResult, Op, Value};
 use harness::model::Lww;
 use harness::nemesis::{ClockOpts, Fault, Plan, TargetSpec, Targets};
 use harness::recorder::Recorder;
 use harness::runner::{self, CheckerOpts, Era, LatestOpts, RunOpts, RunOutcome};
-use harness::topology::{self, Binaries, Database, Endpoint, EndpointConfig, Isolation, Standin};
+use harness::topology::{self, Database, Endpoint, EndpointConfig, Isolation, Standin};
 use harness::workload::Workload;
 use tokio::sync::Mutex;
 
 static SERIAL: Mutex<()> = Mutex::const_new(());
-
-fn binaries() -> Binaries {
-    Binaries::locate(None, None).unwrap_or_else(|e| panic!("{e}"))
-}
-
-/// A seed-era endpoint of node `name` in `mode`.
-fn seed_config(name: &str, mode: endpoint::Mode) -> EndpointConfig {
-    EndpointConfig {
-        name: name.to_owned(),
-        mode,
-        connector: endpoint::BackendConnector::Transaction,
-        failure_policy: endpoint::FailurePolicy::Forgiving,
-        synchronous: endpoint::Durability::Full,
-        powersync_url: None,
-        pg_host: std::net::Ipv4Addr::LOCALHOST,
-        pg_port: None,
-        jwks_private_key: None,
-        powersync_lib: None,
-        latest: None,
-        env: Vec::new(),
-    }
-}
 
 /// `n` sqlite3-local endpoints `n1..` in `dir` (each killed when dropped).
 async fn local_endpoints(dir: &Path, n: usize) -> Vec<Arc<Mutex<Endpoint>>> {
@@ -280,29 +260,13 @@ struct Synced {
 }
 
 async fn synced_under_faketime() -> Synced {
-    use harness::model::Model;
     let dir = tempfile::tempdir().expect("temp dir");
     let bins = binaries();
-    let database = Database::start(&Lww::SCHEMA, runner::ENDPOINT_KEYS)
-        .await
-        .expect("PostgreSQL starts");
-    let key = testkit::TestKey::primary();
-    let standin = Standin::start(
-        &bins.standin,
-        &dir.path().join("standin"),
-        &database.uri(),
-        key.jwks(),
-        Lww::STANDIN,
-    )
-    .await
-    .expect("stand-in starts");
-    let private = testkit::keys::primary_private_jwk()
-        .expect("key")
-        .to_string();
+    let services = common::sync_services(dir.path()).await;
     let config = EndpointConfig {
-        powersync_url: Some(standin.url()),
-        pg_port: Some(database.port()),
-        jwks_private_key: Some(base64::engine::general_purpose::STANDARD.encode(private)),
+        powersync_url: Some(services.standin.url()),
+        pg_port: Some(services.database.port()),
+        jwks_private_key: Some(services.jwks_private_key),
         ..seed_config("n1", endpoint::Mode::Powersync)
     };
     let faketime = topology::faketime_lib().unwrap_or_else(|e| panic!("{e}"));
@@ -320,8 +284,8 @@ async fn synced_under_faketime() -> Synced {
     .expect("endpoint starts");
     Synced {
         endpoint: Arc::new(Mutex::new(endpoint)),
-        _standin: standin,
-        _database: database,
+        _standin: services.standin,
+        _database: services.database,
         _dir: dir,
     }
 }

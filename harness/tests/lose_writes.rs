@@ -4,23 +4,23 @@
 //! SDK's default), and none under `--synchronous full` (the endpoint's default).
 //! A whole run under the fault is in `run.rs`.
 
+mod common;
+
 use std::sync::Arc;
 use std::time::Duration;
+
+use common::{binaries, seed_config};
 
 use harness::client::{EndpointClient, Outcome};
 use harness::history::{Element, ListAppendMop, NodeResult, Value};
 use harness::model::Lww;
 use harness::nemesis::{ClockOpts, Fault, Plan, TargetSpec, Targets};
 use harness::recorder::Recorder;
-use harness::topology::{Binaries, Endpoint, EndpointConfig, Isolation};
+use harness::topology::{Endpoint, EndpointConfig, Isolation};
 use tokio::sync::Mutex;
 
 /// Acknowledged appends before the fault.
 const APPENDS: i64 = 20;
-
-fn binaries() -> Binaries {
-    Binaries::locate(None, None).unwrap_or_else(|e| panic!("{e}"))
-}
 
 /// A `sqlite3-local` endpoint whose database is on a lazy filesystem, with `synchronous`.
 async fn endpoint_on_lazyfs(
@@ -28,18 +28,8 @@ async fn endpoint_on_lazyfs(
     synchronous: endpoint::Durability,
 ) -> Arc<Mutex<Endpoint>> {
     let config = EndpointConfig {
-        name: "n1".into(),
-        mode: endpoint::Mode::Sqlite3Local,
-        connector: endpoint::BackendConnector::Transaction,
-        failure_policy: endpoint::FailurePolicy::Forgiving,
         synchronous,
-        powersync_url: None,
-        pg_host: std::net::Ipv4Addr::LOCALHOST,
-        pg_port: None,
-        jwks_private_key: None,
-        powersync_lib: None,
-        latest: None,
-        env: Vec::new(),
+        ..seed_config("n1", endpoint::Mode::Sqlite3Local)
     };
     let isolation = Isolation {
         lazyfs: true,

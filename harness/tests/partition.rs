@@ -7,18 +7,17 @@
 //!
 //! A whole run under the partition faults is in `run.rs`.
 
+mod common;
+
 use std::net::{Ipv4Addr, SocketAddr};
 use std::time::{Duration, Instant};
 
-use base64::Engine;
+use common::{binaries, seed_config};
 use harness::client::{EndpointClient, Outcome};
 use harness::history::{Element, ListAppendMop};
 use harness::link::Link;
-use harness::model::{Lww, Model};
-use harness::runner;
-use harness::topology::{
-    Binaries, Cut, Database, Endpoint, EndpointConfig, Isolation, NodeNetwork, Standin,
-};
+use harness::model::Lww;
+use harness::topology::{Cut, Database, Endpoint, EndpointConfig, Isolation, NodeNetwork, Standin};
 
 /// How long a cut must hold a change back to count as stalling it: many times the ~20 ms a
 /// change takes to cross the healthy path.
@@ -27,10 +26,6 @@ const HOLD: Duration = Duration::from_secs(2);
 /// How long a change may take to arrive after a heal (TCP retransmits back off; a healed
 /// connection resumes within a few seconds).
 const ARRIVAL: Duration = Duration::from_secs(60);
-
-fn binaries() -> Binaries {
-    Binaries::locate(None, None).unwrap_or_else(|e| panic!("{e}"))
-}
 
 fn namespaces() -> String {
     let out = std::process::Command::new("ip")
@@ -53,20 +48,11 @@ struct Partitionable {
 
 async fn partitionable() -> Partitionable {
     let dir = tempfile::tempdir().expect("temp dir");
-    let bins = binaries();
-    let database = Database::start(&Lww::SCHEMA, runner::ENDPOINT_KEYS)
-        .await
-        .expect("PostgreSQL starts");
-    let key = testkit::TestKey::primary();
-    let standin = Standin::start(
-        &bins.standin,
-        &dir.path().join("standin"),
-        &database.uri(),
-        key.jwks(),
-        Lww::STANDIN,
-    )
-    .await
-    .expect("stand-in starts");
+    let common::SyncServices {
+        database,
+        standin,
+        jwks_private_key,
+    } = common::sync_services(dir.path()).await;
     let network = NodeNetwork::create().unwrap_or_else(|e| panic!("{e}"));
     let namespace = network.namespace().to_owned();
     let local = |url: &str| {
@@ -87,15 +73,7 @@ async fn partitionable() -> Partitionable {
     )
     .await
     .expect("stand-in link");
-    let private = testkit::keys::primary_private_jwk()
-        .expect("key")
-        .to_string();
     let config = EndpointConfig {
-        name: "n1".into(),
-        mode: endpoint::Mode::Powersync,
-        connector: endpoint::BackendConnector::Transaction,
-        failure_policy: endpoint::FailurePolicy::Forgiving,
-        synchronous: endpoint::Durability::Full,
         powersync_url: Some(format!(
             "http://{}:{}",
             network.sync_addr(),
@@ -103,13 +81,11 @@ async fn partitionable() -> Partitionable {
         )),
         pg_host: network.postgres_addr(),
         pg_port: Some(pg_link.port()),
-        jwks_private_key: Some(base64::engine::general_purpose::STANDARD.encode(private)),
-        powersync_lib: None,
-        latest: None,
-        env: Vec::new(),
+        jwks_private_key: Some(jwks_private_key),
+        ..seed_config("n1", endpoint::Mode::Powersync)
     };
     let endpoint = Endpoint::start_isolated(
-        &bins.endpoint,
+        &binaries().endpoint,
         &dir.path().join("n1"),
         config,
         Isolation {
