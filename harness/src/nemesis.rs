@@ -120,6 +120,17 @@ impl Fault {
         }
     }
 
+    /// Why the fault needs root, when it does (what it sets up for the endpoints).
+    pub fn needs_root(self) -> Option<&'static str> {
+        if self.is_partition() {
+            Some("it puts each endpoint in a network namespace of its own")
+        } else if self == Fault::LoseUnfsyncedWrites {
+            Some("it mounts a FUSE filesystem for each endpoint's database")
+        } else {
+            None
+        }
+    }
+
     /// Whether this is a partition fault (the endpoints must run in network namespaces).
     pub fn is_partition(self) -> bool {
         self.cut().is_some()

@@ -429,20 +429,10 @@ fn validate(opts: &RunOpts) -> Result<()> {
             opts.workload
         )));
     }
-    if let Some(f) = opts.faults.iter().find(|f| f.is_partition())
+    if let Some((f, why)) = opts.faults.iter().find_map(|f| Some((f, f.needs_root()?)))
         && !nix::unistd::Uid::effective().is_root()
     {
-        return Err(Error::Options(format!(
-            "nemesis {f} needs root: it puts each endpoint in a network namespace of its own"
-        )));
-    }
-    if opts.faults.contains(&Fault::LoseUnfsyncedWrites) && !nix::unistd::Uid::effective().is_root()
-    {
-        return Err(Error::Options(
-            "nemesis lose-unfsynced-writes needs root: it mounts a FUSE filesystem for each \
-             endpoint's database"
-                .into(),
-        ));
+        return Err(Error::Options(format!("nemesis {f} needs root: {why}")));
     }
     if !(1..=ENDPOINT_KEYS).contains(&opts.key_count) {
         return Err(Error::Options(format!(
