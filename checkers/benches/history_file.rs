@@ -1,20 +1,25 @@
-//! Benchmark: checking a large stored history file, as `harness check FILE` does
-//! (`History::read_file`, then the list-append checker), in a process of its own so that its
-//! peak memory is only what reading and checking need.
+//! Benchmark: checking a large stored history file at `strict-serializable`, each way in a
+//! process of its own so that its peak memory is only what reading and checking need:
+//!
+//! - **streaming** (`list_append::check_file`): each operation is translated into adya's
+//!   history as it is read, and the harness's `History` is never held;
+//! - **whole history** (`History::read_file`, then `list_append::check`), as `harness check
+//!   FILE` does, which runs several checkers on one `History`.
 //!
 //! The parent generates a history (default 1,000,000 transactions of 4 micro-ops, 100 active
 //! keys, 100 appends per key, 10 processes; a strict-serializable store), writes it to a
 //! temporary file as JSON lines (or EDN with `--edn`) one operation at a time, then runs itself
-//! as a child on that file. The child reads the file (streaming: the reader holds only the
-//! operations), checks it at `strict-serializable`, and reports its wall-clock time per step
-//! and its peak resident set size (`VmHWM`). The parent prints them beside the issue's targets
+//! as a child on that file once per way. Each child reports its wall-clock time per step and its
+//! peak resident set size (`VmHWM`). The parent prints them beside the issue's targets
 //! (< 30 s, < 2 GiB) and the file's size, whose ratio to the peak RSS shows how much of the
-//! file the reader keeps. The temporary file is removed, also when the child fails.
+//! file a way keeps, and the whole-history way's figures as the baseline of the streaming
+//! way's. The temporary file is removed, also when a child fails; `--file PATH` writes it to
+//! PATH instead (or reuses PATH if it exists) and keeps it.
 //!
-//! Run with `cargo bench -p checkers --bench history_file [-- TXNS] [-- --edn]`.
+//! Run with `cargo bench -p checkers --bench history_file [-- TXNS] [-- --edn] [-- --file PATH]`.
 
 use std::io::{BufWriter, Write};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
 use std::time::Instant;
 
@@ -29,8 +34,9 @@ use support::proc_status_mib;
 const TARGET_SECONDS: f64 = 30.0;
 const TARGET_RSS_MIB: f64 = 2048.0;
 
-/// The child: read and check `path`, print one `key=value` line per figure.
-fn child(path: &Path) -> ExitCode {
+/// The whole-history child: read `path` into a `History`, then check it; print one
+/// `key=value` line per figure.
+fn child_whole(path: &Path) -> ExitCode {
     let t = Instant::now();
     let history = match History::read_file(path) {
         Ok(h) => h,
@@ -62,6 +68,27 @@ fn child(path: &Path) -> ExitCode {
     ExitCode::SUCCESS
 }
 
+/// The streaming child: read and check `path` in one pass; print one `key=value` line per
+/// figure.
+fn child_streaming(path: &Path) -> ExitCode {
+    let t = Instant::now();
+    let verdict =
+        match list_append::check_file(path, &list_append::Opts::new("strict-serializable")) {
+            Ok(v) => v,
+            Err(e) => {
+                eprintln!("checking {}: {e}", path.display());
+                return ExitCode::from(2);
+            }
+        };
+    println!("total_s={:.3}", t.elapsed().as_secs_f64());
+    println!("valid={}", verdict.is_valid());
+    println!(
+        "peak_mib={:.0}",
+        proc_status_mib("VmHWM").unwrap_or(f64::NAN)
+    );
+    ExitCode::SUCCESS
+}
+
 /// Writes `history` to `path` one operation per line (JSON) or form (EDN).
 fn write(history: &History, path: &Path, edn_form: bool) -> std::io::Result<()> {
     let mut out = BufWriter::new(std::fs::File::create(path)?);
@@ -83,14 +110,19 @@ fn figure<'a>(lines: &'a str, key: &str) -> Option<&'a str> {
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    if let Some(i) = args.iter().position(|a| a == "--child") {
-        return match args.get(i + 1) {
-            Some(path) => child(Path::new(path)),
-            None => {
-                eprintln!("--child needs a file");
-                ExitCode::from(2)
-            }
-        };
+    for (flag, child) in [
+        ("--child-whole", child_whole as fn(&Path) -> ExitCode),
+        ("--child-streaming", child_streaming),
+    ] {
+        if let Some(i) = args.iter().position(|a| a == flag) {
+            return match args.get(i + 1) {
+                Some(path) => child(Path::new(path)),
+                None => {
+                    eprintln!("{flag} needs a file");
+                    ExitCode::from(2)
+                }
+            };
+        }
     }
     let edn_form = args.iter().any(|a| a == "--edn");
     // `cargo bench` passes `--bench`; the first bare number is the transaction count.
@@ -99,11 +131,11 @@ fn main() -> ExitCode {
         .find_map(|a| a.parse::<usize>().ok())
         .unwrap_or(1_000_000);
 
-    let t = Instant::now();
-    let history = generate::list_append(&GenOpts {
-        txns,
-        ..GenOpts::default()
-    });
+    let kept = args
+        .iter()
+        .position(|a| a == "--file")
+        .and_then(|i| args.get(i + 1))
+        .map(PathBuf::from);
     let dir = match tempfile::tempdir() {
         Ok(d) => d,
         Err(e) => {
@@ -111,74 +143,113 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let path = dir.path().join(if edn_form {
-        "history.edn"
-    } else {
-        "history.jsonl"
+    let path = kept.clone().unwrap_or_else(|| {
+        dir.path().join(if edn_form {
+            "history.edn"
+        } else {
+            "history.jsonl"
+        })
     });
-    if let Err(e) = write(&history, &path, edn_form) {
-        eprintln!("writing {}: {e}", path.display());
-        return ExitCode::from(2);
-    }
-    drop(history);
-    let size_mib = std::fs::metadata(&path).map_or(f64::NAN, |m| m.len() as f64 / 1048576.0);
-    println!(
-        "generated and wrote {txns} txns as {} ({size_mib:.0} MiB) in {:.1} s",
-        if edn_form { "EDN" } else { "JSON lines" },
-        t.elapsed().as_secs_f64()
-    );
-
-    let exe = match std::env::current_exe() {
-        Ok(e) => e,
-        Err(e) => {
-            eprintln!("current executable: {e}");
+    if kept.as_ref().is_some_and(|p| p.exists()) {
+        println!("reusing {}", path.display());
+    } else {
+        let t = Instant::now();
+        let history = generate::list_append(&GenOpts {
+            txns,
+            ..GenOpts::default()
+        });
+        if let Err(e) = write(&history, &path, edn_form) {
+            eprintln!("writing {}: {e}", path.display());
             return ExitCode::from(2);
         }
-    };
-    let t = Instant::now();
-    let output = match Command::new(exe).arg("--child").arg(&path).output() {
-        Ok(o) => o,
-        Err(e) => {
-            eprintln!("running the child: {e}");
-            return ExitCode::from(2);
-        }
-    };
-    let wall = t.elapsed().as_secs_f64();
-    let out = String::from_utf8_lossy(&output.stdout);
-    if !output.status.success() {
-        eprintln!(
-            "child failed ({}): {}{}",
-            output.status,
-            out,
-            String::from_utf8_lossy(&output.stderr)
+        println!(
+            "generated and wrote {txns} txns as {} in {:.1} s",
+            if edn_form { "EDN" } else { "JSON lines" },
+            t.elapsed().as_secs_f64()
         );
-        return ExitCode::from(2);
     }
-    let num = |k: &str| figure(&out, k).and_then(|v| v.parse::<f64>().ok());
-    let (Some(read_s), Some(check_s), Some(peak)) =
-        (num("read_s"), num("check_s"), num("peak_mib"))
-    else {
-        eprintln!("child printed no figures: {out}");
+    let size_mib = std::fs::metadata(&path).map_or(f64::NAN, |m| m.len() as f64 / 1048576.0);
+    println!("file: {size_mib:.0} MiB");
+    println!("load average before: {}", load_average());
+
+    let Some(whole) = run_child("--child-whole", &path) else {
         return ExitCode::from(2);
     };
-    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    let Some(streaming) = run_child("--child-streaming", &path) else {
+        return ExitCode::from(2);
+    };
+    let num = |out: &str, k: &str| figure(out, k).and_then(|v| v.parse::<f64>().ok());
+    let (Some(read_s), Some(check_s), Some(whole_peak)) = (
+        num(&whole, "read_s"),
+        num(&whole, "check_s"),
+        num(&whole, "peak_mib"),
+    ) else {
+        eprintln!("the whole-history child printed no figures: {whole}");
+        return ExitCode::from(2);
+    };
+    let (Some(total_s), Some(peak)) = (num(&streaming, "total_s"), num(&streaming, "peak_mib"))
+    else {
+        eprintln!("the streaming child printed no figures: {streaming}");
+        return ExitCode::from(2);
+    };
+    let whole_s = read_s + check_s;
     println!(
-        "child: {} ops; read {read_s:.1} s (peak RSS {} MiB), check strict-serializable \
-         {check_s:.1} s, valid? {}",
-        figure(&out, "ops").unwrap_or("?"),
-        figure(&out, "read_peak_mib").unwrap_or("?"),
-        figure(&out, "valid").unwrap_or("?"),
+        "whole history (History::read_file, then list_append::check; as harness check does): \
+         {} ops; read {read_s:.1} s (peak RSS {} MiB), check {check_s:.1} s, valid? {}; \
+         {whole_s:.1} s, peak RSS {whole_peak:.0} MiB = {:.2}x the file",
+        figure(&whole, "ops").unwrap_or("?"),
+        figure(&whole, "read_peak_mib").unwrap_or("?"),
+        figure(&whole, "valid").unwrap_or("?"),
+        whole_peak / size_mib,
     );
     println!(
-        "read + check {:.1} s (process wall {wall:.1} s), target < {TARGET_SECONDS} s: {:.2} of it",
-        read_s + check_s,
-        (read_s + check_s) / TARGET_SECONDS
-    );
-    println!(
-        "peak RSS {peak:.0} MiB = {:.2}x the file, target < {TARGET_RSS_MIB} MiB: {:.2} of it",
+        "streaming (list_append::check_file): read and check {total_s:.1} s, valid? {}, \
+         peak RSS {peak:.0} MiB = {:.2}x the file",
+        figure(&streaming, "valid").unwrap_or("?"),
         peak / size_mib,
+    );
+    println!(
+        "streaming vs whole history: time {:.2}x, peak RSS {:.2}x",
+        total_s / whole_s,
+        peak / whole_peak
+    );
+    println!(
+        "streaming against the targets: {total_s:.1} s = {:.2} of < {TARGET_SECONDS} s; \
+         {peak:.0} MiB = {:.2} of < {TARGET_RSS_MIB} MiB",
+        total_s / TARGET_SECONDS,
         peak / TARGET_RSS_MIB
     );
-    println!("load average: {}", load.trim());
+    println!("load average after: {}", load_average());
     ExitCode::SUCCESS
+}
+
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .unwrap_or_default()
+        .trim()
+        .to_owned()
+}
+
+/// Runs this executable with `flag path` and returns what it printed, or `None` (reported)
+/// if it failed.
+fn run_child(flag: &str, path: &Path) -> Option<String> {
+    let exe = std::env::current_exe()
+        .map_err(|e| eprintln!("current executable: {e}"))
+        .ok()?;
+    let output = Command::new(exe)
+        .arg(flag)
+        .arg(path)
+        .output()
+        .map_err(|e| eprintln!("running the {flag} child: {e}"))
+        .ok()?;
+    let out = String::from_utf8_lossy(&output.stdout).into_owned();
+    if !output.status.success() {
+        eprintln!(
+            "the {flag} child failed ({}): {out}{}",
+            output.status,
+            String::from_utf8_lossy(&output.stderr)
+        );
+        return None;
+    }
+    Some(out)
 }

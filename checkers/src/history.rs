@@ -204,17 +204,12 @@ impl History {
 
     /// Reads and parses a history file, streaming (see [`reader::read`]).
     pub fn read_file(path: &Path) -> Result<History> {
-        let file = std::fs::File::open(path).map_err(|source| Error::Io {
-            path: path.to_path_buf(),
-            source,
+        let mut ops = Vec::new();
+        let key_names = reader::for_each_op_in_file(path, |op| {
+            ops.push(op);
+            Ok(())
         })?;
-        reader::read(std::io::BufReader::new(file)).map_err(|e| match e {
-            Error::Io { source, .. } => Error::Io {
-                path: path.to_path_buf(),
-                source,
-            },
-            other => other,
-        })
+        Ok(History { ops, key_names })
     }
 
     /// The client completions (`ok`, `fail`, `info`), in order.

@@ -2,7 +2,9 @@
 //!
 //! The analysis is delegated to the `adya` crate (a Rust implementation of Elle's list-append
 //! checker): the harness's [`History`] is translated into adya's history, checked for the
-//! requested model, and adya's report becomes a [`Verdict`].
+//! requested model, and adya's report becomes a [`Verdict`]. [`check_file`] does the same for
+//! a stored history, translating each operation as it is read, so that a large file is never
+//! held twice (as a [`History`] and as adya's history).
 //!
 //! Differences from adya's own file readers, on purpose:
 //! - every client operation whose value is a list-append transaction is checked, whatever its
@@ -25,13 +27,15 @@
 //!   and explains the concrete `G1c-process` / `G0-process` / `-realtime` cycle, as Elle does.
 
 use std::collections::{HashMap, HashSet};
+use std::path::Path;
 use std::time::Duration;
 
 use adya::history as ah;
 
 use super::{Anomaly, Validity, Verdict};
 use crate::error::{Error, Result};
-use crate::history::{History, ListAppendMop, Op, OpType, Process, Value};
+use crate::history::reader::for_each_op_in_file;
+use crate::history::{Element, History, Key, ListAppendMop, Op, OpType, Process, Value};
 
 /// Options for a list-append check.
 #[derive(Debug, Clone)]
@@ -119,23 +123,266 @@ pub fn validate(opts: &Opts) -> Result<&'static str> {
 /// Checks a list-append history with the given options.
 pub fn check_with(history: &History, opts: &Opts) -> Result<Verdict> {
     let model = validate(opts)?;
-    let unfinished = unfinished_invocations(history);
-    if let Some(mut dup) = duplicate_append(history, &unfinished) {
-        dup.model = Some(model.to_owned());
-        return Ok(dup);
+    let mut adya = Translation::default();
+    history.ops.iter().for_each(|op| adya.push(op));
+    adya.check(model, opts)
+}
+
+/// Checks a list-append history file with the given options, streaming: each operation is
+/// translated into adya's history as it is read and then dropped, so the file's [`History`]
+/// is never held. The verdict is that of [`History::read_file`] then [`check_with`]; the
+/// options are validated before the file is read. Decoding runs on a thread of its own, beside
+/// the translation.
+pub fn check_file(path: &Path, opts: &Opts) -> Result<Verdict> {
+    const BATCH: usize = 1024;
+    let model = validate(opts)?;
+    let mut adya = Translation::default();
+    std::thread::scope(|scope| {
+        let (decoded, batches) = std::sync::mpsc::sync_channel::<Vec<Op>>(16);
+        let reader = scope.spawn(move || {
+            let mut batch = Vec::with_capacity(BATCH);
+            let read = for_each_op_in_file(path, |op| {
+                batch.push(op);
+                if batch.len() == BATCH {
+                    // The receiver only hangs up when it panicked, which the join reports.
+                    let _ = decoded.send(std::mem::replace(&mut batch, Vec::with_capacity(BATCH)));
+                }
+                Ok(())
+            });
+            let _ = decoded.send(batch);
+            read
+        });
+        for batch in batches {
+            batch.iter().for_each(|op| adya.push(op));
+        }
+        match reader.join() {
+            Ok(read) => read.map(drop),
+            Err(panic) => std::panic::resume_unwind(panic),
+        }
+    })?;
+    adya.check(model, opts)
+}
+
+/// The list-append client operations of a history translated into adya's history, one
+/// operation at a time, with what adya would get wrong found on the way: the invocations
+/// that have no completion (so far) and the first duplicated append.
+#[derive(Default)]
+struct Translation {
+    interner: ah::Interner,
+    ops: Vec<ah::Op>,
+    /// Each key's id and the longest list read of it so far, with its elements' ids.
+    keys: HashMap<Key, KeyIds>,
+    /// Each client process's invocation that has no completion yet.
+    pending: HashMap<u64, Pending>,
+    /// Operations seen.
+    position: usize,
+    /// One more than the largest `index` seen.
+    first_free: u64,
+    /// The last operation's time.
+    end: i64,
+    /// The completion that first appended each `(key, element)`, by `index`.
+    appended: HashMap<(Key, Element), u64>,
+    duplicate: Option<Verdict>,
+    /// The first operation of another workload.
+    wrong_workload: Option<Error>,
+}
+
+/// A key's adya id, and the longest list read of it so far with its elements' adya ids: the
+/// reads of a key are almost always prefixes of each other, so most reads take their ids from
+/// here instead of interning each element again.
+struct KeyIds {
+    id: ah::Id,
+    list: Vec<Element>,
+    ids: Vec<ah::Id>,
+}
+
+/// A client invocation without a completion (yet).
+struct Pending {
+    position: usize,
+    index: u64,
+    /// Its appends, if its value is a list-append transaction.
+    appends: Option<Vec<(Key, Element)>>,
+    /// Its position in the translated operations, if it was translated.
+    translated: Option<usize>,
+}
+
+impl Translation {
+    /// Takes the next operation of the history.
+    fn push(&mut self, op: &Op) {
+        self.first_free = self.first_free.max(op.index.saturating_add(1));
+        self.end = op.time;
+        let position = self.position;
+        self.position += 1;
+        let Process::Client(process) = op.process else {
+            return;
+        };
+        let mops = match &op.value {
+            Value::ListAppend(mops) => Some(mops),
+            Value::None | Value::Nodes(_) => None,
+            Value::Mww(_) => {
+                self.wrong_workload.get_or_insert(Error::WrongWorkload {
+                    index: op.index,
+                    expected: "list-append",
+                });
+                None
+            }
+        };
+        if op.op_type != OpType::Invoke
+            && let Some(mops) = mops
+        {
+            self.check_unique(op.index, appends(mops));
+        }
+        let translated = match mops {
+            Some(mops) if self.wrong_workload.is_none() => {
+                let value = mops.iter().map(|m| self.mop(m)).collect();
+                self.ops.push(ah::Op {
+                    index: op.index,
+                    kind: adya_type(op.op_type),
+                    process: i64::try_from(process).ok(),
+                    value,
+                    time: Some(op.time),
+                });
+                Some(self.ops.len() - 1)
+            }
+            _ => None,
+        };
+        if op.op_type == OpType::Invoke {
+            let pending = Pending {
+                position,
+                index: op.index,
+                appends: mops.map(|m| appends(m).collect()),
+                translated,
+            };
+            self.pending.insert(process, pending);
+        } else {
+            self.pending.remove(&process);
+        }
     }
-    let h = to_adya(history, &unfinished)?;
-    let adya_opts = adya::Opts {
-        models: vec![model.to_owned()],
-        anomalies: opts.anomalies.clone(),
-        timeout: opts.cycle_search_timeout,
-        ..adya::Opts::default()
-    };
-    let report = adya::check(&h, adya::Workload::ListAppend, &adya_opts);
-    let mut verdict = from_report(report);
-    verdict.model = Some(model.to_owned());
-    make_cycles_concrete(&h, &mut verdict, opts.cycle_search_timeout);
-    Ok(verdict)
+
+    /// Elle's precondition: every `(key, element)` appended by at most one transaction.
+    /// Records the first violation as a `duplicate-appends` verdict.
+    fn check_unique(&mut self, index: u64, appends: impl Iterator<Item = (Key, Element)>) {
+        if self.duplicate.is_some() {
+            return;
+        }
+        let mut own = HashSet::new();
+        for (key, element) in appends {
+            let first = *self.appended.entry((key, element)).or_insert(index);
+            if first != index || !own.insert((key, element)) {
+                let a = Anomaly {
+                    kind: "duplicate-appends".into(),
+                    ops: vec![first, index],
+                    explanation: format!(
+                        "element {element} was appended to key {key} more than once, so reads \
+                         cannot tell the appends apart and the history cannot be analysed"
+                    ),
+                    detail: serde_json::json!({"key": key, "element": element}),
+                };
+                let mut v = Verdict::from_anomalies("list-append", vec![a]);
+                v.valid = Validity::Unknown;
+                self.duplicate = Some(v);
+                return;
+            }
+        }
+    }
+
+    /// Translates a micro-op, interning keys and elements in the order they appear.
+    fn mop(&mut self, m: &ListAppendMop) -> ah::Mop {
+        let interner = &mut self.interner;
+        let key = m.key();
+        let k = self.keys.entry(key).or_insert_with(|| KeyIds {
+            id: interner.intern(ah::Scalar::Int(key)),
+            list: Vec::new(),
+            ids: Vec::new(),
+        });
+        match m {
+            ListAppendMop::Append { element, .. } => ah::Mop::Append {
+                key: k.id,
+                value: interner.intern(ah::Scalar::Int(*element)),
+            },
+            ListAppendMop::Read { list: None, .. } => ah::Mop::Read {
+                key: k.id,
+                value: ah::ReadValue::Nil,
+            },
+            ListAppendMop::Read { list: Some(xs), .. } => {
+                let shared = xs.iter().zip(&k.list).take_while(|(x, y)| x == y).count();
+                let mut ids = Vec::with_capacity(xs.len());
+                ids.extend_from_slice(&k.ids[..shared]);
+                ids.extend(
+                    xs[shared..]
+                        .iter()
+                        .map(|x| interner.intern(ah::Scalar::Int(*x))),
+                );
+                if shared == k.list.len() && xs.len() > shared {
+                    k.list.extend_from_slice(&xs[shared..]);
+                    k.ids.extend_from_slice(&ids[shared..]);
+                }
+                ah::Mop::Read {
+                    key: k.id,
+                    value: ah::ReadValue::List(ids),
+                }
+            }
+        }
+    }
+
+    /// Completes the translation (an `info` completion at the end, with the same value, for
+    /// each invocation that has none, as Jepsen records them) and checks it.
+    fn check(mut self, model: &str, opts: &Opts) -> Result<Verdict> {
+        let mut unfinished: Vec<Pending> =
+            std::mem::take(&mut self.pending).into_values().collect();
+        unfinished.sort_unstable_by_key(|p| p.position);
+        for p in &unfinished {
+            if let Some(appends) = &p.appends {
+                self.check_unique(p.index, appends.iter().copied());
+            }
+        }
+        if let Some(mut dup) = self.duplicate {
+            dup.model = Some(model.to_owned());
+            return Ok(dup);
+        }
+        if let Some(e) = self.wrong_workload {
+            return Err(e);
+        }
+        drop(self.appended);
+        drop(self.keys);
+        for (p, index) in unfinished.iter().zip(self.first_free..) {
+            if let Some(i) = p.translated {
+                let mut op = self.ops[i].clone();
+                op.kind = ah::OpType::Info;
+                op.index = index;
+                op.time = Some(self.end);
+                self.ops.push(op);
+            }
+        }
+        let h = ah::History::from_ops(self.ops, self.interner);
+        let adya_opts = adya::Opts {
+            models: vec![model.to_owned()],
+            anomalies: opts.anomalies.clone(),
+            timeout: opts.cycle_search_timeout,
+            ..adya::Opts::default()
+        };
+        let report = adya::check(&h, adya::Workload::ListAppend, &adya_opts);
+        let mut verdict = from_report(report);
+        verdict.model = Some(model.to_owned());
+        make_cycles_concrete(&h, &mut verdict, opts.cycle_search_timeout);
+        Ok(verdict)
+    }
+}
+
+fn adya_type(t: OpType) -> ah::OpType {
+    match t {
+        OpType::Invoke => ah::OpType::Invoke,
+        OpType::Ok => ah::OpType::Ok,
+        OpType::Fail => ah::OpType::Fail,
+        OpType::Info => ah::OpType::Info,
+    }
+}
+
+fn appends(mops: &[ListAppendMop]) -> impl Iterator<Item = (Key, Element)> + '_ {
+    mops.iter().filter_map(|m| match *m {
+        ListAppendMop::Append { key, element } => Some((key, element)),
+        ListAppendMop::Read { .. } => None,
+    })
 }
 
 /// Replaces the cycle-exists anomalies [`cycles`] handles with concrete cycles.
@@ -164,122 +411,6 @@ fn make_cycles_concrete(h: &ah::History, verdict: &mut Verdict, budget: Duration
     let (not, also_not) = adya::model::boundary(&types);
     verdict.not = not.into_iter().collect();
     verdict.also_not = also_not.into_iter().collect();
-}
-
-/// Positions of client invocations that have no completion.
-fn unfinished_invocations(history: &History) -> Vec<usize> {
-    let mut pending: HashMap<u64, usize> = HashMap::new();
-    for (i, op) in history.ops.iter().enumerate() {
-        if let Some(p) = op.client() {
-            if op.op_type == OpType::Invoke {
-                pending.insert(p, i);
-            } else {
-                pending.remove(&p);
-            }
-        }
-    }
-    let mut unfinished: Vec<usize> = pending.into_values().collect();
-    unfinished.sort_unstable();
-    unfinished
-}
-
-/// Elle's precondition: every `(key, element)` appended by at most one transaction. Checked on
-/// completions and on invocations that never completed.
-fn duplicate_append(history: &History, unfinished: &[usize]) -> Option<Verdict> {
-    let mut seen: HashMap<(i64, i64), u64> = HashMap::new();
-    let completions = history.completions();
-    for op in completions.chain(unfinished.iter().map(|&i| &history.ops[i])) {
-        let Value::ListAppend(mops) = &op.value else {
-            continue;
-        };
-        let mut own = HashSet::new();
-        for m in mops {
-            let ListAppendMop::Append { key, element } = *m else {
-                continue;
-            };
-            let first = *seen.entry((key, element)).or_insert(op.index);
-            if first != op.index || !own.insert((key, element)) {
-                let a = Anomaly {
-                    kind: "duplicate-appends".into(),
-                    ops: vec![first, op.index],
-                    explanation: format!(
-                        "element {element} was appended to key {key} more than once, so reads \
-                         cannot tell the appends apart and the history cannot be analysed"
-                    ),
-                    detail: serde_json::json!({"key": key, "element": element}),
-                };
-                let mut v = Verdict::from_anomalies("list-append", vec![a]);
-                v.valid = Validity::Unknown;
-                return Some(v);
-            }
-        }
-    }
-    None
-}
-
-/// Translates the list-append client operations of a history into adya's history, with an
-/// `info` completion at the end for each unfinished invocation.
-fn to_adya(history: &History, unfinished: &[usize]) -> Result<ah::History> {
-    let mut interner = ah::Interner::default();
-    let mut ops = Vec::with_capacity(history.ops.len() + unfinished.len());
-    let first_free = history.ops.iter().map(|o| o.index + 1).max().unwrap_or(0);
-    let end = history.ops.last().map_or(0, |o| o.time);
-    let synthetic: Vec<Op> = unfinished
-        .iter()
-        .zip(first_free..)
-        .map(|(&i, index)| {
-            let mut op = history.ops[i].clone();
-            op.op_type = OpType::Info;
-            op.index = index;
-            op.time = end;
-            op
-        })
-        .collect();
-    for op in history.ops.iter().chain(&synthetic) {
-        let Process::Client(process) = op.process else {
-            continue;
-        };
-        let mops = match &op.value {
-            Value::ListAppend(mops) => mops,
-            Value::None | Value::Nodes(_) => continue,
-            Value::Mww(_) => {
-                return Err(Error::WrongWorkload {
-                    index: op.index,
-                    expected: "list-append",
-                });
-            }
-        };
-        let mut int = |x: i64| interner.intern(ah::Scalar::Int(x));
-        let value = mops
-            .iter()
-            .map(|m| match m {
-                ListAppendMop::Append { key, element } => ah::Mop::Append {
-                    key: int(*key),
-                    value: int(*element),
-                },
-                ListAppendMop::Read { key, list } => ah::Mop::Read {
-                    key: int(*key),
-                    value: match list {
-                        None => ah::ReadValue::Nil,
-                        Some(xs) => ah::ReadValue::List(xs.iter().map(|x| int(*x)).collect()),
-                    },
-                },
-            })
-            .collect();
-        ops.push(ah::Op {
-            index: op.index,
-            kind: match op.op_type {
-                OpType::Invoke => ah::OpType::Invoke,
-                OpType::Ok => ah::OpType::Ok,
-                OpType::Fail => ah::OpType::Fail,
-                OpType::Info => ah::OpType::Info,
-            },
-            process: i64::try_from(process).ok(),
-            value,
-            time: Some(op.time),
-        });
-    }
-    Ok(ah::History::from_ops(ops, interner))
 }
 
 fn from_report(report: adya::Report) -> Verdict {

@@ -13,6 +13,8 @@ use serde_json::{Map, Value as Json, json};
 use super::{Element, History, Key, ListAppendMop, MwwMop, NodeResult, Op, OpType, Process, Value};
 use crate::error::{Error, Result};
 
+mod typed;
+
 /// Renders an operation as a JSON object.
 pub fn op_to_json(op: &Op) -> Json {
     let mut m = Map::new();
@@ -164,6 +166,21 @@ impl Keys {
             _ => None,
         }
     }
+}
+
+/// Decodes one line of JSON lines (the operation at `position`, 0-based, on line `line_no`,
+/// 1-based): straight into the typed operation when it has the common shape (integer keys, a
+/// list-append value or none), else through a `serde_json::Value` and [`op_from_json`]. Both
+/// ways give the same operation, and the errors are those of the second.
+pub fn op_from_line(position: usize, line_no: usize, line: &str, keys: &mut Keys) -> Result<Op> {
+    if let Some(op) = typed::decode(position, line) {
+        return Ok(op);
+    }
+    let v: Json = serde_json::from_str(line).map_err(|source| Error::Json {
+        line: line_no,
+        source,
+    })?;
+    op_from_json(position, &v, keys)
 }
 
 /// Decodes one operation from its JSON form. `position` (0-based) is used as the index when the
@@ -407,5 +424,47 @@ mod tests {
         assert!(matches!(err, Error::Op { position: 0, .. }), "{err}");
         let err = read_history("{\"type\":\"ok\",\n").unwrap_err();
         assert!(matches!(err, Error::Json { line: 1, .. }), "{err}");
+    }
+
+    #[test]
+    fn typed_decoding_gives_the_operation_of_the_value_path() {
+        let common = [
+            r#"{"index":0,"time":5,"type":"invoke","process":0,"f":"txn","value":[["append",3,7],["r",3,null]]}"#,
+            r#"{"index":1,"time":6,"type":"ok","process":0,"f":"txn","value":[["append",3,7],["r",3,[1,7]]]}"#,
+            r#"{"type":"ok","process":2,"value":[["r",-3],["r",4,[]]],"node":"n1","final-read?":true}"#,
+            r#"{"type":"fail","process":null,"f":null,"value":[],"error":"Connection refused"}"#,
+            r#"{"type":"info","process":"nemesis","f":"kill","value":[["r",1,[2]]],"extra":{"a":[1]}}"#,
+            r#"{"type":"info","process":"nemesis","value":null,"type":"ok","node":null,"error":null}"#,
+        ];
+        let other = [
+            r#"{"type":"ok","process":0,"value":[["append","x",1]]}"#,
+            r#"{"type":"ok","process":0,"value":[["readAll",null,{"1":2}],["writeSome",null,{}]]}"#,
+            r#"{"type":"info","process":"nemesis","value":{"n1":"killed","n2":60000}}"#,
+            r#"{"type":"ok","process":0,"f":7,"value":7,"node":3,"error":{"a":1}}"#,
+            r#"{"type":"ok","process":0,"value":[["r",1,[1.5]]]}"#,
+            r#"{"type":"ok","process":0,"value":[["append",1]]}"#,
+            r#"{"type":"ok","process":0,"value":[["r",1,null,4]]}"#,
+            r#"{"type":"ok","process":-1,"value":[]}"#,
+            r#"{"type":"done","process":0}"#,
+            r#"{"process":0}"#,
+            r#"{"type":"ok","index":-1}"#,
+            r#"[1]"#,
+        ];
+        let by_value = |line: &str| {
+            let v: Json = serde_json::from_str(line).unwrap();
+            op_from_json(4, &v, &mut Keys::default()).map_err(|e| e.to_string())
+        };
+        for line in common {
+            assert_eq!(
+                typed::decode(4, line).ok_or(line),
+                Ok(by_value(line).unwrap())
+            );
+        }
+        for line in other {
+            assert_eq!(typed::decode(4, line), None, "{line}");
+            let from_line =
+                op_from_line(4, 1, line, &mut Keys::default()).map_err(|e| e.to_string());
+            assert_eq!(from_line, by_value(line), "{line}");
+        }
     }
 }

@@ -6,12 +6,14 @@
 //! is one form and is read whole. EDN operations may span lines: a form ends where its
 //! brackets balance (outside strings, comments and character literals).
 
+use std::collections::BTreeMap;
 use std::io::BufRead;
+use std::path::Path;
 
 use serde_json::Value as Json;
 
-use super::json::{Keys, op_from_json};
-use super::{History, edn};
+use super::json::{Keys, op_from_json, op_from_line};
+use super::{History, Key, Op, edn};
 use crate::error::{Error, Result};
 
 /// Which form a stream holds.
@@ -22,7 +24,41 @@ enum Form {
 }
 
 /// Reads a whole history from `input` (see the module documentation).
-pub fn read<R: BufRead>(mut input: R) -> Result<History> {
+pub fn read<R: BufRead>(input: R) -> Result<History> {
+    let mut ops = Vec::new();
+    let key_names = for_each_op(input, |op| {
+        ops.push(op);
+        Ok(())
+    })?;
+    Ok(History { ops, key_names })
+}
+
+/// Reads a history file, handing each operation to `each` in order as soon as it is decoded
+/// (see [`for_each_op`]); I/O errors name the file.
+pub fn for_each_op_in_file(
+    path: &Path,
+    each: impl FnMut(Op) -> Result<()>,
+) -> Result<BTreeMap<Key, String>> {
+    let file = std::fs::File::open(path).map_err(|source| Error::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    for_each_op(std::io::BufReader::new(file), each).map_err(|e| match e {
+        Error::Io { source, .. } => Error::Io {
+            path: path.to_path_buf(),
+            source,
+        },
+        other => other,
+    })
+}
+
+/// Reads a history from `input`, handing each operation to `each` in order as soon as it is
+/// decoded, so that the caller decides what to keep; stops at the first error, `each`'s
+/// included. Returns the names of named keys by their ids (see [`History::key_names`]).
+pub fn for_each_op<R: BufRead>(
+    mut input: R,
+    mut each: impl FnMut(Op) -> Result<()>,
+) -> Result<BTreeMap<Key, String>> {
     let io = |source| Error::Io {
         path: "<history>".into(),
         source,
@@ -33,7 +69,7 @@ pub fn read<R: BufRead>(mut input: R) -> Result<History> {
     let form = loop {
         line.clear();
         if input.read_line(&mut line).map_err(io)? == 0 {
-            return Ok(History::default());
+            return Ok(BTreeMap::new());
         }
         line_no += 1;
         let start = line.trim_start_matches(|c: char| c.is_whitespace() || c == ',');
@@ -44,11 +80,13 @@ pub fn read<R: BufRead>(mut input: R) -> Result<History> {
             let mut text = std::mem::take(&mut line);
             input.read_to_string(&mut text).map_err(io)?;
             let inner = text.trim_start().trim_start_matches('[').trim_start();
-            return if inner.starts_with(['#', ';']) || inner.starts_with("{:") {
+            let history = if inner.starts_with(['#', ';']) || inner.starts_with("{:") {
                 edn::read_history(&text)
             } else {
                 super::json::read_history(&text)
-            };
+            }?;
+            history.ops.into_iter().try_for_each(&mut each)?;
+            return Ok(history.key_names);
         }
         break if start.starts_with(['#', ';']) || start.starts_with("{:") {
             Form::Edn
@@ -57,20 +95,12 @@ pub fn read<R: BufRead>(mut input: R) -> Result<History> {
         };
     };
     let mut keys = Keys::default();
-    let mut ops = Vec::new();
-    let push = |v: &Json, ops: &mut Vec<_>, keys: &mut Keys| -> Result<()> {
-        let op = op_from_json(ops.len(), v, keys)?;
-        ops.push(op);
-        Ok(())
-    };
+    let mut position = 0;
     match form {
         Form::JsonLines => loop {
             if !line.trim().is_empty() {
-                let v: Json = serde_json::from_str(&line).map_err(|source| Error::Json {
-                    line: line_no,
-                    source,
-                })?;
-                push(&v, &mut ops, &mut keys)?;
+                each(op_from_line(position, line_no, &line, &mut keys)?)?;
+                position += 1;
             }
             line.clear();
             if input.read_line(&mut line).map_err(io)? == 0 {
@@ -79,6 +109,11 @@ pub fn read<R: BufRead>(mut input: R) -> Result<History> {
             line_no += 1;
         },
         Form::Edn => {
+            let mut push = |v: &Json| -> Result<()> {
+                each(op_from_json(position, v, &mut keys)?)?;
+                position += 1;
+                Ok(())
+            };
             let mut form = String::new();
             let mut form_line = line_no;
             let mut scan = Scan::default();
@@ -89,7 +124,7 @@ pub fn read<R: BufRead>(mut input: R) -> Result<History> {
                 scan.feed(&line);
                 form.push_str(&line);
                 if scan.depth == 0 && !scan.in_string {
-                    parse_chunk(&form, form_line, &mut |v| push(v, &mut ops, &mut keys))?;
+                    parse_chunk(&form, form_line, &mut push)?;
                     form.clear();
                 }
                 line.clear();
@@ -99,11 +134,11 @@ pub fn read<R: BufRead>(mut input: R) -> Result<History> {
                 line_no += 1;
             }
             if !form.trim().is_empty() {
-                parse_chunk(&form, form_line, &mut |v| push(v, &mut ops, &mut keys))?;
+                parse_chunk(&form, form_line, &mut push)?;
             }
         }
     }
-    Ok(History::with_keys(ops, keys))
+    Ok(keys.names)
 }
 
 /// Parses the complete EDN forms in `chunk` (starting at line `first_line`) and hands each to

@@ -583,3 +583,63 @@ fn dirty_update() {
     assert_invalid(&h, "read-committed", "dirty-update");
     assert_invalid(&h, "read-committed", "G1a");
 }
+
+#[test]
+fn checking_a_file_streaming_gives_the_verdict_of_the_whole_history() {
+    use crate::history::generate::{self, GenOpts};
+    use crate::history::json;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("history.jsonl");
+    let same = |h: &History, opts: &Opts| {
+        std::fs::write(&path, json::write_history(h)).unwrap();
+        let whole = check_with(&History::read_file(&path).unwrap(), opts);
+        let streamed = check_file(&path, opts);
+        match (whole, streamed) {
+            (Ok(w), Ok(s)) => assert_eq!(w, s),
+            (Err(w), Err(s)) => assert_eq!(w.to_string(), s.to_string()),
+            (w, s) => panic!("whole {w:?}, streamed {s:?}"),
+        }
+    };
+    let strict = Opts::new("strict-serializable");
+    // Valid, with the last invocations left without completions.
+    let mut h = generate::list_append(&GenOpts {
+        txns: 300,
+        ..GenOpts::default()
+    });
+    let completions: Vec<usize> = (0..h.ops.len())
+        .filter(|&i| h.ops[i].op_type != OpType::Invoke)
+        .collect();
+    for &i in completions.iter().rev().take(3) {
+        h.ops.remove(i);
+    }
+    same(&h, &strict);
+    // Anomalies of every kind the snapshot store produces, at several models.
+    let bad = generate::list_append(&GenOpts {
+        txns: 300,
+        active_keys: 5,
+        snapshot_reads: true,
+        ..GenOpts::default()
+    });
+    for model in ["read-committed", "serializable", "strict-serializable"] {
+        same(&bad, &Opts::new(model));
+    }
+    // A duplicated append, and another workload.
+    let dup = history(
+        true,
+        &[(0, "ok", "[[:append 1 1]]"), (1, "ok", "[[:append 1 1]]")],
+    );
+    same(&dup, &strict);
+    let mww =
+        edn::read_history("{:type :ok, :process 0, :f :txn, :value [[:readAll nil {}]]}").unwrap();
+    same(&mww, &strict);
+    // A file that cannot be read is the reader's error.
+    let mut text = json::write_history(&h);
+    text.push_str("{\"type\":\n");
+    std::fs::write(&path, text).unwrap();
+    let err = check_file(&path, &strict).unwrap_err();
+    let line = h.ops.len() + 1;
+    assert!(
+        matches!(err, Error::Json { line: l, .. } if l == line),
+        "{err}"
+    );
+}
