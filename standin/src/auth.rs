@@ -54,6 +54,8 @@ pub struct Claims {
     pub sub: String,
     /// Expiry, seconds since the epoch.
     pub exp: i64,
+    /// The whole verified payload (what `request.jwt()` reads in sync rules).
+    pub payload: Value,
 }
 
 /// Verifies tokens against a static JWKS and an audience list.
@@ -284,6 +286,7 @@ impl KeyStore {
         Ok(Claims {
             sub,
             exp: exp.floor() as i64,
+            payload: claims.clone(),
         })
     }
 }

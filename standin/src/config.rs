@@ -44,6 +44,9 @@ pub struct Config {
     /// Serve `POST /sync/checkpoint-request` (the service has since 1.24.0; the default).
     /// `false` answers it 404, as an older service does.
     pub checkpoint_requests: bool,
+    /// Buckets one connection may have; more end its stream with the service's "Too many
+    /// buckets" error (the service's default is 1000).
+    pub max_buckets: usize,
 }
 
 impl Config {
@@ -64,6 +67,7 @@ impl Config {
             data_chunk_ops: 1000,
             compact_interval: None,
             checkpoint_requests: true,
+            max_buckets: crate::stream::MAX_BUCKETS,
         }
     }
 
@@ -102,6 +106,7 @@ fn read(path: &Path) -> Result<String, Error> {
 /// poll_interval_ms: 20             # optional
 /// keepalive_interval_secs: 20      # optional
 /// compact_interval_secs: 300       # optional; no periodic compaction without it
+/// max_buckets_per_connection: 1000 # optional
 /// ```
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -116,6 +121,7 @@ pub struct ConfigFile {
     poll_interval_ms: Option<u64>,
     keepalive_interval_secs: Option<u64>,
     compact_interval_secs: Option<u64>,
+    max_buckets_per_connection: Option<usize>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -181,6 +187,9 @@ impl ConfigFile {
         }
         if let Some(secs) = self.compact_interval_secs {
             config.compact_interval = Some(Duration::from_secs(secs.max(1)));
+        }
+        if let Some(limit) = self.max_buckets_per_connection {
+            config.max_buckets = limit;
         }
         Ok(config)
     }

@@ -3,7 +3,6 @@
 //! the service does it ([`prefers_bson`]).
 
 use std::collections::HashMap;
-use std::convert::Infallible;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -38,6 +37,8 @@ pub struct AppState {
     pub client: Mutex<Option<Client>>,
     /// The configuration.
     pub config: Config,
+    /// Its sync rules, shared by the streams.
+    pub rules: Arc<crate::SyncRules>,
     /// Fires on shutdown.
     pub shutdown: watch::Receiver<bool>,
     /// Changes when open streams are to be dropped.
@@ -157,6 +158,9 @@ struct SyncRequest {
     buckets: Option<Vec<BucketRequest>>,
     #[serde(default)]
     client_id: Option<String>,
+    /// Client parameters (`request.parameters()`): an object.
+    #[serde(default)]
+    parameters: Option<Value>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -187,6 +191,11 @@ async fn sync_stream(
         })?;
         positions.insert(b.name, after);
     }
+    let parameters = match request.parameters {
+        None | Some(Value::Null) => json!({}),
+        Some(p @ Value::Object(_)) => p,
+        Some(_) => return Err(ApiError::validation("parameters must be an object")),
+    };
     if !state.store.is_ready() {
         return Err(ApiError::no_sync_rules());
     }
@@ -199,6 +208,10 @@ async fn sync_stream(
     counter.fetch_add(1, Ordering::Relaxed);
     let ctx = StreamContext {
         store: state.store.clone(),
+        rules: state.rules.clone(),
+        claims: claims.payload,
+        parameters,
+        max_buckets: state.config.max_buckets,
         user_key: user_key(&claims.sub, request.client_id.as_deref()),
         positions,
         exp: claims.exp,
@@ -209,11 +222,10 @@ async fn sync_stream(
         shutdown: state.shutdown.clone(),
         disconnect: state.disconnect.clone(),
     };
-    let (tx, rx) = mpsc::channel::<Bytes>(16);
+    let (tx, rx) = mpsc::channel::<crate::stream::Line>(16);
     tokio::spawn(ctx.run(tx));
-    let stream = futures_util::stream::unfold(rx, |mut rx| async move {
-        rx.recv().await.map(|b| (Ok::<_, Infallible>(b), rx))
-    });
+    let stream =
+        futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|l| (l, rx)) });
     let mut response = Body::from_stream(stream).into_response();
     let h = response.headers_mut();
     h.insert(

@@ -47,6 +47,7 @@ pub struct StandIn {
     served: Arc<http::Served>,
     generation: u64,
     config: Config,
+    rules: Arc<SyncRules>,
     server: JoinHandle<()>,
     replication: JoinHandle<()>,
 }
@@ -63,6 +64,7 @@ impl StandIn {
             config.max_token_lifetime,
         )?;
         let store = Arc::new(store::Store::new());
+        let rules = Arc::new(config.sync_rules.clone());
         let replicator = replication::Replicator::init(&config, store.clone(), true).await?;
         let generation = replicator.generation();
         let served = Arc::new(http::Served::default());
@@ -79,6 +81,7 @@ impl StandIn {
             storage: storage::Storage::new(&config.storage_schema),
             client: Mutex::new(None),
             config: config.clone(),
+            rules: rules.clone(),
             shutdown: shutdown_rx.clone(),
             disconnect: disconnect_rx,
             served: served.clone(),
@@ -112,6 +115,7 @@ impl StandIn {
             served,
             generation,
             config: stream_config,
+            rules,
             server,
             replication,
         })
@@ -180,7 +184,8 @@ impl StandIn {
     /// `/sync/stream` response runs (this stand-in's store, chunk size, keepalives, shutdown
     /// and [`disconnect_streams`](Self::disconnect_streams)), for the user key `user_key`
     /// (`"<sub>/<client_id>"`), starting from `positions` (bucket id → `after`), with a token
-    /// expiring at `exp` (seconds since the epoch), NDJSON-framed. Its lines go through a
+    /// expiring at `exp` (seconds since the epoch) whose `sub` is the user key's part before
+    /// `/`, without client parameters, NDJSON-framed. Its lines go through a
     /// channel of one line, so the task is never more than two lines ahead of the reader: a
     /// test can hold a download after a given line until a condition holds (e.g. a newer
     /// checkpoint is durable) without depending on TCP buffer sizes. Dropping the receiver
@@ -190,9 +195,13 @@ impl StandIn {
         user_key: &str,
         positions: std::collections::HashMap<String, u64>,
         exp: i64,
-    ) -> mpsc::Receiver<axum::body::Bytes> {
+    ) -> mpsc::Receiver<stream::Line> {
         let ctx = stream::StreamContext {
             store: self.store.clone(),
+            rules: self.rules.clone(),
+            claims: serde_json::json!({ "sub": user_key.split('/').next().unwrap_or(user_key) }),
+            parameters: serde_json::json!({}),
+            max_buckets: self.config.max_buckets,
             user_key: user_key.to_owned(),
             positions,
             exp,

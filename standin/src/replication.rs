@@ -9,6 +9,13 @@
 //! rows and `processed_lsn` in one transaction, advance the slot, then publish to the
 //! [`Store`]. Transactions whose commit LSN is below the persisted `processed_lsn` were already
 //! stored (a crash between persisting and advancing) and are skipped.
+//!
+//! A row of a table that global `SELECT *` buckets alone read goes whole to those buckets.
+//! A row of any other table is evaluated by the sync rules, as the service's `PersistedBatch`
+//! does: a PUT in every bucket it belongs to now, a REMOVE in every bucket it belonged to
+//! before and no longer does (its previous version is evaluated again), and, when what it
+//! contributes to table-backed parameter queries changes, a parameter change that advances
+//! the checkpoint by one op id (as the service's parameter ops do).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -20,10 +27,10 @@ use crate::checksum::{put_checksum, remove_checksum, subkey};
 use crate::compact::{CompactStats, compact_bucket};
 use crate::config::Config;
 use crate::decode::{self, Message, Value, format_lsn, parse_lsn};
-use crate::rows::{Cell, ColumnType, previous_json, row_data};
-use crate::rules::{SourceTable, SyncRules};
-use crate::storage::{PersistedState, Storage, encode_ops, quote_ident};
-use crate::store::{BucketInfo, Op, OpKind, Store};
+use crate::rows::{Cell, ColumnType, previous_json, row_data, source_row_data};
+use crate::rules::{EvaluatedRow, SourceTable, SyncRules, row_from_data};
+use crate::storage::{PersistedState, RowChanges, Storage, encode_ops, quote_ident};
+use crate::store::{Definition, Op, OpKind, ParameterChange, Store};
 
 /// The publication the service (and the stand-in) replicates.
 pub const PUBLICATION: &str = "powersync";
@@ -51,11 +58,21 @@ fn table_key(t: &SourceTable) -> String {
     format!("{}.{}", t.schema, t.name)
 }
 
+/// How the rows of a source table reach buckets.
+#[derive(Debug, Clone)]
+enum Plan {
+    /// Whole (`SELECT *`) to these global buckets: `(versioned bucket id, object_type)`;
+    /// none for a table the sync rules do not read.
+    Whole(Vec<(String, String)>),
+    /// Evaluated row by row by the sync rules; the current rows are kept in `source_rows`.
+    Evaluated(SourceTable),
+}
+
 struct RelationInfo {
     table_key: String,
     columns: Vec<ColumnType>,
     id_index: Option<usize>,
-    targets: Vec<(String, String)>,
+    plan: Plan,
 }
 
 /// A change of one row inside a transaction, before op ids are assigned.
@@ -88,7 +105,13 @@ pub struct Replicator {
     /// Relations by OID, from the current peek's Relation messages.
     relations: HashMap<u32, usize>,
     relation_infos: Vec<RelationInfo>,
+    /// The current rows per table key and id: the public columns for whole tables, every
+    /// column for evaluated ones.
     current: HashMap<String, HashMap<String, String>>,
+    /// Rows of evaluated tables changed by the batch being built: `(table key, id)`.
+    changed_rows: std::collections::BTreeSet<(String, String)>,
+    /// Parameter changes of the batch being built.
+    parameter_changes: Vec<ParameterChange>,
     last_op_id: u64,
     processed_lsn: u64,
     slot_confirmed: u64,
@@ -140,6 +163,8 @@ impl Replicator {
             relations: HashMap::new(),
             relation_infos: Vec::new(),
             current: HashMap::new(),
+            changed_rows: Default::default(),
+            parameter_changes: Vec::new(),
             last_op_id: 0,
             processed_lsn: 0,
             slot_confirmed: 0,
@@ -169,6 +194,8 @@ impl Replicator {
                 rep.publish_buckets();
                 let ops = rep.storage.load_ops(&rep.client).await?;
                 rep.current = current_rows(&rep.rules, rep.generation, &ops);
+                let parameters = rep.load_source_rows().await?;
+                rep.store.reset_parameters(parameters);
                 if load_store {
                     for (key, id, lsn) in rep.storage.load_write_checkpoints(&rep.client).await? {
                         rep.store.add_write_checkpoint(&key, id, lsn);
@@ -218,24 +245,79 @@ impl Replicator {
         self.generation
     }
 
-    fn bucket_name(&self, definition_name: &str) -> String {
-        format!("{}#{definition_name}", self.generation)
+    fn bucket_name(&self, name: &str) -> String {
+        format!("{}#{name}", self.generation)
     }
 
-    /// Tells the store which buckets clients see in this generation.
+    /// Tells the store the bucket definitions of this generation.
     fn publish_buckets(&self) {
-        let defs = self.rules.buckets();
-        let infos = defs
+        let definitions = self
+            .rules
+            .buckets()
             .iter()
-            .enumerate()
-            .map(|(i, b)| BucketInfo {
-                name: b.versioned_name(self.generation),
+            .map(|b| Definition {
+                name: b.definition.clone(),
                 priority: b.priority,
-                stream: i,
+                global: b.is_global(),
             })
             .collect();
-        let names = defs.iter().map(|b| b.definition.clone()).collect();
-        self.store.set_buckets(infos, names);
+        self.store.set_definitions(self.generation, definitions);
+    }
+
+    /// Loads the stored rows of evaluated tables into `current`; returns what they contribute
+    /// to parameter queries.
+    async fn load_source_rows(&mut self) -> Result<Vec<ParameterChange>, Error> {
+        let tables: HashMap<String, SourceTable> = self
+            .rules
+            .tables()
+            .into_iter()
+            .map(|t| (table_key(&t), t))
+            .collect();
+        let mut changes = Vec::new();
+        for (key, id, data) in self.storage.load_source_rows(&self.client).await? {
+            let Some(table) = tables.get(&key) else {
+                continue;
+            };
+            let rows = match row_from_data(&data) {
+                Ok(row) => self.rules.evaluate_parameter_row(table, &row),
+                Err(e) => {
+                    return Err(Error::Source(format!("stored row {key}/{id}: {e}")));
+                }
+            };
+            if !rows.is_empty() {
+                changes.push(ParameterChange {
+                    row: format!("{key}/{id}"),
+                    rows,
+                });
+            }
+            self.current.entry(key).or_default().insert(id, data);
+        }
+        Ok(changes)
+    }
+
+    /// How rows of `table` reach buckets under the sync rules.
+    fn plan(&self, table: &SourceTable) -> Plan {
+        match self.rules.direct_targets(table) {
+            Some(targets) => Plan::Whole(
+                targets
+                    .into_iter()
+                    .map(|(bucket, object_type)| (self.bucket_name(&bucket), object_type))
+                    .collect(),
+            ),
+            None => Plan::Evaluated(table.clone()),
+        }
+    }
+
+    /// The source rows and parameter changes of the batch built so far, taken.
+    fn take_batch_rows(&mut self) -> (RowChanges, Vec<ParameterChange>) {
+        let mut rows = RowChanges::default();
+        for (key, id) in std::mem::take(&mut self.changed_rows) {
+            match self.current.get(&key).and_then(|m| m.get(&id)) {
+                Some(data) => rows.upserted.push((key, id, data.clone())),
+                None => rows.deleted.push((key, id)),
+            }
+        }
+        (rows, std::mem::take(&mut self.parameter_changes))
     }
 
     fn state(&self, processed_lsn: u64) -> PersistedState {
@@ -329,6 +411,8 @@ impl Replicator {
         let slot_lsn = parse_lsn(row.get::<_, &str>(0))?;
         self.slot_confirmed = slot_lsn;
         self.current.clear();
+        self.changed_rows.clear();
+        self.parameter_changes.clear();
 
         let published: Vec<(String, String)> = self
             .client
@@ -372,36 +456,51 @@ impl Replicator {
                     type_oid: c.type_().oid(),
                 })
                 .collect();
-            let targets = self.targets(&table);
+            let plan = self.plan(&table);
             let key = table_key(&table);
             for message in self.client.simple_query(&sql).await? {
                 if let SimpleQueryMessage::Row(row) = message {
                     let values: Vec<Cell<'_>> = (0..columns.len())
                         .map(|i| row.get(i).map_or(Cell::Null, Cell::Text))
                         .collect();
-                    let (id, data) = row_data(&columns, &values, compat);
-                    for (bucket, object_type) in &targets {
-                        ops.push(self.put(bucket, object_type, &id, &data));
+                    match &plan {
+                        Plan::Whole(targets) => {
+                            let (id, data) = row_data(&columns, &values, compat);
+                            for (bucket, object_type) in targets {
+                                ops.push(self.put(bucket, object_type, &id, &data));
+                            }
+                            self.current
+                                .entry(key.clone())
+                                .or_default()
+                                .insert(id, data);
+                        }
+                        Plan::Evaluated(source) => {
+                            let (id, data) = source_row_data(&columns, &values, compat);
+                            self.evaluate_change(source, &key, &id, None, Some(&data), &mut ops);
+                            self.current
+                                .entry(key.clone())
+                                .or_default()
+                                .insert(id.clone(), data);
+                            self.changed_rows.insert((key.clone(), id));
+                        }
                     }
-                    self.current
-                        .entry(key.clone())
-                        .or_default()
-                        .insert(id, data);
                 }
             }
         }
         self.client.batch_execute("COMMIT").await?;
         let state = self.state(slot_lsn);
         let payload = (!ops.is_empty()).then(|| encode_ops(&ops));
+        let (rows, parameters) = self.take_batch_rows();
         self.storage
-            .persist(&mut self.client, payload, &state, true)
+            .persist(&mut self.client, payload, &rows, &state, true)
             .await?;
         self.processed_lsn = slot_lsn;
         if publish {
             // Durable, but not served before the first poll has replayed every change
             // committed up to now: clients never see a checkpoint between the snapshot and
             // the changes that raced with it.
-            self.store.stage(ops, self.last_op_id);
+            self.store.reset_parameters(Vec::new());
+            self.store.stage_with(ops, parameters, self.last_op_id);
         }
         tracing::info!(
             "initial snapshot {} stored: checkpoint {}, slot at {}",
@@ -537,14 +636,15 @@ impl Replicator {
             }
         };
         let count = ops.len();
-        if !ops.is_empty() {
+        let (rows, parameters) = self.take_batch_rows();
+        if !ops.is_empty() || !rows.is_empty() {
             // Streams may send these ops right away; checkpoint_complete waits for commit().
-            let payload = encode_ops(&ops);
-            self.store.stage(ops, self.last_op_id);
+            let payload = (!ops.is_empty()).then(|| encode_ops(&ops));
+            self.store.stage_with(ops, parameters, self.last_op_id);
             let state = self.state(position);
             if let Err(e) = self
                 .storage
-                .persist(&mut self.client, Some(payload), &state, false)
+                .persist(&mut self.client, payload, &rows, &state, false)
                 .await
             {
                 self.store.rollback();
@@ -574,19 +674,10 @@ impl Replicator {
             table_key: table_key(&table),
             id_index: columns.iter().position(|c| c.name == "id"),
             columns,
-            targets: self.targets(&table),
+            plan: self.plan(&table),
         };
         self.relations.insert(rel.id, self.relation_infos.len());
         self.relation_infos.push(info);
-    }
-
-    /// `(versioned bucket id, object_type)` for every bucket a row of `table` belongs to.
-    fn targets(&self, table: &SourceTable) -> Vec<(String, String)> {
-        self.rules
-            .targets(table)
-            .into_iter()
-            .map(|(bucket, object_type)| (self.bucket_name(&bucket), object_type))
-            .collect()
     }
 
     fn id_of(&self, table: usize, values: &[Value]) -> Option<String> {
@@ -645,7 +736,7 @@ impl Replicator {
         ops: &mut Vec<Op>,
     ) {
         let info = &self.relation_infos[table];
-        if info.targets.is_empty() {
+        if matches!(&info.plan, Plan::Whole(targets) if targets.is_empty()) {
             return;
         }
         let previous =
@@ -661,37 +752,112 @@ impl Replicator {
                     .map_or(Cell::Null, Cell::Json),
             })
             .collect();
-        let (id, data) = row_data(&info.columns, &cells, self.rules.compatibility());
+        let compat = self.rules.compatibility();
         let key = info.table_key.clone();
-        let targets = info.targets.clone();
-        for (bucket, object_type) in &targets {
-            ops.push(self.put(bucket, object_type, &id, &data));
+        match info.plan.clone() {
+            Plan::Whole(targets) => {
+                let (id, data) = row_data(&info.columns, &cells, compat);
+                for (bucket, object_type) in &targets {
+                    ops.push(self.put(bucket, object_type, &id, &data));
+                }
+                self.current.entry(key).or_default().insert(id, data);
+            }
+            Plan::Evaluated(source) => {
+                let (id, data) = source_row_data(&info.columns, &cells, compat);
+                let old = self
+                    .current
+                    .entry(key.clone())
+                    .or_default()
+                    .insert(id.clone(), data.clone());
+                self.evaluate_change(&source, &key, &id, old.as_deref(), Some(&data), ops);
+                self.changed_rows.insert((key, id));
+            }
         }
-        self.current.entry(key).or_default().insert(id, data);
     }
 
     fn remove_row(&mut self, table: usize, id: &str, ops: &mut Vec<Op>) {
         let info = &self.relation_infos[table];
         let key = info.table_key.clone();
-        let known = self
-            .current
-            .get_mut(&key)
-            .and_then(|m| m.remove(id))
-            .is_some();
-        if !known {
+        let Some(old) = self.current.get_mut(&key).and_then(|m| m.remove(id)) else {
             return;
+        };
+        match info.plan.clone() {
+            Plan::Whole(targets) => {
+                for (bucket, object_type) in &targets {
+                    ops.push(self.remove(bucket, object_type, id));
+                }
+            }
+            Plan::Evaluated(source) => {
+                self.evaluate_change(&source, &key, id, Some(&old), None, ops);
+                self.changed_rows.insert((key, id.to_owned()));
+            }
         }
-        let targets = info.targets.clone();
-        for (bucket, object_type) in &targets {
-            ops.push(self.remove(bucket, object_type, id));
+    }
+
+    /// The ops and parameter change of a row of an evaluated table going from `old` to `new`
+    /// (source row data; `None`: absent): a PUT in each bucket of `new`, a REMOVE in each
+    /// bucket of `old` that `new` is not in, and the row's new parameter rows if they differ.
+    fn evaluate_change(
+        &mut self,
+        table: &SourceTable,
+        key: &str,
+        id: &str,
+        old: Option<&str>,
+        new: Option<&str>,
+        ops: &mut Vec<Op>,
+    ) {
+        let parse = |data: Option<&str>| {
+            data.and_then(|d| match row_from_data(d) {
+                Ok(row) => Some(row),
+                Err(e) => {
+                    tracing::warn!("row {key}/{id}: unreadable data ({e}): treated as absent");
+                    None
+                }
+            })
+        };
+        let (old, new) = (parse(old), parse(new));
+        let buckets = |row: &Option<Vec<_>>| -> Vec<EvaluatedRow> {
+            row.as_ref()
+                .map(|r| self.rules.evaluate_row(table, r))
+                .unwrap_or_default()
+        };
+        let (before, after) = (buckets(&old), buckets(&new));
+        for row in &after {
+            let bucket = self.bucket_name(&row.bucket);
+            ops.push(self.put(&bucket, &row.object_type, &row.object_id, &row.data));
+        }
+        for row in &before {
+            let stays = after.iter().any(|a| {
+                a.bucket == row.bucket
+                    && a.object_type == row.object_type
+                    && a.object_id == row.object_id
+            });
+            if !stays {
+                let bucket = self.bucket_name(&row.bucket);
+                ops.push(self.remove(&bucket, &row.object_type, &row.object_id));
+            }
+        }
+        let parameters = |row: &Option<Vec<_>>| {
+            row.as_ref()
+                .map(|r| self.rules.evaluate_parameter_row(table, r))
+                .unwrap_or_default()
+        };
+        let (before, after) = (parameters(&old), parameters(&new));
+        if before != after {
+            // Parameter data takes an op id in the service's storage: the checkpoint moves.
+            self.last_op_id += 1;
+            self.parameter_changes.push(ParameterChange {
+                row: format!("{key}/{id}"),
+                rows: after,
+            });
         }
     }
 }
 
-/// Rebuilds the rows currently in buckets (per source table key) from the op log of snapshot
-/// `generation`: for each source table, the PUT and REMOVE ops of its first
-/// `(bucket, object_type)` target replayed in order (MOVE and CLEAR ops only stand for
-/// superseded ones).
+/// Rebuilds the current rows of the tables sent whole to global buckets (per source table key)
+/// from the op log of snapshot `generation`: for each such table, the PUT and REMOVE ops of
+/// its first `(bucket, object_type)` target replayed in order (MOVE and CLEAR ops only stand
+/// for superseded ones). The rows of evaluated tables are stored (`source_rows`).
 pub fn current_rows(
     rules: &SyncRules,
     generation: u64,
@@ -702,7 +868,7 @@ pub fn current_rows(
         .tables()
         .iter()
         .filter_map(|t| {
-            let (bucket, object_type) = rules.targets(t).into_iter().next()?;
+            let (bucket, object_type) = rules.direct_targets(t)?.into_iter().next()?;
             Some((format!("{generation}#{bucket}"), object_type, table_key(t)))
         })
         .collect();

@@ -384,12 +384,31 @@ pub fn row_data(
     values: &[Cell<'_>],
     compat: Compatibility,
 ) -> (String, String) {
+    row_json(columns, values, compat, false)
+}
+
+/// [`row_data`] with the columns whose name starts with `_` kept: the whole source row, as
+/// the sync rules' queries see it (`SELECT _secret AS s`, `WHERE _owner = ...`).
+pub fn source_row_data(
+    columns: &[ColumnType],
+    values: &[Cell<'_>],
+    compat: Compatibility,
+) -> (String, String) {
+    row_json(columns, values, compat, true)
+}
+
+fn row_json(
+    columns: &[ColumnType],
+    values: &[Cell<'_>],
+    compat: Compatibility,
+    private_columns: bool,
+) -> (String, String) {
     let mut data = String::with_capacity(16 * columns.len() + 16);
     let mut id = String::new();
     data.push('{');
     let mut first = true;
     for (column, value) in columns.iter().zip(values) {
-        if column.name.starts_with('_') {
+        if column.name.starts_with('_') && !private_columns {
             continue;
         }
         let json = match value {

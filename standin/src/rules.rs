@@ -20,7 +20,9 @@
 mod eval;
 mod sql;
 
-pub use eval::{EvaluatedRow, ParameterRow, Row, SqliteValue, bucket_name, row_from_data};
+pub use eval::{
+    EvaluatedRow, ParameterRow, Row, SqliteValue, bucket_name, lookup_key, row_from_data,
+};
 pub use sql::{Column, ParameterQuery, ParameterValue, RequestValue};
 
 use std::collections::BTreeMap;
@@ -212,22 +214,15 @@ impl SyncRules {
         })
     }
 
-    /// Checks that the rules need nothing the stand-in's stream does not serve yet: only
-    /// global buckets whose data queries are `SELECT *` (the stream sends every column of a
-    /// row to one bucket per definition).
+    /// Checks that the rules need nothing the stand-in's stream cannot serve: two source
+    /// tables output under the same name in one definition would share object ids in its
+    /// buckets (the service keeps them apart by source table), which the stand-in does not.
     pub fn check_served_by_stream(&self) -> Result<(), Error> {
         for bucket in &self.buckets {
-            if !bucket.is_global() {
-                return Err(Error::UnsupportedSyncRules(format!(
-                    "bucket `{}`: parameterised buckets are not served by the stand-in's \
-                     stream yet (global buckets only)",
-                    bucket.definition
-                )));
-            }
             for (i, query) in bucket.queries.iter().enumerate() {
                 if bucket.queries[..i]
                     .iter()
-                    .any(|q| q.object_type == query.object_type)
+                    .any(|q| q.object_type == query.object_type && q.table != query.table)
                 {
                     return Err(Error::UnsupportedSyncRules(format!(
                         "bucket `{}`: two tables output as `{}` are not served by the \
@@ -236,15 +231,33 @@ impl SyncRules {
                     )));
                 }
             }
-            if bucket.queries.iter().any(|q| q.columns != [Column::Star]) {
-                return Err(Error::UnsupportedSyncRules(format!(
-                    "bucket `{}`: column lists are not served by the stand-in's stream yet \
-                     (`SELECT *` only)",
-                    bucket.definition
-                )));
-            }
         }
         Ok(())
+    }
+
+    /// `(bucket name, object_type)` of every bucket a row of `table` belongs to, when that
+    /// needs no evaluation: every data query of `table` is `SELECT *` in a global bucket and
+    /// no parameter query reads it, so each row goes whole to the same buckets (its `data` is
+    /// [`crate::rows::row_data`]). `None` when rows of `table` must be evaluated one by one
+    /// ([`SyncRules::evaluate_row`], [`SyncRules::evaluate_parameter_row`]).
+    pub fn direct_targets(&self, table: &SourceTable) -> Option<Vec<(String, String)>> {
+        let mut out = Vec::new();
+        for bucket in &self.buckets {
+            if bucket
+                .parameter_queries
+                .iter()
+                .any(|q| q.table.as_ref() == Some(table))
+            {
+                return None;
+            }
+            for query in bucket.queries.iter().filter(|q| &q.table == table) {
+                if !bucket.is_global() || query.columns != [Column::Star] {
+                    return None;
+                }
+                out.push((bucket.name.clone(), query.object_type.clone()));
+            }
+        }
+        Some(out)
     }
 
     /// The `config:` section's compatibility options.
@@ -270,19 +283,6 @@ impl SyncRules {
         tables.sort();
         tables.dedup();
         tables
-    }
-
-    /// `(bucket name, object_type)` for every global bucket a row of `table` belongs to.
-    pub fn targets(&self, table: &SourceTable) -> Vec<(String, String)> {
-        let mut out = Vec::new();
-        for bucket in self.buckets.iter().filter(|b| b.is_global()) {
-            for query in &bucket.queries {
-                if &query.table == table {
-                    out.push((bucket.name.clone(), query.object_type.clone()));
-                }
-            }
-        }
-        out
     }
 }
 
@@ -389,19 +389,19 @@ mod tests {
             name: "lww".into(),
         };
         assert_eq!(
-            rules.targets(&lww),
-            vec![
+            rules.direct_targets(&lww),
+            Some(vec![
                 ("global[]".to_owned(), "lww".to_owned()),
                 ("other[]".to_owned(), "lww".to_owned())
-            ]
+            ])
         );
         let todos = SourceTable {
             schema: "app".into(),
             name: "Todos".into(),
         };
         assert_eq!(
-            rules.targets(&todos),
-            vec![("global[]".to_owned(), "todos".to_owned())]
+            rules.direct_targets(&todos),
+            Some(vec![("global[]".to_owned(), "todos".to_owned())])
         );
         assert_eq!(rules.tables().len(), 2);
     }
@@ -419,19 +419,25 @@ mod tests {
                 "{yaml}"
             );
         }
-        for yaml in [
+        let clash = SyncRules::parse(
             "bucket_definitions:\n  b:\n    data:\n      - SELECT * FROM t\n      - SELECT * FROM u AS t\n",
+        )
+        .unwrap();
+        assert!(matches!(
+            clash.check_served_by_stream(),
+            Err(Error::UnsupportedSyncRules(_))
+        ));
+        for yaml in [
             "bucket_definitions:\n  b:\n    data:\n      - SELECT id, x FROM t\n",
             "bucket_definitions:\n  b:\n    parameters: SELECT request.user_id() AS u\n    data:\n      - SELECT * FROM t WHERE o = bucket.u\n",
         ] {
             let rules = SyncRules::parse(yaml).unwrap();
-            assert!(
-                matches!(
-                    rules.check_served_by_stream(),
-                    Err(Error::UnsupportedSyncRules(_))
-                ),
-                "{yaml}"
-            );
+            rules.check_served_by_stream().unwrap();
+            let t = SourceTable {
+                schema: "public".into(),
+                name: "t".into(),
+            };
+            assert_eq!(rules.direct_targets(&t), None, "{yaml}");
         }
         assert!(matches!(
             SyncRules::parse("bucket_definitions: {}\n"),

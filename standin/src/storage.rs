@@ -1,6 +1,9 @@
 //! The stand-in's persistent state in PostgreSQL, in a schema of its own: ops, the processed
-//! source position and write checkpoints. (The rows currently in buckets are rebuilt from the
-//! ops at start-up, see [`crate::replication::current_rows`].)
+//! source position, write checkpoints, and the current rows of the source tables whose rows
+//! are evaluated by the sync rules (`source_rows`: what decides which buckets a row is in and
+//! what parameter rows it contributes). The current rows of the other tables (sent whole to
+//! global buckets) are rebuilt from the ops at start-up, see
+//! [`crate::replication::current_rows`].
 //!
 //! A batch of ops and the new processed position are written in **one transaction**, before
 //! the replication slot is advanced: a crash at any point either keeps the batch (and its op
@@ -17,6 +20,23 @@ use crate::store::{Op, OpKind};
 /// Quotes an identifier for SQL (`"` doubled).
 pub fn quote_ident(name: &str) -> String {
     format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+/// The source rows a batch changed, each row once with its last state: `(table key, id,
+/// data)` to store, `(table key, id)` to delete.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RowChanges {
+    /// Rows inserted or updated.
+    pub upserted: Vec<(String, String, String)>,
+    /// Rows deleted.
+    pub deleted: Vec<(String, String)>,
+}
+
+impl RowChanges {
+    /// Whether the batch changed no stored row.
+    pub fn is_empty(&self) -> bool {
+        self.upserted.is_empty() && self.deleted.is_empty()
+    }
 }
 
 /// Table names inside the stand-in's schema.
@@ -72,11 +92,15 @@ impl Storage {
                  ALTER TABLE {state} ADD COLUMN IF NOT EXISTS generation bigint NOT NULL DEFAULT 1;
                  ALTER TABLE {state} ADD COLUMN IF NOT EXISTS rules_fingerprint text NOT NULL DEFAULT '';
                  ALTER TABLE {state} ADD COLUMN IF NOT EXISTS snapshot_done boolean NOT NULL DEFAULT true;
-                 ALTER TABLE {ops} ADD COLUMN IF NOT EXISTS target_op bigint;",
+                 ALTER TABLE {ops} ADD COLUMN IF NOT EXISTS target_op bigint;
+                 CREATE TABLE IF NOT EXISTS {rows} (
+                     table_key text NOT NULL, id text NOT NULL, data text NOT NULL,
+                     PRIMARY KEY (table_key, id));",
                 s = self.schema,
                 state = self.t("state"),
                 ops = self.t("ops"),
                 wc = self.t("write_checkpoints"),
+                rows = self.t("source_rows"),
             ))
             .await?;
         Ok(())
@@ -118,26 +142,68 @@ impl Storage {
             snapshot_done: false,
             ..state.clone()
         };
-        self.persist(client, None, &pending, false).await
+        self.persist(client, None, &RowChanges::default(), &pending, false)
+            .await
     }
 
-    /// Writes ops (a payload from [`encode_ops`], loaded with `COPY ... BINARY`) and the new
-    /// state in one transaction; with `replace_all` (a snapshot) the old ops go in the same
-    /// transaction.
+    /// Writes ops (a payload from [`encode_ops`], loaded with `COPY ... BINARY`), the changed
+    /// source rows and the new state in one transaction; with `replace_all` (a snapshot) the
+    /// old ops and source rows go in the same transaction.
     pub async fn persist(
         &self,
         client: &mut Client,
         copy_payload: Option<Bytes>,
+        rows: &RowChanges,
         state: &PersistedState,
         replace_all: bool,
     ) -> Result<(), Error> {
         let tx = client.transaction().await?;
         if replace_all {
-            tx.batch_execute(&format!("TRUNCATE {}", self.t("ops")))
-                .await?;
+            tx.batch_execute(&format!(
+                "TRUNCATE {}, {}",
+                self.t("ops"),
+                self.t("source_rows")
+            ))
+            .await?;
         }
         if let Some(payload) = copy_payload {
             self.copy_ops(&tx, payload).await?;
+        }
+        if !rows.deleted.is_empty() {
+            let (tables, ids): (Vec<&str>, Vec<&str>) = rows
+                .deleted
+                .iter()
+                .map(|(t, i)| (t.as_str(), i.as_str()))
+                .unzip();
+            tx.execute(
+                &format!(
+                    "DELETE FROM {} r USING unnest($1::text[], $2::text[]) AS d(t, i) \
+                     WHERE r.table_key = d.t AND r.id = d.i",
+                    self.t("source_rows")
+                ),
+                &[&tables, &ids],
+            )
+            .await?;
+        }
+        if !rows.upserted.is_empty() {
+            let mut tables = Vec::with_capacity(rows.upserted.len());
+            let mut ids = Vec::with_capacity(rows.upserted.len());
+            let mut data = Vec::with_capacity(rows.upserted.len());
+            for (t, i, d) in &rows.upserted {
+                tables.push(t.as_str());
+                ids.push(i.as_str());
+                data.push(d.as_str());
+            }
+            tx.execute(
+                &format!(
+                    "INSERT INTO {} (table_key, id, data) \
+                     SELECT * FROM unnest($1::text[], $2::text[], $3::text[]) \
+                     ON CONFLICT (table_key, id) DO UPDATE SET data = excluded.data",
+                    self.t("source_rows")
+                ),
+                &[&tables, &ids, &data],
+            )
+            .await?;
         }
         tx.execute(
             &format!(
@@ -232,6 +298,26 @@ impl Storage {
                 })
             })
             .collect()
+    }
+
+    /// Every stored source row: `(table key, id, data)`.
+    pub async fn load_source_rows(
+        &self,
+        client: &Client,
+    ) -> Result<Vec<(String, String, String)>, Error> {
+        let rows = client
+            .query(
+                &format!(
+                    "SELECT table_key, id, data FROM {} ORDER BY table_key, id",
+                    self.t("source_rows")
+                ),
+                &[],
+            )
+            .await?;
+        Ok(rows
+            .into_iter()
+            .map(|r| (r.get(0), r.get(1), r.get(2)))
+            .collect())
     }
 
     /// All write checkpoints: `(user key, id, lsn)`.

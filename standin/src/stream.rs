@@ -11,6 +11,12 @@
 //! - A chunk holding a compacted op (MOVE or CLEAR) whose target lies beyond the checkpoint
 //!   invalidates it: no complete line; the next checkpoint follows at once.
 //! - Lines are NDJSON or BSON ([`crate::bson`]), as negotiated by [`crate::http`].
+//! - Each connection has its own bucket set: the buckets its token and client parameters
+//!   select under the sync rules ([`Store::request_buckets`]), recomputed whenever parameter
+//!   rows change. A bucket that leaves the set is listed in `removed_buckets`; one that joins
+//!   it is downloaded from the start. More than [`StreamContext::max_buckets`] buckets end
+//!   the stream with an error after its `200 OK` (the service's `PSYNC_S2305`, "Too many
+//!   buckets"), which the client sees as a broken stream.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -21,6 +27,7 @@ use serde_json::{Value, json};
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
+use crate::SyncRules;
 use crate::auth::now_secs;
 use crate::checksum::{as_signed, subkey};
 use crate::store::{BucketChecksum, BucketInfo, CheckpointView, Op, OpKind, Store};
@@ -29,11 +36,25 @@ use crate::store::{BucketChecksum, BucketInfo, CheckpointView, Op, OpKind, Store
 /// threshold).
 pub const SUPERSEDE_AFTER_OPS: u64 = 1000;
 
+/// One framed line of a stream, or the error that ends it abnormally.
+pub type Line = Result<Bytes, std::io::Error>;
+
+/// The service's default limit on the buckets of one connection.
+pub const MAX_BUCKETS: usize = 1000;
+
 /// Everything a stream task needs.
 #[derive(Debug)]
 pub struct StreamContext {
     /// Shared state.
     pub store: Arc<Store>,
+    /// The sync rules that pick the connection's buckets.
+    pub rules: Arc<SyncRules>,
+    /// The verified token payload (`request.jwt()`, `request.user_id()`, `token_parameters`).
+    pub claims: Value,
+    /// The client's `parameters` object (`request.parameters()`, `user_parameters`).
+    pub parameters: Value,
+    /// Buckets one connection may have (the service's `max_buckets_per_connection`).
+    pub max_buckets: usize,
     /// `"<sub>/<client_id>"`: the write checkpoint key.
     pub user_key: String,
     /// Client positions per bucket (`after` of the request).
@@ -57,6 +78,13 @@ pub struct StreamContext {
 /// Why a stream ends.
 #[derive(Debug)]
 struct End;
+
+/// The connection's bucket set and the parameter state it was computed for.
+#[derive(Debug, Default)]
+struct BucketSet {
+    version: Option<(u64, u64)>,
+    names: Vec<String>,
+}
 
 /// The keepalive and expiry timers of a stream (the service's `tokenStream`).
 struct Timers {
@@ -125,7 +153,7 @@ impl Timers {
 /// line (so keepalives and expiry also happen mid-download), and ends on shutdown, on a
 /// disconnect request or when the client is gone.
 struct Out {
-    tx: mpsc::Sender<Bytes>,
+    tx: mpsc::Sender<Line>,
     bson: bool,
     timers: Timers,
     shutdown: watch::Receiver<bool>,
@@ -148,7 +176,7 @@ impl Out {
 
     async fn raw(&mut self, bytes: Bytes) -> Result<(), End> {
         tokio::select! {
-            sent = self.tx.send(bytes) => sent.map_err(|_| End),
+            sent = self.tx.send(Ok(bytes)) => sent.map_err(|_| End),
             _ = self.shutdown.changed() => Err(End),
             _ = self.disconnect.changed() => Err(End),
         }
@@ -166,6 +194,12 @@ impl Out {
                 Err(End)
             }
         }
+    }
+
+    /// Ends the stream abnormally with `message` (the response body fails after `200 OK`).
+    async fn fail(&mut self, message: String) -> End {
+        let _ = self.tx.send(Err(std::io::Error::other(message))).await;
+        End
     }
 
     /// Sends `bytes` (an already framed line) after any timer line that is due.
@@ -317,13 +351,46 @@ fn bucket_json(info: &BucketInfo, sum: BucketChecksum) -> Value {
 }
 
 impl StreamContext {
+    /// The connection's buckets (versioned ids, sorted), recomputed when parameter rows
+    /// changed; `Err` with the service's message when there are more than `max_buckets`.
+    fn buckets(&self, set: &mut BucketSet) -> Result<Vec<String>, String> {
+        let version = self.store.parameters_version();
+        if set.version != Some(version) {
+            set.names = self
+                .store
+                .request_buckets(&self.rules, &self.claims, &self.parameters);
+            set.version = Some(version);
+        }
+        if set.names.len() > self.max_buckets {
+            let mut by_definition: BTreeMap<String, usize> = BTreeMap::new();
+            for name in &set.names {
+                if let Some(info) = self.store.bucket_info(name) {
+                    let names = self.store.stream_names();
+                    let definition = names.get(info.stream).cloned().unwrap_or_default();
+                    *by_definition.entry(definition).or_default() += 1;
+                }
+            }
+            let breakdown: Vec<String> = by_definition
+                .iter()
+                .map(|(d, n)| format!("{d}: {n}"))
+                .collect();
+            return Err(format!(
+                "Too many buckets: {} (limit of {}); by definition: {}",
+                set.names.len(),
+                self.max_buckets,
+                breakdown.join(", ")
+            ));
+        }
+        Ok(set.names.clone())
+    }
+
     fn write_checkpoint(&self, view: &CheckpointView) -> Option<u64> {
         self.store
             .write_checkpoint(&self.user_key, view.replicated_lsn)
     }
 
     /// Runs until the client goes away, the token expires or the stand-in shuts down.
-    pub async fn run(mut self, tx: mpsc::Sender<Bytes>) {
+    pub async fn run(mut self, tx: mpsc::Sender<Line>) {
         // Receivers are cloned from long-lived ones: only changes after this point count.
         self.disconnect.borrow_and_update();
         self.shutdown.borrow_and_update();
@@ -343,9 +410,13 @@ impl StreamContext {
         }
         let mut version = self.store.subscribe();
         let mut last: Option<Announced> = None;
+        let mut set = BucketSet::default();
         loop {
             version.borrow_and_update();
-            let outcome = match self.send_checkpoint(&mut out, &mut last, &version).await {
+            let outcome = match self
+                .send_checkpoint(&mut out, &mut last, &mut set, &version)
+                .await
+            {
                 Ok(outcome) => outcome,
                 Err(End) => return,
             };
@@ -371,6 +442,14 @@ impl StreamContext {
                 }
             }
         }
+    }
+
+    /// Priority and definition of each of `names`.
+    fn infos(&self, names: &[String]) -> Vec<BucketInfo> {
+        names
+            .iter()
+            .filter_map(|name| self.store.bucket_info(name))
+            .collect()
     }
 
     /// The checkpoint or diff line for `view`, or `None` when nothing changed since `last`.
@@ -442,15 +521,31 @@ impl StreamContext {
         &mut self,
         out: &mut Out,
         last: &mut Option<Announced>,
+        set: &mut BucketSet,
         version: &watch::Receiver<u64>,
     ) -> Result<Outcome, End> {
-        let view = self.store.view();
-        let infos = self.store.bucket_infos();
+        let names = match self.buckets(set) {
+            Ok(names) => names,
+            Err(message) => {
+                tracing::warn!("sync stream of {} ended: {message}", self.user_key);
+                return Err(out.fail(message).await);
+            }
+        };
+        let view = self.store.view_of(&names);
+        let infos = self.infos(&names);
         let wcp = self.write_checkpoint(&view);
         let Some(header) = self.header(&view, &infos, wcp, last.as_ref(), out.bson) else {
             return Ok(Outcome::Unchanged);
         };
         out.send(&header).await?;
+        if let Some(previous) = last.as_ref() {
+            // A bucket that left the set starts from scratch if it comes back.
+            for name in previous.buckets.keys() {
+                if !view.buckets.contains_key(name) {
+                    self.positions.remove(name);
+                }
+            }
+        }
         *last = Some(Announced {
             buckets: view.buckets.clone(),
             write_checkpoint: wcp,
@@ -485,7 +580,7 @@ impl StreamContext {
                     after = next_after;
                     self.positions.insert(name.clone(), after);
                     sent_ops += ops.len() as u64;
-                    if sent_ops >= SUPERSEDE_AFTER_OPS && self.superseded(version, last) {
+                    if sent_ops >= SUPERSEDE_AFTER_OPS && self.superseded(version, last, set) {
                         return Ok(Outcome::Abandoned);
                     }
                 }
@@ -509,12 +604,21 @@ impl StreamContext {
     }
 
     /// Whether a newer checkpoint than the one being sent would produce a line.
-    fn superseded(&self, version: &watch::Receiver<u64>, last: &Option<Announced>) -> bool {
+    fn superseded(
+        &self,
+        version: &watch::Receiver<u64>,
+        last: &Option<Announced>,
+        set: &mut BucketSet,
+    ) -> bool {
         if !version.has_changed().unwrap_or(false) {
             return false;
         }
-        let view = self.store.view();
-        let infos = self.store.bucket_infos();
+        let Ok(names) = self.buckets(set) else {
+            // The next checkpoint ends the stream: stop sending this one.
+            return true;
+        };
+        let view = self.store.view_of(&names);
+        let infos = self.infos(&names);
         let wcp = self.write_checkpoint(&view);
         self.header(&view, &infos, wcp, last.as_ref(), false)
             .is_some()

@@ -15,11 +15,12 @@ use serde_json::Value;
 use standin::StandIn;
 use tokio::sync::mpsc;
 
-async fn line(rx: &mut mpsc::Receiver<axum::body::Bytes>) -> Value {
+async fn line(rx: &mut mpsc::Receiver<standin::stream::Line>) -> Value {
     let bytes = tokio::time::timeout(Duration::from_secs(60), rx.recv())
         .await
         .expect("a line within 60 s")
-        .expect("stream open");
+        .expect("stream open")
+        .expect("stream not failed");
     serde_json::from_slice(&bytes).unwrap()
 }
 
@@ -36,7 +37,7 @@ fn feed(client: &mut CoreClient, line: &Value) {
 
 /// Feeds lines to the core until a `checkpoint_complete` for `checkpoint`; returns them.
 async fn feed_until_complete_of(
-    rx: &mut mpsc::Receiver<axum::body::Bytes>,
+    rx: &mut mpsc::Receiver<standin::stream::Line>,
     client: &mut CoreClient,
     checkpoint: u64,
 ) -> Vec<Value> {

@@ -14,7 +14,7 @@ use common::*;
 use serde_json::Value;
 use standin::StandIn;
 use standin::checksum::{put_checksum, remove_checksum, subkey};
-use standin::store::{BucketInfo, Op, OpKind, Store};
+use standin::store::{Definition, Op, OpKind, Store};
 use standin::stream::StreamContext;
 use tokio::sync::{mpsc, watch};
 
@@ -146,26 +146,31 @@ fn remove(op_id: u64, id: &str) -> Op {
 /// one line: the stream is never more than a line or two ahead of the test.
 struct Paced {
     store: Arc<Store>,
-    rx: mpsc::Receiver<axum::body::Bytes>,
+    rx: mpsc::Receiver<standin::stream::Line>,
     _stop: (watch::Sender<bool>, watch::Sender<u64>),
 }
 
 impl Paced {
     fn start(initial: Vec<Op>, checkpoint: u64) -> Self {
         let store = Arc::new(Store::new());
-        store.set_buckets(
-            vec![BucketInfo {
-                name: BUCKET.into(),
+        store.set_definitions(
+            1,
+            vec![Definition {
+                name: "global".into(),
                 priority: 3,
-                stream: 0,
+                global: true,
             }],
-            vec!["global".into()],
         );
         store.apply(initial, checkpoint, 1);
         let (shutdown, shutdown_rx) = watch::channel(false);
         let (disconnect, disconnect_rx) = watch::channel(0);
+        let rules = standin::SyncRules::parse(LWW_RULES).unwrap();
         let ctx = StreamContext {
             store: store.clone(),
+            rules: Arc::new(rules),
+            claims: serde_json::json!({"sub": "u"}),
+            parameters: serde_json::json!({}),
+            max_buckets: standin::stream::MAX_BUCKETS,
             user_key: "u".into(),
             positions: Default::default(),
             exp: testkit::keys::now_secs() + 300,
@@ -189,7 +194,8 @@ impl Paced {
         let bytes = tokio::time::timeout(Duration::from_secs(20), self.rx.recv())
             .await
             .expect("a line")
-            .expect("stream open");
+            .expect("stream open")
+            .expect("stream not failed");
         String::from_utf8(bytes.to_vec())
             .unwrap()
             .trim_end()

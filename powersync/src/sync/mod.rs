@@ -99,6 +99,13 @@ impl SyncOptions {
         self
     }
 
+    /// Sends client parameters with the sync request (`parameters`: a JSON object, read by
+    /// sync rules as `request.parameters()`).
+    pub fn with_params(mut self, params: Value) -> Self {
+        self.params = Some(params);
+        self
+    }
+
     /// Sends `app_metadata` with the sync request.
     pub fn with_app_metadata<K: Into<String>, V: Into<String>>(
         mut self,

@@ -98,6 +98,24 @@ impl SyncRules {
         parameters: &Json,
         parameter_rows: &[ParameterRow],
     ) -> Vec<String> {
+        self.request_buckets_by(claims, parameters, |definition, query, lookup| {
+            parameter_rows
+                .iter()
+                .filter(|r| r.definition == definition && r.query == query && r.lookup == lookup)
+                .map(|r| r.columns.clone())
+                .collect()
+        })
+    }
+
+    /// [`SyncRules::request_buckets_with`] over an index of the parameter rows: `matching`
+    /// gives the selected columns of every parameter row of `(definition, query index)` whose
+    /// lookup equals the given one (see [`lookup_key`] for a hashable form of it).
+    pub fn request_buckets_by(
+        &self,
+        claims: &Json,
+        parameters: &Json,
+        matching: impl Fn(&str, usize, &[SqliteValue]) -> Vec<Vec<(String, SqliteValue)>>,
+    ) -> Vec<String> {
         let request = Request {
             claims,
             parameters,
@@ -106,7 +124,7 @@ impl SyncRules {
         let mut out: Vec<String> = self
             .buckets
             .iter()
-            .flat_map(|b| request.buckets(b, parameter_rows))
+            .flat_map(|b| request.buckets(b, &matching))
             .collect();
         out.sort();
         out.dedup();
@@ -181,6 +199,24 @@ fn normalize(value: &SqliteValue) -> SqliteValue {
 
 fn lookup<'a>(row: &'a Row, column: &str) -> Option<&'a SqliteValue> {
     row.iter().find(|(c, _)| c == column).map(|(_, v)| v)
+}
+
+/// A hashable form of a parameter row's lookup for `(definition, query index)`: equal for
+/// lookups that [`SyncRules::request_buckets_with`] treats as equal (values are normalized
+/// by [`SyncRules::evaluate_parameter_row`] and by the request side alike).
+pub fn lookup_key(definition: &str, query: usize, lookup: &[SqliteValue]) -> String {
+    let mut key = bucket_name(&format!("{definition}/{query}"), lookup);
+    // A REAL and a TEXT print differently, but NULL, INTEGER and REAL need a type mark to
+    // stay apart from TEXT that looks like them.
+    for value in lookup {
+        key.push(match value {
+            SqliteValue::Null => 'n',
+            SqliteValue::Integer(_) => 'i',
+            SqliteValue::Real(_) => 'r',
+            SqliteValue::Text(_) => 't',
+        });
+    }
+    key
 }
 
 /// `<definition>[<values as a JSON array>]`, numbers printed as JavaScript prints them (so a
@@ -345,7 +381,11 @@ struct Request<'a> {
 impl Request<'_> {
     /// The buckets of one definition: per request-only parameter query one, per
     /// table-backed one as many as parameter rows match (or the global bucket).
-    fn buckets(&self, bucket: &BucketDefinition, rows: &[ParameterRow]) -> Vec<String> {
+    fn buckets(
+        &self,
+        bucket: &BucketDefinition,
+        matching: &impl Fn(&str, usize, &[SqliteValue]) -> Vec<Vec<(String, SqliteValue)>>,
+    ) -> Vec<String> {
         if bucket.parameter_queries.is_empty() {
             return vec![bucket_name(&bucket.definition, &[])];
         }
@@ -360,11 +400,8 @@ impl Request<'_> {
                 .iter()
                 .map(|(_, v)| normalize(&self.value(v)))
                 .collect();
-            for row in rows {
-                if row.definition == bucket.definition && row.query == index && row.lookup == lookup
-                {
-                    out.push(self.bucket(bucket, query, &row.columns));
-                }
+            for columns in matching(&bucket.definition, index, &lookup) {
+                out.push(self.bucket(bucket, query, &columns));
             }
         }
         out
