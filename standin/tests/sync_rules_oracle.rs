@@ -6,9 +6,10 @@
 //! from the supported subset with a fixed seed (rules x rows x requests; the rows are also the
 //! parameter tables' rows for table-backed parameter queries), the examples of the
 //! service's documentation, and rules both must reject. Every bucket name, output table, id
-//! and row `data` string of `evaluate_row`, and every bucket set of `request_buckets_with`
-//! (over the rows' `evaluate_parameter_row` results), must be
-//! identical; a difference is a bug in the stand-in.
+//! and row `data` string of `evaluate_row`, and every bucket set a connection gets (the
+//! stream's path: `Store::request_buckets` over the store's index of the rows'
+//! `evaluate_parameter_row` results), must be identical; a difference is a bug in the
+//! stand-in.
 //!
 //! Needs `node` and `npm` (`scripts/setup` installs them); the package is installed with npm
 //! into `target/tmp/sync-rules-oracle` on first use.
@@ -19,6 +20,7 @@ use std::process::{Command, Stdio};
 
 use serde_json::{Value as Json, json};
 use standin::rules::{SourceTable, SqliteValue};
+use standin::store::{Definition, ParameterChange, Store};
 use standin::{Error, SyncRules};
 use testkit::ChildGuard;
 
@@ -167,15 +169,38 @@ fn standin_outcome(rules: &SyncRules, case: &Case) -> Outcome {
             out
         })
         .collect();
-    let parameter_rows: Vec<_> = case
+    // Bucket sets as the stream computes them: over the store's index of parameter rows.
+    let store = Store::new();
+    let definitions = rules
+        .buckets()
+        .iter()
+        .map(|b| Definition {
+            name: b.definition.clone(),
+            priority: b.priority,
+            global: b.is_global(),
+        })
+        .collect();
+    store.set_definitions(1, definitions);
+    let changes = case
         .rows
         .iter()
-        .flat_map(|(table, row)| rules.evaluate_parameter_row(table, row))
+        .enumerate()
+        .map(|(i, (table, row))| ParameterChange {
+            row: format!("{}.{}/{i}", table.schema, table.name),
+            rows: rules.evaluate_parameter_row(table, row),
+        })
         .collect();
+    store.apply_with(Vec::new(), changes, 1, 1);
     let requests = case
         .requests
         .iter()
-        .map(|(claims, params)| rules.request_buckets_with(claims, params, &parameter_rows))
+        .map(|(claims, params)| {
+            store
+                .request_buckets(rules, claims, params)
+                .into_iter()
+                .map(|b| b.strip_prefix("1#").unwrap_or(&b).to_owned())
+                .collect()
+        })
         .collect();
     (rows, requests)
 }
