@@ -86,6 +86,10 @@ pub struct Stats {
     pub latency_p50_ms: f64,
     /// 99th percentile latency of `ok` main-phase operations, ms.
     pub latency_p99_ms: f64,
+    /// 99.9th percentile latency of `ok` main-phase operations, ms.
+    pub latency_p999_ms: f64,
+    /// Largest latency of an `ok` main-phase operation, ms.
+    pub latency_max_ms: f64,
     /// Wall time from the first to the last operation, s.
     pub duration_secs: f64,
     /// Synced workloads: whether every node agreed with PostgreSQL before the final reads.
@@ -113,6 +117,8 @@ impl Stats {
             ops_per_sec: 0.0,
             latency_p50_ms: 0.0,
             latency_p99_ms: 0.0,
+            latency_p999_ms: 0.0,
+            latency_max_ms: 0.0,
             duration_secs: 0.0,
             quiesced: None,
             quiesce_secs: None,
@@ -152,6 +158,8 @@ impl Stats {
         };
         s.latency_p50_ms = pct(0.5);
         s.latency_p99_ms = pct(0.99);
+        s.latency_p999_ms = pct(0.999);
+        s.latency_max_ms = pct(1.0);
         s.ops_per_sec = s.count as f64 / time_limit.as_secs_f64().max(1e-9);
         if let (Some(first), Some(last)) = (history.ops.first(), history.ops.last()) {
             s.duration_secs = (last.time - first.time) as f64 / 1e9;
@@ -163,7 +171,7 @@ impl Stats {
 /// The verdict table printed at the end of a run.
 pub fn table(verdicts: &[Verdict], stats: &Stats) -> String {
     let mut out = format!(
-        "ops {} (ok {}, fail {}, info {}) at {:.1}/s, p50 {:.1} ms, p99 {:.1} ms; final reads {}; nemesis ops {}\n\n",
+        "ops {} (ok {}, fail {}, info {}) at {:.1}/s, p50 {:.1} ms, p99 {:.1} ms, p99.9 {:.1} ms, max {:.1} ms; final reads {}; nemesis ops {}\n\n",
         stats.count,
         stats.ok_count,
         stats.fail_count,
@@ -171,6 +179,8 @@ pub fn table(verdicts: &[Verdict], stats: &Stats) -> String {
         stats.ops_per_sec,
         stats.latency_p50_ms,
         stats.latency_p99_ms,
+        stats.latency_p999_ms,
+        stats.latency_max_ms,
         stats.final_read_count,
         stats.nemesis_count,
     );
