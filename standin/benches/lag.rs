@@ -1,0 +1,185 @@
+//! Replication lag: PostgreSQL commit → row applied on a connected client. A writer commits
+//! one-row transactions at a fixed rate (100, then 1,000 commits/s); a client core connected
+//! to the stand-in over HTTP applies the stream's lines as an SDK does. A row's lag is the
+//! time from sending its committing statement (so the figure includes the commit's own round
+//! trip) to the `checkpoint_complete` after which the client's table holds it.
+//!
+//! The stand-in polls the replication slot every `poll_interval_ms` (20 ms by default, used
+//! here), so that interval bounds the lag from below on average by half of it.
+//!
+//! Run: `cargo bench -p standin --bench lag` (release profile). `SECONDS=N` sets each rate's
+//! duration (default 10), `RATES=100,1000` the rates.
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use futures_util::StreamExt;
+use standin::{Config, StandIn, SyncRules};
+use testkit::{TestKey, TestPostgres};
+
+#[allow(dead_code)]
+#[path = "../tests/common/core_client.rs"]
+mod core_client;
+
+use core_client::CoreClient;
+
+/// The stream's lines, one at a time.
+struct Lines<S> {
+    body: S,
+    buf: Vec<u8>,
+}
+
+impl<S: futures_util::Stream<Item = reqwest::Result<axum::body::Bytes>> + Unpin> Lines<S> {
+    async fn next(&mut self) -> String {
+        loop {
+            if let Some(pos) = self.buf.iter().position(|&b| b == b'\n') {
+                let line: Vec<u8> = self.buf.drain(..=pos).collect();
+                return String::from_utf8(line[..line.len() - 1].to_vec()).expect("utf-8");
+            }
+            let chunk = self.body.next().await.expect("stream open").expect("body");
+            self.buf.extend_from_slice(&chunk);
+        }
+    }
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    let i = ((sorted.len() as f64 * p).ceil() as usize).clamp(1, sorted.len()) - 1;
+    sorted[i]
+}
+
+#[tokio::main]
+async fn main() {
+    let seconds: u64 = std::env::var("SECONDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(10);
+    let rates: Vec<u64> = std::env::var("RATES")
+        .unwrap_or_else(|_| "100,1000".to_owned())
+        .split(',')
+        .map(|r| r.trim().parse().expect("RATES: numbers"))
+        .collect();
+    let pg = TestPostgres::start().expect("PostgreSQL");
+    let db = pg.client().await.expect("connect");
+    db.batch_execute(
+        "CREATE TABLE lww (id text PRIMARY KEY, k integer NOT NULL, v integer NOT NULL);
+         CREATE PUBLICATION powersync FOR TABLE lww;",
+    )
+    .await
+    .expect("setup");
+    let config = Config::new(
+        &pg.uri(),
+        SyncRules::parse("bucket_definitions:\n  global:\n    data:\n      - SELECT * FROM lww\n")
+            .expect("rules"),
+        TestKey::primary().jwks(),
+    );
+    let poll = config.poll_interval;
+    let standin = StandIn::start(config).await.expect("stand-in");
+    let token = TestKey::primary().token("bench", 3600).expect("token");
+
+    let mut client = CoreClient::open();
+    let request = client.start();
+    let response = reqwest::Client::new()
+        .post(format!("{}/sync/stream", standin.url()))
+        .header("Authorization", format!("Token {token}"))
+        .header("Content-Type", "application/json")
+        .body(request.to_string())
+        .send()
+        .await
+        .expect("sync/stream");
+    assert_eq!(response.status(), 200);
+    client.control("connection", Some("established"));
+    let mut lines = Lines {
+        body: response.bytes_stream(),
+        buf: Vec::new(),
+    };
+    loop {
+        let line = lines.next().await;
+        client.control("line_text", Some(&line));
+        if line.starts_with("{\"checkpoint_complete\"") {
+            break;
+        }
+    }
+
+    println!(
+        "lag bench: one-row commits, client core over HTTP, stand-in polling every {} ms",
+        poll.as_millis()
+    );
+    println!(
+        "{:>8} {:>8} {:>9} {:>9} {:>9} {:>9}",
+        "commit/s", "rows", "achieved", "p50 ms", "p99 ms", "max ms"
+    );
+    let mut next_k: i64 = 1;
+    for rate in rates {
+        let count = (rate * seconds) as usize;
+        let first = next_k;
+        next_k += count as i64;
+        // sent[i]: when the committing statement of row first + i was sent.
+        let sent: Arc<Mutex<Vec<Option<Instant>>>> = Arc::new(Mutex::new(vec![None; count]));
+        let writer = {
+            let sent = sent.clone();
+            let (w, connection) = tokio_postgres::connect(&pg.uri(), tokio_postgres::NoTls)
+                .await
+                .expect("writer");
+            tokio::spawn(connection);
+            tokio::spawn(async move {
+                let insert = w
+                    .prepare("INSERT INTO lww VALUES ($1, $2, 0)")
+                    .await
+                    .expect("prepare");
+                let mut tick = tokio::time::interval(Duration::from_secs_f64(1.0 / rate as f64));
+                tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+                let start = Instant::now();
+                for i in 0..count {
+                    tick.tick().await;
+                    let k = first + i as i64;
+                    sent.lock().expect("sent")[i] = Some(Instant::now());
+                    w.execute(&insert, &[&format!("r{k}"), &(k as i32)])
+                        .await
+                        .expect("insert");
+                }
+                start.elapsed()
+            })
+        };
+        let mut applied: Vec<Option<Instant>> = vec![None; count];
+        let mut done = 0usize;
+        while done < count {
+            let line = lines.next().await;
+            client.control("line_text", Some(&line));
+            if !line.starts_with("{\"checkpoint_complete\"") {
+                continue;
+            }
+            let now = Instant::now();
+            let max_k: i64 = client
+                .conn
+                .query_row("SELECT coalesce(max(k), 0) FROM lww", [], |r| r.get(0))
+                .expect("max k");
+            let upto = ((max_k - first + 1).max(0) as usize).min(count);
+            for slot in &mut applied[done..upto] {
+                *slot = Some(now);
+            }
+            done = done.max(upto);
+        }
+        let took = writer.await.expect("writer");
+        let sent = sent.lock().expect("sent").clone();
+        let mut lags: Vec<Duration> = sent
+            .iter()
+            .zip(&applied)
+            .map(|(s, a)| {
+                let (s, a) = (s.expect("sent"), a.expect("applied"));
+                a.saturating_duration_since(s)
+            })
+            .collect();
+        lags.sort();
+        let ms = |p: f64| percentile(&lags, p).as_secs_f64() * 1e3;
+        println!(
+            "{:>8} {:>8} {:>9.0} {:>9.2} {:>9.2} {:>9.2}",
+            rate,
+            count,
+            count as f64 / took.as_secs_f64(),
+            ms(0.5),
+            ms(0.99),
+            ms(1.0)
+        );
+    }
+    standin.shutdown().await;
+}
