@@ -6,13 +6,10 @@
 
 use std::time::{Duration, Instant};
 
-use futures_util::StreamExt;
-use standin::{Config, StandIn, SyncRules};
-use testkit::{TestKey, TestPostgres};
-
 #[allow(dead_code)]
 #[path = "../tests/common/core_client.rs"]
 mod core_client;
+mod support;
 
 use core_client::CoreClient;
 
@@ -22,69 +19,37 @@ async fn main() {
         .ok()
         .and_then(|r| r.parse().ok())
         .unwrap_or(100_000);
-    let pg = TestPostgres::start().expect("PostgreSQL");
-    let db = pg.client().await.expect("connect");
-    db.batch_execute(
-        "CREATE TABLE lww (id text PRIMARY KEY, k integer NOT NULL, v integer NOT NULL);
-         CREATE PUBLICATION powersync FOR TABLE lww;",
-    )
-    .await
-    .expect("setup");
-    let mut config = Config::new(
-        &pg.uri(),
-        SyncRules::parse("bucket_definitions:\n  global:\n    data:\n      - SELECT * FROM lww\n")
-            .expect("rules"),
-        TestKey::primary().jwks(),
-    );
-    config.poll_interval = Duration::from_millis(10);
-    let standin = StandIn::start(config).await.expect("stand-in");
-    let token = TestKey::primary().token("bench", 3600).expect("token");
+    let (_pg, db, standin, _) = support::lww_standin(Some(Duration::from_millis(10))).await;
 
     // End to end: client connected and idle, then the bulk insert.
     let mut conn = CoreClient::open();
-    let request = conn.start();
-    let response = reqwest::Client::new()
-        .post(format!("{}/sync/stream", standin.url()))
-        .header("Authorization", format!("Token {token}"))
-        .header("Content-Type", "application/json")
-        .body(request.to_string())
-        .send()
-        .await
-        .expect("sync/stream");
-    assert_eq!(response.status(), 200);
-    conn.control("connection", Some("established"));
-    let mut body = response.bytes_stream();
-    let mut buf = Vec::new();
+    let mut lines = support::connect(&standin, &mut conn).await;
     let mut recorded = Vec::new();
     let mut started: Option<Instant> = None;
     let mut insert_done = None;
     let mut ops = 0usize;
     let mut first_line: Option<Duration> = None;
-    'outer: while let Some(chunk) = body.next().await {
-        buf.extend_from_slice(&chunk.expect("body"));
-        while let Some(pos) = buf.iter().position(|&b| b == b'\n') {
-            let line: Vec<u8> = buf.drain(..=pos).collect();
-            let line = String::from_utf8(line[..line.len() - 1].to_vec()).expect("utf-8");
-            conn.control("line_text", Some(&line));
-            let complete = line.starts_with("{\"checkpoint_complete\"");
-            if let Some(t0) = started {
-                first_line.get_or_insert_with(|| t0.elapsed());
-                if line.starts_with("{\"data\"") {
-                    ops += line.matches("\"op_id\"").count();
-                }
-                recorded.push(line);
-                if complete && conn.count() == rows {
-                    break 'outer;
-                }
-            } else if complete {
-                // Initial (empty) checkpoint applied: now insert.
-                started = Some(Instant::now());
-                let sql = format!(
-                    "INSERT INTO lww SELECT 'row' || g, g, g FROM generate_series(1, {rows}) g"
-                );
-                db.batch_execute(&sql).await.expect("bulk insert");
-                insert_done = started.map(|s| s.elapsed());
+    loop {
+        let line = lines.next().await;
+        conn.control("line_text", Some(&line));
+        let complete = line.starts_with("{\"checkpoint_complete\"");
+        if let Some(t0) = started {
+            first_line.get_or_insert_with(|| t0.elapsed());
+            if line.starts_with("{\"data\"") {
+                ops += line.matches("\"op_id\"").count();
             }
+            recorded.push(line);
+            if complete && conn.count() == rows {
+                break;
+            }
+        } else if complete {
+            // Initial (empty) checkpoint applied: now insert.
+            started = Some(Instant::now());
+            let sql = format!(
+                "INSERT INTO lww SELECT 'row' || g, g, g FROM generate_series(1, {rows}) g"
+            );
+            db.batch_execute(&sql).await.expect("bulk insert");
+            insert_done = started.map(|s| s.elapsed());
         }
     }
     let e2e = started.expect("started").elapsed();

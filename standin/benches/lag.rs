@@ -13,34 +13,12 @@
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use futures_util::StreamExt;
-use standin::{Config, StandIn, SyncRules};
-use testkit::{TestKey, TestPostgres};
-
 #[allow(dead_code)]
 #[path = "../tests/common/core_client.rs"]
 mod core_client;
+mod support;
 
 use core_client::CoreClient;
-
-/// The stream's lines, one at a time.
-struct Lines<S> {
-    body: S,
-    buf: Vec<u8>,
-}
-
-impl<S: futures_util::Stream<Item = reqwest::Result<axum::body::Bytes>> + Unpin> Lines<S> {
-    async fn next(&mut self) -> String {
-        loop {
-            if let Some(pos) = self.buf.iter().position(|&b| b == b'\n') {
-                let line: Vec<u8> = self.buf.drain(..=pos).collect();
-                return String::from_utf8(line[..line.len() - 1].to_vec()).expect("utf-8");
-            }
-            let chunk = self.body.next().await.expect("stream open").expect("body");
-            self.buf.extend_from_slice(&chunk);
-        }
-    }
-}
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
     let i = ((sorted.len() as f64 * p).ceil() as usize).clamp(1, sorted.len()) - 1;
@@ -58,40 +36,9 @@ async fn main() {
         .split(',')
         .map(|r| r.trim().parse().expect("RATES: numbers"))
         .collect();
-    let pg = TestPostgres::start().expect("PostgreSQL");
-    let db = pg.client().await.expect("connect");
-    db.batch_execute(
-        "CREATE TABLE lww (id text PRIMARY KEY, k integer NOT NULL, v integer NOT NULL);
-         CREATE PUBLICATION powersync FOR TABLE lww;",
-    )
-    .await
-    .expect("setup");
-    let config = Config::new(
-        &pg.uri(),
-        SyncRules::parse("bucket_definitions:\n  global:\n    data:\n      - SELECT * FROM lww\n")
-            .expect("rules"),
-        TestKey::primary().jwks(),
-    );
-    let poll = config.poll_interval;
-    let standin = StandIn::start(config).await.expect("stand-in");
-    let token = TestKey::primary().token("bench", 3600).expect("token");
-
+    let (pg, _db, standin, poll) = support::lww_standin(None).await;
     let mut client = CoreClient::open();
-    let request = client.start();
-    let response = reqwest::Client::new()
-        .post(format!("{}/sync/stream", standin.url()))
-        .header("Authorization", format!("Token {token}"))
-        .header("Content-Type", "application/json")
-        .body(request.to_string())
-        .send()
-        .await
-        .expect("sync/stream");
-    assert_eq!(response.status(), 200);
-    client.control("connection", Some("established"));
-    let mut lines = Lines {
-        body: response.bytes_stream(),
-        buf: Vec::new(),
-    };
+    let mut lines = support::connect(&standin, &mut client).await;
     loop {
         let line = lines.next().await;
         client.control("line_text", Some(&line));
