@@ -3,8 +3,9 @@
 //!
 //! - **streaming** (`list_append::check_file`): each operation is translated into adya's
 //!   history as it is read, and the harness's `History` is never held;
-//! - **whole history** (`History::read_file`, then `list_append::check`), as `harness check
-//!   FILE` does, which runs several checkers on one `History`.
+//! - **whole history** (`History::read_file`, then `list_append::check`): the history and
+//!   adya's copy of it in memory together (`harness check FILE` runs its other checkers on
+//!   the `History` and drops it before it streams the list-append checks).
 //!
 //! The parent generates a history (default 1,000,000 transactions of 4 micro-ops, 100 active
 //! keys, 100 appends per key, 10 processes; a strict-serializable store), writes it to a
@@ -194,7 +195,7 @@ fn main() -> ExitCode {
     };
     let whole_s = read_s + check_s;
     println!(
-        "whole history (History::read_file, then list_append::check; as harness check does): \
+        "whole history (History::read_file, then list_append::check): \
          {} ops; read {read_s:.1} s (peak RSS {} MiB), check {check_s:.1} s, valid? {}; \
          {whole_s:.1} s, peak RSS {whole_peak:.0} MiB = {:.2}x the file",
         figure(&whole, "ops").unwrap_or("?"),

@@ -116,8 +116,13 @@ fn stored_run_uses_adya(history: &Path) -> bool {
         .is_some_and(harness::model::runs_adya)
 }
 
+/// The verdicts of the history at `path`, already read as `history` (which this drops).
+/// List-append histories: the other checkers run on `history`, which is then dropped, and the
+/// list-append checks stream the file again ([`list_append::check_file`]), so the history and
+/// the list-append checker's own copy of it are never in memory together.
 fn verdicts(
-    history: &History,
+    path: &Path,
+    history: History,
     workload: WorkloadArg,
     opts: &[list_append::Opts],
     key_count: Option<usize>,
@@ -126,22 +131,25 @@ fn verdicts(
     let has_final_reads = history.ops.iter().any(|op| op.final_read);
     Ok(match workload {
         WorkloadArg::ListAppend => {
-            let mut v = opts
-                .iter()
-                .map(|o| list_append::check_with(history, o))
-                .collect::<checkers::Result<Vec<_>>>()?;
+            let mut others = Vec::new();
             if adya {
-                v.push(checkers::adya::check(history)?);
+                others.push(checkers::adya::check(&history)?);
             }
             if has_final_reads {
-                v.push(convergence::list_append(history, None));
+                others.push(convergence::list_append(&history, None));
             }
+            drop(history);
+            let mut v = opts
+                .iter()
+                .map(|o| list_append::check_file(path, o))
+                .collect::<checkers::Result<Vec<_>>>()?;
+            v.extend(others);
             v
         }
         WorkloadArg::Mww => {
-            let mut v = vec![causal::check(history, &causal::Opts { key_count })];
+            let mut v = vec![causal::check(&history, &causal::Opts { key_count })];
             if has_final_reads {
-                v.push(convergence::mww(history, None));
+                v.push(convergence::mww(&history, None));
             }
             v
         }
@@ -209,7 +217,7 @@ fn check(
                 .collect();
             println!("keys: {}", names.join(", "));
         }
-        verdicts(&h, workload, opts, key_count, adya)
+        verdicts(&history, h, workload, opts, key_count, adya)
     });
     match result {
         Ok(vs) => {
