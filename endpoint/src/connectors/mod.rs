@@ -175,6 +175,19 @@ impl Shared {
         })
     }
 
+    /// The dependencies the configuration names: PostgreSQL, `POWERSYNC_URL`, `USER_ID`, the
+    /// test failpoints and the failure policy, with `signer`.
+    pub fn from_config(config: &crate::config::Config, signer: Option<TokenSigner>) -> Arc<Self> {
+        Self::new(
+            Postgres::new(&config.postgres),
+            signer,
+            config.powersync_url.clone(),
+            config.user_id.clone(),
+            config.test_failpoints,
+            config.failure_policy,
+        )
+    }
+
     /// Under [`FailurePolicy::Dart`], an upload error ends the process with the Dart code (after
     /// an `ERROR` line), as the Dart endpoint's `exit(...)`; otherwise the error goes back to the
     /// upload loop.

@@ -37,6 +37,40 @@ pub trait TxnStore: Send + Sync + 'static {
     fn close(&self) -> impl Future<Output = Result<()>> + Send;
 }
 
+/// Opens the PowerSync database at `SQLITE3_PATH` with `schema` and the configured
+/// `synchronous`, and says at INFO which core it loaded from where (the core is found as
+/// `powersync_sys::CoreLibrary::load` documents: `POWERSYNC_LIB*`, an installed bundle's core
+/// beside the binary or in `../lib/`, the vendored default, the system loader).
+pub async fn open_powersync(
+    config: &crate::config::Config,
+    schema: &::powersync::schema::Schema,
+) -> Result<PowerSyncDatabase> {
+    let db = PowerSyncDatabase::open(
+        &config.sqlite3_path,
+        schema,
+        config.synchronous.database_options(),
+    )
+    .await?;
+    tracing::info!(
+        "PowerSync core {} from {}, database {}",
+        db.core_version(),
+        db.core().path().display(),
+        config.sqlite3_path.display()
+    );
+    Ok(db)
+}
+
+/// Ends the process with `code` (after an `ERROR` line) once `db`'s upload loop stops on a
+/// fatal error: the connector cannot go on, and the harness must see it.
+pub fn exit_on_fatal_upload_error(db: &PowerSyncDatabase, code: i32) {
+    let watched = db.clone();
+    tokio::spawn(async move {
+        let e = watched.fatal_upload_error().await;
+        tracing::error!("unrecoverable upload error, exiting: {e}");
+        std::process::exit(code);
+    });
+}
+
 /// How often the start-up wait says at INFO what it still waits for.
 pub const PROGRESS_EVERY: Duration = Duration::from_secs(10);
 

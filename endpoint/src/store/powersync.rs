@@ -7,7 +7,6 @@ use std::sync::Arc;
 use powersync::{PowerSyncDatabase, SyncOptions};
 
 use crate::config::{BackendConnector, Config, Mode};
-use crate::connectors::postgres::Postgres;
 use crate::connectors::{
     CrudBatchConnector, CrudMultiTransactionConnector, CrudTransactionConnector, NoOpConnector,
     Shared,
@@ -25,9 +24,7 @@ pub struct PowerSyncStore {
 }
 
 impl PowerSyncStore {
-    /// Opens the database at `SQLITE3_PATH` (the core is found as `powersync_sys` documents:
-    /// `POWERSYNC_LIB*`, an installed bundle's core beside the binary or in `../lib/`, the
-    /// vendored default, the system loader), then:
+    /// Opens the database at `SQLITE3_PATH` ([`crate::store::open_powersync`]), then:
     /// - `powersync-local`: seeds the missing keys and starts the upload loop with the no-op
     ///   connector;
     /// - `powersync`: connects with the configured connector and waits for the first sync and
@@ -40,18 +37,7 @@ impl PowerSyncStore {
         } else {
             Some(crate::auth::signer(config.jwks_private_key.as_ref())?)
         };
-        let db = PowerSyncDatabase::open(
-            &config.sqlite3_path,
-            &Lww::schema(local_only),
-            config.synchronous.database_options(),
-        )
-        .await?;
-        tracing::info!(
-            "PowerSync core {} from {}, database {}",
-            db.core_version(),
-            db.core().path().display(),
-            config.sqlite3_path.display()
-        );
+        let db = crate::store::open_powersync(config, &Lww::schema(local_only)).await?;
         let store = Arc::new(Self {
             db: db.clone(),
             closed: Closed::default(),
@@ -62,14 +48,7 @@ impl PowerSyncStore {
             db.connect(NoOpConnector, SyncOptions::upload_only())
                 .await?;
         } else {
-            let shared = Shared::new(
-                Postgres::new(&config.postgres),
-                signer,
-                config.powersync_url.clone(),
-                config.user_id.clone(),
-                config.test_failpoints,
-                config.failure_policy,
-            );
+            let shared = Shared::from_config(config, signer);
             let options = SyncOptions::default();
             match config.backend_connector {
                 BackendConnector::Batch => db.connect(CrudBatchConnector(shared), options).await?,
@@ -96,14 +75,8 @@ impl PowerSyncStore {
             .await?;
             tracing::info!("first sync complete, all {KEY_COUNT} keys present");
         }
-        // A fatal upload error ends the process, as the seed's `exit(127)`: the connector
-        // cannot go on, and the harness must see it.
-        let watched = db.clone();
-        tokio::spawn(async move {
-            let e = watched.fatal_upload_error().await;
-            tracing::error!("unrecoverable upload error, exiting: {e}");
-            std::process::exit(127);
-        });
+        // A fatal upload error ends the process, as the seed's `exit(127)`.
+        crate::store::exit_on_fatal_upload_error(&db, 127);
         Ok(store)
     }
 }

@@ -10,7 +10,6 @@ use serde_json::json;
 use crate::config::Config;
 use crate::connectors::Shared;
 use crate::connectors::mww::{BrokenDrop, MwwTransactionConnector};
-use crate::connectors::postgres::Postgres;
 use crate::error::{Error, Result};
 use crate::model::mww::{self, MwwOp};
 use crate::model::{Model, Mww};
@@ -56,33 +55,14 @@ impl PowerSyncMwwStore {
                 "does not exist yet"
             }
         );
-        // The core is found by `powersync_sys::CoreLibrary::load` (POWERSYNC_LIB*, an installed
-        // bundle's core beside the binary or in ../lib, the vendored default, the system).
-        let db = PowerSyncDatabase::open(
-            &config.sqlite3_path,
-            &Mww::schema(false),
-            config.synchronous.database_options(),
-        )
-        .await?;
-        tracing::info!(
-            "PowerSync core {} from {}",
-            db.core_version(),
-            db.core().path().display()
-        );
+        let db = crate::store::open_powersync(config, &Mww::schema(false)).await?;
         let broken = BrokenDrop::when(config.test_failpoints);
         if broken.is_some() {
             tracing::warn!("TEST-ONLY broken connector enabled: every second upload is dropped");
         }
         let store = Arc::new(Self {
             db: db.clone(),
-            shared: Shared::new(
-                Postgres::new(&config.postgres),
-                Some(signer),
-                config.powersync_url.clone(),
-                config.user_id.clone(),
-                config.test_failpoints,
-                config.failure_policy,
-            ),
+            shared: Shared::from_config(config, Some(signer)),
             broken,
             seen: Arc::default(),
             keys: config.keys(),
@@ -104,12 +84,7 @@ impl PowerSyncMwwStore {
             store.keys
         );
         tokio::spawn(watch_last_synced_at(db.watch_status()));
-        let watched = db.clone();
-        tokio::spawn(async move {
-            let e = watched.fatal_upload_error().await;
-            tracing::error!("unrecoverable upload error, exiting: {e}");
-            std::process::exit(32);
-        });
+        crate::store::exit_on_fatal_upload_error(&db, 32);
         Ok(store)
     }
 
