@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use pg::{PgConnector, eventually, fast};
 use powersync::schema::{Column, Schema, Table};
-use powersync::{CoreLibrary, DatabaseOptions, PowerSyncDatabase, SyncOptions};
+use powersync::{CoreLibrary, PowerSyncDatabase, SyncOptions};
 use serde_json::json;
 use standin::{Config, StandIn, SyncRules};
 use testkit::{TestKey, TestPostgres};
@@ -71,15 +71,7 @@ async fn setup(seed: &str, max_buckets: usize) -> (TestPostgres, tokio_postgres:
 }
 
 async fn open(core: &'static CoreLibrary) -> (tempfile::TempDir, PowerSyncDatabase) {
-    let dir = tempfile::tempdir().unwrap();
-    let db = PowerSyncDatabase::open(
-        dir.path().join("client.db"),
-        &schema(),
-        DatabaseOptions::default().with_core(core),
-    )
-    .await
-    .unwrap();
-    (dir, db)
+    pg::open_client_with(core, &schema()).await
 }
 
 /// `id -> (second column, third column)` of a client table.

@@ -251,16 +251,7 @@ impl Replicator {
 
     /// Tells the store the bucket definitions of this generation.
     fn publish_buckets(&self) {
-        let definitions = self
-            .rules
-            .buckets()
-            .iter()
-            .map(|b| Definition {
-                name: b.definition.clone(),
-                priority: b.priority,
-                global: b.is_global(),
-            })
-            .collect();
+        let definitions = self.rules.buckets().iter().map(Definition::from).collect();
         self.store.set_definitions(self.generation, definitions);
     }
 

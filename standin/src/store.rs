@@ -109,6 +109,16 @@ pub struct Definition {
     pub global: bool,
 }
 
+impl From<&crate::rules::BucketDefinition> for Definition {
+    fn from(bucket: &crate::rules::BucketDefinition) -> Self {
+        Definition {
+            name: bucket.definition.clone(),
+            priority: bucket.priority,
+            global: bucket.is_global(),
+        }
+    }
+}
+
 /// The parameter rows one source row contributes, replacing what it contributed before
 /// (nothing: the row is gone or matches no parameter query).
 #[derive(Debug, Clone, PartialEq)]

@@ -171,16 +171,7 @@ fn standin_outcome(rules: &SyncRules, case: &Case) -> Outcome {
         .collect();
     // Bucket sets as the stream computes them: over the store's index of parameter rows.
     let store = Store::new();
-    let definitions = rules
-        .buckets()
-        .iter()
-        .map(|b| Definition {
-            name: b.definition.clone(),
-            priority: b.priority,
-            global: b.is_global(),
-        })
-        .collect();
-    store.set_definitions(1, definitions);
+    store.set_definitions(1, rules.buckets().iter().map(Definition::from).collect());
     let changes = case
         .rows
         .iter()

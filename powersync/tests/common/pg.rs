@@ -197,10 +197,18 @@ pub fn fast() -> SyncOptions {
 }
 
 pub async fn open_client(core: &'static CoreLibrary) -> (tempfile::TempDir, PowerSyncDatabase) {
+    open_client_with(core, &schema()).await
+}
+
+/// A client database with `schema` in a temporary directory.
+pub async fn open_client_with(
+    core: &'static CoreLibrary,
+    schema: &Schema,
+) -> (tempfile::TempDir, PowerSyncDatabase) {
     let dir = tempfile::tempdir().unwrap();
     let db = PowerSyncDatabase::open(
         dir.path().join("client.db"),
-        &schema(),
+        schema,
         DatabaseOptions::default().with_core(core),
     )
     .await
