@@ -362,11 +362,11 @@ impl StreamContext {
             set.version = Some(version);
         }
         if set.names.len() > self.max_buckets {
+            let definitions = self.store.stream_names();
             let mut by_definition: BTreeMap<String, usize> = BTreeMap::new();
             for name in &set.names {
                 if let Some(info) = self.store.bucket_info(name) {
-                    let names = self.store.stream_names();
-                    let definition = names.get(info.stream).cloned().unwrap_or_default();
+                    let definition = definitions.get(info.stream).cloned().unwrap_or_default();
                     *by_definition.entry(definition).or_default() += 1;
                 }
             }
