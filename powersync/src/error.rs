@@ -104,6 +104,11 @@ pub enum Error {
     #[error("encryption: {0}")]
     Encryption(String),
 
+    /// An argument is out of its range (for example a stream priority above 3); nothing was
+    /// changed.
+    #[error("invalid argument: {0}")]
+    InvalidArgument(String),
+
     /// Waiting for something (for example the first sync) took longer than allowed.
     #[error("timed out after {0:?} waiting for {1}")]
     Timeout(std::time::Duration, &'static str),

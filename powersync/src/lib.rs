@@ -79,7 +79,10 @@ pub use db::{PowerSyncDatabase, ReaderGuard, WriterGuard};
 pub use error::{Error, Result};
 pub use powersync_sys::{CoreLibrary, CoreVersion};
 pub use schema::Schema;
-pub use status::{DownloadProgress, FULL_SYNC_PRIORITY, PriorityStatus, SyncStatus};
+pub use status::{
+    DownloadProgress, FULL_SYNC_PRIORITY, PriorityStatus, SyncStatus, SyncStreamStatus,
+};
+pub use sync::streams::{StreamSubscription, SubscribeOptions, SyncStream};
 pub use sync::{CheckpointMode, SyncOptions};
 pub use upload::UploadOptions;
 pub use watch::{TableUpdates, Watch, WatchDiff, WatchOptions};

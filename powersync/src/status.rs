@@ -1,6 +1,6 @@
 //! The sync status, published on a watch channel.
 
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
 use serde_json::Value;
 
@@ -29,6 +29,38 @@ pub struct DownloadProgress {
     pub total: u64,
 }
 
+/// One Sync Stream subscription as the core reports it: an explicit subscription, a default
+/// stream of the sync config, or both.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct SyncStreamStatus {
+    /// The stream's name in the sync config.
+    pub name: String,
+    /// The subscription parameters (`None` for a default stream's own entry).
+    pub parameters: Option<Value>,
+    /// The most urgent priority of the stream's buckets, once the service sent them.
+    pub priority: Option<i32>,
+    /// The service acknowledged the subscription (it was in a checkpoint's `streams`).
+    pub active: bool,
+    /// A default stream (`auto_subscribe: true`, or a bucket definition).
+    pub is_default: bool,
+    /// Subscribed explicitly ([`crate::SyncStream::subscribe`]), possibly also a default.
+    pub has_explicit_subscription: bool,
+    /// When an explicit subscription stops being requested unless it is held or renewed.
+    pub expires_at: Option<SystemTime>,
+    /// When a checkpoint including the stream was last applied.
+    pub last_synced_at: Option<SystemTime>,
+    /// Operations of the stream's buckets downloaded for the checkpoint being synced, while
+    /// downloading.
+    pub progress: Option<DownloadProgress>,
+}
+
+impl SyncStreamStatus {
+    /// Whether the stream has been synced at least once.
+    pub fn has_synced(&self) -> bool {
+        self.last_synced_at.is_some()
+    }
+}
+
 /// What the client is doing and how it went.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct SyncStatus {
@@ -54,6 +86,9 @@ pub struct SyncStatus {
     /// The core's per-priority entries (ascending priority number), including partial syncs
     /// from `partial_checkpoint_complete`; see [`SyncStatus::status_for_priority`].
     pub priority_status: Vec<PriorityStatus>,
+    /// The Sync Streams the core tracks: explicit subscriptions and default streams (core
+    /// 0.4.5+); see [`SyncStatus::for_stream`].
+    pub streams: Vec<SyncStreamStatus>,
 }
 
 impl SyncStatus {
@@ -88,14 +123,10 @@ impl SyncStatus {
                 Some(PriorityStatus {
                     priority,
                     has_synced: e["has_synced"].as_bool(),
-                    last_synced_at: e["last_synced_at"].as_u64().map(|t| {
-                        SystemTime::UNIX_EPOCH
-                            + if micros {
-                                Duration::from_micros(t)
-                            } else {
-                                Duration::from_secs(t)
-                            }
-                    }),
+                    last_synced_at: crate::sync::status_map::core_time(
+                        &e["last_synced_at"],
+                        micros,
+                    ),
                 })
             })
             .collect();
@@ -103,6 +134,14 @@ impl SyncStatus {
         let changed = list != self.priority_status;
         self.priority_status = list;
         changed
+    }
+
+    /// The entry of stream `name` subscribed with `parameters` (compared as JSON values), if
+    /// the core reports it.
+    pub fn for_stream(&self, name: &str, parameters: Option<&Value>) -> Option<&SyncStreamStatus> {
+        self.streams
+            .iter()
+            .find(|s| s.name == name && s.parameters.as_ref() == parameters)
     }
 
     /// True when any error is set.
@@ -117,6 +156,7 @@ impl SyncStatus {
 mod tests {
     use super::*;
     use serde_json::json;
+    use std::time::Duration;
 
     #[test]
     fn a_partial_sync_covers_higher_priorities_only() {

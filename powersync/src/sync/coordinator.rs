@@ -11,12 +11,25 @@ use tokio::task::JoinHandle;
 
 use crate::connector::ConnectorError;
 use crate::status::SyncStatus;
+use crate::sync::streams::StreamTracker;
 
 /// What the coordinator shares with its tasks.
 pub(crate) struct SyncShared {
     pub(crate) status: watch::Sender<SyncStatus>,
     /// The connector's fatal upload error, once one happened.
     pub(crate) fatal: watch::Sender<Option<Arc<ConnectorError>>>,
+    /// The Sync Streams the app holds subscriptions to.
+    pub(crate) streams: StreamTracker,
+}
+
+impl SyncShared {
+    pub(crate) fn new() -> Self {
+        Self {
+            status: watch::Sender::new(SyncStatus::default()),
+            fatal: watch::Sender::new(None),
+            streams: StreamTracker::default(),
+        }
+    }
 }
 
 /// The running tasks of one connection. Dropping it (with the database) drops `stop`, which
@@ -34,10 +47,7 @@ pub(crate) struct SyncCoordinator {
 impl SyncCoordinator {
     pub(crate) fn new() -> Self {
         Self {
-            shared: Arc::new(SyncShared {
-                status: watch::Sender::new(SyncStatus::default()),
-                fatal: watch::Sender::new(None),
-            }),
+            shared: Arc::new(SyncShared::new()),
             running: Mutex::new(None),
         }
     }

@@ -143,6 +143,10 @@ impl<C: BackendConnector> DownloadContext<C> {
         if self.options.checkpoint_mode == CheckpointMode::Requests {
             start["checkpoint_mode"] = json!("requests");
         }
+        if self.caps.has_control_op("subscriptions") {
+            start["include_defaults"] = json!(self.options.include_default_streams);
+            start["active_streams"] = self.shared.streams.active_json();
+        }
         start.to_string()
     }
 
@@ -161,6 +165,10 @@ impl<C: BackendConnector> DownloadContext<C> {
             synced: false,
         };
         let mut step = Step::default();
+        // Subscriptions that change from here on reach this iteration as
+        // `update_subscriptions`; `start` carries the ones held now.
+        let mut streams_changed = self.shared.streams.watch();
+        let update_subscriptions = self.caps.has_control_op("update_subscriptions");
         if let Err(e) = self
             .control("start", Payload::Text(self.start_payload()), &mut step)
             .await
@@ -246,6 +254,10 @@ impl<C: BackendConnector> DownloadContext<C> {
                 _ = crate::upload::stopped(stop) => return Iteration::Stopped,
                 Some(()) = checkpointed.recv() => self.control("completed_upload", Payload::Null, &mut step).await,
                 Some(()) = refreshed.recv() => self.control("refreshed_token", Payload::Null, &mut step).await,
+                Ok(()) = streams_changed.changed(), if update_subscriptions => {
+                    let active = self.shared.streams.active_json().to_string();
+                    self.control("update_subscriptions", Payload::Text(active), &mut step).await
+                }
                 line = lines.next() => match line {
                     Ok(Some(Line::Text(text))) => self.control("line_text", Payload::Text(text), &mut step).await,
                     Ok(Some(Line::Binary(blob))) => self.control("line_binary", Payload::Binary(blob), &mut step).await,

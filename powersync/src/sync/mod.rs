@@ -5,8 +5,9 @@ pub(crate) mod coordinator;
 mod credentials;
 mod download;
 mod priority;
-mod status_map;
+pub(crate) mod status_map;
 mod stream;
+pub(crate) mod streams;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -45,6 +46,9 @@ pub struct SyncOptions {
     pub upload: UploadOptions,
     /// How a write checkpoint is obtained after an upload drained the queue.
     pub checkpoint_mode: CheckpointMode,
+    /// Request the sync config's default streams (`auto_subscribe: true` and bucket
+    /// definitions) besides the explicit subscriptions (`include_defaults`; default `true`).
+    pub include_default_streams: bool,
 }
 
 /// How a write checkpoint is obtained after the upload loop drained the CRUD queue, so that
@@ -71,6 +75,7 @@ impl Default for SyncOptions {
             retry: Self::DEFAULT_RECONNECT,
             upload: UploadOptions::default(),
             checkpoint_mode: CheckpointMode::Legacy,
+            include_default_streams: true,
         }
     }
 }
@@ -121,6 +126,12 @@ impl SyncOptions {
     /// Sets how write checkpoints are obtained ([`CheckpointMode`]).
     pub fn with_checkpoint_mode(mut self, mode: CheckpointMode) -> Self {
         self.checkpoint_mode = mode;
+        self
+    }
+
+    /// Sets [`include_default_streams`](Self::include_default_streams).
+    pub fn with_default_streams(mut self, include: bool) -> Self {
+        self.include_default_streams = include;
         self
     }
 
@@ -257,6 +268,8 @@ impl PowerSyncDatabase {
             s.last_synced_at = None;
             // The per-priority entries describe data that was just deleted.
             s.priority_status.clear();
+            // So do the stream subscriptions (`powersync_clear` deletes them).
+            s.streams.clear();
         });
         Ok(())
     }

@@ -4,7 +4,7 @@ use std::time::{Duration, SystemTime};
 
 use serde_json::Value;
 
-use crate::status::{DownloadProgress, SyncStatus};
+use crate::status::{DownloadProgress, SyncStatus, SyncStreamStatus};
 
 /// The priority of a full sync in `priority_status`.
 const FULL_SYNC_PRIORITY: i64 = 2_147_483_647;
@@ -32,17 +32,50 @@ pub(crate) fn apply_core_status(status: &mut SyncStatus, core: &Value, micros: b
             .find(|p| p["priority"].as_i64() == Some(FULL_SYNC_PRIORITY))
     }) {
         status.has_synced = full["has_synced"].as_bool().or(status.has_synced);
-        status.last_synced_at = full["last_synced_at"].as_u64().map(|t| {
-            let since_epoch = if micros {
-                Duration::from_micros(t)
-            } else {
-                Duration::from_secs(t)
-            };
-            SystemTime::UNIX_EPOCH + since_epoch
-        });
+        status.last_synced_at = core_time(&full["last_synced_at"], micros);
     } else if status.has_synced.is_none() {
         status.has_synced = Some(false);
     }
+    status.streams = streams_of(core, micros);
+}
+
+/// A time of the core's status: microseconds since the epoch (core 0.5+) or seconds.
+pub(crate) fn core_time(value: &Value, micros: bool) -> Option<SystemTime> {
+    let t = value.as_u64()?;
+    Some(
+        SystemTime::UNIX_EPOCH
+            + if micros {
+                Duration::from_micros(t)
+            } else {
+                Duration::from_secs(t)
+            },
+    )
+}
+
+/// The `streams` of a core status (`UpdateSyncStatus` or `powersync_offline_sync_status`);
+/// empty for a core without Sync Streams. Progress is kept only while downloading.
+pub(crate) fn streams_of(core: &Value, micros: bool) -> Vec<SyncStreamStatus> {
+    let downloading = !core["downloading"].is_null();
+    let Some(streams) = core["streams"].as_array() else {
+        return Vec::new();
+    };
+    streams
+        .iter()
+        .map(|s| SyncStreamStatus {
+            name: s["name"].as_str().unwrap_or_default().to_owned(),
+            parameters: Some(s["parameters"].clone()).filter(|p| !p.is_null()),
+            priority: s["priority"].as_i64().and_then(|p| i32::try_from(p).ok()),
+            active: s["active"].as_bool().unwrap_or(false),
+            is_default: s["is_default"].as_bool().unwrap_or(false),
+            has_explicit_subscription: s["has_explicit_subscription"].as_bool().unwrap_or(false),
+            expires_at: core_time(&s["expires_at"], micros),
+            last_synced_at: core_time(&s["last_synced_at"], micros),
+            progress: downloading.then(|| DownloadProgress {
+                downloaded: s["progress"]["downloaded"].as_u64().unwrap_or(0),
+                total: s["progress"]["total"].as_u64().unwrap_or(0),
+            }),
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -95,6 +128,48 @@ mod tests {
             status.last_synced_at,
             Some(SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000))
         );
+
+        let mut fresh = SyncStatus::default();
+        apply_core_status(
+            &mut fresh,
+            &json!({"connected": true, "connecting": false,
+            "downloading": {"buckets": {}},
+            "priority_status": [],
+            "streams": [
+                {"name": "todos", "parameters": {"list": "a"}, "priority": 1, "active": true,
+                 "is_default": false, "has_explicit_subscription": true,
+                 "expires_at": 1_700_000_100u64, "last_synced_at": null,
+                 "progress": {"total": 10, "downloaded": 4}},
+                {"name": "lists", "parameters": null, "priority": null, "active": true,
+                 "is_default": true, "has_explicit_subscription": false,
+                 "expires_at": null, "last_synced_at": 1_700_000_000u64,
+                 "progress": {"total": 0, "downloaded": 0}}
+            ]}),
+            false,
+        );
+        let todos = fresh
+            .for_stream("todos", Some(&json!({"list": "a"})))
+            .unwrap();
+        assert_eq!(todos.priority, Some(1));
+        assert!(todos.active && todos.has_explicit_subscription && !todos.has_synced());
+        assert_eq!(
+            todos.expires_at,
+            Some(SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_100))
+        );
+        assert_eq!(
+            todos.progress,
+            Some(DownloadProgress {
+                downloaded: 4,
+                total: 10
+            })
+        );
+        assert!(
+            fresh
+                .for_stream("todos", Some(&json!({"list": "b"})))
+                .is_none()
+        );
+        let lists = fresh.for_stream("lists", None).unwrap();
+        assert!(lists.is_default && lists.has_synced() && lists.priority.is_none());
 
         let mut fresh = SyncStatus::default();
         apply_core_status(
