@@ -68,6 +68,12 @@ impl ChildGuard {
         self.child.as_mut().and_then(|c| c.stdout.take())
     }
 
+    /// Takes the child's stdin pipe (if it was spawned with `Stdio::piped()`); dropping it
+    /// closes the child's stdin.
+    pub fn take_stdin(&mut self) -> Option<std::process::ChildStdin> {
+        self.child.as_mut().and_then(|c| c.stdin.take())
+    }
+
     /// Takes the child's stderr pipe (if it was spawned with `Stdio::piped()`).
     pub fn take_stderr(&mut self) -> Option<std::process::ChildStderr> {
         self.child.as_mut().and_then(|c| c.stderr.take())
