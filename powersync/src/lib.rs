@@ -28,7 +28,7 @@
 //! | reconnects | fixed 5 s | jittered backoff, 1 s doubling to 30 s by default ([`SyncOptions::DEFAULT_RECONNECT`]) |
 //! | lifecycle | tasks end with the last handle | the same, plus an explicit, idempotent `close()` |
 //! | core version | one, linked in | any from 0.3.11 to 0.5.x, loaded at run time (Linux x86-64 only) |
-//! | sync streams | yes | **no** (no `subscriptions`, no stream status) |
+//! | sync streams | yes | yes ([`PowerSyncDatabase::sync_stream`], [`StreamSubscription`] handles with TTL and priority, `unsubscribe_all`, per-stream [`SyncStreamStatus`], `include_default_streams`; core 0.4.5+) |
 //! | bucket priorities | yes | yes (per-priority status, [`PowerSyncDatabase::wait_for_first_sync_at`]) |
 //! | `app_metadata` | yes (newer versions) | yes ([`SyncOptions::app_metadata`], core 0.4.10+) |
 //! | `update_schema` | yes | yes ([`PowerSyncDatabase::update_schema`], while disconnected) |
