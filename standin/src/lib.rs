@@ -201,6 +201,7 @@ impl StandIn {
             rules: self.rules.clone(),
             claims: serde_json::json!({ "sub": user_key.split('/').next().unwrap_or(user_key) }),
             parameters: serde_json::json!({}),
+            streams: rules::StreamsRequest::defaults(),
             max_buckets: self.config.max_buckets,
             user_key: user_key.to_owned(),
             positions,

@@ -18,14 +18,18 @@
 //! `tests/sync_rules_oracle.rs`.
 
 mod eval;
+mod resolve;
 mod sql;
+mod streams;
 
 pub use eval::{
     EvaluatedRow, ParameterRow, Row, SqliteValue, bucket_name, lookup_key, row_from_data,
 };
+pub use resolve::{
+    Reason, Resolution, ResolvedBucket, StreamDescription, StreamSubscription, StreamsRequest,
+};
 pub use sql::{Column, ParameterQuery, ParameterValue, RequestValue};
-
-use std::collections::BTreeMap;
+pub use streams::{StreamDefinition, StreamParameter, StreamSource, stream_prefix};
 
 use serde::Deserialize;
 
@@ -75,9 +79,28 @@ pub struct BucketDefinition {
     pub parameter_queries: Vec<ParameterQuery>,
     /// Its data queries.
     pub queries: Vec<DataQuery>,
+    /// `Some` for a Sync Stream (`streams:`), whose buckets are named
+    /// `<stream>|0[<values>]` ([`stream_prefix`]) and whose parameter queries are its
+    /// subqueries.
+    pub stream: Option<StreamDefinition>,
 }
 
 impl BucketDefinition {
+    /// The bucket name before the JSON array of parameter values: the definition name, or
+    /// `<stream>|0` for a stream.
+    pub fn prefix(&self) -> String {
+        match self.stream {
+            Some(_) => stream_prefix(&self.definition),
+            None => self.definition.clone(),
+        }
+    }
+
+    /// Whether clients get it without subscribing: every bucket definition, and a stream
+    /// with `auto_subscribe: true`.
+    pub fn is_default(&self) -> bool {
+        self.stream.as_ref().is_none_or(|s| s.auto_subscribe)
+    }
+
     /// Whether the definition has no bucket parameters (one bucket, `<definition>[]`).
     pub fn is_global(&self) -> bool {
         self.parameters.is_empty()
@@ -113,9 +136,88 @@ pub struct SyncRules {
 
 #[derive(Deserialize)]
 struct RulesFile {
-    bucket_definitions: Option<BTreeMap<String, BucketYaml>>,
-    streams: Option<serde_yaml_ng::Value>,
+    /// In file order (the order of the checkpoint's `streams`, as the service lists them).
+    bucket_definitions: Option<serde_yaml_ng::Mapping>,
+    streams: Option<serde_yaml_ng::Mapping>,
     config: Option<ConfigYaml>,
+}
+
+/// One entry of `streams:` (edition 2). `queries` and `with` are rejected, as the service
+/// rejects them before edition 3.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StreamYaml {
+    query: Option<serde_yaml_ng::Value>,
+    queries: Option<serde_yaml_ng::Value>,
+    with: Option<serde_yaml_ng::Value>,
+    auto_subscribe: Option<bool>,
+    priority: Option<serde_yaml_ng::Value>,
+    accept_potentially_dangerous_queries: Option<bool>,
+}
+
+/// The entries of a `bucket_definitions:` or `streams:` map, in file order.
+fn entries<T: serde::de::DeserializeOwned>(
+    what: &str,
+    map: Option<serde_yaml_ng::Mapping>,
+) -> Result<Vec<(String, T)>, Error> {
+    map.unwrap_or_default()
+        .into_iter()
+        .map(|(key, value)| {
+            let name = match key {
+                serde_yaml_ng::Value::String(name) => name,
+                other => {
+                    return Err(Error::Config(format!(
+                        "sync rules: {what} names must be strings, got {other:?}"
+                    )));
+                }
+            };
+            let value = serde_yaml_ng::from_value(value)
+                .map_err(|e| Error::Config(format!("sync rules: {what} `{name}`: {e}")))?;
+            Ok((name, value))
+        })
+        .collect()
+}
+
+fn parse_stream_yaml(
+    name: String,
+    def: StreamYaml,
+    edition: u8,
+) -> Result<BucketDefinition, Error> {
+    let unsupported = |why: String| Error::UnsupportedSyncRules(format!("stream `{name}`: {why}"));
+    if edition < 2 {
+        return Err(unsupported(
+            "Sync streams require edition 2 or later (`config: {edition: 2}`)".to_owned(),
+        ));
+    }
+    if def.queries.is_some() {
+        return Err(unsupported(
+            "`queries`: multiple queries are not supported before edition 3 (as in the service)"
+                .to_owned(),
+        ));
+    }
+    if def.with.is_some() {
+        return Err(unsupported(
+            "`with`: common table expressions are not supported before edition 3 (as in the service)"
+                .to_owned(),
+        ));
+    }
+    let _ = def.accept_potentially_dangerous_queries;
+    let sql = match def.query {
+        Some(serde_yaml_ng::Value::String(sql)) => sql,
+        Some(_) => {
+            return Err(Error::Config(format!(
+                "stream `{name}`: query must be a string"
+            )));
+        }
+        None => {
+            return Err(Error::Config(format!(
+                "stream `{name}`: a `query` is required"
+            )));
+        }
+    };
+    let priority = parse_priority(&name, def.priority)?;
+    streams::parse_stream(&name, &sql, def.auto_subscribe == Some(true), priority)
+        .map_err(|why| unsupported(format!("`{sql}`: {why}")))
 }
 
 /// The `config:` section. Unknown keys are rejected rather than ignored.
@@ -191,22 +293,27 @@ impl SyncRules {
     pub fn parse(yaml: &str) -> Result<Self, Error> {
         let file: RulesFile =
             serde_yaml_ng::from_str(yaml).map_err(|e| Error::Config(format!("sync rules: {e}")))?;
-        if file.streams.is_some() {
-            return Err(Error::UnsupportedSyncRules(
-                "Sync Streams (`streams:`) are not supported".to_owned(),
-            ));
-        }
         let (compatibility, fixed_json_extract) = parse_compatibility(file.config)?;
-        let defs = file.bucket_definitions.unwrap_or_default();
-        if defs.is_empty() {
+        let defs: Vec<(String, BucketYaml)> =
+            entries("bucket definition", file.bucket_definitions)?;
+        let stream_defs: Vec<(String, StreamYaml)> = entries("stream", file.streams)?;
+        if defs.is_empty() && stream_defs.is_empty() {
             return Err(Error::Config(
-                "sync rules define no bucket_definitions".to_owned(),
+                "sync rules define no bucket_definitions or streams".to_owned(),
             ));
         }
-        let buckets = defs
+        let mut buckets: Vec<BucketDefinition> = defs
             .into_iter()
             .map(|(name, def)| parse_bucket(name, def))
             .collect::<Result<_, _>>()?;
+        for (name, def) in stream_defs {
+            if buckets.iter().any(|b| b.definition == name) {
+                return Err(Error::Config(format!(
+                    "`{name}`: duplicate stream or bucket definition"
+                )));
+            }
+            buckets.push(parse_stream_yaml(name, def, compatibility.edition)?);
+        }
         Ok(SyncRules {
             buckets,
             compatibility,
@@ -265,7 +372,8 @@ impl SyncRules {
         self.compatibility
     }
 
-    /// The bucket definitions, sorted by name.
+    /// The bucket definitions in file order, then the streams in file order (the service's
+    /// order of bucket sources).
     pub fn buckets(&self) -> &[BucketDefinition] {
         &self.buckets
     }
@@ -368,6 +476,7 @@ fn parse_bucket(name: String, def: BucketYaml) -> Result<BucketDefinition, Error
         parameters,
         parameter_queries,
         queries,
+        stream: None,
     })
 }
 
@@ -478,8 +587,8 @@ mod tests {
             .iter()
             .map(|b| (b.name.as_str(), b.priority))
             .collect();
-        assert_eq!(prios, [("rest[]", 3), ("urgent[]", 0)]);
-        assert_eq!(rules.buckets()[1].versioned_name(4), "4#urgent[]");
+        assert_eq!(prios, [("urgent[]", 0), ("rest[]", 3)]);
+        assert_eq!(rules.buckets()[0].versioned_name(4), "4#urgent[]");
         assert_eq!(
             rules.compatibility(),
             Compatibility {
@@ -497,6 +606,103 @@ mod tests {
                 .unwrap()
                 .compatibility()
                 .timestamps_iso8601
+        );
+    }
+
+    #[test]
+    fn streams_and_their_requests() {
+        let rules = SyncRules::parse(
+            "config:\n  edition: 2\nbucket_definitions:\n  zglobal:\n    data:\n      - SELECT * FROM g\n\
+             streams:\n  my_lists:\n    auto_subscribe: true\n    query: SELECT * FROM lists WHERE owner_id = auth.user_id()\n  \
+             list_todos:\n    priority: 1\n    query: SELECT * FROM todos WHERE list_id = subscription.parameter('list')\n",
+        )
+        .unwrap();
+        let names: Vec<&str> = rules
+            .buckets()
+            .iter()
+            .map(|b| b.definition.as_str())
+            .collect();
+        assert_eq!(names, ["zglobal", "my_lists", "list_todos"]);
+        let claims = serde_json::json!({"sub": "u1"});
+        let none = |_: &str, _: usize, _: &[SqliteValue]| Vec::new();
+        let request = StreamsRequest {
+            include_defaults: true,
+            subscriptions: vec![
+                StreamSubscription {
+                    stream: "list_todos".into(),
+                    parameters: serde_json::json!({"list": "l1"}),
+                    override_priority: Some(0),
+                },
+                StreamSubscription {
+                    stream: "nope".into(),
+                    parameters: serde_json::json!({}),
+                    override_priority: None,
+                },
+                StreamSubscription {
+                    stream: "my_lists".into(),
+                    parameters: serde_json::json!({}),
+                    override_priority: Some(2),
+                },
+            ],
+        };
+        let resolution = rules.resolve_by(&claims, &serde_json::json!({}), &request, none);
+        let streams: Vec<(&str, bool)> = resolution
+            .streams
+            .iter()
+            .map(|s| (s.name.as_str(), s.is_default))
+            .collect();
+        assert_eq!(
+            streams,
+            [("zglobal", true), ("my_lists", true), ("list_todos", false)]
+        );
+        let buckets: Vec<(&str, u8, Vec<Reason>)> = resolution
+            .buckets
+            .iter()
+            .map(|b| (b.bucket.as_str(), b.priority, b.reasons.clone()))
+            .collect();
+        assert_eq!(
+            buckets,
+            [
+                ("list_todos|0[\"l1\"]", 0, vec![Reason::Subscription(0)]),
+                (
+                    "my_lists|0[\"u1\"]",
+                    2,
+                    vec![Reason::Subscription(2), Reason::Default]
+                ),
+                ("zglobal[]", 3, vec![Reason::Default]),
+            ]
+        );
+        let without_defaults = StreamsRequest {
+            include_defaults: false,
+            subscriptions: request.subscriptions[..1].to_vec(),
+        };
+        let resolution = rules.resolve_by(&claims, &serde_json::json!({}), &without_defaults, none);
+        assert_eq!(resolution.streams.len(), 1);
+        assert_eq!(resolution.buckets.len(), 1);
+        let table = SourceTable {
+            schema: "public".into(),
+            name: "todos".into(),
+        };
+        let row = row_from_data(r#"{"id":"t1","list_id":"l1"}"#).unwrap();
+        let evaluated = rules.evaluate_row(&table, &row);
+        assert_eq!(evaluated[0].bucket, "list_todos|0[\"l1\"]");
+        assert_eq!(rules.direct_targets(&table), None);
+        for yaml in [
+            "streams:\n  s:\n    query: SELECT * FROM t\n",
+            "config:\n  edition: 2\nstreams:\n  s:\n    queries: [SELECT * FROM t]\n",
+            "config:\n  edition: 2\nstreams:\n  s:\n    query: SELECT * FROM t WHERE a = 1\n",
+        ] {
+            assert!(
+                matches!(SyncRules::parse(yaml), Err(Error::UnsupportedSyncRules(_))),
+                "{yaml}"
+            );
+        }
+        let duplicate = "config:\n  edition: 2\nbucket_definitions:\n  s:\n    data: [SELECT * FROM t]\nstreams:\n  s:\n    query: SELECT * FROM t\n";
+        assert!(
+            SyncRules::parse(duplicate)
+                .unwrap_err()
+                .to_string()
+                .contains("duplicate")
         );
     }
 }

@@ -17,7 +17,7 @@ use std::sync::RwLock;
 use serde_json::Value as Json;
 use tokio::sync::watch;
 
-use crate::rules::{ParameterRow, SqliteValue, SyncRules, lookup_key};
+use crate::rules::{ParameterRow, Resolution, SqliteValue, StreamsRequest, SyncRules, lookup_key};
 
 /// The kind of an op.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -103,6 +103,8 @@ pub struct BucketInfo {
 pub struct Definition {
     /// The definition's name (its default stream's name).
     pub name: String,
+    /// Its bucket names before the parameter array: the name, or `<stream>|0` for a stream.
+    pub prefix: String,
     /// Priority 0..=3 of its buckets.
     pub priority: u8,
     /// Whether it has no parameters: its one bucket exists (and is sent) even when empty.
@@ -113,6 +115,7 @@ impl From<&crate::rules::BucketDefinition> for Definition {
     fn from(bucket: &crate::rules::BucketDefinition) -> Self {
         Definition {
             name: bucket.definition.clone(),
+            prefix: bucket.prefix(),
             priority: bucket.priority,
             global: bucket.is_global(),
         }
@@ -222,10 +225,10 @@ impl State {
             .iter()
             .enumerate()
             .filter(|(_, d)| {
-                rest.strip_prefix(d.name.as_str())
+                rest.strip_prefix(d.prefix.as_str())
                     .is_some_and(|params| params.starts_with('['))
             })
-            .max_by_key(|(_, d)| d.name.len())?;
+            .max_by_key(|(_, d)| d.prefix.len())?;
         Some(BucketInfo {
             name: name.to_owned(),
             priority: definition.priority,
@@ -280,7 +283,7 @@ impl Store {
             for definition in definitions.iter().filter(|d| d.global) {
                 state
                     .buckets
-                    .entry(format!("{generation}#{}[]", definition.name))
+                    .entry(format!("{generation}#{}[]", definition.prefix))
                     .or_default();
             }
             state.generation = generation;
@@ -335,6 +338,26 @@ impl Store {
             .into_iter()
             .map(|name| format!("{}#{name}", state.generation))
             .collect()
+    }
+
+    /// What a request resolves to under `rules` (see [`SyncRules::resolve_by`]) over the
+    /// durable parameter rows, with versioned bucket ids, sorted.
+    pub fn resolve(
+        &self,
+        rules: &SyncRules,
+        claims: &Json,
+        parameters: &Json,
+        streams: &StreamsRequest,
+    ) -> Resolution {
+        let state = self.read();
+        let mut resolution =
+            rules.resolve_by(claims, parameters, streams, |definition, query, lookup| {
+                state.parameters.matching(definition, query, lookup)
+            });
+        for bucket in &mut resolution.buckets {
+            bucket.bucket = format!("{}#{}", state.generation, bucket.bucket);
+        }
+        resolution
     }
 
     /// Counts the changes of parameter rows (and of the generation): a bucket set computed
@@ -622,6 +645,7 @@ mod tests {
             .iter()
             .map(|n| Definition {
                 name: (*n).into(),
+                prefix: (*n).into(),
                 priority: 3,
                 global: true,
             })
@@ -701,6 +725,7 @@ mod tests {
             2,
             vec![Definition {
                 name: "lists".into(),
+                prefix: "lists".into(),
                 priority: 1,
                 global: false,
             }],

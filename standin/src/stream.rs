@@ -30,7 +30,8 @@ use tokio::time::Instant;
 use crate::SyncRules;
 use crate::auth::now_secs;
 use crate::checksum::{as_signed, subkey};
-use crate::store::{BucketChecksum, BucketInfo, CheckpointView, Op, OpKind, Store};
+use crate::rules::{Reason, Resolution, ResolvedBucket, StreamsRequest};
+use crate::store::{BucketChecksum, CheckpointView, Op, OpKind, Store};
 
 /// Ops sent for one checkpoint after which a newer checkpoint supersedes it (the service's
 /// threshold).
@@ -53,6 +54,8 @@ pub struct StreamContext {
     pub claims: Value,
     /// The client's `parameters` object (`request.parameters()`, `user_parameters`).
     pub parameters: Value,
+    /// The request's `streams` (explicit subscriptions, `include_defaults`).
+    pub streams: StreamsRequest,
     /// Buckets one connection may have (the service's `max_buckets_per_connection`).
     pub max_buckets: usize,
     /// `"<sub>/<client_id>"`: the write checkpoint key.
@@ -83,7 +86,7 @@ struct End;
 #[derive(Debug, Default)]
 struct BucketSet {
     version: Option<(u64, u64)>,
-    names: Vec<String>,
+    resolution: Resolution,
 }
 
 /// The keepalive and expiry timers of a stream (the service's `tokenStream`).
@@ -340,35 +343,59 @@ enum Outcome {
     Abandoned,
 }
 
+/// A bucket of the connection as its checkpoint lines describe it.
+#[derive(Debug, Clone)]
+struct BucketInfo {
+    name: String,
+    priority: u8,
+    /// `[{"default": <index into the checkpoint's streams>} | {"sub": <subscription>}]`.
+    subscriptions: Vec<Value>,
+}
+
+impl BucketInfo {
+    fn new(bucket: &ResolvedBucket, resolution: &Resolution) -> Self {
+        let subscriptions = bucket
+            .reasons
+            .iter()
+            .map(|reason| match reason {
+                Reason::Default => json!({"default": resolution.stream_index(&bucket.definition)}),
+                Reason::Subscription(i) => json!({"sub": i}),
+            })
+            .collect();
+        BucketInfo {
+            name: bucket.bucket.clone(),
+            priority: bucket.priority,
+            subscriptions,
+        }
+    }
+}
+
 fn bucket_json(info: &BucketInfo, sum: BucketChecksum) -> Value {
     json!({
         "bucket": info.name,
         "checksum": as_signed(sum.checksum),
         "count": sum.count,
         "priority": info.priority,
-        "subscriptions": [{"default": info.stream}],
+        "subscriptions": info.subscriptions,
     })
 }
 
 impl StreamContext {
-    /// The connection's buckets (versioned ids, sorted), recomputed when parameter rows
+    /// The connection's resolution (versioned ids, sorted), recomputed when parameter rows
     /// changed; `Err` with the service's message when there are more than `max_buckets`.
-    fn buckets(&self, set: &mut BucketSet) -> Result<Vec<String>, String> {
+    fn buckets(&self, set: &mut BucketSet) -> Result<Resolution, String> {
         let version = self.store.parameters_version();
         if set.version != Some(version) {
-            set.names = self
-                .store
-                .request_buckets(&self.rules, &self.claims, &self.parameters);
+            set.resolution =
+                self.store
+                    .resolve(&self.rules, &self.claims, &self.parameters, &self.streams);
             set.version = Some(version);
         }
-        if set.names.len() > self.max_buckets {
-            let definitions = self.store.stream_names();
-            let mut by_definition: BTreeMap<String, usize> = BTreeMap::new();
-            for name in &set.names {
-                if let Some(info) = self.store.bucket_info(name) {
-                    let definition = definitions.get(info.stream).cloned().unwrap_or_default();
-                    *by_definition.entry(definition).or_default() += 1;
-                }
+        let buckets = &set.resolution.buckets;
+        if buckets.len() > self.max_buckets {
+            let mut by_definition: BTreeMap<&str, usize> = BTreeMap::new();
+            for bucket in buckets {
+                *by_definition.entry(bucket.definition.as_str()).or_default() += 1;
             }
             let breakdown: Vec<String> = by_definition
                 .iter()
@@ -376,12 +403,12 @@ impl StreamContext {
                 .collect();
             return Err(format!(
                 "Too many buckets: {} (limit of {}); by definition: {}",
-                set.names.len(),
+                buckets.len(),
                 self.max_buckets,
                 breakdown.join(", ")
             ));
         }
-        Ok(set.names.clone())
+        Ok(set.resolution.clone())
     }
 
     fn write_checkpoint(&self, view: &CheckpointView) -> Option<u64> {
@@ -444,11 +471,12 @@ impl StreamContext {
         }
     }
 
-    /// Priority and definition of each of `names`.
-    fn infos(&self, names: &[String]) -> Vec<BucketInfo> {
-        names
+    /// Name, priority and subscription reasons of each bucket of `resolution`.
+    fn infos(resolution: &Resolution) -> Vec<BucketInfo> {
+        resolution
+            .buckets
             .iter()
-            .filter_map(|name| self.store.bucket_info(name))
+            .map(|b| BucketInfo::new(b, resolution))
             .collect()
     }
 
@@ -456,6 +484,7 @@ impl StreamContext {
     fn header(
         &self,
         view: &CheckpointView,
+        resolution: &Resolution,
         infos: &[BucketInfo],
         wcp: Option<u64>,
         last: Option<&Announced>,
@@ -470,11 +499,10 @@ impl StreamContext {
         let mut line = match last {
             None => {
                 let buckets: Vec<Value> = infos.iter().filter_map(info_sum).collect();
-                let streams: Vec<Value> = self
-                    .store
-                    .stream_names()
+                let streams: Vec<Value> = resolution
+                    .streams
                     .iter()
-                    .map(|n| json!({"name": n, "is_default": true, "errors": []}))
+                    .map(|s| json!({"name": s.name, "is_default": s.is_default, "errors": []}))
                     .collect();
                 json!({"checkpoint": {"last_op_id": checkpoint, "buckets": buckets, "streams": streams}})
             }
@@ -524,17 +552,23 @@ impl StreamContext {
         set: &mut BucketSet,
         version: &watch::Receiver<u64>,
     ) -> Result<Outcome, End> {
-        let names = match self.buckets(set) {
-            Ok(names) => names,
+        let resolution = match self.buckets(set) {
+            Ok(resolution) => resolution,
             Err(message) => {
                 tracing::warn!("sync stream of {} ended: {message}", self.user_key);
                 return Err(out.fail(message).await);
             }
         };
+        let names: Vec<String> = resolution
+            .buckets
+            .iter()
+            .map(|b| b.bucket.clone())
+            .collect();
         let view = self.store.view_of(&names);
-        let infos = self.infos(&names);
+        let infos = Self::infos(&resolution);
         let wcp = self.write_checkpoint(&view);
-        let Some(header) = self.header(&view, &infos, wcp, last.as_ref(), out.bson) else {
+        let Some(header) = self.header(&view, &resolution, &infos, wcp, last.as_ref(), out.bson)
+        else {
             return Ok(Outcome::Unchanged);
         };
         out.send(&header).await?;
@@ -613,14 +647,19 @@ impl StreamContext {
         if !version.has_changed().unwrap_or(false) {
             return false;
         }
-        let Ok(names) = self.buckets(set) else {
+        let Ok(resolution) = self.buckets(set) else {
             // The next checkpoint ends the stream: stop sending this one.
             return true;
         };
+        let names: Vec<String> = resolution
+            .buckets
+            .iter()
+            .map(|b| b.bucket.clone())
+            .collect();
         let view = self.store.view_of(&names);
-        let infos = self.infos(&names);
+        let infos = Self::infos(&resolution);
         let wcp = self.write_checkpoint(&view);
-        self.header(&view, &infos, wcp, last.as_ref(), false)
+        self.header(&view, &resolution, &infos, wcp, last.as_ref(), false)
             .is_some()
     }
 }

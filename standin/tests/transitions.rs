@@ -157,6 +157,7 @@ impl Paced {
             1,
             vec![Definition {
                 name: "global".into(),
+                prefix: "global".into(),
                 priority: 3,
                 global: true,
             }],
@@ -170,6 +171,7 @@ impl Paced {
             rules: Arc::new(rules),
             claims: serde_json::json!({"sub": "u"}),
             parameters: serde_json::json!({}),
+            streams: standin::rules::StreamsRequest::defaults(),
             max_buckets: standin::stream::MAX_BUCKETS,
             user_key: "u".into(),
             positions: Default::default(),

@@ -53,6 +53,10 @@ impl SyncRules {
     pub fn evaluate_row(&self, table: &SourceTable, row: &Row) -> Vec<EvaluatedRow> {
         let mut out = Vec::new();
         for bucket in &self.buckets {
+            if let Some(stream) = &bucket.stream {
+                out.extend(stream_row(bucket, stream, table, row));
+                continue;
+            }
             for query in bucket.queries.iter().filter(|q| &q.table == table) {
                 let mut values = Vec::with_capacity(bucket.parameters.len());
                 for parameter in &bucket.parameters {
@@ -116,15 +120,16 @@ impl SyncRules {
         parameters: &Json,
         matching: impl Fn(&str, usize, &[SqliteValue]) -> Vec<Vec<(String, SqliteValue)>>,
     ) -> Vec<String> {
-        let request = Request {
-            claims,
-            parameters,
-            fixed_json_extract: self.fixed_json_extract,
-        };
         let mut out: Vec<String> = self
+            .resolve_by(
+                claims,
+                parameters,
+                &super::StreamsRequest::defaults(),
+                matching,
+            )
             .buckets
-            .iter()
-            .flat_map(|b| request.buckets(b, &matching))
+            .into_iter()
+            .map(|b| b.bucket)
             .collect();
         out.sort();
         out.dedup();
@@ -188,7 +193,7 @@ pub struct ParameterRow {
 }
 
 /// A lookup value compared number-agnostically: a REAL with an integral value is INTEGER.
-fn normalize(value: &SqliteValue) -> SqliteValue {
+pub(super) fn normalize(value: &SqliteValue) -> SqliteValue {
     match value {
         SqliteValue::Real(f) if f.fract() == 0.0 && f.abs() < 9.2e18 => {
             SqliteValue::Integer(*f as i64)
@@ -371,40 +376,137 @@ fn json_to_sqlite(value: Option<&Json>, fixed: bool, parameters: bool) -> Sqlite
     }
 }
 
-/// The request a set of parameter queries is evaluated for.
-struct Request<'a> {
-    claims: &'a Json,
-    parameters: &'a Json,
-    fixed_json_extract: bool,
+/// The buckets of a stream a row of `table` belongs to: its column values in the order of the
+/// stream's parameters. A NULL (or missing) column compared with a request value puts the row
+/// in no bucket; one compared with a subquery's results is the value `null`, as the service's
+/// `InOperator` keeps it.
+fn stream_row(
+    bucket: &BucketDefinition,
+    stream: &super::StreamDefinition,
+    table: &SourceTable,
+    row: &Row,
+) -> Vec<EvaluatedRow> {
+    let mut out = Vec::new();
+    for query in bucket.queries.iter().filter(|q| &q.table == table) {
+        let mut values = Vec::with_capacity(stream.parameters.len());
+        for parameter in &stream.parameters {
+            match (lookup(row, &parameter.column), &parameter.source) {
+                (Some(SqliteValue::Null) | None, super::StreamSource::Request(_)) => break,
+                (None, super::StreamSource::Subquery(_)) => values.push(SqliteValue::Null),
+                (Some(value), _) => values.push(value.clone()),
+            }
+        }
+        if values.len() != stream.parameters.len() {
+            continue;
+        }
+        let (object_id, data) = output_row(&query.columns, row);
+        out.push(EvaluatedRow {
+            bucket: bucket_name(&bucket.prefix(), &values),
+            object_type: query.object_type.clone(),
+            object_id,
+            data,
+        });
+    }
+    out
 }
 
+/// The request a set of parameter queries is evaluated for.
+pub(super) struct Request<'a> {
+    /// The verified token payload.
+    pub claims: &'a Json,
+    /// The client's `parameters` object.
+    pub parameters: &'a Json,
+    /// The stream subscription's parameters (`{}` for a default subscription).
+    pub subscription: &'a Json,
+    /// The sync rules' `fixed_json_extract`.
+    pub fixed_json_extract: bool,
+}
+
+/// The selected columns of the matching parameter rows of `(definition, query, lookup)`.
+pub(super) type Matching<'m> =
+    &'m dyn Fn(&str, usize, &[SqliteValue]) -> Vec<Vec<(String, SqliteValue)>>;
+
 impl Request<'_> {
-    /// The buckets of one definition: per request-only parameter query one, per
-    /// table-backed one as many as parameter rows match (or the global bucket).
-    fn buckets(
+    /// The buckets of a bucket definition, `(static, dynamic)` as the service's queriers
+    /// return them: one per request-only parameter query (or the global bucket), and per
+    /// table-backed one as many as parameter rows match, duplicates included.
+    pub(super) fn definition_buckets(
         &self,
         bucket: &BucketDefinition,
-        matching: &impl Fn(&str, usize, &[SqliteValue]) -> Vec<Vec<(String, SqliteValue)>>,
-    ) -> Vec<String> {
+        matching: Matching<'_>,
+    ) -> (Vec<String>, Vec<String>) {
         if bucket.parameter_queries.is_empty() {
-            return vec![bucket_name(&bucket.definition, &[])];
+            return (vec![bucket_name(&bucket.definition, &[])], Vec::new());
         }
-        let mut out = Vec::new();
+        let (mut fixed, mut dynamic) = (Vec::new(), Vec::new());
         for (index, query) in bucket.parameter_queries.iter().enumerate() {
             if query.table.is_none() {
-                out.push(self.bucket(bucket, query, &[]));
+                fixed.push(self.bucket(bucket, query, &[]));
                 continue;
             }
-            let lookup: Vec<SqliteValue> = query
-                .lookups
-                .iter()
-                .map(|(_, v)| normalize(&self.value(v)))
-                .collect();
+            let lookup = self.lookup(query);
             for columns in matching(&bucket.definition, index, &lookup) {
-                out.push(self.bucket(bucket, query, &columns));
+                dynamic.push(self.bucket(bucket, query, &columns));
             }
         }
-        out
+        (fixed, dynamic)
+    }
+
+    /// The buckets of a stream for this request (and subscription), `(static, dynamic)`:
+    /// one when every parameter is a request value, else the product of each parameter's
+    /// values (a subquery's results over the parameter rows, duplicates included).
+    pub(super) fn stream_buckets(
+        &self,
+        bucket: &BucketDefinition,
+        stream: &super::StreamDefinition,
+        matching: Matching<'_>,
+    ) -> (Vec<String>, Vec<String>) {
+        let mut choices: Vec<Vec<SqliteValue>> = Vec::with_capacity(stream.parameters.len());
+        for parameter in &stream.parameters {
+            choices.push(match &parameter.source {
+                super::StreamSource::Request(value) => vec![self.value(value)],
+                super::StreamSource::Subquery(index) => {
+                    let query = &bucket.parameter_queries[*index];
+                    matching(&bucket.definition, *index, &self.lookup(query))
+                        .into_iter()
+                        .map(|columns| {
+                            lookup(&columns, "result")
+                                .cloned()
+                                .unwrap_or(SqliteValue::Null)
+                        })
+                        .collect()
+                }
+            });
+        }
+        let mut names = vec![Vec::new()];
+        for values in &choices {
+            names = names
+                .iter()
+                .flat_map(|prefix| {
+                    values.iter().map(move |v| {
+                        let mut next = prefix.clone();
+                        next.push(v.clone());
+                        next
+                    })
+                })
+                .collect();
+        }
+        let prefix = bucket.prefix();
+        let names: Vec<String> = names.iter().map(|v| bucket_name(&prefix, v)).collect();
+        if bucket.parameter_queries.is_empty() {
+            (names, Vec::new())
+        } else {
+            (Vec::new(), names)
+        }
+    }
+
+    /// The lookup a table-backed parameter query (or stream subquery) needs for this request.
+    fn lookup(&self, query: &ParameterQuery) -> Vec<SqliteValue> {
+        query
+            .lookups
+            .iter()
+            .map(|(_, v)| normalize(&self.value(v)))
+            .collect()
     }
 
     /// The bucket of `query` with a parameter row's `columns`.
@@ -440,15 +542,27 @@ impl Request<'_> {
             RequestValue::UserParameter(name) => {
                 json_to_sqlite(self.parameters.get(name), true, true)
             }
+            RequestValue::AuthParameter(key) => extract(self.claims, key, true),
+            RequestValue::ConnectionParameter(key) => extract(self.parameters, key, true),
+            RequestValue::SubscriptionParameter(key) => extract(self.subscription, key, true),
+            RequestValue::SubscriptionParameters(path) => self.extract(self.subscription, path),
         }
     }
 
-    /// `<json> ->> '<path>'`: a path starting with `$` splits on `.` (dropping the `$`);
-    /// another path is one key with `fixed_json_extract`, else also split on `.`.
+    /// `<json> ->> '<path>'` with the rules' `fixed_json_extract`.
     fn extract(&self, root: &Json, path: &str) -> SqliteValue {
+        extract(root, path, self.fixed_json_extract)
+    }
+}
+
+/// `<json> ->> '<path>'`: a path starting with `$` splits on `.` (dropping the `$`);
+/// another path is one key with `fixed` (`fixed_json_extract`, and always for the streams'
+/// `*.parameter('<key>')`), else also split on `.`.
+fn extract(root: &Json, path: &str, fixed: bool) -> SqliteValue {
+    {
         let components: Vec<&str> = if let Some(rest) = path.strip_prefix('$') {
             rest.split('.').skip(1).collect()
-        } else if self.fixed_json_extract {
+        } else if fixed {
             vec![path]
         } else {
             path.split('.').collect()
@@ -467,7 +581,7 @@ impl Request<'_> {
             };
         }
         // Numbers went through `JSONBig.stringify` and back, so they are all REAL here.
-        json_to_sqlite(value, self.fixed_json_extract, false)
+        json_to_sqlite(value, fixed, false)
     }
 }
 

@@ -16,7 +16,7 @@ use super::SourceTable;
 
 /// One token of the supported SQL.
 #[derive(Debug, Clone, PartialEq)]
-enum Token {
+pub(super) enum Token {
     /// An identifier or keyword; `quoted` for a double-quoted identifier.
     Ident { text: String, quoted: bool },
     /// A single-quoted string literal.
@@ -27,7 +27,7 @@ enum Token {
     Sym(&'static str),
 }
 
-fn tokenize(sql: &str) -> Result<Vec<Token>, String> {
+pub(super) fn tokenize(sql: &str) -> Result<Vec<Token>, String> {
     let mut out = Vec::new();
     let mut chars = sql.trim().trim_end_matches(';').chars().peekable();
     while let Some(&c) = chars.peek() {
@@ -103,24 +103,24 @@ fn tokenize(sql: &str) -> Result<Vec<Token>, String> {
 }
 
 /// A cursor over the tokens of one query.
-struct Parser {
+pub(super) struct Parser {
     toks: Vec<Token>,
     pos: usize,
 }
 
 impl Parser {
-    fn new(sql: &str) -> Result<Self, String> {
+    pub(super) fn new(sql: &str) -> Result<Self, String> {
         Ok(Parser {
             toks: tokenize(sql)?,
             pos: 0,
         })
     }
 
-    fn peek(&self) -> Option<&Token> {
+    pub(super) fn peek(&self) -> Option<&Token> {
         self.toks.get(self.pos)
     }
 
-    fn describe(&self) -> String {
+    pub(super) fn describe(&self) -> String {
         match self.peek() {
             None => "the end of the query".to_owned(),
             Some(Token::Ident { text, quoted: true }) => format!("`\"{text}\"`"),
@@ -131,12 +131,12 @@ impl Parser {
         }
     }
 
-    fn unexpected<T>(&self, wanted: &str) -> Result<T, String> {
+    pub(super) fn unexpected<T>(&self, wanted: &str) -> Result<T, String> {
         Err(format!("expected {wanted}, found {}", self.describe()))
     }
 
     /// Consumes the unquoted keyword `kw` (case-insensitive) if it is next.
-    fn keyword(&mut self, kw: &str) -> bool {
+    pub(super) fn keyword(&mut self, kw: &str) -> bool {
         match self.peek() {
             Some(Token::Ident {
                 text,
@@ -149,7 +149,7 @@ impl Parser {
         }
     }
 
-    fn expect_keyword(&mut self, kw: &str) -> Result<(), String> {
+    pub(super) fn expect_keyword(&mut self, kw: &str) -> Result<(), String> {
         if self.keyword(kw) {
             Ok(())
         } else {
@@ -157,7 +157,7 @@ impl Parser {
         }
     }
 
-    fn sym(&mut self, sym: &'static str) -> bool {
+    pub(super) fn sym(&mut self, sym: &'static str) -> bool {
         if self.peek() == Some(&Token::Sym(sym)) {
             self.pos += 1;
             true
@@ -166,7 +166,7 @@ impl Parser {
         }
     }
 
-    fn expect_sym(&mut self, sym: &'static str) -> Result<(), String> {
+    pub(super) fn expect_sym(&mut self, sym: &'static str) -> Result<(), String> {
         if self.sym(sym) {
             Ok(())
         } else {
@@ -176,7 +176,7 @@ impl Parser {
 
     /// An identifier, folded to lower case unless quoted. Keywords that end a clause are not
     /// identifiers here.
-    fn ident(&mut self) -> Option<String> {
+    pub(super) fn ident(&mut self) -> Option<String> {
         match self.peek() {
             Some(Token::Ident { text, quoted: true }) => {
                 let text = text.clone();
@@ -195,14 +195,14 @@ impl Parser {
         }
     }
 
-    fn expect_ident(&mut self, what: &str) -> Result<String, String> {
+    pub(super) fn expect_ident(&mut self, what: &str) -> Result<String, String> {
         match self.ident() {
             Some(ident) => Ok(ident),
             None => self.unexpected(what),
         }
     }
 
-    fn string(&mut self) -> Option<String> {
+    pub(super) fn string(&mut self) -> Option<String> {
         match self.peek() {
             Some(Token::Str(s)) => {
                 let s = s.clone();
@@ -213,7 +213,7 @@ impl Parser {
         }
     }
 
-    fn end(&self, wanted: &str) -> Result<(), String> {
+    pub(super) fn end(&self, wanted: &str) -> Result<(), String> {
         if self.pos == self.toks.len() {
             Ok(())
         } else {
@@ -240,6 +240,16 @@ pub enum RequestValue {
     TokenParameter(String),
     /// `user_parameters.<name>`: a client parameter.
     UserParameter(String),
+    /// `auth.parameter('<key>')` (streams): a value of the token payload, the key split only
+    /// when it starts with `$`.
+    AuthParameter(String),
+    /// `connection.parameter('<key>')` (streams): a client parameter, split like
+    /// [`RequestValue::AuthParameter`].
+    ConnectionParameter(String),
+    /// `subscription.parameter('<key>')` (streams): a parameter of the stream subscription.
+    SubscriptionParameter(String),
+    /// `subscription.parameters() ->> '<path>'` (streams).
+    SubscriptionParameters(String),
 }
 
 /// One selected value of a parameter query.
@@ -440,6 +450,50 @@ pub struct ParsedDataQuery {
 /// Parses a data query.
 pub fn parse_data_query(sql: &str) -> Result<ParsedDataQuery, String> {
     let mut p = Parser::new(sql)?;
+    let mut select = parse_select_from(&mut p)?;
+    let mut filters = Vec::new();
+    if p.keyword("where") {
+        loop {
+            let filter = condition(&mut p)?;
+            if let Some(q) = filter.0.clone() {
+                select.qualifiers.push(q);
+            }
+            filters.push((filter.1, filter.2));
+            if !p.keyword("and") {
+                break;
+            }
+        }
+    }
+    end_of_where(
+        &p,
+        "data",
+        " (only `<column> = bucket.<parameter>` conditions joined by AND are supported)",
+        &select.qualifiers,
+        &select.object_type,
+    )?;
+    check_output_columns(&select.columns)?;
+    Ok(ParsedDataQuery {
+        table: select.table,
+        object_type: select.object_type,
+        columns: select.columns,
+        filters,
+    })
+}
+
+/// `SELECT <columns> FROM <table> [AS <alias>]` of a data query, up to its `WHERE`.
+pub(super) struct SelectFrom {
+    /// The source table.
+    pub table: SourceTable,
+    /// The output table name: the alias, or the table name.
+    pub object_type: String,
+    /// The output columns.
+    pub columns: Vec<Column>,
+    /// The qualifiers of the column references seen so far, checked at the end.
+    pub qualifiers: Vec<String>,
+}
+
+/// Parses `SELECT * | <column> [AS <name>], ... FROM [<schema>.]<table> [AS <alias>]`.
+pub(super) fn parse_select_from(p: &mut Parser) -> Result<SelectFrom, String> {
     p.expect_keyword("select")?;
     let mut columns = Vec::new();
     // Qualified column references are checked against the table once it is known.
@@ -448,7 +502,7 @@ pub fn parse_data_query(sql: &str) -> Result<ParsedDataQuery, String> {
         if p.sym("*") {
             columns.push(Column::Star);
         } else {
-            let (qualifier, source) = column_ref(&mut p)?;
+            let (qualifier, source) = column_ref(p)?;
             qualifiers.extend(qualifier);
             let output = if p.keyword("as") {
                 p.expect_ident("an output name after AS")?
@@ -477,31 +531,21 @@ pub fn parse_data_query(sql: &str) -> Result<ParsedDataQuery, String> {
     } else {
         name.clone()
     };
-    let mut filters = Vec::new();
-    if p.keyword("where") {
-        loop {
-            let filter = condition(&mut p)?;
-            if let Some(q) = filter.0.clone() {
-                qualifiers.push(q);
-            }
-            filters.push((filter.1, filter.2));
-            if !p.keyword("and") {
-                break;
-            }
-        }
-    }
-    end_of_where(
-        &p,
-        "data",
-        " (only `<column> = bucket.<parameter>` conditions joined by AND are supported)",
-        &qualifiers,
-        &object_type,
-    )?;
+    Ok(SelectFrom {
+        table: SourceTable { schema, name },
+        object_type,
+        columns,
+        qualifiers,
+    })
+}
+
+/// Checks a data query's output columns: `*` alone, or named columns with an `id`, each once.
+pub(super) fn check_output_columns(columns: &[Column]) -> Result<(), String> {
     if columns.len() > 1 && columns.contains(&Column::Star) {
         return Err("`*` together with other columns is not supported".to_owned());
     }
     let mut outputs: Vec<&str> = Vec::new();
-    for column in &columns {
+    for column in columns {
         if let Column::Named { output, .. } = column {
             if outputs.contains(&output.as_str()) {
                 return Err(format!("output column `{output}` selected twice"));
@@ -512,17 +556,12 @@ pub fn parse_data_query(sql: &str) -> Result<ParsedDataQuery, String> {
     if columns != [Column::Star] && !outputs.contains(&"id") {
         return Err("the query must return an `id` column".to_owned());
     }
-    Ok(ParsedDataQuery {
-        table: SourceTable { schema, name },
-        object_type,
-        columns,
-        filters,
-    })
+    Ok(())
 }
 
 /// Checks that a `kind` query ends after its `WHERE` conditions and that every column
 /// qualifier names its `table`.
-fn end_of_where(
+pub(super) fn end_of_where(
     p: &Parser,
     kind: &str,
     hint: &str,
@@ -541,7 +580,7 @@ fn end_of_where(
 }
 
 /// `[<table>.]<column>`: `(qualifier, column)`.
-fn column_ref(p: &mut Parser) -> Result<(Option<String>, String), String> {
+pub(super) fn column_ref(p: &mut Parser) -> Result<(Option<String>, String), String> {
     let Some(first) = p.ident() else {
         return p.unexpected(
             "a column name (expressions, functions and literals are not supported in data queries)",

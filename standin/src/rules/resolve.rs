@@ -1,0 +1,217 @@
+//! Which buckets a sync request gets, with their priorities and subscription reasons, as the
+//! service's `BucketParameterState` (service-core) resolves them through the sync-rules
+//! engine's queriers.
+//!
+//! - A bucket definition, and a stream with `auto_subscribe: true`, is a default stream: it
+//!   is resolved when the request's `include_defaults` is true (the default) or when a
+//!   subscription names it.
+//! - A stream is resolved once per subscription naming it (in request order, reason
+//!   `{"sub": <index>}`, priority `override_priority` or the stream's) and, for a default
+//!   stream, once more with reason `"default"` and empty subscription parameters — also when
+//!   `include_defaults` is false but a subscription names it, as the service does.
+//! - A bucket definition's buckets always have reason `"default"` and its priority.
+//! - Buckets of the same id are merged, as the service's `mergeBuckets`: their reasons
+//!   concatenated in querier order, the lowest priority number kept. Static buckets (no
+//!   parameter rows involved) and dynamic ones are merged separately; for an id in both, the
+//!   dynamic one is what the checkpoint describes (the service's `bucketDescriptionMap`).
+//! - The checkpoint's `streams` lists every definition and stream the request resolved, in
+//!   the order of the sync rules. A subscription naming no stream yields nothing, neither
+//!   a bucket nor an entry (the client learns from its absence). The service's `errors`
+//!   come from evaluation failures that the supported subset cannot produce, so they are
+//!   always empty here.
+
+use std::collections::{BTreeMap, HashMap};
+
+use serde_json::Value as Json;
+
+use super::SyncRules;
+use super::eval::{Request, SqliteValue};
+
+/// The `streams` object of a sync request.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StreamsRequest {
+    /// Whether default streams are included (`include_defaults`, true when absent).
+    pub include_defaults: bool,
+    /// The explicit subscriptions, indexed by their position (the `sub` reason).
+    pub subscriptions: Vec<StreamSubscription>,
+}
+
+impl StreamsRequest {
+    /// A request without `streams`: the default streams only.
+    pub fn defaults() -> Self {
+        StreamsRequest {
+            include_defaults: true,
+            subscriptions: Vec::new(),
+        }
+    }
+}
+
+/// One explicit subscription of a request.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StreamSubscription {
+    /// The stream's name.
+    pub stream: String,
+    /// Its parameters (`subscription.parameter(...)`): an object (`{}` when absent or null).
+    pub parameters: Json,
+    /// `override_priority`: the priority of its buckets instead of the stream's.
+    pub override_priority: Option<u8>,
+}
+
+/// Why a bucket is in a request's set.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reason {
+    /// A default stream or bucket definition.
+    Default,
+    /// The explicit subscription with this index.
+    Subscription(usize),
+}
+
+/// A bucket of a request, as the checkpoint line describes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResolvedBucket {
+    /// The bucket name (before versioning).
+    pub bucket: String,
+    /// The definition or stream it comes from.
+    pub definition: String,
+    /// Its priority for this request.
+    pub priority: u8,
+    /// Why the request has it, in the service's order.
+    pub reasons: Vec<Reason>,
+}
+
+/// A stream (or bucket definition) of a request, for the checkpoint's `streams`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StreamDescription {
+    /// Its name.
+    pub name: String,
+    /// Whether it is a default stream.
+    pub is_default: bool,
+}
+
+/// Everything a request resolves to.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Resolution {
+    /// The checkpoint's `streams`, in the sync rules' order.
+    pub streams: Vec<StreamDescription>,
+    /// The buckets, sorted by name.
+    pub buckets: Vec<ResolvedBucket>,
+}
+
+impl Resolution {
+    /// The index of `definition` in [`Resolution::streams`] (the `default` reason's value).
+    pub fn stream_index(&self, definition: &str) -> Option<usize> {
+        self.streams.iter().position(|s| s.name == definition)
+    }
+}
+
+/// `mergeBuckets`: one entry per bucket id, reasons concatenated, the lowest priority.
+fn merge(buckets: Vec<ResolvedBucket>) -> Vec<ResolvedBucket> {
+    let mut order: Vec<String> = Vec::new();
+    let mut by_name: HashMap<String, ResolvedBucket> = HashMap::new();
+    for bucket in buckets {
+        match by_name.get_mut(&bucket.bucket) {
+            Some(existing) => {
+                existing.reasons.extend(bucket.reasons);
+                existing.priority = existing.priority.min(bucket.priority);
+            }
+            None => {
+                order.push(bucket.bucket.clone());
+                by_name.insert(bucket.bucket.clone(), bucket);
+            }
+        }
+    }
+    order
+        .into_iter()
+        .filter_map(|name| by_name.remove(&name))
+        .collect()
+}
+
+impl SyncRules {
+    /// The buckets and streams of a request (see the module documentation): `claims` is the
+    /// verified token payload, `parameters` the client's `parameters` object, `matching`
+    /// the selected columns of the current parameter rows of `(definition, query, lookup)`.
+    pub fn resolve_by(
+        &self,
+        claims: &Json,
+        parameters: &Json,
+        request: &StreamsRequest,
+        matching: impl Fn(&str, usize, &[SqliteValue]) -> Vec<Vec<(String, SqliteValue)>>,
+    ) -> Resolution {
+        let empty = Json::Object(Default::default());
+        let mut streams = Vec::new();
+        let (mut fixed, mut dynamic) = (Vec::new(), Vec::new());
+        for bucket in &self.buckets {
+            let subscriptions: Vec<(usize, &StreamSubscription)> = request
+                .subscriptions
+                .iter()
+                .enumerate()
+                .filter(|(_, s)| s.stream == bucket.definition)
+                .collect();
+            if !(bucket.is_default() && request.include_defaults) && subscriptions.is_empty() {
+                continue;
+            }
+            streams.push(StreamDescription {
+                name: bucket.definition.clone(),
+                is_default: bucket.is_default(),
+            });
+            let mut push = |(f, d): (Vec<String>, Vec<String>), reason, priority| {
+                for (names, into) in [(f, &mut fixed), (d, &mut dynamic)] {
+                    into.extend(names.into_iter().map(|name| ResolvedBucket {
+                        bucket: name,
+                        definition: bucket.definition.clone(),
+                        priority,
+                        reasons: vec![reason],
+                    }));
+                }
+            };
+            let Some(stream) = &bucket.stream else {
+                let request = Request {
+                    claims,
+                    parameters,
+                    subscription: &empty,
+                    fixed_json_extract: self.fixed_json_extract,
+                };
+                push(
+                    request.definition_buckets(bucket, &matching),
+                    Reason::Default,
+                    bucket.priority,
+                );
+                continue;
+            };
+            for (index, subscription) in subscriptions {
+                let request = Request {
+                    claims,
+                    parameters,
+                    subscription: &subscription.parameters,
+                    fixed_json_extract: self.fixed_json_extract,
+                };
+                push(
+                    request.stream_buckets(bucket, stream, &matching),
+                    Reason::Subscription(index),
+                    subscription.override_priority.unwrap_or(bucket.priority),
+                );
+            }
+            if stream.auto_subscribe {
+                let request = Request {
+                    claims,
+                    parameters,
+                    subscription: &empty,
+                    fixed_json_extract: self.fixed_json_extract,
+                };
+                push(
+                    request.stream_buckets(bucket, stream, &matching),
+                    Reason::Default,
+                    bucket.priority,
+                );
+            }
+        }
+        let mut buckets: BTreeMap<String, ResolvedBucket> = BTreeMap::new();
+        for bucket in merge(fixed).into_iter().chain(merge(dynamic)) {
+            buckets.insert(bucket.bucket.clone(), bucket);
+        }
+        Resolution {
+            streams,
+            buckets: buckets.into_values().collect(),
+        }
+    }
+}
