@@ -21,7 +21,7 @@ use crate::api_error::ApiError;
 use crate::auth::{Claims, KeyStore};
 use crate::config::Config;
 use crate::replication::connect;
-use crate::rules::{StreamSubscription, StreamsRequest};
+use crate::rules::StreamsRequest;
 use crate::storage::Storage;
 use crate::store::Store;
 use crate::stream::StreamContext;
@@ -167,59 +167,6 @@ struct SyncRequest {
     streams: Option<Value>,
 }
 
-/// The request's `streams`, validated as the service's `StreamSubscriptionRequest`
-/// (`subscriptions` required; each with a string `stream`, `parameters` an object or null,
-/// `override_priority` null or, stricter than the service, an integer from 0 to 3).
-fn streams_request(value: Option<Value>) -> Result<StreamsRequest, ApiError> {
-    let Some(value) = value else {
-        return Ok(StreamsRequest::defaults());
-    };
-    let bad = |what: String| ApiError::validation(&format!("streams: {what}"));
-    let Value::Object(object) = value else {
-        return Err(bad("must be an object".to_owned()));
-    };
-    let include_defaults = match object.get("include_defaults") {
-        None => true,
-        Some(Value::Bool(b)) => *b,
-        Some(_) => return Err(bad("include_defaults must be a boolean".to_owned())),
-    };
-    let Some(Value::Array(items)) = object.get("subscriptions") else {
-        return Err(bad("subscriptions must be an array".to_owned()));
-    };
-    let mut subscriptions = Vec::with_capacity(items.len());
-    for (i, item) in items.iter().enumerate() {
-        let Some(Value::String(stream)) = item.get("stream") else {
-            return Err(bad(format!("subscriptions[{i}].stream must be a string")));
-        };
-        let parameters = match item.get("parameters") {
-            None | Some(Value::Null) => json!({}),
-            Some(p @ Value::Object(_)) => p.clone(),
-            Some(_) => {
-                return Err(bad(format!(
-                    "subscriptions[{i}].parameters must be an object or null"
-                )));
-            }
-        };
-        let override_priority = match item.get("override_priority") {
-            None | Some(Value::Null) => None,
-            Some(p) => Some(p.as_u64().filter(|p| *p <= 3).ok_or_else(|| {
-                bad(format!(
-                    "subscriptions[{i}].override_priority must be null or an integer from 0 to 3"
-                ))
-            })? as u8),
-        };
-        subscriptions.push(StreamSubscription {
-            stream: stream.clone(),
-            parameters,
-            override_priority,
-        });
-    }
-    Ok(StreamsRequest {
-        include_defaults,
-        subscriptions,
-    })
-}
-
 #[derive(Debug, Deserialize)]
 struct BucketRequest {
     name: String,
@@ -253,7 +200,8 @@ async fn sync_stream(
         Some(p @ Value::Object(_)) => p,
         Some(_) => return Err(ApiError::validation("parameters must be an object")),
     };
-    let streams = streams_request(request.streams)?;
+    let streams = StreamsRequest::from_json(request.streams.as_ref())
+        .map_err(|e| ApiError::validation(&e))?;
     if !state.store.is_ready() {
         return Err(ApiError::no_sync_rules());
     }

@@ -90,8 +90,7 @@ async fn subscriptions_reasons_priorities_and_live_parameter_rows() {
         {"stream": "shared_todos", "parameters": {}, "override_priority": null},
         {"stream": "my_lists", "parameters": {"ignored": 1}, "override_priority": 2},
     ]});
-    let mut lines =
-        Lines::new(open_stream(&standin.url(), &token("u1"), &request(streams)).await);
+    let mut lines = Lines::new(open_stream(&standin.url(), &token("u1"), &request(streams)).await);
 
     let first = lines.until_complete().await;
     let cp = &first[0]["checkpoint"];
@@ -108,11 +107,7 @@ async fn subscriptions_reasons_priorities_and_live_parameter_rows() {
     assert_eq!(
         described(&first[0]),
         vec![
-            (
-                "1#list_todos|0[\"l2\"]".to_owned(),
-                0,
-                json!([{"sub": 0}])
-            ),
+            ("1#list_todos|0[\"l2\"]".to_owned(), 0, json!([{"sub": 0}])),
             // Subscribed explicitly (priority 2) and by default (3): both reasons, the
             // higher priority.
             (

@@ -19,7 +19,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use serde_json::{Value as Json, json};
-use standin::rules::{SourceTable, SqliteValue};
+use standin::rules::{Reason, Resolution, SourceTable, SqliteValue, StreamsRequest};
 use standin::store::{Definition, ParameterChange, Store};
 use standin::{Error, SyncRules};
 use testkit::ChildGuard;
@@ -110,11 +110,15 @@ fn run_oracle(cases: &[Json]) -> Vec<Json> {
 /// A source row: its table and `(column, value)` in column order.
 type SourceRow = (SourceTable, Vec<(String, SqliteValue)>);
 
-/// One case: sync rules, rows and requests (token payload, client parameters).
+/// One request: token payload, client parameters and the body's `streams` (`Json::Null`:
+/// absent).
+type Request = (Json, Json, Json);
+
+/// One case: sync rules, rows and requests.
 struct Case {
     rules: String,
     rows: Vec<SourceRow>,
-    requests: Vec<(Json, Json)>,
+    requests: Vec<Request>,
 }
 
 /// A row as the oracle reads it with JSONBig: integers are INTEGER, numbers with a fraction
@@ -145,15 +149,22 @@ impl Case {
             "rows": self.rows.iter().map(|(table, row)| json!({
                 "schema": table.schema, "table": table.name, "record": record_text(row),
             })).collect::<Vec<_>>(),
-            "requests": self.requests.iter().map(|(claims, params)| json!({
-                "claims": claims.to_string(), "parameters": params.to_string(),
-            })).collect::<Vec<_>>(),
+            "requests": self.requests.iter().map(|(claims, params, streams)| {
+                let mut request = json!({
+                    "claims": claims.to_string(), "parameters": params.to_string(),
+                });
+                if !streams.is_null() {
+                    request["streams"] = streams.clone();
+                }
+                request
+            }).collect::<Vec<_>>(),
         })
     }
 }
 
-/// `(bucket, table, id, data)` per row, sorted, and the bucket set per request.
-type Outcome = (Vec<Vec<[String; 4]>>, Vec<Vec<String>>);
+/// `(bucket, table, id, data)` per row, sorted, and per request the checkpoint's
+/// `{"buckets": [{bucket, priority, subscriptions}] (sorted), "streams": [...]}`.
+type Outcome = (Vec<Vec<[String; 4]>>, Vec<Json>);
 
 fn standin_outcome(rules: &SyncRules, case: &Case) -> Outcome {
     let rows = case
@@ -185,15 +196,39 @@ fn standin_outcome(rules: &SyncRules, case: &Case) -> Outcome {
     let requests = case
         .requests
         .iter()
-        .map(|(claims, params)| {
-            store
-                .request_buckets(rules, claims, params)
-                .into_iter()
-                .map(|b| b.strip_prefix("1#").unwrap_or(&b).to_owned())
-                .collect()
+        .map(|(claims, params, streams)| {
+            let streams = (!streams.is_null()).then_some(streams);
+            let request = StreamsRequest::from_json(streams).expect("a valid streams request");
+            checkpoint_json(&store.resolve(rules, claims, params, &request))
         })
         .collect();
     (rows, requests)
+}
+
+/// A resolution as the checkpoint line describes it (bucket ids without their version).
+fn checkpoint_json(resolution: &Resolution) -> Json {
+    let buckets: Vec<Json> = resolution
+        .buckets
+        .iter()
+        .map(|b| {
+            let subscriptions: Vec<Json> = b
+                .reasons
+                .iter()
+                .map(|r| match r {
+                    Reason::Default => json!({"default": resolution.stream_index(&b.definition)}),
+                    Reason::Subscription(i) => json!({"sub": i}),
+                })
+                .collect();
+            json!({"bucket": b.bucket.strip_prefix("1#").unwrap_or(&b.bucket),
+                   "priority": b.priority, "subscriptions": subscriptions})
+        })
+        .collect();
+    let streams: Vec<Json> = resolution
+        .streams
+        .iter()
+        .map(|s| json!({"name": s.name, "is_default": s.is_default, "errors": []}))
+        .collect();
+    json!({"buckets": buckets, "streams": streams})
 }
 
 fn oracle_outcome(answer: &Json) -> Outcome {
@@ -220,16 +255,7 @@ fn oracle_outcome(answer: &Json) -> Outcome {
             out
         })
         .collect();
-    let requests = answer["requests"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|r| {
-            let mut names: Vec<String> = r.as_array().unwrap().iter().map(text).collect();
-            names.sort();
-            names
-        })
-        .collect();
+    let requests = answer["requests"].as_array().unwrap().clone();
     (rows, requests)
 }
 
@@ -270,8 +296,8 @@ fn compare(cases: &[Case], answers: &[Json], mismatches: &mut Vec<String>) -> (u
         for (i, (a, b)) in ours.1.iter().zip(&theirs.1).enumerate() {
             if a != b {
                 mismatches.push(format!(
-                    "rules\n{}request {} {}\nstand-in {a:?}\nservice  {b:?}",
-                    case.rules, case.requests[i].0, case.requests[i].1
+                    "rules\n{}request {} {} streams {}\nstand-in {a}\nservice  {b}",
+                    case.rules, case.requests[i].0, case.requests[i].1, case.requests[i].2
                 ));
             }
         }
@@ -371,7 +397,7 @@ fn gen_object(rng: &mut fastrand::Rng, keys: &[&str]) -> Json {
     Json::Object(map)
 }
 
-fn gen_request(rng: &mut fastrand::Rng) -> (Json, Json) {
+fn gen_request(rng: &mut fastrand::Rng) -> Request {
     let mut claims = gen_object(rng, &["a.b", "flag", "org", "sub"]);
     let map = claims.as_object_mut().unwrap();
     if rng.u8(..3) != 0 {
@@ -385,7 +411,7 @@ fn gen_request(rng: &mut fastrand::Rng) -> (Json, Json) {
             gen_object(rng, &["org", "p", "user_id"]),
         );
     }
-    (claims, gen_object(rng, &["org", "p", "q"]))
+    (claims, gen_object(rng, &["org", "p", "q"]), Json::Null)
 }
 
 /// Request values a parameter query can select, with their default output name.
@@ -603,7 +629,7 @@ fn generated_cases(count: usize) -> Vec<Case> {
 }
 
 /// Rows and requests every hand-written example is evaluated on.
-fn example_inputs() -> (Vec<SourceRow>, Vec<(Json, Json)>) {
+fn example_inputs() -> (Vec<SourceRow>, Vec<Request>) {
     let mut rng = fastrand::Rng::with_seed(0xd0c5);
     let mut rows: Vec<SourceRow> = (0..12).map(|n| gen_row(&mut rng, n)).collect();
     let text = |s: &str| SqliteValue::Text(s.to_owned());
@@ -645,10 +671,11 @@ fn example_inputs() -> (Vec<SourceRow>, Vec<(Json, Json)>) {
         "documents",
         vec![("id", text("d1")), ("org_id", text("org1"))],
     ));
-    let mut requests: Vec<(Json, Json)> = (0..6).map(|_| gen_request(&mut rng)).collect();
+    let mut requests: Vec<Request> = (0..6).map(|_| gen_request(&mut rng)).collect();
     requests.push((
         json!({"sub": "u1", "app_metadata": {"org_id": "org1"}, "org_id": "org1"}),
         json!({"current_project": "p1"}),
+        Json::Null,
     ));
     (rows, requests)
 }
@@ -698,7 +725,7 @@ const EXAMPLES: [(&str, Option<&str>); 9] = [
     ),
     (
         "streams:\n  lists:\n    query: SELECT * FROM lists WHERE owner_id = auth.user_id()\n",
-        Some("Sync Streams"),
+        Some("edition 2"),
     ),
 ];
 
@@ -790,7 +817,7 @@ fn the_stand_in_evaluates_sync_rules_as_the_service_does() {
                 .collect();
             c.requests
                 .iter()
-                .map(|(claims, params)| {
+                .map(|(claims, params, _)| {
                     r.request_buckets_with(claims, params, &parameter_rows)
                         .len()
                         - r.request_buckets(claims, params).len()

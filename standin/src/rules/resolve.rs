@@ -44,6 +44,60 @@ impl StreamsRequest {
             subscriptions: Vec::new(),
         }
     }
+
+    /// The request body's `streams` (`None` when absent), validated as the service's
+    /// `StreamSubscriptionRequest`: `subscriptions` required; each with a string `stream`,
+    /// `parameters` an object or null, `override_priority` null or (stricter than the
+    /// service, which takes any number) an integer from 0 to 3. The error names the field.
+    pub fn from_json(value: Option<&Json>) -> Result<Self, String> {
+        let Some(value) = value else {
+            return Ok(StreamsRequest::defaults());
+        };
+        let bad = |what: String| format!("streams: {what}");
+        let Json::Object(object) = value else {
+            return Err(bad("must be an object".to_owned()));
+        };
+        let include_defaults = match object.get("include_defaults") {
+            None => true,
+            Some(Json::Bool(b)) => *b,
+            Some(_) => return Err(bad("include_defaults must be a boolean".to_owned())),
+        };
+        let Some(Json::Array(items)) = object.get("subscriptions") else {
+            return Err(bad("subscriptions must be an array".to_owned()));
+        };
+        let mut subscriptions = Vec::with_capacity(items.len());
+        for (i, item) in items.iter().enumerate() {
+            let Some(Json::String(stream)) = item.get("stream") else {
+                return Err(bad(format!("subscriptions[{i}].stream must be a string")));
+            };
+            let parameters = match item.get("parameters") {
+                None | Some(Json::Null) => Json::Object(Default::default()),
+                Some(p @ Json::Object(_)) => p.clone(),
+                Some(_) => {
+                    return Err(bad(format!(
+                        "subscriptions[{i}].parameters must be an object or null"
+                    )));
+                }
+            };
+            let override_priority = match item.get("override_priority") {
+                None | Some(Json::Null) => None,
+                Some(p) => Some(p.as_u64().filter(|p| *p <= 3).ok_or_else(|| {
+                    bad(format!(
+                        "subscriptions[{i}].override_priority must be null or an integer from 0 to 3"
+                    ))
+                })? as u8),
+            };
+            subscriptions.push(StreamSubscription {
+                stream: stream.clone(),
+                parameters,
+                override_priority,
+            });
+        }
+        Ok(StreamsRequest {
+            include_defaults,
+            subscriptions,
+        })
+    }
 }
 
 /// One explicit subscription of a request.

@@ -5,7 +5,8 @@
 // stdin: one JSON case per line:
 //   {"rules": "<yaml>",
 //    "rows": [{"schema": "public", "table": "lists", "record": "<JSONBig text>"}],
-//    "requests": [{"claims": "<JSON text>", "parameters": "<JSON text>"}]}
+//    "requests": [{"claims": "<JSON text>", "parameters": "<JSON text>",
+//                  "streams": <the request body's streams, absent or an object>}]}
 // The rows are also the parameter tables' rows: their evaluateParameterRow results, stored
 // as the service's storage does (JSONBig round trip), answer the table-backed lookups.
 // A row's record is parsed with JSONBig as the service's rows are typed (integers BigInt =
@@ -14,9 +15,16 @@
 // stdout: one JSON line per case:
 //   {"errors": ["<message>", ...],            // fatal errors of fromYaml (warnings left out)
 //    "rows": [[{"bucket", "table", "id", "data"}], ...],   // data = JSONBig.stringify, as stored
-//    "requests": [["<bucket>", ...], ...]}    // static and dynamic buckets of the querier, sorted
+//    "requests": [{"buckets": [{"bucket", "priority", "subscriptions"}], // sorted by bucket
+//                  "streams": [{"name", "is_default", "errors"}]}]}
+// The request side follows service-core's BucketParameterState and checkpoint line
+// (BucketChecksumState.ts), which are not part of the npm package: the subscriptions become
+// the querier's `streams` (opaque_id = index, parameters ?? {}), include_defaults defaults to
+// true, static and dynamic buckets are merged with mergeBuckets separately (a dynamic
+// description wins for an id in both), and reasons become {"default": <index into streams>}
+// or {"sub": <index>}.
 import * as readline from 'node:readline';
-import { DEFAULT_HYDRATION_STATE, DEFAULT_TAG, RequestParameters, BaseJwtPayload, SqlSyncRules } from '@powersync/service-sync-rules';
+import { DEFAULT_HYDRATION_STATE, DEFAULT_TAG, RequestParameters, BaseJwtPayload, SqlSyncRules, mergeBuckets } from '@powersync/service-sync-rules';
 import { JSONBig } from '@powersync/service-jsonbig';
 
 async function evaluate(input) {
@@ -56,15 +64,49 @@ async function evaluate(input) {
       new BaseJwtPayload(JSON.parse(request.claims)),
       JSON.parse(request.parameters)
     );
-    const { querier, errors } = hydrated.getBucketParameterQuerier({ globalParameters, hasDefaultStreams: true, streams: {} });
-    if (errors.length > 0) {
-      throw new Error(`getBucketParameterQuerier: ${JSON.stringify(errors)}`);
-    }
-    const buckets = [...querier.staticBuckets];
+    const subscriptions = request.streams?.subscriptions ?? [];
+    const streamsByName = {};
+    subscriptions.forEach((subscription, i) => {
+      const requested = {
+        priorityOverride: subscription.override_priority,
+        parameters: subscription.parameters ?? {},
+        opaque_id: i
+      };
+      (streamsByName[subscription.stream] ??= []).push(requested);
+    });
+    const includeDefaults = request.streams?.include_defaults ?? true;
+    const { querier, errors } = hydrated.getBucketParameterQuerier({
+      globalParameters,
+      hasDefaultStreams: includeDefaults,
+      streams: streamsByName
+    });
+    const descriptions = new Map();
+    for (const b of mergeBuckets(querier.staticBuckets)) descriptions.set(b.bucket, b);
     if (querier.hasDynamicBuckets) {
-      buckets.push(...(await querier.queryDynamicBucketDescriptions(source)));
+      for (const b of mergeBuckets(await querier.queryDynamicBucketDescriptions(source))) descriptions.set(b.bucket, b);
     }
-    requests.push([...new Set(buckets.map((b) => b.bucket))].sort());
+    const streams = [];
+    const index = new Map();
+    for (const definition of hydrated.bucketSourceDefinitions) {
+      if ((definition.subscribedToByDefault && includeDefaults) || Object.hasOwn(streamsByName, definition.name)) {
+        index.set(definition.name, streams.length);
+        streams.push({
+          name: definition.name,
+          is_default: definition.subscribedToByDefault,
+          errors: errors
+            .filter((e) => e.descriptor == definition.name)
+            .map((e) => ({ subscription: e.subscription?.opaque_id ?? 'default', message: e.message }))
+        });
+      }
+    }
+    const buckets = [...descriptions.values()]
+      .map((b) => ({
+        bucket: b.bucket,
+        priority: b.priority,
+        subscriptions: b.inclusion_reasons.map((r) => (r == 'default' ? { default: index.get(b.definition) } : { sub: r.subscription }))
+      }))
+      .sort((a, b) => (a.bucket < b.bucket ? -1 : a.bucket > b.bucket ? 1 : 0));
+    requests.push({ buckets, streams });
   }
   return { errors: [], rows, requests };
 }
