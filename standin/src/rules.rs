@@ -215,9 +215,17 @@ fn parse_stream_yaml(
             )));
         }
     };
-    let priority = parse_priority(&name, def.priority)?;
-    streams::parse_stream(&name, &sql, def.auto_subscribe == Some(true), priority)
-        .map_err(|why| unsupported(format!("`{sql}`: {why}")))
+    // Validated, but without effect: the service's edition-2 streams (`SyncStream` in
+    // `legacy/streams/`) never read it and keep the default priority; only a subscription's
+    // `override_priority` changes it.
+    parse_priority(&name, def.priority)?;
+    streams::parse_stream(
+        &name,
+        &sql,
+        def.auto_subscribe == Some(true),
+        DEFAULT_PRIORITY,
+    )
+    .map_err(|why| unsupported(format!("`{sql}`: {why}")))
 }
 
 /// The `config:` section. Unknown keys are rejected rather than ignored.

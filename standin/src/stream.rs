@@ -30,7 +30,7 @@ use tokio::time::Instant;
 use crate::SyncRules;
 use crate::auth::now_secs;
 use crate::checksum::{as_signed, subkey};
-use crate::rules::{Reason, Resolution, ResolvedBucket, StreamsRequest};
+use crate::rules::{Resolution, ResolvedBucket, StreamsRequest};
 use crate::store::{BucketChecksum, CheckpointView, Op, OpKind, Store};
 
 /// Ops sent for one checkpoint after which a newer checkpoint supersedes it (the service's
@@ -354,18 +354,10 @@ struct BucketInfo {
 
 impl BucketInfo {
     fn new(bucket: &ResolvedBucket, resolution: &Resolution) -> Self {
-        let subscriptions = bucket
-            .reasons
-            .iter()
-            .map(|reason| match reason {
-                Reason::Default => json!({"default": resolution.stream_index(&bucket.definition)}),
-                Reason::Subscription(i) => json!({"sub": i}),
-            })
-            .collect();
         BucketInfo {
             name: bucket.bucket.clone(),
             priority: bucket.priority,
-            subscriptions,
+            subscriptions: resolution.subscriptions(bucket),
         }
     }
 }

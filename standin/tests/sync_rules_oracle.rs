@@ -19,7 +19,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use serde_json::{Value as Json, json};
-use standin::rules::{Reason, Resolution, SourceTable, SqliteValue, StreamsRequest};
+use standin::rules::{Resolution, SourceTable, SqliteValue, StreamsRequest};
 use standin::store::{Definition, ParameterChange, Store};
 use standin::{Error, SyncRules};
 use testkit::ChildGuard;
@@ -211,16 +211,8 @@ fn checkpoint_json(resolution: &Resolution) -> Json {
         .buckets
         .iter()
         .map(|b| {
-            let subscriptions: Vec<Json> = b
-                .reasons
-                .iter()
-                .map(|r| match r {
-                    Reason::Default => json!({"default": resolution.stream_index(&b.definition)}),
-                    Reason::Subscription(i) => json!({"sub": i}),
-                })
-                .collect();
             json!({"bucket": b.bucket.strip_prefix("1#").unwrap_or(&b.bucket),
-                   "priority": b.priority, "subscriptions": subscriptions})
+                   "priority": b.priority, "subscriptions": resolution.subscriptions(b)})
         })
         .collect();
     let streams: Vec<Json> = resolution
@@ -628,6 +620,189 @@ fn generated_cases(count: usize) -> Vec<Case> {
         .collect()
 }
 
+/// Request values of stream conditions.
+const STREAM_VALUES: [&str; 15] = [
+    "auth.user_id()",
+    "auth.parameter('sub')",
+    "auth.parameter('org')",
+    "auth.parameter('a.b')",
+    "auth.parameter('$.a.b')",
+    "auth.parameters() ->> 'org'",
+    "auth.parameters() ->> 'a.b'",
+    "subscription.parameter('p')",
+    "subscription.parameter('q')",
+    "subscription.parameter('$.n.k')",
+    "subscription.parameter('a.b')",
+    "subscription.parameters() ->> 'p'",
+    "subscription.parameters() ->> 'a.b'",
+    "connection.parameter('p')",
+    "connection.parameters() ->> 'q'",
+];
+
+/// `<column> = <value>` (either side) on one of `columns`.
+fn gen_stream_equality(rng: &mut fastrand::Rng, columns: &[&str]) -> String {
+    let column = *pick(rng, columns);
+    let value = *pick(rng, &STREAM_VALUES);
+    if rng.bool() {
+        format!("{column} = {value}")
+    } else {
+        format!("{value} = {column}")
+    }
+}
+
+/// A stream's `WHERE` condition on `table`: an equality or an `IN` subquery on the other
+/// table.
+fn gen_stream_condition(rng: &mut fastrand::Rng, table: &str) -> String {
+    let (columns, other, other_columns): (&[&str], &str, &[&str]) = if table == "lists" {
+        (&LISTS, "todos", &TODOS)
+    } else {
+        (&TODOS, "lists", &LISTS)
+    };
+    if rng.u8(..5) < 3 {
+        return gen_stream_equality(rng, &columns[1..]);
+    }
+    let column = *pick(rng, &columns[1..]);
+    let selected = if rng.bool() {
+        "id"
+    } else {
+        *pick(rng, other_columns)
+    };
+    // Mostly the user's rows, so that parameter rows match requests.
+    let conditions: Vec<String> = (0..*pick(rng, &[1, 1, 2]))
+        .map(|_| {
+            if rng.bool() {
+                "owner_id = auth.user_id()".to_owned()
+            } else {
+                gen_stream_equality(rng, other_columns)
+            }
+        })
+        .collect();
+    format!(
+        "{column} IN (SELECT {selected} FROM {other} WHERE {})",
+        conditions.join(" AND ")
+    )
+}
+
+const STREAM_NAMES: [&str; 3] = ["sa", "sb", "sc"];
+
+fn gen_stream_rules(rng: &mut fastrand::Rng) -> String {
+    let mut yaml = String::from("config:\n  edition: 2\n");
+    if rng.u8(..4) == 0 {
+        yaml.push_str("  fixed_json_extract: false\n");
+    }
+    match rng.u8(..4) {
+        0 => yaml.push_str("bucket_definitions:\n  g:\n    data:\n      - SELECT * FROM lists\n"),
+        1 => yaml.push_str(
+            "bucket_definitions:\n  g:\n    parameters: SELECT request.user_id() AS u\n    \
+             data:\n      - SELECT * FROM todos WHERE owner_id = bucket.u\n",
+        ),
+        _ => {}
+    }
+    yaml.push_str("streams:\n");
+    let mut names = STREAM_NAMES.to_vec();
+    rng.shuffle(&mut names);
+    for name in &names[..rng.usize(1..=3)] {
+        writeln!(yaml, "  {name}:").unwrap();
+        if rng.u8(..3) == 0 {
+            writeln!(yaml, "    auto_subscribe: {}", rng.bool()).unwrap();
+        }
+        if rng.u8(..4) == 0 {
+            writeln!(yaml, "    priority: {}", rng.u8(..4)).unwrap();
+        }
+        let table = *pick(rng, &["lists", "todos"]);
+        let mut query = gen_data_query(rng, table, &[]);
+        let conditions: Vec<String> = (0..*pick(rng, &[0, 1, 1, 2]))
+            .map(|_| gen_stream_condition(rng, table))
+            .collect();
+        if !conditions.is_empty() {
+            write!(query, " WHERE {}", conditions.join(" AND ")).unwrap();
+        }
+        writeln!(yaml, "    query: \"{}\"", query.replace('"', "\\\"")).unwrap();
+    }
+    yaml
+}
+
+/// A request with `streams` (or, sometimes, without) subscribing to some of the streams, a
+/// bucket definition and a stream that does not exist.
+fn gen_stream_request(rng: &mut fastrand::Rng) -> Request {
+    let (claims, parameters, _) = gen_request(rng);
+    if rng.u8(..6) == 0 {
+        return (claims, parameters, Json::Null);
+    }
+    let mut streams = serde_json::Map::new();
+    if rng.u8(..3) != 0 {
+        streams.insert("include_defaults".into(), json!(rng.bool()));
+    }
+    let subscriptions: Vec<Json> = (0..rng.usize(0..=3))
+        .map(|_| {
+            let mut subscription = serde_json::Map::new();
+            let stream = *pick(rng, &["sa", "sb", "sc", "sa", "g", "missing"]);
+            subscription.insert("stream".into(), json!(stream));
+            match rng.u8(..4) {
+                0 => {}
+                1 => {
+                    subscription.insert("parameters".into(), Json::Null);
+                }
+                _ => {
+                    subscription.insert(
+                        "parameters".into(),
+                        gen_object(rng, &["a.b", "n", "p", "q"]),
+                    );
+                }
+            }
+            match rng.u8(..3) {
+                0 => {}
+                1 => {
+                    subscription.insert("override_priority".into(), Json::Null);
+                }
+                _ => {
+                    subscription.insert("override_priority".into(), json!(rng.u8(..4)));
+                }
+            }
+            Json::Object(subscription)
+        })
+        .collect();
+    streams.insert("subscriptions".into(), Json::Array(subscriptions));
+    (claims, parameters, Json::Object(streams))
+}
+
+fn generated_stream_cases(count: usize) -> Vec<Case> {
+    let mut rng = fastrand::Rng::with_seed(0x5eed_0015);
+    (0..count)
+        .map(|_| {
+            let mut rows: Vec<SourceRow> = (0..8).map(|n| gen_row(&mut rng, n)).collect();
+            // Lists of u1 and u2 with a todo each, which subqueries on the owner find.
+            let text = |s: &str| SqliteValue::Text(s.to_owned());
+            for (user, list) in [("u1", "l1"), ("u2", "l2")] {
+                let table = |name: &str| SourceTable {
+                    schema: "public".into(),
+                    name: name.into(),
+                };
+                rows.push((
+                    table("lists"),
+                    vec![
+                        ("id".to_owned(), text(list)),
+                        ("owner_id".to_owned(), text(user)),
+                    ],
+                ));
+                rows.push((
+                    table("todos"),
+                    vec![
+                        ("id".to_owned(), text(&format!("t{list}"))),
+                        ("list_id".to_owned(), text(list)),
+                        ("owner_id".to_owned(), text(user)),
+                    ],
+                ));
+            }
+            Case {
+                rules: gen_stream_rules(&mut rng),
+                rows,
+                requests: (0..6).map(|_| gen_stream_request(&mut rng)).collect(),
+            }
+        })
+        .collect()
+}
+
 /// Rows and requests every hand-written example is evaluated on.
 fn example_inputs() -> (Vec<SourceRow>, Vec<Request>) {
     let mut rng = fastrand::Rng::with_seed(0xd0c5);
@@ -671,11 +846,48 @@ fn example_inputs() -> (Vec<SourceRow>, Vec<Request>) {
         "documents",
         vec![("id", text("d1")), ("org_id", text("org1"))],
     ));
+    rows.push(row(
+        "issues",
+        vec![
+            ("id", text("i1")),
+            ("owner_id", text("u1")),
+            ("name", text("bug")),
+        ],
+    ));
+    rows.push(row(
+        "comments",
+        vec![
+            ("id", text("c1")),
+            ("issue_id", text("i1")),
+            ("content", text("hello")),
+        ],
+    ));
     let mut requests: Vec<Request> = (0..6).map(|_| gen_request(&mut rng)).collect();
     requests.push((
         json!({"sub": "u1", "app_metadata": {"org_id": "org1"}, "org_id": "org1"}),
         json!({"current_project": "p1"}),
         Json::Null,
+    ));
+    let u1 = json!({"sub": "u1", "parameters": {"test": "u1"}});
+    requests.push((
+        u1.clone(),
+        json!({}),
+        json!({"include_defaults": true, "subscriptions": [
+            {"stream": "s", "parameters": {"id": "i1", "s": "u1"}, "override_priority": null},
+            {"stream": "s", "parameters": null, "override_priority": 1},
+            {"stream": "nope", "parameters": {}, "override_priority": 0},
+        ]}),
+    ));
+    requests.push((
+        u1.clone(),
+        json!({}),
+        json!({"include_defaults": false, "subscriptions": [
+            {"stream": "s", "parameters": {"id": "i2"}, "override_priority": 2}]}),
+    ));
+    requests.push((
+        u1,
+        json!({}),
+        json!({"include_defaults": false, "subscriptions": []}),
     ));
     (rows, requests)
 }
@@ -683,7 +895,7 @@ fn example_inputs() -> (Vec<SourceRow>, Vec<Request>) {
 /// Examples from the service's documentation (packages/sync-rules/README.md, the
 /// service's sync rules template, and the documented parameter-query shapes), with the
 /// construct the stand-in rejects, if any.
-const EXAMPLES: [(&str, Option<&str>); 9] = [
+const EXAMPLES: [(&str, Option<&str>); 20] = [
     (
         "bucket_definitions:\n  global:\n    data:\n      - SELECT * FROM lists\n      - SELECT * FROM todos\n",
         None,
@@ -727,10 +939,61 @@ const EXAMPLES: [(&str, Option<&str>); 9] = [
         "streams:\n  lists:\n    query: SELECT * FROM lists WHERE owner_id = auth.user_id()\n",
         Some("edition 2"),
     ),
+    // The Sync Streams of the service's tests (packages/sync-rules/test/src/legacy/streams.test.ts).
+    (
+        "config:\n  edition: 2\nstreams:\n  s:\n    query: SELECT * FROM comments\n",
+        None,
+    ),
+    (
+        "config:\n  edition: 2\nstreams:\n  s:\n    auto_subscribe: true\n    query: SELECT * FROM comments\n",
+        None,
+    ),
+    (
+        "config:\n  edition: 2\nstreams:\n  s:\n    query: SELECT * FROM comments WHERE issue_id = subscription.parameter('id')\n",
+        None,
+    ),
+    (
+        "config:\n  edition: 2\nstreams:\n  s:\n    auto_subscribe: true\n    query: SELECT * FROM issues WHERE owner_id = auth.parameter('$.parameters.test')\n",
+        None,
+    ),
+    (
+        "config:\n  edition: 2\nstreams:\n  s:\n    priority: 1\n    query: SELECT * FROM comments WHERE issue_id IN (SELECT id FROM issues WHERE owner_id = auth.user_id())\n",
+        None,
+    ),
+    (
+        "config:\n  edition: 2\nstreams:\n  s:\n    query: SELECT * FROM issues WHERE owner_id IN (SELECT id FROM \"users\" WHERE id = subscription.parameter('s'))\n",
+        None,
+    ),
+    (
+        "config:\n  edition: 2\nbucket_definitions:\n  global:\n    data:\n      - SELECT * FROM lists\nstreams:\n  s:\n    auto_subscribe: true\n    query: SELECT id, content AS body FROM comments WHERE issue_id = subscription.parameter('id')\n",
+        None,
+    ),
+    (
+        "config:\n  edition: 2\nstreams:\n  s:\n    query: SELECT * FROM comments WHERE issue_id = subscription.parameter('issue') OR issue_id IN (SELECT id FROM issues WHERE owner_id = auth.user_id())\n",
+        Some("OR"),
+    ),
+    (
+        "config:\n  edition: 2\nstreams:\n  s:\n    query: SELECT * FROM issues WHERE auth.user_id() IN (SELECT id FROM users WHERE is_admin)\n",
+        Some("IN"),
+    ),
+    (
+        "config:\n  edition: 2\nstreams:\n  s:\n    query: SELECT * FROM comments WHERE issue_id IN (subscription.parameters() -> 'issue_id')\n",
+        Some("IN"),
+    ),
+    (
+        "config:\n  edition: 2\nstreams:\n  s:\n    query: SELECT * FROM comments WHERE length(content) > 5\n",
+        Some("length"),
+    ),
 ];
 
 /// Rules outside what either engine accepts: both must reject them.
-const INVALID: [&str; 4] = [
+const INVALID: [&str; 7] = [
+    // Streams without edition 2.
+    "streams:\n  s:\n    query: SELECT * FROM lists\n",
+    // `queries` before edition 3.
+    "config:\n  edition: 2\nstreams:\n  s:\n    queries:\n      - SELECT * FROM lists\n",
+    // A stream and a bucket definition of the same name.
+    "config:\n  edition: 2\nbucket_definitions:\n  s:\n    data:\n      - SELECT * FROM lists\nstreams:\n  s:\n    query: SELECT * FROM todos\n",
     // A data query that does not match the bucket parameter.
     "bucket_definitions:\n  b:\n    parameters: SELECT request.user_id() AS u\n    data:\n      - SELECT * FROM lists\n",
     // No `id` column.
@@ -745,6 +1008,8 @@ const INVALID: [&str; 4] = [
 fn the_stand_in_evaluates_sync_rules_as_the_service_does() {
     let mut cases = generated_cases(300);
     let generated = cases.len();
+    cases.extend(generated_stream_cases(300));
+    let generated_streams = cases.len() - generated;
     let (rows, requests) = example_inputs();
     let mut expected_rejections = Vec::new();
     for (yaml, rejected) in EXAMPLES {
@@ -825,6 +1090,30 @@ fn the_stand_in_evaluates_sync_rules_as_the_service_does() {
                 .sum::<usize>()
         })
         .sum();
+    // And stream buckets: from request values, from subqueries, per subscription.
+    let (mut stream_buckets, mut subquery_buckets, mut subscribed) = (0, 0, 0);
+    for case in &cases[generated..generated + generated_streams] {
+        let Ok(rules) = SyncRules::parse(&case.rules) else {
+            continue;
+        };
+        for request in standin_outcome(&rules, case).1 {
+            for bucket in request["buckets"].as_array().unwrap() {
+                let name = bucket["bucket"].as_str().unwrap();
+                if name.contains("|0[") {
+                    stream_buckets += 1;
+                    let definition = name.split('|').next().unwrap();
+                    let def = rules.buckets().iter().find(|b| b.definition == definition);
+                    subquery_buckets +=
+                        usize::from(def.is_some_and(|d| !d.parameter_queries.is_empty()));
+                }
+                subscribed += usize::from(bucket["subscriptions"].to_string().contains("sub"));
+            }
+        }
+    }
+    eprintln!(
+        "{generated_streams} generated stream cases: {stream_buckets} stream buckets in \
+         requests ({subquery_buckets} through subqueries, {subscribed} with a `sub` reason)"
+    );
     eprintln!(
         "{} cases ({generated} generated), {rows_compared} rows ({buckets_seen} bucket rows in \
          generated cases) and {requests_compared} requests ({table_backed} buckets from \
@@ -850,5 +1139,9 @@ fn the_stand_in_evaluates_sync_rules_as_the_service_does() {
             .cloned()
             .collect::<Vec<_>>()
             .join("\n\n")
+    );
+    assert!(
+        stream_buckets > 500 && subquery_buckets > 50 && subscribed > 200,
+        "too few stream buckets: {stream_buckets}, {subquery_buckets}, {subscribed}"
     );
 }

@@ -227,6 +227,13 @@ pub fn lookup_key(definition: &str, query: usize, lookup: &[SqliteValue]) -> Str
 /// `<definition>[<values as a JSON array>]`, numbers printed as JavaScript prints them (so a
 /// REAL 5.0 and an INTEGER 5 name the same bucket).
 pub fn bucket_name(definition: &str, values: &[SqliteValue]) -> String {
+    bucket_name_with(definition, values, false)
+}
+
+/// [`bucket_name`]; with `integral_as_integer`, a REAL with an integral value is printed as
+/// the integer it is (`1000000000000000000000` for 1e21), as the service's
+/// `normalizeParameterValue` turns a stream row's values into BigInts.
+fn bucket_name_with(definition: &str, values: &[SqliteValue], integral_as_integer: bool) -> String {
     let mut name = String::with_capacity(definition.len() + 2 + 8 * values.len());
     name.push_str(definition);
     name.push('[');
@@ -237,6 +244,10 @@ pub fn bucket_name(definition: &str, values: &[SqliteValue]) -> String {
         match value {
             SqliteValue::Null => name.push_str("null"),
             SqliteValue::Integer(i) => name.push_str(&i.to_string()),
+            SqliteValue::Real(f) if integral_as_integer && f.is_finite() && f.fract() == 0.0 => {
+                // `{:.0}` is the exact decimal value, as `BigInt(f)` prints it; -0 is 0.
+                name.push_str(&format!("{:.0}", f + 0.0));
+            }
             SqliteValue::Real(f) if f.is_finite() => name.push_str(&format_js_number(*f)),
             SqliteValue::Real(_) => name.push_str("null"),
             SqliteValue::Text(t) => push_json_string(&mut name, t),
@@ -401,7 +412,7 @@ fn stream_row(
         }
         let (object_id, data) = output_row(&query.columns, row);
         out.push(EvaluatedRow {
-            bucket: bucket_name(&bucket.prefix(), &values),
+            bucket: bucket_name_with(&bucket.prefix(), &values, true),
             object_type: query.object_type.clone(),
             object_id,
             data,
@@ -543,7 +554,10 @@ impl Request<'_> {
                 json_to_sqlite(self.parameters.get(name), true, true)
             }
             RequestValue::AuthParameter(key) => extract(self.claims, key, true),
-            RequestValue::ConnectionParameter(key) => extract(self.parameters, key, true),
+            // The engine's client parameters have nested booleans as 1/0 (`user_parameters`).
+            RequestValue::ConnectionParameter(key) => {
+                json_to_sqlite(extract_json(self.parameters, key, true), true, true)
+            }
             RequestValue::SubscriptionParameter(key) => extract(self.subscription, key, true),
             RequestValue::SubscriptionParameters(path) => self.extract(self.subscription, path),
         }
@@ -559,30 +573,33 @@ impl Request<'_> {
 /// another path is one key with `fixed` (`fixed_json_extract`, and always for the streams'
 /// `*.parameter('<key>')`), else also split on `.`.
 fn extract(root: &Json, path: &str, fixed: bool) -> SqliteValue {
-    {
-        let components: Vec<&str> = if let Some(rest) = path.strip_prefix('$') {
-            rest.split('.').skip(1).collect()
-        } else if fixed {
-            vec![path]
-        } else {
-            path.split('.').collect()
+    // Numbers went through `JSONBig.stringify` and back, so they are all REAL here.
+    json_to_sqlite(extract_json(root, path, fixed), fixed, false)
+}
+
+/// The JSON value at `path` in `root` (see [`extract`]).
+fn extract_json<'a>(root: &'a Json, path: &str, fixed: bool) -> Option<&'a Json> {
+    let components: Vec<&str> = if let Some(rest) = path.strip_prefix('$') {
+        rest.split('.').skip(1).collect()
+    } else if fixed {
+        vec![path]
+    } else {
+        path.split('.').collect()
+    };
+    let mut value = Some(root);
+    for component in components {
+        value = match value {
+            Some(Json::Object(map)) => map.get(component),
+            Some(Json::Array(items)) => component
+                .parse::<usize>()
+                .ok()
+                .filter(|i| i.to_string() == component)
+                .and_then(|i| items.get(i)),
+            Some(Json::Null) | None => break,
+            Some(_) => None,
         };
-        let mut value = Some(root);
-        for component in components {
-            value = match value {
-                Some(Json::Object(map)) => map.get(component),
-                Some(Json::Array(items)) => component
-                    .parse::<usize>()
-                    .ok()
-                    .filter(|i| i.to_string() == component)
-                    .and_then(|i| items.get(i)),
-                Some(Json::Null) | None => break,
-                Some(_) => None,
-            };
-        }
-        // Numbers went through `JSONBig.stringify` and back, so they are all REAL here.
-        json_to_sqlite(value, fixed, false)
     }
+    value
 }
 
 /// Parses a `data` string as the stand-in builds it (`crate::rows::row_data`) back into a

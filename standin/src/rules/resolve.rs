@@ -156,6 +156,21 @@ impl Resolution {
     pub fn stream_index(&self, definition: &str) -> Option<usize> {
         self.streams.iter().position(|s| s.name == definition)
     }
+
+    /// A bucket's `subscriptions` as the checkpoint line writes them:
+    /// `{"default": <index into the checkpoint's streams>}` or `{"sub": <subscription>}`.
+    pub fn subscriptions(&self, bucket: &ResolvedBucket) -> Vec<Json> {
+        bucket
+            .reasons
+            .iter()
+            .map(|reason| match reason {
+                Reason::Default => {
+                    serde_json::json!({"default": self.stream_index(&bucket.definition)})
+                }
+                Reason::Subscription(i) => serde_json::json!({"sub": i}),
+            })
+            .collect()
+    }
 }
 
 /// `mergeBuckets`: one entry per bucket id, reasons concatenated, the lowest priority.
@@ -218,42 +233,30 @@ impl SyncRules {
                     }));
                 }
             };
+            let request = |subscription| Request {
+                claims,
+                parameters,
+                subscription,
+                fixed_json_extract: self.fixed_json_extract,
+            };
             let Some(stream) = &bucket.stream else {
-                let request = Request {
-                    claims,
-                    parameters,
-                    subscription: &empty,
-                    fixed_json_extract: self.fixed_json_extract,
-                };
                 push(
-                    request.definition_buckets(bucket, &matching),
+                    request(&empty).definition_buckets(bucket, &matching),
                     Reason::Default,
                     bucket.priority,
                 );
                 continue;
             };
             for (index, subscription) in subscriptions {
-                let request = Request {
-                    claims,
-                    parameters,
-                    subscription: &subscription.parameters,
-                    fixed_json_extract: self.fixed_json_extract,
-                };
                 push(
-                    request.stream_buckets(bucket, stream, &matching),
+                    request(&subscription.parameters).stream_buckets(bucket, stream, &matching),
                     Reason::Subscription(index),
                     subscription.override_priority.unwrap_or(bucket.priority),
                 );
             }
             if stream.auto_subscribe {
-                let request = Request {
-                    claims,
-                    parameters,
-                    subscription: &empty,
-                    fixed_json_extract: self.fixed_json_extract,
-                };
                 push(
-                    request.stream_buckets(bucket, stream, &matching),
+                    request(&empty).stream_buckets(bucket, stream, &matching),
                     Reason::Default,
                     bucket.priority,
                 );
