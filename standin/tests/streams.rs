@@ -142,11 +142,13 @@ async fn subscriptions_reasons_priorities_and_live_parameter_rows() {
         .await
         .unwrap();
     let second = lines.until_complete().await;
+    // Priority 3: the service's edition-2 streams ignore `priority:` (only a subscription's
+    // `override_priority` changes it).
     assert_eq!(
         described(&second[0]),
         vec![(
             "1#shared_todos|0[\"l2\"]".to_owned(),
-            1,
+            3,
             json!([{"sub": 2}])
         )],
         "{second:?}"
