@@ -338,3 +338,91 @@ async fn transactions_uploaded_together_keep_their_order_in_postgres() {
     assert_no_error_in_log(&wd.log());
     backend.shutdown().await;
 }
+
+/// A port on 127.0.0.1 that nothing listens on (bound, then released).
+fn unused_port() -> String {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+        .to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_transaction_in_a_pipelined_upload_lets_none_after_it_commit_first() {
+    let backend = Backend::start().await;
+    // The PostgreSQL transaction that writes value 10 fails once with a serialization failure
+    // (the sequence counts outside the rolled-back transactions, so it fails only once).
+    backend
+        .client
+        .batch_execute(
+            "CREATE SEQUENCE fail_once;
+             CREATE FUNCTION fail_once() RETURNS trigger LANGUAGE plpgsql AS $$
+             BEGIN
+               IF NEW.v LIKE '% 10' AND nextval('fail_once') = 1 THEN
+                 RAISE EXCEPTION 'injected conflict' USING ERRCODE = 'serialization_failure';
+               END IF;
+               RETURN NEW;
+             END $$;
+             CREATE TRIGGER fail_once BEFORE UPDATE ON lww FOR EACH ROW EXECUTE FUNCTION fail_once();",
+        )
+        .await
+        .unwrap();
+    let wd = Workdir::new();
+    // 30 client transactions queued while PostgreSQL is unreachable, so that the restarted
+    // endpoint sends them in one window: 11 to 30 are sent before 10's answer.
+    let dead_port = unused_port();
+    let ep = backend.endpoint(
+        &wd,
+        "CrudTransactionConnector",
+        &[
+            ("ENDPOINT_FAILURE_POLICY", "forgiving"),
+            ("PG_DATABASE_PORT", dead_port.as_str()),
+        ],
+    );
+    let key = 72;
+    for v in 1..=30 {
+        let reply = ep.txn(&append_txn(&[key], v)).await;
+        assert_eq!(reply["type"], "ok", "{reply}");
+    }
+    let mut ep = ep;
+    ep.signal(nix::sys::signal::Signal::SIGKILL);
+    ep.wait_exit(Duration::from_secs(10))
+        .expect("the endpoint exits on SIGKILL");
+    drop(ep);
+    let restarted_at = wd.log().len();
+    let ep = backend.endpoint(
+        &wd,
+        "CrudTransactionConnector",
+        &[("ENDPOINT_FAILURE_POLICY", "forgiving")],
+    );
+    let expected = BTreeMap::from([(key, (1..=30).collect::<Vec<i64>>())]);
+    wait_for_postgres(&backend, &expected).await;
+    let failed: bool = backend
+        .client
+        .query_one("SELECT is_called FROM fail_once", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert!(failed, "the injected failure happened");
+    let recorded: i64 = backend
+        .client
+        .query_one("SELECT count(*) FROM powersync_endpoint_uploads", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(recorded, 30, "every client transaction recorded once");
+    let local: Vec<i64> = ep
+        .rows()
+        .await
+        .iter()
+        .filter(|r| r["k"] == key)
+        .map(|r| stored_list(r["v"].as_str().unwrap()))
+        .next()
+        .unwrap();
+    assert_eq!(local, expected[&key]);
+    drop(ep);
+    assert_no_error_in_log(&wd.log()[restarted_at..]);
+    backend.shutdown().await;
+}

@@ -17,11 +17,10 @@
 //! killed after the PostgreSQL commit but before `complete()` does not apply a transaction twice.
 
 pub mod mww;
+mod pipeline;
 pub mod postgres;
 
-use std::future::Future;
 use std::sync::Arc;
-use std::task::Poll;
 use std::time::Duration;
 
 use powersync::{
@@ -35,6 +34,7 @@ use crate::auth::TokenSigner;
 use crate::config::{FailurePolicy, TestFailpoints};
 use crate::model::{Lww, Model};
 use crate::pg::{PgClass, PgFailure};
+use pipeline::Pipeline;
 use postgres::{Postgres, record_uploads};
 
 /// The most CRUD entries the multi-transaction connector puts in one PostgreSQL transaction
@@ -272,7 +272,14 @@ impl Shared {
                     }
                     entries.extend(&transaction.crud);
                 }
-                pipelined(entries.into_iter().map(|entry| M::upload_entry(&tx, entry))).await?;
+                let mut pipeline = Pipeline::default();
+                for entry in entries {
+                    if pipeline.failed() {
+                        break;
+                    }
+                    pipeline.send(M::upload_entry(&tx, entry)).await;
+                }
+                pipeline.finish().await?;
                 tx.commit().await?;
                 Ok(())
             }
@@ -321,59 +328,6 @@ impl Shared {
             return Err(failure.into_connector_error());
         }
     }
-
-    /// Drains the upload queue in groups of whole client transactions (up to `max_entries` CRUD
-    /// entries, at least one transaction), each group in one PostgreSQL transaction through
-    /// [`apply_transactions`](Self::apply_transactions) and then completed. While PostgreSQL
-    /// applies a group, the next one is read from SQLite (the reads run while the upload waits
-    /// for PostgreSQL's answers); it is only applied after the group before it is completed, so
-    /// the order and the crash window are those of reading, applying and completing in turn.
-    pub(crate) async fn drain_queue(
-        &self,
-        db: &PowerSyncDatabase,
-        max_entries: usize,
-    ) -> Result<(), ConnectorError> {
-        let client_id = self.client_id(db).await?;
-        let mut cursor = db.crud_transactions();
-        let mut group = read_group(&mut cursor, max_entries).await?;
-        while !group.is_empty() {
-            let (applied, next) = tokio::join!(
-                self.apply_transactions::<Lww>(&client_id, &group, RetryPolicy::SEED),
-                read_group(&mut cursor, max_entries)
-            );
-            applied?;
-            CrudTransaction::into_batch(group)
-                .ok_or_else(|| ConnectorError::fatal("empty group"))?
-                .complete()
-                .await?;
-            group = next?;
-        }
-        Ok(())
-    }
-}
-
-/// Runs the upload statements of one PostgreSQL transaction pipelined, in order: each is sent
-/// when its future is first polled (tokio-postgres writes the request before its first await),
-/// so every future is polled once, in order, before any answer is awaited. PostgreSQL then runs
-/// them in the order sent, as if awaited one by one, in one round trip instead of one each. The
-/// first failure is returned (the transaction is then rolled back; later statements fail as
-/// "in failed transaction" and their answers are dropped).
-async fn pipelined<'a, F>(uploads: impl Iterator<Item = F>) -> Result<(), PgFailure>
-where
-    F: Future<Output = Result<(), PgFailure>> + Send + 'a,
-{
-    let mut pending = Vec::new();
-    for upload in uploads {
-        let mut upload = Box::pin(upload);
-        match std::future::poll_fn(|cx| Poll::Ready(upload.as_mut().poll(cx))).await {
-            Poll::Ready(result) => result?,
-            Poll::Pending => pending.push(upload),
-        }
-    }
-    for upload in pending {
-        upload.await?;
-    }
-    Ok(())
 }
 
 /// The next whole client transactions from `cursor`, up to `max_entries` CRUD entries in all but
@@ -465,7 +419,7 @@ impl BackendConnector for CrudTransactionConnector {
     }
 
     async fn upload_data(&self, db: &PowerSyncDatabase) -> Result<(), ConnectorError> {
-        let result = self.0.drain_queue(db, 1).await;
+        let result = self.0.drain_queue::<Lww>(db, 1).await;
         self.0.settle(RetryPolicy::SEED.dart_exit, result)
     }
 }
@@ -480,7 +434,7 @@ impl BackendConnector for CrudMultiTransactionConnector {
     }
 
     async fn upload_data(&self, db: &PowerSyncDatabase) -> Result<(), ConnectorError> {
-        let result = self.0.drain_queue(db, MULTI_MAX_ENTRIES).await;
+        let result = self.0.drain_queue::<Lww>(db, MULTI_MAX_ENTRIES).await;
         self.0.settle(RetryPolicy::SEED.dart_exit, result)
     }
 }

@@ -106,6 +106,36 @@ pub async fn record_uploads(
     Ok(rows.iter().map(|r| r.get(0)).collect())
 }
 
+/// Records `(client_id, tx_id)` for every id of `tx_ids` in the ledger inside the caller's
+/// transaction, in one statement that fails (rolling the transaction back) unless the whole
+/// group is new and its predecessor committed: 23505 (unique violation) when an id is recorded
+/// already, 23502 (not-null violation) when `previous` (the last client transaction of the
+/// PostgreSQL transaction sent before this one on the same connection) is not recorded. The
+/// pipelined drain sends a transaction before the one before it has answered; this statement is
+/// what keeps it from committing out of order or twice.
+pub async fn record_new_uploads(
+    client: &impl GenericClient,
+    client_id: &str,
+    tx_ids: Vec<i64>,
+    previous: Option<i64>,
+) -> Result<(), PgFailure> {
+    client
+        .execute_typed(
+            "INSERT INTO powersync_endpoint_uploads (client_id, tx_id) \
+             SELECT $1, CASE WHEN $3::bigint IS NULL OR EXISTS (\
+                 SELECT 1 FROM powersync_endpoint_uploads WHERE client_id = $1 AND tx_id = $3\
+             ) THEN t END \
+             FROM unnest($2::bigint[]) AS t",
+            &[
+                (&client_id, Type::TEXT),
+                (&tx_ids, Type::INT8_ARRAY),
+                (&previous, Type::INT8),
+            ],
+        )
+        .await?;
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -173,5 +203,55 @@ mod tests {
             .unwrap()
             .get(0);
         assert_eq!(rows, 4);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn record_new_uploads_fails_on_a_recorded_id_or_a_missing_predecessor() {
+        let pg =
+            testkit::TestPostgres::start().expect("PostgreSQL (apt-get install -y postgresql)");
+        let mut client = pg.client().await.unwrap();
+        create_ledger(&client).await.unwrap();
+        let code = |r: Result<(), PgFailure>| match r {
+            Ok(()) => None,
+            Err(PgFailure::Pg(e)) => e.code().cloned(),
+            Err(other) => panic!("{other:?}"),
+        };
+        // Each attempt in its own transaction, as the pipelined drain sends them.
+        let mut attempt = async |ids: Vec<i64>, previous: Option<i64>| {
+            let tx = client.transaction().await.unwrap();
+            let result = code(record_new_uploads(&tx, "a", ids, previous).await);
+            if result.is_none() {
+                tx.commit().await.unwrap();
+            }
+            result
+        };
+        assert_eq!(attempt(vec![1, 2], None).await, None);
+        assert_eq!(attempt(vec![3], Some(2)).await, None, "2 is recorded");
+        assert_eq!(
+            attempt(vec![3, 4], Some(3)).await,
+            Some(SqlState::UNIQUE_VIOLATION),
+            "3 is recorded already"
+        );
+        assert_eq!(
+            attempt(vec![5], Some(4)).await,
+            Some(SqlState::NOT_NULL_VIOLATION),
+            "4 did not commit"
+        );
+        assert_eq!(
+            attempt(vec![5], Some(3)).await,
+            None,
+            "the failures recorded nothing"
+        );
+        let recorded: Vec<i64> = client
+            .query(
+                "SELECT tx_id FROM powersync_endpoint_uploads ORDER BY tx_id",
+                &[],
+            )
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        assert_eq!(recorded, [1, 2, 3, 5]);
     }
 }
