@@ -205,6 +205,58 @@ impl CrudTransactions {
         }))
     }
 
+    /// The next whole transactions after the previous ones, oldest first, in one query: as many
+    /// as fit in `max_entries` entries (at least one; a larger transaction comes whole, read as
+    /// [`next`](Self::next) does); empty when the queue holds no more. The same transactions, in
+    /// the same order, as calling `next` repeatedly.
+    pub async fn next_many(&mut self, max_entries: usize) -> Result<Vec<CrudTransaction>> {
+        let limit = max_entries.max(1);
+        let mut rows = self
+            .db
+            .query(
+                "SELECT id, tx_id, data FROM ps_crud WHERE id > ?1 ORDER BY id LIMIT ?2",
+                [self.after, i64::try_from(limit).unwrap_or(i64::MAX - 1) + 1],
+                CrudEntry::from_row,
+            )
+            .await?;
+        let more = rows.len() > limit;
+        // A transaction is a run of consecutive ids with one (non-null) tx_id, as the recursive
+        // query of `next` follows it.
+        let mut transactions: Vec<Vec<CrudEntry>> = Vec::new();
+        for entry in rows.drain(..) {
+            match transactions.last_mut() {
+                Some(run)
+                    if run.last().is_some_and(|last| {
+                        last.transaction_id.is_some()
+                            && last.transaction_id == entry.transaction_id
+                            && last.client_id + 1 == entry.client_id
+                    }) =>
+                {
+                    run.push(entry)
+                }
+                _ => transactions.push(vec![entry]),
+            }
+        }
+        if more {
+            // The last run may go on past the rows read.
+            transactions.pop();
+            if transactions.is_empty() {
+                return Ok(self.next().await?.into_iter().collect());
+            }
+        }
+        if let Some(last) = transactions.last().and_then(|t| t.last()) {
+            self.after = last.client_id;
+        }
+        Ok(transactions
+            .into_iter()
+            .map(|crud| CrudTransaction {
+                transaction_id: crud[0].transaction_id,
+                crud,
+                db: self.db.clone(),
+            })
+            .collect())
+    }
+
     /// As a `futures` stream.
     pub fn into_stream(self) -> impl futures_util::Stream<Item = Result<CrudTransaction>> {
         futures_util::stream::unfold(Some(self), |cursor| async move {

@@ -6,7 +6,12 @@ use powersync::{CrudTransaction, Error, MAX_OP_ID, PowerSyncDatabase};
 
 /// Three local transactions: A writes 3 rows, B writes 1, C writes 2.
 async fn three_transactions(db: &PowerSyncDatabase) {
-    for (name, n) in [("a", 3), ("b", 1), ("c", 2)] {
+    transactions(db, &[("a", 3), ("b", 1), ("c", 2)]).await;
+}
+
+/// One local transaction per `(name, n)`, writing rows `name0..name{n-1}`.
+async fn transactions(db: &PowerSyncDatabase, spec: &[(&'static str, usize)]) {
+    for &(name, n) in spec {
         db.write_transaction(move |tx| {
             for i in 0..n {
                 tx.execute(
@@ -163,5 +168,47 @@ async fn completing_with_a_checkpoint_sets_the_target_only_when_the_queue_emptie
         let rest = db.crud_batch(100).await.unwrap().unwrap();
         rest.complete_with_checkpoint(42).await.unwrap();
         assert_eq!(target(&db).await, Some(42), "core {v}: the queue is empty");
+    }
+}
+
+#[tokio::test]
+async fn transactions_read_many_at_a_time_are_those_read_one_at_a_time() {
+    for core in common::cores() {
+        let (_dir, db) = common::open_temp(core).await;
+        three_transactions(&db).await;
+        transactions(&db, &[("d", 3), ("e", 1), ("f", 2)]).await;
+        let mut one_by_one = Vec::new();
+        let mut cursor = db.crud_transactions();
+        while let Some(tx) = cursor.next().await.unwrap() {
+            one_by_one.push(ids(&tx.crud).join(","));
+        }
+        // Every budget: 1 and 2 are smaller than the first transaction (it comes whole alone), 4
+        // ends inside a transaction (left for the next call), 100 reads everything at once.
+        for max_entries in [1, 2, 3, 4, 5, 100] {
+            let mut cursor = db.crud_transactions();
+            let mut many = Vec::new();
+            loop {
+                let read = cursor.next_many(max_entries).await.unwrap();
+                if read.is_empty() {
+                    break;
+                }
+                let entries: usize = read.iter().map(|t| t.crud.len()).sum();
+                assert!(
+                    read.len() == 1 || entries <= max_entries,
+                    "{max_entries}: {entries} entries in {} transactions",
+                    read.len()
+                );
+                for tx in &read {
+                    assert!(
+                        tx.crud
+                            .iter()
+                            .all(|e| e.transaction_id == tx.transaction_id)
+                    );
+                    many.push(ids(&tx.crud).join(","));
+                }
+            }
+            assert_eq!(many, one_by_one, "{max_entries}, core {}", core.version());
+        }
+        assert_eq!(one_by_one.len(), 6);
     }
 }

@@ -24,8 +24,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use powersync::{
-    BackendConnector, ConnectorError, CrudTransaction, CrudTransactions, PowerSyncCredentials,
-    PowerSyncDatabase,
+    BackendConnector, ConnectorError, CrudTransaction, PowerSyncCredentials, PowerSyncDatabase,
 };
 use tokio::sync::OnceCell;
 use tokio_postgres::IsolationLevel;
@@ -39,7 +38,7 @@ use postgres::{Postgres, record_uploads};
 
 /// The most CRUD entries the multi-transaction connector puts in one PostgreSQL transaction
 /// (one client transaction larger than this still goes whole).
-const MULTI_MAX_ENTRIES: usize = 100;
+const MULTI_MAX_ENTRIES: usize = 1000;
 
 /// How an upload retries PostgreSQL conflicts within one upload call, before the upload loop's
 /// own backoff takes over: one value per era.
@@ -328,24 +327,6 @@ impl Shared {
             return Err(failure.into_connector_error());
         }
     }
-}
-
-/// The next whole client transactions from `cursor`, up to `max_entries` CRUD entries in all but
-/// at least one transaction (a larger transaction still goes whole); empty at the queue's end.
-async fn read_group(
-    cursor: &mut CrudTransactions,
-    max_entries: usize,
-) -> Result<Vec<CrudTransaction>, ConnectorError> {
-    let mut group = Vec::new();
-    let mut entries = 0;
-    while entries < max_entries {
-        let Some(transaction) = cursor.next().await? else {
-            break;
-        };
-        entries += transaction.crud.len();
-        group.push(transaction);
-    }
-    Ok(group)
 }
 
 /// `powersync-local`: never uploads.

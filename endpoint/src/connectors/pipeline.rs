@@ -21,8 +21,8 @@
 //! transactions are new, conflicts are retried), or its error is returned; the upload loop then
 //! calls the connector again for the rest of the queue.
 
+use std::collections::VecDeque;
 use std::future::Future;
-use std::pin::Pin;
 use std::task::Poll;
 
 use powersync::{ConnectorError, CrudTransaction, CrudTransactions, PowerSyncDatabase};
@@ -32,7 +32,7 @@ use tokio_postgres::error::SqlState;
 use super::postgres::record_new_uploads;
 use super::{RetryPolicy, Shared};
 use crate::config::{FailurePolicy, TestFailpoints};
-use crate::model::Model;
+use crate::model::{Model, Upload};
 use crate::pg::PgFailure;
 
 /// The most groups (PostgreSQL transactions) sent before their answers are awaited.
@@ -41,15 +41,12 @@ pub(crate) const WINDOW_GROUPS: usize = 64;
 /// Starts each group's PostgreSQL transaction, as [`Shared::apply_transactions`] does.
 const BEGIN: &str = "BEGIN ISOLATION LEVEL REPEATABLE READ";
 
-/// A statement whose request is sent and whose answer is awaited later.
-type Answer<'a> = Pin<Box<dyn Future<Output = Result<(), PgFailure>> + Send + 'a>>;
-
 /// The statements of one PostgreSQL transaction, sent in order: each is sent when it is
 /// [`send`](Self::send)-ed (tokio-postgres writes a request before its first await), so the
 /// server runs them in the order sent while none of the answers has been awaited yet.
 #[derive(Default)]
 pub(crate) struct Pipeline<'a> {
-    pending: Vec<Answer<'a>>,
+    pending: Vec<Upload<'a>>,
     failed: Option<PgFailure>,
 }
 
@@ -60,7 +57,7 @@ impl<'a> Pipeline<'a> {
         &mut self,
         statement: impl Future<Output = Result<(), PgFailure>> + Send + 'a,
     ) {
-        let mut statement: Answer<'a> = Box::pin(statement);
+        let mut statement: Upload<'a> = Box::pin(statement);
         match std::future::poll_fn(|cx| Poll::Ready(statement.as_mut().poll(cx))).await {
             Poll::Ready(Err(e)) if self.failed.is_none() => self.failed = Some(e),
             Poll::Ready(_) => {}
@@ -91,23 +88,62 @@ async fn simple(client: &Client, sql: &'static str) -> Result<(), PgFailure> {
     Ok(client.batch_execute(sql).await?)
 }
 
-/// The next window: up to [`WINDOW_GROUPS`] groups (one without the ledger), each of whole
-/// client transactions of up to `max_entries` CRUD entries (at least one transaction); empty at
-/// the queue's end.
-async fn read_window(
-    cursor: &mut CrudTransactions,
-    max_entries: usize,
-    groups: usize,
-) -> Result<Vec<Vec<CrudTransaction>>, ConnectorError> {
-    let mut window = Vec::new();
-    while window.len() < groups {
-        let group = super::read_group(cursor, max_entries).await?;
-        if group.is_empty() {
-            break;
+/// Entries read from the local queue in one query.
+const READ_ENTRIES: usize = 1000;
+
+/// Reads the queue ahead, many whole client transactions per query, and cuts them into groups.
+struct Reader {
+    cursor: CrudTransactions,
+    read: VecDeque<CrudTransaction>,
+    end: bool,
+}
+
+impl Reader {
+    fn new(db: &PowerSyncDatabase) -> Self {
+        Self {
+            cursor: db.crud_transactions(),
+            read: VecDeque::new(),
+            end: false,
         }
-        window.push(group);
     }
-    Ok(window)
+
+    /// The next whole client transactions, up to `max_entries` CRUD entries in all but at least
+    /// one transaction (a larger one still goes whole); empty at the queue's end.
+    async fn group(&mut self, max_entries: usize) -> Result<Vec<CrudTransaction>, ConnectorError> {
+        let mut group = Vec::new();
+        let mut entries = 0;
+        while entries < max_entries {
+            if self.read.is_empty() && !self.end {
+                let read = self.cursor.next_many(READ_ENTRIES.max(max_entries)).await?;
+                self.end = read.is_empty();
+                self.read.extend(read);
+            }
+            let Some(transaction) = self.read.pop_front() else {
+                break;
+            };
+            entries += transaction.crud.len();
+            group.push(transaction);
+        }
+        Ok(group)
+    }
+
+    /// The next window: up to `groups` groups of [`group`](Self::group); empty at the queue's
+    /// end.
+    async fn window(
+        &mut self,
+        max_entries: usize,
+        groups: usize,
+    ) -> Result<Vec<Vec<CrudTransaction>>, ConnectorError> {
+        let mut window = Vec::new();
+        while window.len() < groups {
+            let group = self.group(max_entries).await?;
+            if group.is_empty() {
+                break;
+            }
+            window.push(group);
+        }
+        Ok(window)
+    }
 }
 
 /// Completes `transactions` (consecutive, from the queue's head) in one local write.
@@ -136,14 +172,14 @@ impl Shared {
         let client_id = self.client_id(db).await?;
         let ledger = self.failure_policy == FailurePolicy::Forgiving;
         let groups = if ledger { WINDOW_GROUPS } else { 1 };
-        let mut cursor = db.crud_transactions();
-        let mut window = read_window(&mut cursor, max_entries, groups).await?;
+        let mut reader = Reader::new(db);
+        let mut window = reader.window(max_entries, groups).await?;
         let mut committed: Vec<CrudTransaction> = Vec::new();
         while !window.is_empty() {
             let (outcome, completed, next) = tokio::join!(
                 self.send_window::<M>(&client_id, &window, ledger),
                 complete(std::mem::take(&mut committed)),
-                read_window(&mut cursor, max_entries, groups),
+                reader.window(max_entries, groups),
             );
             completed?;
             let outcome = outcome?;
@@ -222,11 +258,12 @@ impl Shared {
                     .send(record_new_uploads(client, client_id, tx_ids, previous))
                     .await;
             }
-            for entry in group.iter().flat_map(|t| &t.crud) {
+            let entries = group.iter().flat_map(|t| &t.crud).collect();
+            for upload in M::upload_entries(client, entries) {
                 if pipeline.failed() {
                     break;
                 }
-                pipeline.send(M::upload_entry(client, entry)).await;
+                pipeline.send(upload).await;
             }
             let failed = pipeline.failed();
             let end = if failed { "ROLLBACK" } else { "COMMIT" };

@@ -23,8 +23,8 @@ use tokio_postgres::GenericClient;
 use tokio_postgres::types::Type;
 
 use crate::error::{Error, Result};
-use crate::model::invalid_entry;
 use crate::model::statement::Statement;
+use crate::model::{Upload, invalid_entry};
 use crate::pg::PgFailure;
 
 /// Number of seeded keys: `0..KEY_COUNT`. Larger keys get their row on their first append.
@@ -167,6 +167,91 @@ pub async fn upload_entry(
         ));
     }
     Ok(())
+}
+
+/// Sets `v` of many rows in one statement: `$1` the row ids, `$2` their values.
+const UPDATE_MANY: &str = "UPDATE lww SET v = u.v FROM unnest($1::text[], $2::text[]) AS u(id, v) \
+     WHERE lww.id = CAST(u.id AS uuid)";
+
+/// The statements that upload `entries` in order inside the caller's transaction, each row
+/// affected exactly once (as [`upload_entry`] with `exactly_one`): every run of PATCHes that set
+/// `v` goes as one multi-row UPDATE with the last `v` of each row id in the run (PATCHes of
+/// different rows commute, a later PATCH of a row overwrites an earlier one, so the rows end as
+/// after running them one by one); any other entry as [`upload_entry`].
+pub fn upload_entries<'a, C: GenericClient + Sync>(
+    client: &'a C,
+    entries: Vec<&'a CrudEntry>,
+) -> Vec<Upload<'a>> {
+    let mut uploads = Vec::new();
+    let mut run = Vec::new();
+    for entry in entries {
+        let sets_v = entry.table == "lww"
+            && entry.op == UpdateType::Patch
+            && field(entry, "v").is_some_and(Value::is_string);
+        if sets_v {
+            run.push(entry);
+            continue;
+        }
+        uploads.extend(update_many(client, std::mem::take(&mut run)));
+        uploads.push(Box::pin(upload_entry(
+            client,
+            entry,
+            true,
+            Statement::Typed,
+        )));
+    }
+    uploads.extend(update_many(client, run));
+    uploads
+}
+
+/// One statement for a run of PATCHes that set `v` (see [`upload_entries`]); none for none.
+fn update_many<'a, C: GenericClient + Sync>(
+    client: &'a C,
+    run: Vec<&'a CrudEntry>,
+) -> Option<Upload<'a>> {
+    let first = *run.first()?;
+    if run.len() == 1 {
+        return Some(Box::pin(upload_entry(
+            client,
+            first,
+            true,
+            Statement::Typed,
+        )));
+    }
+    let mut rows: Vec<(&str, &str)> = Vec::with_capacity(run.len());
+    let mut index: std::collections::HashMap<&str, usize> =
+        std::collections::HashMap::with_capacity(run.len());
+    for entry in run {
+        let v = field(entry, "v")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        match index.entry(entry.id.as_str()) {
+            std::collections::hash_map::Entry::Occupied(at) => rows[*at.get()].1 = v,
+            std::collections::hash_map::Entry::Vacant(at) => {
+                at.insert(rows.len());
+                rows.push((entry.id.as_str(), v));
+            }
+        }
+    }
+    let (ids, values): (Vec<&str>, Vec<&str>) = rows.into_iter().unzip();
+    Some(Box::pin(async move {
+        let updated = client
+            .execute_typed(
+                UPDATE_MANY,
+                &[(&ids, Type::TEXT_ARRAY), (&values, Type::TEXT_ARRAY)],
+            )
+            .await?;
+        if updated != ids.len() as u64 {
+            return Err(invalid_entry(
+                first,
+                &format!(
+                    "expected one affected row for each of {} row ids, got {updated}",
+                    ids.len()
+                ),
+            ));
+        }
+        Ok(())
+    }))
 }
 
 /// Creates the plain-SQLite `lww` table if needed and seeds the keys that are missing, leaving

@@ -10,6 +10,7 @@ pub mod mww;
 pub mod statement;
 
 use std::future::Future;
+use std::pin::Pin;
 
 use powersync::CrudEntry;
 use powersync::schema::Schema;
@@ -29,7 +30,23 @@ pub trait Model: Send + Sync + 'static {
         client: &'a C,
         entry: &'a CrudEntry,
     ) -> impl Future<Output = Result<(), PgFailure>> + Send + 'a;
+
+    /// The statements that upload consecutive local changes inside the caller's PostgreSQL
+    /// transaction, to be sent in this order: the effect of [`upload_entry`](Self::upload_entry)
+    /// on each change in order (a model may merge several changes into one statement).
+    fn upload_entries<'a, C: GenericClient + Sync>(
+        client: &'a C,
+        entries: Vec<&'a CrudEntry>,
+    ) -> Vec<Upload<'a>> {
+        entries
+            .into_iter()
+            .map(|entry| Box::pin(Self::upload_entry(client, entry)) as Upload<'a>)
+            .collect()
+    }
 }
+
+/// One upload statement, not sent yet (it is sent when first polled).
+pub type Upload<'a> = Pin<Box<dyn Future<Output = Result<(), PgFailure>> + Send + 'a>>;
 
 /// The seed era's `lww` model (see [`lww`]).
 #[derive(Debug, Clone, Copy, Default)]
@@ -49,6 +66,13 @@ impl Model for Lww {
         entry: &'a CrudEntry,
     ) -> impl Future<Output = Result<(), PgFailure>> + Send + 'a {
         lww::upload_entry(client, entry, true, statement::Statement::Typed)
+    }
+
+    fn upload_entries<'a, C: GenericClient + Sync>(
+        client: &'a C,
+        entries: Vec<&'a CrudEntry>,
+    ) -> Vec<Upload<'a>> {
+        lww::upload_entries(client, entries)
     }
 }
 
