@@ -656,3 +656,77 @@ mod on_powersync_views {
         db.close().await.unwrap();
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(op: UpdateType, id: &str, data: Value) -> CrudEntry {
+        CrudEntry {
+            client_id: 0,
+            transaction_id: Some(1),
+            op,
+            table: "lww".into(),
+            id: id.into(),
+            data: data.as_object().cloned(),
+            old: None,
+            metadata: None,
+        }
+    }
+
+    const A: &str = "00000000-0000-4000-8000-00000000000a";
+    const B: &str = "00000000-0000-4000-8000-00000000000b";
+    const C: &str = "00000000-0000-4000-8000-00000000000c";
+    const D: &str = "00000000-0000-4000-8000-00000000000d";
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn merged_patches_leave_the_rows_as_uploading_one_by_one() {
+        let pg =
+            testkit::TestPostgres::start().expect("PostgreSQL (apt-get install -y postgresql)");
+        let mut client = pg.client().await.unwrap();
+        client
+            .batch_execute(&format!(
+                "CREATE TABLE lww (id uuid PRIMARY KEY, k INTEGER NOT NULL UNIQUE, v TEXT NOT NULL);
+                 INSERT INTO lww VALUES ('{A}', 1, ''), ('{B}', 2, '');"
+            ))
+            .await
+            .unwrap();
+        let patch = |id, v: &str| entry(UpdateType::Patch, id, serde_json::json!({ "v": v }));
+        let entries = [
+            patch(A, " 1"),
+            patch(B, " 2"),
+            patch(A, " 1 3"),
+            entry(UpdateType::Put, C, serde_json::json!({"k": 3, "v": " 4"})),
+            patch(C, " 4 5"),
+            patch(B, " 2 6"),
+        ];
+        let tx = client.transaction().await.unwrap();
+        let uploads = upload_entries(&tx, entries.iter().collect());
+        assert_eq!(uploads.len(), 3, "A B A merged, the PUT alone, C B merged");
+        for upload in uploads {
+            upload.await.unwrap();
+        }
+        tx.commit().await.unwrap();
+        let rows: Vec<(String, String)> = client
+            .query("SELECT id::text, v FROM lww ORDER BY id", &[])
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| (r.get(0), r.get(1)))
+            .collect();
+        let expected = [(A, " 1 3"), (B, " 2 6"), (C, " 4 5")].map(|(a, b)| (a.into(), b.into()));
+        assert_eq!(rows, expected);
+
+        // A run that patches a row PostgreSQL does not have fails as one such PATCH would.
+        let missing = [patch(A, " 7"), patch(D, " 8")];
+        let uploads = upload_entries(&client, missing.iter().collect());
+        assert_eq!(uploads.len(), 1);
+        for upload in uploads {
+            let e = upload.await.expect_err("a missing row");
+            assert!(
+                matches!(e, PgFailure::Data(_)),
+                "{e:?}: the upload is wrong, not PostgreSQL"
+            );
+        }
+    }
+}
