@@ -35,7 +35,7 @@ use std::time::{Duration, Instant};
 
 use nix::sys::signal::Signal;
 use support::common::backend::Backend;
-use support::common::{Endpoint, Workdir, stored_list};
+use support::common::{Endpoint, Workdir, stored_list, unused_port};
 use support::{CONNECTORS, arg, core_lib, load_average, reset, values_in_postgres};
 
 /// xorshift64*: a small deterministic generator for the keys.
@@ -147,15 +147,6 @@ fn target(connector: &str, rate: f64, ratio: f64) -> (&'static str, bool) {
         }
         _ => ("none", true),
     }
-}
-
-/// A port on 127.0.0.1 that nothing listens on (bound, then released).
-fn unused_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 fn main() {

@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
 use common::backend::{Backend, append_txn, wait_for_postgres};
-use common::{Endpoint, Workdir, assert_no_error_in_log, stored_list};
+use common::{Endpoint, Workdir, assert_no_error_in_log, stored_list, unused_port};
 use serde_json::json;
 
 #[tokio::test]
@@ -339,16 +339,6 @@ async fn transactions_uploaded_together_keep_their_order_in_postgres() {
     backend.shutdown().await;
 }
 
-/// A port on 127.0.0.1 that nothing listens on (bound, then released).
-fn unused_port() -> String {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-        .to_string()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failed_transaction_in_a_pipelined_upload_lets_none_after_it_commit_first() {
     let backend = Backend::start().await;
@@ -372,7 +362,7 @@ async fn a_failed_transaction_in_a_pipelined_upload_lets_none_after_it_commit_fi
     let wd = Workdir::new();
     // 30 client transactions queued while PostgreSQL is unreachable, so that the restarted
     // endpoint sends them in one window: 11 to 30 are sent before 10's answer.
-    let dead_port = unused_port();
+    let dead_port = unused_port().to_string();
     let ep = backend.endpoint(
         &wd,
         "CrudTransactionConnector",

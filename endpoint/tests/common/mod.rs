@@ -249,3 +249,12 @@ pub fn assert_no_error_in_log(log: &str) {
     );
     assert!(!log.is_empty(), "the log is empty");
 }
+
+/// A port on 127.0.0.1 that nothing listens on (bound, then released).
+pub fn unused_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
