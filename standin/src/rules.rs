@@ -10,8 +10,8 @@
 //! `WHERE <column> = bucket.<parameter> [AND ...]` covering every bucket parameter, each
 //! definition with an optional `priority:` (0..=3, default 3), and the `config:` section's
 //! `edition` (1 or 2) with its compatibility options ([`Compatibility`], `fixed_json_extract`).
-//! Edition-2 Sync Streams (`streams:`) with equality and `IN (SELECT ...)` conditions on
-//! request values are parsed by `streams` into definitions with a [`StreamDefinition`];
+//! Edition-2 Sync Streams (`streams:`) with equality, `IN <array>` and `IN (SELECT ...)`
+//! conditions on request values are parsed by `streams` into definitions with a [`StreamDefinition`];
 //! a request's buckets, priorities and subscription reasons come from
 //! [`SyncRules::resolve_by`] (`resolve`).
 //! Anything else (other expressions, `IN` on values, `OR`, edition 3) is

@@ -491,11 +491,7 @@ impl StreamContext {
         let mut line = match last {
             None => {
                 let buckets: Vec<Value> = infos.iter().filter_map(info_sum).collect();
-                let streams: Vec<Value> = resolution
-                    .streams
-                    .iter()
-                    .map(|s| json!({"name": s.name, "is_default": s.is_default, "errors": []}))
-                    .collect();
+                let streams: Vec<Value> = resolution.streams.iter().map(|s| s.to_json()).collect();
                 json!({"checkpoint": {"last_op_id": checkpoint, "buckets": buckets, "streams": streams}})
             }
             Some(previous) => {

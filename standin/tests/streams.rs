@@ -1,7 +1,8 @@
 //! Sync Streams over real PostgreSQL and real HTTP: the checkpoint's `streams`, each bucket's
 //! `subscriptions` reasons and priority, a subscription to a stream that does not exist, a
-//! subscription's rows arriving, and a parameter row (a subquery's table) adding and removing
-//! a stream bucket on a live connection.
+//! subscription's rows arriving, an error entry for a subscription parameter that is not
+//! JSON, and a parameter row (a subquery's table) adding and removing a stream bucket on a
+//! live connection.
 
 mod common;
 
@@ -27,6 +28,8 @@ streams:
   shared_todos:
     priority: 1
     query: SELECT id, description AS title FROM todos WHERE list_id IN (SELECT list_id FROM shares WHERE user_id = auth.user_id())
+  picked_todos:
+    query: SELECT * FROM todos WHERE list_id IN subscription.parameter('lists')
 ";
 
 fn request(streams: Value) -> Value {
@@ -246,6 +249,46 @@ async fn defaults_and_bad_subscriptions() {
         vec![("1#list_todos|0[null]".to_owned(), 3, json!([{"sub": 0}]))]
     );
     assert!(bucket_ops(&first).is_empty());
+
+    // `IN` on a subscription parameter: a JSON array gives one bucket per element; a value
+    // that is not JSON is the service's error entry for that subscription, not a failure.
+    let body = request(json!({"include_defaults": false, "subscriptions": [
+        {"stream": "picked_todos", "parameters": {"lists": "not json"}, "override_priority": null},
+        {"stream": "picked_todos", "parameters": {"lists": ["l1", "l2", true]}, "override_priority": 1}]}));
+    let mut lines = Lines::new(open_stream(&standin.url(), &token("u2"), &body).await);
+    let first = lines.until_complete().await;
+    let streams = &first[0]["checkpoint"]["streams"];
+    assert_eq!(streams.as_array().unwrap().len(), 1, "{streams}");
+    assert_eq!(streams[0]["name"], "picked_todos");
+    assert_eq!(
+        streams[0]["errors"].as_array().unwrap().len(),
+        1,
+        "{streams}"
+    );
+    assert_eq!(streams[0]["errors"][0]["subscription"], 0);
+    let message = streams[0]["errors"][0]["message"].as_str().unwrap();
+    assert!(
+        message.starts_with("Error evaluating bucket ids: "),
+        "{message}"
+    );
+    assert_eq!(
+        described(&first[0]),
+        vec![
+            (
+                "1#picked_todos|0[\"l1\"]".to_owned(),
+                1,
+                json!([{"sub": 1}])
+            ),
+            (
+                "1#picked_todos|0[\"l2\"]".to_owned(),
+                1,
+                json!([{"sub": 1}])
+            ),
+        ]
+    );
+    let mut ids: Vec<String> = bucket_ops(&first).into_iter().map(|o| o.2).collect();
+    ids.sort();
+    assert_eq!(ids, ["t1", "t2"]);
 
     // Malformed `streams` are a 400 naming the field, never a stream.
     for (streams, field) in [

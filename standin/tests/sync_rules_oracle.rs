@@ -19,7 +19,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use serde_json::{Value as Json, json};
-use standin::rules::{Resolution, SourceTable, SqliteValue, StreamsRequest};
+use standin::rules::{Resolution, SourceTable, SqliteValue, StreamSource, StreamsRequest};
 use standin::store::{Definition, ParameterChange, Store};
 use standin::{Error, SyncRules};
 use testkit::ChildGuard;
@@ -205,6 +205,19 @@ fn standin_outcome(rules: &SyncRules, case: &Case) -> Outcome {
     (rows, requests)
 }
 
+/// Cuts each `errors` message of a request's `streams` to its prefix before the cause (the
+/// cause is a JavaScript `SyntaxError` message in the service, serde_json's here).
+fn error_prefixes(request: &mut Json) {
+    for stream in request["streams"].as_array_mut().into_iter().flatten() {
+        for error in stream["errors"].as_array_mut().into_iter().flatten() {
+            if let Some(message) = error["message"].as_str() {
+                let prefix = message.split(": ").next().unwrap_or_default().to_owned();
+                error["message"] = Json::String(prefix);
+            }
+        }
+    }
+}
+
 /// A resolution as the checkpoint line describes it (bucket ids without their version).
 fn checkpoint_json(resolution: &Resolution) -> Json {
     let buckets: Vec<Json> = resolution
@@ -215,11 +228,7 @@ fn checkpoint_json(resolution: &Resolution) -> Json {
                    "priority": b.priority, "subscriptions": resolution.subscriptions(b)})
         })
         .collect();
-    let streams: Vec<Json> = resolution
-        .streams
-        .iter()
-        .map(|s| json!({"name": s.name, "is_default": s.is_default, "errors": []}))
-        .collect();
+    let streams: Vec<Json> = resolution.streams.iter().map(|s| s.to_json()).collect();
     json!({"buckets": buckets, "streams": streams})
 }
 
@@ -274,7 +283,10 @@ fn compare(cases: &[Case], answers: &[Json], mismatches: &mut Vec<String>) -> (u
             ));
             continue;
         }
-        let (ours, theirs) = (standin_outcome(&rules, case), oracle_outcome(answer));
+        let (mut ours, mut theirs) = (standin_outcome(&rules, case), oracle_outcome(answer));
+        for request in ours.1.iter_mut().chain(theirs.1.iter_mut()) {
+            error_prefixes(request);
+        }
         for (i, (a, b)) in ours.0.iter().zip(&theirs.0).enumerate() {
             if a != b {
                 mismatches.push(format!(
@@ -658,8 +670,23 @@ fn gen_stream_condition(rng: &mut fastrand::Rng, table: &str) -> String {
     } else {
         (&TODOS, "lists", &LISTS)
     };
-    if rng.u8(..5) < 3 {
-        return gen_stream_equality(rng, &columns[1..]);
+    match rng.u8(..10) {
+        0..=4 => return gen_stream_equality(rng, &columns[1..]),
+        5 | 6 => {
+            let column = *pick(rng, &columns[1..]);
+            let value = *pick(
+                rng,
+                &[
+                    "subscription.parameter('ids')",
+                    "(subscription.parameter('ids'))",
+                    "auth.parameter('ids')",
+                    "connection.parameter('ids')",
+                    "subscription.parameters() ->> 'ids'",
+                ],
+            );
+            return format!("{column} IN {value}");
+        }
+        _ => {}
     }
     let column = *pick(rng, &columns[1..]);
     let selected = if rng.bool() {
@@ -724,8 +751,28 @@ fn gen_stream_rules(rng: &mut fastrand::Rng) -> String {
 
 /// A request with `streams` (or, sometimes, without) subscribing to some of the streams, a
 /// bucket definition and a stream that does not exist.
+/// A value for an `IN` parameter: JSON arrays (as values or JSON text), text that is not
+/// JSON, scalars.
+fn gen_ids(rng: &mut fastrand::Rng) -> Json {
+    match rng.u8(..8) {
+        0 => json!(["u1", "l1", 1, null, true, 2.5, {"k": 1}]),
+        1 => json!(["u2", "l2", "u1"]),
+        2 => json!("[\"u1\", 1.0, \"l1\"]"),
+        3 => json!("not json"),
+        4 => json!("{\"a\": 1}"),
+        5 => json!([]),
+        6 => json!("u1"),
+        _ => json!(7),
+    }
+}
+
 fn gen_stream_request(rng: &mut fastrand::Rng) -> Request {
-    let (claims, parameters, _) = gen_request(rng);
+    let (mut claims, mut parameters, _) = gen_request(rng);
+    for object in [&mut claims, &mut parameters] {
+        if rng.bool() {
+            object["ids"] = gen_ids(rng);
+        }
+    }
     if rng.u8(..6) == 0 {
         return (claims, parameters, Json::Null);
     }
@@ -744,10 +791,11 @@ fn gen_stream_request(rng: &mut fastrand::Rng) -> Request {
                     subscription.insert("parameters".into(), Json::Null);
                 }
                 _ => {
-                    subscription.insert(
-                        "parameters".into(),
-                        gen_object(rng, &["a.b", "n", "p", "q"]),
-                    );
+                    let mut parameters = gen_object(rng, &["a.b", "n", "p", "q"]);
+                    if rng.bool() {
+                        parameters["ids"] = gen_ids(rng);
+                    }
+                    subscription.insert("parameters".into(), parameters);
                 }
             }
             match rng.u8(..3) {
@@ -1092,11 +1140,18 @@ fn the_stand_in_evaluates_sync_rules_as_the_service_does() {
         .sum();
     // And stream buckets: from request values, from subqueries, per subscription.
     let (mut stream_buckets, mut subquery_buckets, mut subscribed) = (0, 0, 0);
+    let (mut stream_errors, mut array_buckets) = (0, 0);
     for case in &cases[generated..generated + generated_streams] {
         let Ok(rules) = SyncRules::parse(&case.rules) else {
             continue;
         };
         for request in standin_outcome(&rules, case).1 {
+            stream_errors += request["streams"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|s| s["errors"].as_array().map_or(0, Vec::len))
+                .sum::<usize>();
             for bucket in request["buckets"].as_array().unwrap() {
                 let name = bucket["bucket"].as_str().unwrap();
                 if name.contains("|0[") {
@@ -1105,6 +1160,13 @@ fn the_stand_in_evaluates_sync_rules_as_the_service_does() {
                     let def = rules.buckets().iter().find(|b| b.definition == definition);
                     subquery_buckets +=
                         usize::from(def.is_some_and(|d| !d.parameter_queries.is_empty()));
+                    array_buckets += usize::from(def.is_some_and(|d| {
+                        d.stream.as_ref().is_some_and(|s| {
+                            s.parameters
+                                .iter()
+                                .any(|p| matches!(p.source, StreamSource::RequestArray(_)))
+                        })
+                    }));
                 }
                 subscribed += usize::from(bucket["subscriptions"].to_string().contains("sub"));
             }
@@ -1112,7 +1174,9 @@ fn the_stand_in_evaluates_sync_rules_as_the_service_does() {
     }
     eprintln!(
         "{generated_streams} generated stream cases: {stream_buckets} stream buckets in \
-         requests ({subquery_buckets} through subqueries, {subscribed} with a `sub` reason)"
+         requests ({subquery_buckets} through subqueries, {array_buckets} through `IN` on an array, \
+         {subscribed} with a `sub` reason), \
+         {stream_errors} subscription errors"
     );
     eprintln!(
         "{} cases ({generated} generated), {rows_compared} rows ({buckets_seen} bucket rows in \
@@ -1141,7 +1205,12 @@ fn the_stand_in_evaluates_sync_rules_as_the_service_does() {
             .join("\n\n")
     );
     assert!(
-        stream_buckets > 500 && subquery_buckets > 50 && subscribed > 200,
-        "too few stream buckets: {stream_buckets}, {subquery_buckets}, {subscribed}"
+        stream_buckets > 500
+            && subquery_buckets > 50
+            && array_buckets > 50
+            && subscribed > 200
+            && stream_errors > 10,
+        "too few stream buckets or errors: {stream_buckets}, {subquery_buckets}, \
+         {array_buckets}, {subscribed}, {stream_errors}"
     );
 }

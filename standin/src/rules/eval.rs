@@ -402,7 +402,10 @@ fn stream_row(
         let mut values = Vec::with_capacity(stream.parameters.len());
         for parameter in &stream.parameters {
             match (lookup(row, &parameter.column), &parameter.source) {
-                (Some(SqliteValue::Null) | None, super::StreamSource::Request(_)) => break,
+                (
+                    Some(SqliteValue::Null) | None,
+                    super::StreamSource::Request(_) | super::StreamSource::RequestArray(_),
+                ) => break,
                 (None, super::StreamSource::Subquery(_)) => values.push(SqliteValue::Null),
                 (Some(value), _) => values.push(value.clone()),
             }
@@ -419,6 +422,27 @@ fn stream_row(
         });
     }
     out
+}
+
+/// The values `<column> IN <value>` matches, as the service expands the value: a TEXT
+/// holding a JSON array (`JSON.parse`) gives its strings, numbers (JavaScript numbers) and
+/// nulls; anything else, nothing. Unparseable TEXT is an error.
+fn json_array_elements(value: &SqliteValue) -> Result<Vec<SqliteValue>, serde_json::Error> {
+    let SqliteValue::Text(text) = value else {
+        return Ok(Vec::new());
+    };
+    let Json::Array(items) = serde_json::from_str::<Json>(text)? else {
+        return Ok(Vec::new());
+    };
+    Ok(items
+        .into_iter()
+        .filter_map(|item| match item {
+            Json::Null => Some(SqliteValue::Null),
+            Json::String(s) => Some(SqliteValue::Text(s)),
+            Json::Number(n) => n.as_f64().map(SqliteValue::Real),
+            _ => None,
+        })
+        .collect())
 }
 
 /// The request a set of parameter queries is evaluated for.
@@ -464,18 +488,22 @@ impl Request<'_> {
     }
 
     /// The buckets of a stream for this request (and subscription), `(static, dynamic)`:
-    /// one when every parameter is a request value, else the product of each parameter's
-    /// values (a subquery's results over the parameter rows, duplicates included).
+    /// the product of each parameter's values (one for a request value, the elements of a
+    /// JSON array, a subquery's results over the parameter rows, duplicates included).
+    /// `Err` with the service's error for a request value that `IN` cannot parse as JSON
+    /// (the message after its prefix is serde_json's, not JavaScript's).
     pub(super) fn stream_buckets(
         &self,
         bucket: &BucketDefinition,
         stream: &super::StreamDefinition,
         matching: Matching<'_>,
-    ) -> (Vec<String>, Vec<String>) {
+    ) -> Result<(Vec<String>, Vec<String>), String> {
         let mut choices: Vec<Vec<SqliteValue>> = Vec::with_capacity(stream.parameters.len());
         for parameter in &stream.parameters {
             choices.push(match &parameter.source {
                 super::StreamSource::Request(value) => vec![self.value(value)],
+                super::StreamSource::RequestArray(value) => json_array_elements(&self.value(value))
+                    .map_err(|e| format!("Error evaluating bucket ids: {e}"))?,
                 super::StreamSource::Subquery(index) => {
                     let query = &bucket.parameter_queries[*index];
                     matching(&bucket.definition, *index, &self.lookup(query))
@@ -504,11 +532,11 @@ impl Request<'_> {
         }
         let prefix = bucket.prefix();
         let names: Vec<String> = names.iter().map(|v| bucket_name(&prefix, v)).collect();
-        if bucket.parameter_queries.is_empty() {
+        Ok(if bucket.parameter_queries.is_empty() {
             (names, Vec::new())
         } else {
             (Vec::new(), names)
-        }
+        })
     }
 
     /// The lookup a table-backed parameter query (or stream subquery) needs for this request.

@@ -16,9 +16,9 @@
 //!   dynamic one is what the checkpoint describes (the service's `bucketDescriptionMap`).
 //! - The checkpoint's `streams` lists every definition and stream the request resolved, in
 //!   the order of the sync rules. A subscription naming no stream yields nothing, neither
-//!   a bucket nor an entry (the client learns from its absence). The service's `errors`
-//!   come from evaluation failures that the supported subset cannot produce, so they are
-//!   always empty here.
+//!   a bucket nor an entry (the client learns from its absence). A subscription whose
+//!   buckets cannot be evaluated (`<column> IN <value>` on a value that is not JSON) gets an
+//!   entry in its stream's `errors` instead of buckets, as in the service.
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -140,6 +140,27 @@ pub struct StreamDescription {
     pub name: String,
     /// Whether it is a default stream.
     pub is_default: bool,
+    /// The subscriptions whose buckets could not be evaluated, with the message.
+    pub errors: Vec<(Reason, String)>,
+}
+
+impl StreamDescription {
+    /// The entry of the checkpoint's `streams`:
+    /// `{name, is_default, errors: [{subscription: <index> | "default", message}]}`.
+    pub fn to_json(&self) -> Json {
+        let errors: Vec<Json> = self
+            .errors
+            .iter()
+            .map(|(reason, message)| {
+                let subscription = match reason {
+                    Reason::Default => serde_json::json!("default"),
+                    Reason::Subscription(i) => serde_json::json!(i),
+                };
+                serde_json::json!({"subscription": subscription, "message": message})
+            })
+            .collect();
+        serde_json::json!({"name": self.name, "is_default": self.is_default, "errors": errors})
+    }
 }
 
 /// Everything a request resolves to.
@@ -219,20 +240,25 @@ impl SyncRules {
             if !(bucket.is_default() && request.include_defaults) && subscriptions.is_empty() {
                 continue;
             }
-            streams.push(StreamDescription {
-                name: bucket.definition.clone(),
-                is_default: bucket.is_default(),
-            });
-            let mut push = |(f, d): (Vec<String>, Vec<String>), reason, priority| {
-                for (names, into) in [(f, &mut fixed), (d, &mut dynamic)] {
-                    into.extend(names.into_iter().map(|name| ResolvedBucket {
-                        bucket: name,
-                        definition: bucket.definition.clone(),
-                        priority,
-                        reasons: vec![reason],
-                    }));
-                }
-            };
+            let mut errors = Vec::new();
+            let mut push =
+                |buckets: Result<(Vec<String>, Vec<String>), String>, reason, priority| {
+                    let (f, d) = match buckets {
+                        Ok(buckets) => buckets,
+                        Err(message) => {
+                            errors.push((reason, message));
+                            return;
+                        }
+                    };
+                    for (names, into) in [(f, &mut fixed), (d, &mut dynamic)] {
+                        into.extend(names.into_iter().map(|name| ResolvedBucket {
+                            bucket: name,
+                            definition: bucket.definition.clone(),
+                            priority,
+                            reasons: vec![reason],
+                        }));
+                    }
+                };
             let request = |subscription| Request {
                 claims,
                 parameters,
@@ -241,10 +267,15 @@ impl SyncRules {
             };
             let Some(stream) = &bucket.stream else {
                 push(
-                    request(&empty).definition_buckets(bucket, &matching),
+                    Ok(request(&empty).definition_buckets(bucket, &matching)),
                     Reason::Default,
                     bucket.priority,
                 );
+                streams.push(StreamDescription {
+                    name: bucket.definition.clone(),
+                    is_default: true,
+                    errors,
+                });
                 continue;
             };
             for (index, subscription) in subscriptions {
@@ -261,6 +292,11 @@ impl SyncRules {
                     bucket.priority,
                 );
             }
+            streams.push(StreamDescription {
+                name: bucket.definition.clone(),
+                is_default: bucket.is_default(),
+                errors,
+            });
         }
         let mut buckets: BTreeMap<String, ResolvedBucket> = BTreeMap::new();
         for bucket in merge(fixed).into_iter().chain(merge(dynamic)) {

@@ -10,13 +10,15 @@
 //!   request value;
 //! - `<column> IN (SELECT <column> FROM <table> WHERE <column> = <request value> [AND ...])`:
 //!   the row's column, matched against the subquery's results, which are kept as a
-//!   table-backed parameter query (`result` column) and so update as parameter rows change.
+//!   table-backed parameter query (`result` column) and so update as parameter rows change;
+//! - `<column> IN <request value>` (optionally parenthesized): the row's column, matched
+//!   against each element of the JSON array the request value holds.
 //!
 //! Request values: `auth.user_id()`, `auth.parameter('<key>')`, `auth.parameters() ->> '<path>'`
 //! (the token payload), `subscription.parameter('<key>')`, `subscription.parameters() ->>
 //! '<path>'` (the subscription's parameters) and `connection.parameter('<key>')`,
 //! `connection.parameters() ->> '<path>'` (the client's request parameters).
-//! Everything else (`OR`, `NOT`, literals, other functions, `IN` on a request value, `&&`,
+//! Everything else (`OR`, `NOT`, literals, other functions, `<request value> IN ...`, `&&`,
 //! row filters) is an error naming it.
 
 use super::sql::{Column, ParameterQuery, ParameterValue, Parser, RequestValue, Token};
@@ -31,6 +33,9 @@ pub enum StreamSource {
     /// The results of the definition's parameter query with this index (`<column> IN
     /// (SELECT ...)`).
     Subquery(usize),
+    /// The elements of a request value holding a JSON array (`<column> IN
+    /// subscription.parameter('ids')`).
+    RequestArray(RequestValue),
 }
 
 /// One bucket parameter of a stream: the row's column and where a request's value comes from.
@@ -81,20 +86,33 @@ pub fn parse_stream(
                     );
                 };
                 select.qualifiers.extend(qualifier);
-                p.expect_sym("(")?;
-                if !matches!(p.peek(), Some(Token::Ident { text, quoted: false }) if text.eq_ignore_ascii_case("select"))
+                let parenthesized = p.sym("(");
+                if parenthesized
+                    && matches!(p.peek(), Some(Token::Ident { text, quoted: false }) if text.eq_ignore_ascii_case("select"))
                 {
-                    return Err(
-                        "`IN` is only supported with a subquery (`IN (SELECT ...)`)".to_owned()
-                    );
+                    let subquery = parse_subquery(&mut p)?;
+                    p.expect_sym(")")?;
+                    parameters.push(StreamParameter {
+                        column,
+                        source: StreamSource::Subquery(subqueries.len()),
+                    });
+                    subqueries.push(subquery);
+                } else {
+                    let Operand::Request(value) = operand(&mut p)? else {
+                        return Err(
+                            "`IN` is only supported with a subquery or a request value holding \
+                             a JSON array"
+                                .to_owned(),
+                        );
+                    };
+                    if parenthesized {
+                        p.expect_sym(")")?;
+                    }
+                    parameters.push(StreamParameter {
+                        column,
+                        source: StreamSource::RequestArray(value),
+                    });
                 }
-                let subquery = parse_subquery(&mut p)?;
-                p.expect_sym(")")?;
-                parameters.push(StreamParameter {
-                    column,
-                    source: StreamSource::Subquery(subqueries.len()),
-                });
-                subqueries.push(subquery);
             } else {
                 if !p.sym("=") {
                     return p.unexpected(
@@ -332,10 +350,8 @@ mod tests {
                 "exactly one",
             ),
             ("SELECT * FROM t WHERE a IN (SELECT id FROM u)", "WHERE"),
-            (
-                "SELECT * FROM t WHERE a IN subscription.parameter('ids')",
-                "`(`",
-            ),
+            ("SELECT * FROM t WHERE a IN (b)", "JSON array"),
+            ("SELECT * FROM t WHERE a IN (auth.user_id(), b)", "`)`"),
             ("SELECT * FROM t WHERE a = auth.parameters() -> 'x'", "->"),
             ("SELECT * FROM t WHERE a = upper(auth.user_id())", "upper"),
             ("SELECT name FROM t", "`id`"),
