@@ -30,7 +30,10 @@ pub struct Config {
     pub slot_name: String,
     /// Schema in the source database holding the stand-in's persistent state.
     pub storage_schema: String,
-    /// Interval between polls of the replication slot.
+    /// How changes are read from the slot (streaming by default).
+    pub replication: crate::replication::ReplicationMode,
+    /// Interval between polls of the replication slot while idle
+    /// ([`crate::replication::ReplicationMode::Polling`] only).
     pub poll_interval: Duration,
     /// Interval between `token_expires_in` keepalive lines (±10 % jitter is applied).
     pub keepalive_interval: Duration,
@@ -61,6 +64,7 @@ impl Config {
             max_token_lifetime: Duration::from_secs(86_400),
             slot_name: "powersync_standin".to_owned(),
             storage_schema: "powersync_standin".to_owned(),
+            replication: Default::default(),
             poll_interval: Duration::from_millis(20),
             keepalive_interval: Duration::from_secs(20),
             expire_warning: Duration::from_secs(20),
@@ -103,7 +107,8 @@ fn read(path: &Path) -> Result<String, Error> {
 ///   max_token_lifetime_secs: 86400 # optional
 /// slot_name: powersync_standin     # optional
 /// storage_schema: powersync_standin # optional
-/// poll_interval_ms: 20             # optional
+/// replication: streaming         # optional; or `polling`
+/// poll_interval_ms: 20             # optional; polling only
 /// keepalive_interval_secs: 20      # optional
 /// compact_interval_secs: 300       # optional; no periodic compaction without it
 /// max_buckets_per_connection: 1000 # optional
@@ -118,6 +123,7 @@ pub struct ConfigFile {
     client_auth: ClientAuth,
     slot_name: Option<String>,
     storage_schema: Option<String>,
+    replication: Option<crate::replication::ReplicationMode>,
     poll_interval_ms: Option<u64>,
     keepalive_interval_secs: Option<u64>,
     compact_interval_secs: Option<u64>,
@@ -178,6 +184,9 @@ impl ConfigFile {
         }
         if let Some(schema) = self.storage_schema {
             config.storage_schema = schema;
+        }
+        if let Some(mode) = self.replication {
+            config.replication = mode;
         }
         if let Some(ms) = self.poll_interval_ms {
             config.poll_interval = Duration::from_millis(ms.max(1));

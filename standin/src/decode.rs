@@ -1,4 +1,6 @@
-//! Decoder for the `pgoutput` logical replication protocol, version 1 (text tuples).
+//! Decoder for the `pgoutput` logical replication protocol, version 1 (text tuples): the
+//! payload of each `XLogData` of the replication stream ([`crate::wal_stream`]) or each row of
+//! `pg_logical_slot_peek_binary_changes`.
 //!
 //! Messages (PostgreSQL docs, "Logical Replication Message Formats"): Begin `B`, Commit `C`,
 //! Origin `O`, Relation `R`, Type `Y`, Insert `I`, Update `U`, Delete `D`, Truncate `T` and
@@ -98,6 +100,8 @@ pub enum Message {
     Message {
         /// Whether it was emitted transactionally.
         transactional: bool,
+        /// The LSN of the message in the WAL.
+        lsn: u64,
         /// The prefix.
         prefix: String,
     },
@@ -181,7 +185,8 @@ impl<'a> Reader<'a> {
     }
 }
 
-/// Decodes one pgoutput message (one row of `pg_logical_slot_*_binary_changes`).
+/// Decodes one pgoutput message (one `XLogData` payload, or one row of
+/// `pg_logical_slot_*_binary_changes`).
 pub fn decode(buf: &[u8]) -> Result<Message, Error> {
     let mut r = Reader { buf, pos: 0 };
     let kind = r.u8()?;
@@ -283,10 +288,11 @@ pub fn decode(buf: &[u8]) -> Result<Message, Error> {
         }
         b'M' => {
             let flags = r.u8()?;
-            let _lsn = r.u64()?;
+            let lsn = r.u64()?;
             let prefix = r.cstr()?;
             Message::Message {
                 transactional: flags & 1 == 1,
+                lsn,
                 prefix,
             }
         }

@@ -29,6 +29,20 @@ pub enum Error {
     /// A pgoutput message could not be decoded.
     #[error("pgoutput decoding failed: {0}")]
     Decode(String),
+    /// The replication connection failed (I/O).
+    #[error("replication connection: {0}")]
+    ReplicationIo(#[source] std::io::Error),
+    /// PostgreSQL answered on the replication connection with an error.
+    #[error("replication connection: PostgreSQL said {code}: {message}")]
+    ReplicationServer {
+        /// The SQLSTATE.
+        code: String,
+        /// The server's message.
+        message: String,
+    },
+    /// The replication connection broke the protocol, or needs what the stand-in lacks.
+    #[error("replication protocol: {0}")]
+    ReplicationProtocol(String),
     /// The HTTP listener could not be bound or failed.
     #[error("HTTP server error: {0}")]
     Http(std::io::Error),

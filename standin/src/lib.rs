@@ -24,6 +24,7 @@ pub mod rules;
 pub mod storage;
 pub mod store;
 pub mod stream;
+pub mod wal_stream;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

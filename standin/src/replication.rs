@@ -1,14 +1,21 @@
 //! Replication from the source PostgreSQL: initial snapshot, then logical decoding with the
-//! `pgoutput` plugin through a logical slot, polled on an ordinary connection
-//! (`pg_logical_slot_peek_binary_changes` + `pg_replication_slot_advance`).
+//! `pgoutput` plugin through a logical slot, read in one of two ways ([`ReplicationMode`]):
 //!
-//! Each poll: read `w = pg_current_wal_flush_lsn()` (logical decoding only reads flushed WAL,
-//! so with `synchronous_commit=off` the insert position may be ahead of what a peek can
-//! return), peek every change committed before `w`, turn
-//! each committed source transaction into ops (op ids assigned in commit order), persist ops,
-//! rows and `processed_lsn` in one transaction, advance the slot, then publish to the
-//! [`Store`]. Transactions whose commit LSN is below the persisted `processed_lsn` were already
-//! stored (a crash between persisting and advancing) and are skipped.
+//! - **streaming** (the default, as the service does): `START_REPLICATION` on a replication
+//!   connection ([`crate::wal_stream`]). Each step takes the messages the server has sent (at
+//!   least one; a transaction always to its commit), turns each committed source transaction
+//!   into ops (op ids assigned in commit order), persists ops, rows and `processed_lsn` in one
+//!   transaction, publishes to the [`Store`], and only then reports that LSN as flushed in a
+//!   standby status update: PostgreSQL keeps, and sends again after a reconnect, every
+//!   transaction committed after the last flush reported. Outside transactions, keepalives
+//!   and non-transactional logical messages (write checkpoints) advance the position.
+//! - **polling**: `pg_logical_slot_peek_binary_changes` on an ordinary connection up to
+//!   `w = pg_current_wal_flush_lsn()` (logical decoding only reads flushed WAL, so with
+//!   `synchronous_commit=off` the insert position may be ahead of what a peek can return),
+//!   every `poll_interval` while idle, then the same persist and `pg_replication_slot_advance`.
+//!
+//! Transactions whose commit LSN is below the persisted `processed_lsn` were already stored
+//! (a crash between persisting and acknowledging) and are skipped.
 //!
 //! A row of a table that global `SELECT *` buckets alone read goes whole to those buckets.
 //! A row of any other table is evaluated by the sync rules, as the service's `PersistedBatch`
@@ -20,6 +27,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use futures_util::FutureExt;
 use tokio_postgres::{Client, NoTls, SimpleQueryMessage};
 
 use crate::Error;
@@ -31,16 +39,47 @@ use crate::rows::{Cell, ColumnType, previous_json, row_data, source_row_data};
 use crate::rules::{EvaluatedRow, SourceTable, SyncRules, row_from_data};
 use crate::storage::{PersistedState, RowChanges, Storage, encode_ops, quote_ident};
 use crate::store::{Definition, Op, OpKind, ParameterChange, Store};
+use crate::wal_stream::{Frame, OBJECT_IN_USE, WalStream};
 
 /// The publication the service (and the stand-in) replicates.
 pub const PUBLICATION: &str = "powersync";
 
-/// Session settings that make text output match what the mapping expects.
-const SESSION_SETTINGS: &str = "SET TimeZone = 'UTC'; SET DateStyle = 'ISO, MDY'; \
-     SET extra_float_digits = 1; SET IntervalStyle = 'postgres'; SET bytea_output = 'hex'";
+/// Session settings that make text output match what the mapping expects (`SET` on the
+/// ordinary connections, start-up parameters of the replication connection).
+const SESSION_SETTINGS: &[(&str, &str)] = &[
+    ("TimeZone", "UTC"),
+    ("DateStyle", "ISO, MDY"),
+    ("extra_float_digits", "1"),
+    ("IntervalStyle", "postgres"),
+    ("bytea_output", "hex"),
+];
 
 /// Safety limit on rows per peek (whole transactions are always returned).
 const PEEK_LIMIT: i32 = 200_000;
+
+/// Streaming: a step stops reading at a transaction boundary once it holds this many ops.
+const STEP_OPS: usize = 10_000;
+
+/// Streaming: a status update at least this often (PostgreSQL ends a replication connection
+/// silent for `wal_sender_timeout`, 60 s by default).
+const STATUS_INTERVAL: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Streaming: how long `START_REPLICATION` is retried while the slot is still held by the
+/// server process of a connection that just ended (a restart after a crash).
+const SLOT_BUSY_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// How changes are read from the replication slot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ReplicationMode {
+    /// The replication protocol (`START_REPLICATION`), acknowledged by standby status
+    /// updates once durable; changes arrive as PostgreSQL decodes them.
+    #[default]
+    Streaming,
+    /// `pg_logical_slot_peek_binary_changes` every `poll_interval` while idle: for servers
+    /// that take no replication connection (`max_wal_senders = 0`, a pooler in between).
+    Polling,
+}
 
 /// Connects to PostgreSQL and applies the session settings.
 pub async fn connect(uri: &str) -> Result<Client, Error> {
@@ -50,7 +89,11 @@ pub async fn connect(uri: &str) -> Result<Client, Error> {
             tracing::debug!("PostgreSQL connection ended: {e}");
         }
     });
-    client.batch_execute(SESSION_SETTINGS).await?;
+    let settings: Vec<String> = SESSION_SETTINGS
+        .iter()
+        .map(|(name, value)| format!("SET {name} = '{value}'"))
+        .collect();
+    client.batch_execute(&settings.join("; ")).await?;
     Ok(client)
 }
 
@@ -105,6 +148,13 @@ pub struct Replicator {
     /// Relations by OID, from the current peek's Relation messages.
     relations: HashMap<u32, usize>,
     relation_infos: Vec<RelationInfo>,
+    /// Streaming: the replication connection.
+    stream: Option<WalStream>,
+    mode: ReplicationMode,
+    /// The changes of the source transaction being read (between Begin and Commit).
+    tx: Option<Vec<Change>>,
+    /// Streaming: the position everything read so far is complete up to.
+    received: u64,
     /// The current rows per table key and id: the public columns for whole tables, every
     /// column for evaluated ones.
     current: HashMap<String, HashMap<String, String>>,
@@ -114,6 +164,7 @@ pub struct Replicator {
     parameter_changes: Vec<ParameterChange>,
     last_op_id: u64,
     processed_lsn: u64,
+    /// The position acknowledged to PostgreSQL (the slot's `confirmed_flush_lsn`).
     slot_confirmed: u64,
     /// Snapshot generation (the bucket id version).
     generation: u64,
@@ -162,6 +213,10 @@ impl Replicator {
             store,
             relations: HashMap::new(),
             relation_infos: Vec::new(),
+            stream: None,
+            mode: config.replication,
+            tx: None,
+            received: 0,
             current: HashMap::new(),
             changed_rows: Default::default(),
             parameter_changes: Vec::new(),
@@ -215,7 +270,14 @@ impl Replicator {
                 rep.store
                     .apply(missing, state.last_op_id, state.processed_lsn);
                 if confirmed < state.processed_lsn {
-                    rep.advance_slot(state.processed_lsn).await?;
+                    match rep.mode {
+                        ReplicationMode::Polling => rep.advance_slot(state.processed_lsn).await?,
+                        // Acknowledged in the first status update of the stream.
+                        ReplicationMode::Streaming => {}
+                    }
+                }
+                if rep.mode == ReplicationMode::Streaming {
+                    rep.start_stream(&config.postgres_uri).await?;
                 }
             }
             (Some(_), _, why) if !load_store => {
@@ -234,10 +296,170 @@ impl Replicator {
                 rep.generation = state.as_ref().map(|s| s.generation).unwrap_or(0) + 1;
                 rep.publish_buckets();
                 rep.snapshot(load_store).await?;
-                rep.poll().await?;
+                if rep.mode == ReplicationMode::Streaming {
+                    rep.start_stream(&config.postgres_uri).await?;
+                }
+                rep.catch_up().await?;
             }
         }
         Ok(rep)
+    }
+
+    /// Opens the replication connection and starts streaming from the later of the slot's
+    /// confirmed position and `processed_lsn` (acknowledged right away: it is durable).
+    async fn start_stream(&mut self, uri: &str) -> Result<(), Error> {
+        let start = self.processed_lsn.max(self.slot_confirmed);
+        let deadline = tokio::time::Instant::now() + SLOT_BUSY_WAIT;
+        let mut stream = loop {
+            let mut stream = WalStream::connect(uri, SESSION_SETTINGS).await?;
+            match stream.start(&self.slot, PUBLICATION, start).await {
+                Ok(()) => break stream,
+                Err(Error::ReplicationServer { code, message })
+                    if code == OBJECT_IN_USE && tokio::time::Instant::now() < deadline =>
+                {
+                    tracing::debug!("{message}: waiting for the slot to be released");
+                    stream.close().await;
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                }
+                Err(e) => return Err(e),
+            }
+        };
+        if start > self.slot_confirmed {
+            stream.send_status(start, start, false).await?;
+            self.slot_confirmed = start;
+        }
+        self.received = start;
+        self.stream = Some(stream);
+        Ok(())
+    }
+
+    /// Replicates everything committed before now (after a snapshot, before the first
+    /// checkpoint is served).
+    async fn catch_up(&mut self) -> Result<(), Error> {
+        if self.stream.is_none() {
+            self.poll().await?;
+            return Ok(());
+        }
+        let target = self.flush_lsn().await?;
+        // Ask for a keepalive: it carries the server's position even when nothing is sent.
+        self.send_status(true).await?;
+        while self.received < target {
+            let first = self.ready(std::time::Duration::ZERO).await?;
+            self.step(first).await?;
+        }
+        Ok(())
+    }
+
+    async fn flush_lsn(&self) -> Result<u64, Error> {
+        parse_lsn(
+            self.client
+                .query_one("SELECT pg_current_wal_flush_lsn()::text", &[])
+                .await?
+                .get::<_, &str>(0),
+        )
+    }
+
+    /// Waits until there is something to replicate. Streaming: the next message from the
+    /// server, or `None` after [`STATUS_INTERVAL`] without one; polling: `pause`. Cancel-safe.
+    pub async fn ready(&mut self, pause: std::time::Duration) -> Result<Option<Frame>, Error> {
+        match self.stream.as_mut() {
+            Some(stream) => match tokio::time::timeout(STATUS_INTERVAL, stream.next()).await {
+                Ok(frame) => frame.map(Some),
+                Err(_) => Ok(None),
+            },
+            None => {
+                tokio::time::sleep(pause).await;
+                Ok(None)
+            }
+        }
+    }
+
+    /// Replicates what is there; returns the number of ops produced. Streaming: `first` (from
+    /// [`Replicator::ready`]; `None`: only a status update is due) and every message already
+    /// received, a transaction always to its end; polling: one poll.
+    pub async fn step(&mut self, first: Option<Frame>) -> Result<usize, Error> {
+        if self.stream.is_none() {
+            return self.poll().await;
+        }
+        let Some(first) = first else {
+            return self.send_status(false).await.map(|()| 0);
+        };
+        let mut ops = Vec::new();
+        // Complete up to here: a transaction's end, or a keepalive or logical message
+        // outside transactions.
+        let mut position = None;
+        let mut reply = false;
+        let mut frame = first;
+        loop {
+            match frame {
+                Frame::Keepalive {
+                    wal_end,
+                    reply_requested,
+                } => {
+                    if self.tx.is_none() {
+                        position = position.max(Some(wal_end));
+                    }
+                    reply |= reply_requested;
+                    if reply && self.tx.is_some() {
+                        // Inside a long transaction: answer with what is durable so far.
+                        self.send_status(false).await?;
+                        reply = false;
+                    }
+                }
+                Frame::Data { data, .. } => {
+                    let message = decode::decode(&data)?;
+                    let mark = match &message {
+                        Message::Message {
+                            transactional: false,
+                            lsn,
+                            ..
+                        } if self.tx.is_none() => Some(*lsn),
+                        _ => None,
+                    };
+                    position = position.max(self.handle(message, &mut ops)).max(mark);
+                }
+            }
+            let Some(stream) = self.stream.as_mut() else {
+                break;
+            };
+            frame = if self.tx.is_some() {
+                // The rest of the transaction is on its way.
+                stream.next().await?
+            } else if ops.len() >= STEP_OPS {
+                break;
+            } else {
+                match stream.next().now_or_never() {
+                    Some(frame) => frame?,
+                    None => break,
+                }
+            };
+        }
+        let Some(position) = position else {
+            return self.send_status(reply).await.map(|()| 0);
+        };
+        self.received = self.received.max(position);
+        let count = self.persist_batch(ops, position).await?;
+        // Durable: now PostgreSQL may release it.
+        self.slot_confirmed = self.slot_confirmed.max(position);
+        self.send_status(false).await?;
+        Ok(count)
+    }
+
+    /// Streaming: a standby status update (flushed = acknowledged = durable).
+    async fn send_status(&mut self, reply: bool) -> Result<(), Error> {
+        if let Some(stream) = self.stream.as_mut() {
+            stream
+                .send_status(self.received, self.slot_confirmed, reply)
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Ends the replication connection, if any.
+    pub async fn close(&mut self) {
+        if let Some(stream) = self.stream.take() {
+            stream.close().await;
+        }
     }
 
     /// The current snapshot generation (the version in bucket ids).
@@ -543,12 +765,7 @@ impl Replicator {
 
     /// Runs one poll: returns the number of ops produced.
     pub async fn poll(&mut self) -> Result<usize, Error> {
-        let w = parse_lsn(
-            self.client
-                .query_one("SELECT pg_current_wal_flush_lsn()::text", &[])
-                .await?
-                .get::<_, &str>(0),
-        )?;
+        let w = self.flush_lsn().await?;
         if w <= self.slot_confirmed {
             self.store.commit(self.last_op_id, self.slot_confirmed);
             return Ok(0);
@@ -562,61 +779,15 @@ impl Replicator {
             )
             .await?;
         let complete = rows.len() < PEEK_LIMIT as usize;
+        // Each peek is a new decoding session: it sends its Relation messages again.
         self.relations.clear();
         self.relation_infos.clear();
+        self.tx = None;
         let mut ops = Vec::new();
-        let mut tx: Option<Vec<Change>> = None;
         let mut last_end = None;
         for row in &rows {
             let data: &[u8] = row.get(0);
-            match decode::decode(data)? {
-                Message::Begin { .. } => tx = Some(Vec::new()),
-                Message::Commit {
-                    commit_lsn,
-                    end_lsn,
-                } => {
-                    let changes = tx.take().unwrap_or_default();
-                    last_end = Some(end_lsn);
-                    if commit_lsn < self.processed_lsn {
-                        continue; // already persisted before a crash
-                    }
-                    for change in changes {
-                        self.apply_change(change, &mut ops);
-                    }
-                }
-                Message::Relation(rel) => self.add_relation(rel),
-                Message::Insert { relation, new } => {
-                    if let (Some(changes), Some(&table)) =
-                        (tx.as_mut(), self.relations.get(&relation))
-                    {
-                        changes.push(Change::Put { table, values: new });
-                    }
-                }
-                Message::Update { relation, old, new } => {
-                    if let (Some(changes), Some(&table)) =
-                        (tx.as_mut(), self.relations.get(&relation))
-                    {
-                        changes.push(Change::Update { table, old, new });
-                    }
-                }
-                Message::Delete { relation, old } => {
-                    if let (Some(changes), Some(&table)) =
-                        (tx.as_mut(), self.relations.get(&relation))
-                    {
-                        changes.push(Change::Delete { table, old });
-                    }
-                }
-                Message::Truncate { relations } => {
-                    if let Some(changes) = tx.as_mut() {
-                        let tables = relations
-                            .iter()
-                            .filter_map(|r| self.relations.get(r).copied())
-                            .collect();
-                        changes.push(Change::Truncate { tables });
-                    }
-                }
-                Message::Origin | Message::Type | Message::Message { .. } => {}
-            }
+            last_end = last_end.max(self.handle(decode::decode(data)?, &mut ops));
         }
         let position = if complete {
             w
@@ -626,10 +797,68 @@ impl Replicator {
                 None => return Err(Error::Decode("peek limit hit without a commit".to_owned())),
             }
         };
+        let count = self.persist_batch(ops, position).await?;
+        self.advance_slot(position).await?;
+        Ok(count)
+    }
+
+    /// Takes one decoded pgoutput message; returns the transaction's end LSN on a Commit.
+    fn handle(&mut self, message: Message, ops: &mut Vec<Op>) -> Option<u64> {
+        let change = match message {
+            Message::Begin { .. } => {
+                self.tx = Some(Vec::new());
+                return None;
+            }
+            Message::Commit {
+                commit_lsn,
+                end_lsn,
+            } => {
+                let changes = self.tx.take().unwrap_or_default();
+                // Below processed_lsn: already persisted before a crash.
+                if commit_lsn >= self.processed_lsn {
+                    for change in changes {
+                        self.apply_change(change, ops);
+                    }
+                }
+                return Some(end_lsn);
+            }
+            Message::Relation(rel) => {
+                self.add_relation(rel);
+                return None;
+            }
+            Message::Origin | Message::Type | Message::Message { .. } => return None,
+            Message::Insert { relation, new } => self
+                .relations
+                .get(&relation)
+                .map(|&table| Change::Put { table, values: new }),
+            Message::Update { relation, old, new } => self
+                .relations
+                .get(&relation)
+                .map(|&table| Change::Update { table, old, new }),
+            Message::Delete { relation, old } => self
+                .relations
+                .get(&relation)
+                .map(|&table| Change::Delete { table, old }),
+            Message::Truncate { relations } => Some(Change::Truncate {
+                tables: relations
+                    .iter()
+                    .filter_map(|r| self.relations.get(r).copied())
+                    .collect(),
+            }),
+        };
+        if let (Some(changes), Some(change)) = (self.tx.as_mut(), change) {
+            changes.push(change);
+        }
+        None
+    }
+
+    /// Persists the ops and source rows of a batch complete up to `position` (staged first:
+    /// streams may send the data, `checkpoint_complete` waits for the commit), then publishes
+    /// it as durable. Returns the number of ops.
+    async fn persist_batch(&mut self, ops: Vec<Op>, position: u64) -> Result<usize, Error> {
         let count = ops.len();
         let (rows, parameters) = self.take_batch_rows();
         if !ops.is_empty() || !rows.is_empty() {
-            // Streams may send these ops right away; checkpoint_complete waits for commit().
             let payload = (!ops.is_empty()).then(|| encode_ops(&ops));
             self.store.stage_with(ops, parameters, self.last_op_id);
             let state = self.state(position);
@@ -644,7 +873,6 @@ impl Replicator {
             self.processed_lsn = position;
         }
         self.store.commit(self.last_op_id, position);
-        self.advance_slot(position).await?;
         Ok(count)
     }
 
@@ -661,8 +889,16 @@ impl Replicator {
                 type_oid: c.type_oid,
             })
             .collect();
+        let key = table_key(&table);
+        // A stream sends a relation again after each invalidation, mostly unchanged.
+        if let Some(&known) = self.relations.get(&rel.id) {
+            let info = &self.relation_infos[known];
+            if info.table_key == key && info.columns == columns {
+                return;
+            }
+        }
         let info = RelationInfo {
-            table_key: table_key(&table),
+            table_key: key,
             id_index: columns.iter().position(|c| c.name == "id"),
             columns,
             plan: self.plan(&table),
@@ -893,8 +1129,8 @@ pub enum Command {
 }
 
 /// Runs the replication loop until `shutdown` fires. On errors (e.g. a PostgreSQL restart)
-/// it reconnects and resumes from the persisted state. Between polls it serves `commands`
-/// and compacts every `config.compact_interval`.
+/// it reconnects and resumes from the persisted state. While waiting for changes it serves
+/// `commands`, and it compacts every `config.compact_interval`.
 pub async fn run(
     config: Config,
     store: Arc<Store>,
@@ -906,59 +1142,66 @@ pub async fn run(
     let mut next_compaction = config
         .compact_interval
         .map(|every| tokio::time::Instant::now() + every);
+    let mut pause = Duration::ZERO;
     loop {
-        let result = tokio::select! {
-            _ = shutdown.changed() => return,
-            r = replicator.poll() => r,
-        };
-        let mut pause = match result {
-            Ok(n) if n > 0 => Duration::ZERO,
-            Ok(_) => config.poll_interval,
-            Err(e) => {
-                tracing::warn!("replication poll failed: {e}; reconnecting");
-                match reconnect(&config, &store, &mut shutdown).await {
-                    Some(r) => replicator = r,
-                    None => return,
-                }
-                Duration::ZERO
+        let mut failed = false;
+        // Waiting is cancel-safe: a command or shutdown may interrupt it.
+        let ready = tokio::select! {
+            _ = shutdown.changed() => break,
+            Some(command) = commands.recv() => {
+                failed = serve(&mut replicator, command).await;
+                None
             }
+            ready = replicator.ready(pause) => Some(ready),
+            _ = async {
+                match next_compaction {
+                    Some(at) => tokio::time::sleep_until(at).await,
+                    None => std::future::pending().await,
+                }
+            } => None,
         };
-        if let (Some(at), Some(every)) = (next_compaction, config.compact_interval)
+        if let Some(ready) = ready {
+            let result = match ready {
+                Ok(first) => tokio::select! {
+                    _ = shutdown.changed() => break,
+                    r = replicator.step(first) => r,
+                },
+                Err(e) => Err(e),
+            };
+            match result {
+                Ok(n) => {
+                    pause = if n > 0 {
+                        Duration::ZERO
+                    } else {
+                        config.poll_interval
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!("replication failed: {e}; reconnecting");
+                    failed = true;
+                }
+            }
+        }
+        if !failed
+            && let (Some(at), Some(every)) = (next_compaction, config.compact_interval)
             && tokio::time::Instant::now() >= at
         {
             next_compaction = Some(tokio::time::Instant::now() + every);
             if let Err(e) = replicator.compact().await {
                 tracing::warn!("compaction failed: {e}; reconnecting");
-                match reconnect(&config, &store, &mut shutdown).await {
-                    Some(r) => replicator = r,
-                    None => return,
-                }
+                failed = true;
             }
         }
-        while let Ok(command) = commands.try_recv() {
-            if serve(&mut replicator, command).await {
-                match reconnect(&config, &store, &mut shutdown).await {
-                    Some(r) => replicator = r,
-                    None => return,
-                }
+        if failed {
+            replicator.close().await;
+            match reconnect(&config, &store, &mut shutdown).await {
+                Some(r) => replicator = r,
+                None => return,
             }
             pause = Duration::ZERO;
         }
-        if !pause.is_zero() {
-            tokio::select! {
-                _ = shutdown.changed() => return,
-                _ = tokio::time::sleep(pause) => {}
-                Some(command) = commands.recv() => {
-                    if serve(&mut replicator, command).await {
-                        match reconnect(&config, &store, &mut shutdown).await {
-                            Some(r) => replicator = r,
-                            None => return,
-                        }
-                    }
-                }
-            }
-        }
     }
+    replicator.close().await;
 }
 
 /// Serves one command; true when it failed on the source connection (reconnect).
