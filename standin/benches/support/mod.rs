@@ -11,9 +11,21 @@ use crate::core_client::CoreClient;
 
 /// PostgreSQL with `lww (id, k, v)` in publication `powersync`, a client of it, and the
 /// stand-in serving `SELECT * FROM lww` in one global bucket, polling every `poll` (the
-/// stand-in's default when `None`), and the interval it polls at.
+/// stand-in's default when `None`) if it polls, and the interval it polls at.
 pub async fn lww_standin(
     poll: Option<Duration>,
+) -> (TestPostgres, tokio_postgres::Client, StandIn, Duration) {
+    lww_standin_with(|config| {
+        if let Some(poll) = poll {
+            config.poll_interval = poll;
+        }
+    })
+    .await
+}
+
+/// [`lww_standin`] with the stand-in's configuration adjusted by `configure`.
+pub async fn lww_standin_with(
+    configure: impl FnOnce(&mut Config),
 ) -> (TestPostgres, tokio_postgres::Client, StandIn, Duration) {
     let pg = TestPostgres::start().expect("PostgreSQL");
     let db = pg.client().await.expect("connect");
@@ -29,9 +41,7 @@ pub async fn lww_standin(
             .expect("rules"),
         TestKey::primary().jwks(),
     );
-    if let Some(poll) = poll {
-        config.poll_interval = poll;
-    }
+    configure(&mut config);
     let poll = config.poll_interval;
     let standin = StandIn::start(config).await.expect("stand-in");
     (pg, db, standin, poll)
