@@ -382,7 +382,8 @@ impl Replicator {
             return self.poll().await;
         }
         let Some(first) = first else {
-            return self.send_status(false).await.map(|()| 0);
+            // Idle: show the server we are alive, and ask for its position (a keepalive).
+            return self.send_status(true).await.map(|()| 0);
         };
         let mut ops = Vec::new();
         // Complete up to here: a transaction's end, or a keepalive or logical message
