@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 #[allow(dead_code)]
 #[path = "../tests/common/core_client.rs"]
 mod core_client;
+#[allow(dead_code)]
 mod support;
 
 use core_client::CoreClient;

@@ -360,7 +360,7 @@ impl Replicator {
     }
 
     /// Waits until there is something to replicate. Streaming: the next message from the
-    /// server, or `None` after [`STATUS_INTERVAL`] without one; polling: `pause`. Cancel-safe.
+    /// server, or `None` after 10 s without one; polling: `pause`. Cancel-safe.
     pub async fn ready(&mut self, pause: std::time::Duration) -> Result<Option<Frame>, Error> {
         match self.stream.as_mut() {
             Some(stream) => match tokio::time::timeout(STATUS_INTERVAL, stream.next()).await {

@@ -139,8 +139,7 @@ impl WalStream {
             ),
         ];
         parameters.extend_from_slice(settings);
-        frontend::startup_message(parameters.iter().copied(), &mut stream.out)
-            .map_err(io_error)?;
+        frontend::startup_message(parameters.iter().copied(), &mut stream.out).map_err(io_error)?;
         stream.send().await?;
         stream
             .authenticate(&user, config.get_password().unwrap_or_default())
@@ -392,6 +391,15 @@ mod tests {
         m
     }
 
+    /// A framed primary keepalive.
+    fn keepalive(wal_end: u64, reply: bool) -> Vec<u8> {
+        let mut k = vec![b'k'];
+        k.extend(wal_end.to_be_bytes());
+        k.extend(0i64.to_be_bytes());
+        k.push(u8::from(reply));
+        copy_data(&k)
+    }
+
     #[tokio::test]
     async fn reads_xlogdata_and_keepalives_split_anywhere() {
         let (mut stream, mut server) = pair();
@@ -400,12 +408,8 @@ mod tests {
         w.extend(0x20u64.to_be_bytes());
         w.extend(0i64.to_be_bytes());
         w.extend(b"Bpayload");
-        let mut k = vec![b'k'];
-        k.extend(0x30u64.to_be_bytes());
-        k.extend(0i64.to_be_bytes());
-        k.push(1);
         let mut wire = copy_data(&w);
-        wire.extend(copy_data(&k));
+        wire.extend(keepalive(0x30, true));
         // One byte at a time: a message cut anywhere is completed by the next read.
         let writer = tokio::spawn(async move {
             for b in wire {
@@ -444,11 +448,7 @@ mod tests {
     #[tokio::test]
     async fn a_dropped_read_loses_nothing() {
         let (mut stream, mut server) = pair();
-        let mut k = vec![b'k'];
-        k.extend(7u64.to_be_bytes());
-        k.extend(0i64.to_be_bytes());
-        k.push(0);
-        let wire = copy_data(&k);
+        let wire = keepalive(7, false);
         server.write_all(&wire[..6]).await.unwrap();
         // Half a message arrived: polling once returns nothing and keeps the half.
         assert!(futures_util::FutureExt::now_or_never(stream.next()).is_none());

@@ -45,21 +45,23 @@ async fn slot_holder(db: &tokio_postgres::Client) -> Option<String> {
 async fn commits_arrive_without_waiting_for_a_poll() {
     let (pg, db) = postgres(&format!("{LWW}; INSERT INTO lww VALUES ('a', 1, 1)")).await;
     let mut config = config(&pg, LWW_RULES);
-    assert_eq!(config.replication, ReplicationMode::Streaming, "the default");
+    assert_eq!(
+        config.replication,
+        ReplicationMode::Streaming,
+        "the default"
+    );
     // A poll now and then would never deliver within the test's time.
     config.poll_interval = Duration::from_secs(3600);
     let standin = StandIn::start(config).await.unwrap();
     let mut client = CoreClient::open();
     let mut lines = connect(&mut client, &standin.url(), &token("u1")).await;
-    let want = table_rows(&db).await;
-    feed_until(&mut client, &mut lines, |_| {}, |c| c.rows() == want).await;
+    feed_until_table(&mut client, &mut lines, &db).await;
 
     for i in 0..3 {
         db.batch_execute(&format!("INSERT INTO lww VALUES ('s{i}', {i}, 0)"))
             .await
             .unwrap();
-        let want = table_rows(&db).await;
-        feed_until(&mut client, &mut lines, |_| {}, |c| c.rows() == want).await;
+        feed_until_table(&mut client, &mut lines, &db).await;
     }
     assert_eq!(slot_holder(&db).await.as_deref(), Some("walsender"));
     let peeking: i64 = db
@@ -95,9 +97,17 @@ async fn polling_remains_available() {
     db.batch_execute("INSERT INTO lww VALUES ('b', 2, 2)")
         .await
         .unwrap();
-    let want = table_rows(&db).await;
-    feed_until(&mut client, &mut lines, |_| {}, |c| c.rows() == want).await;
-    assert_eq!(slot_holder(&db).await, None, "no replication connection");
+    feed_until_table(&mut client, &mut lines, &db).await;
+    // (A peek holds the slot while it runs, on an ordinary connection.)
+    let walsenders: i64 = db
+        .query_one(
+            "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'walsender'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(walsenders, 0, "no replication connection");
     drop(lines);
     standin.shutdown().await;
 }
@@ -156,16 +166,11 @@ async fn the_acknowledged_position_never_passes_what_is_durable() {
     let (mut child, url) = start_binary(&config_path);
     let mut client = CoreClient::open();
     let mut lines = connect(&mut client, &url, &token("u1")).await;
-    let want = table_rows(&db).await;
-    feed_until(&mut client, &mut lines, |_| {}, |c| c.rows() == want).await;
+    feed_until_table(&mut client, &mut lines, &db).await;
     drop(lines);
 
     // Hold the stand-in's persist: its COPY into the op log waits for this lock.
-    let locker = pg.client().await.unwrap();
-    locker
-        .batch_execute("BEGIN; LOCK TABLE powersync_standin.ops IN EXCLUSIVE MODE")
-        .await
-        .unwrap();
+    let locker = lock_op_log(&pg).await;
     // `before`: the commit record of this transaction lies after it.
     db.batch_execute("BEGIN; INSERT INTO lww VALUES ('b', 2, 2)")
         .await
@@ -215,7 +220,11 @@ async fn the_acknowledged_position_never_passes_what_is_durable() {
         .collect();
     assert_eq!(
         ops,
-        [(1, "a".to_owned()), (2, "b".to_owned()), (3, "c".to_owned())]
+        [
+            (1, "a".to_owned()),
+            (2, "b".to_owned()),
+            (3, "c".to_owned())
+        ]
     );
     drop(lines);
 }

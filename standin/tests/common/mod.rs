@@ -280,3 +280,24 @@ pub async fn feed_until(
         each(client);
     }
 }
+
+/// Holds an `EXCLUSIVE` lock on the stand-in's op log in an open transaction of the returned
+/// connection (until it commits): every persist of ops waits for it.
+pub async fn lock_op_log(pg: &TestPostgres) -> tokio_postgres::Client {
+    let locker = pg.client().await.unwrap();
+    locker
+        .batch_execute("BEGIN; LOCK TABLE powersync_standin.ops IN EXCLUSIVE MODE")
+        .await
+        .unwrap();
+    locker
+}
+
+/// Feeds lines until the client's rows are PostgreSQL's `lww` rows as they are now.
+pub async fn feed_until_table(
+    client: &mut CoreClient,
+    lines: &mut Lines,
+    db: &tokio_postgres::Client,
+) {
+    let want = table_rows(db).await;
+    feed_until(client, lines, |_| {}, |c| c.rows() == want).await;
+}
