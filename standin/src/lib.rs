@@ -29,6 +29,7 @@ pub mod wal_stream;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use axum::serve::ListenerExt;
 use tokio::sync::{Mutex, mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
@@ -89,6 +90,13 @@ impl StandIn {
         });
         let mut server_shutdown = shutdown_rx.clone();
         let server = tokio::spawn(async move {
+            // Sync lines are small writes: without TCP_NODELAY, a line written while the
+            // previous one is unacknowledged waits for the client's delayed ACK (40 ms).
+            let listener = listener.tap_io(|tcp| {
+                if let Err(e) = tcp.set_nodelay(true) {
+                    tracing::debug!("TCP_NODELAY not set on a sync connection: {e}");
+                }
+            });
             let result = axum::serve(listener, http::router(state))
                 .with_graceful_shutdown(async move {
                     let _ = server_shutdown.wait_for(|s| *s).await;
