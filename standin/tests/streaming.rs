@@ -41,6 +41,19 @@ async fn slot_holder(db: &tokio_postgres::Client) -> Option<String> {
     .map(|r| r.get(0))
 }
 
+/// The number of other sessions matching `condition` (SQL over `pg_stat_activity`).
+async fn other_sessions(db: &tokio_postgres::Client, condition: &str) -> i64 {
+    db.query_one(
+        &format!(
+            "SELECT count(*) FROM pg_stat_activity WHERE {condition} AND pid <> pg_backend_pid()"
+        ),
+        &[],
+    )
+    .await
+    .unwrap()
+    .get(0)
+}
+
 #[tokio::test]
 async fn commits_arrive_without_waiting_for_a_poll() {
     let (pg, db) = postgres(&format!("{LWW}; INSERT INTO lww VALUES ('a', 1, 1)")).await;
@@ -64,15 +77,7 @@ async fn commits_arrive_without_waiting_for_a_poll() {
         feed_until_table(&mut client, &mut lines, &db).await;
     }
     assert_eq!(slot_holder(&db).await.as_deref(), Some("walsender"));
-    let peeking: i64 = db
-        .query_one(
-            "SELECT count(*) FROM pg_stat_activity WHERE query ILIKE '%slot_peek%' \
-             AND pid <> pg_backend_pid()",
-            &[],
-        )
-        .await
-        .unwrap()
-        .get(0);
+    let peeking = other_sessions(&db, "query ILIKE '%slot_peek%'").await;
     assert_eq!(peeking, 0, "no session peeks the slot");
     drop(lines);
     standin.shutdown().await;
@@ -99,17 +104,22 @@ async fn polling_remains_available() {
         .unwrap();
     feed_until_table(&mut client, &mut lines, &db).await;
     // (A peek holds the slot while it runs, on an ordinary connection.)
-    let walsenders: i64 = db
-        .query_one(
-            "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'walsender'",
-            &[],
-        )
-        .await
-        .unwrap()
-        .get(0);
+    let walsenders = other_sessions(&db, "backend_type = 'walsender'").await;
     assert_eq!(walsenders, 0, "no replication connection");
     drop(lines);
     standin.shutdown().await;
+}
+
+/// The slot's confirmed flush position is at most `lsn`.
+async fn confirmed_at_most(db: &tokio_postgres::Client, lsn: &str) -> bool {
+    db.query_one(
+        "SELECT confirmed_flush_lsn <= $1::text::pg_lsn FROM pg_replication_slots \
+         WHERE slot_name = 'powersync_standin'",
+        &[&lsn],
+    )
+    .await
+    .unwrap()
+    .get(0)
 }
 
 /// The `standin` binary on `config_path`, and its URL (first stdout line).
@@ -133,18 +143,6 @@ fn start_binary(config_path: &std::path::Path) -> (ChildGuard, String) {
         }
         None => panic!("the stand-in did not start: {first:?}"),
     }
-}
-
-/// The slot's confirmed flush position is at most `lsn`.
-async fn confirmed_at_most(db: &tokio_postgres::Client, lsn: &str) -> bool {
-    db.query_one(
-        "SELECT confirmed_flush_lsn <= $1::text::pg_lsn FROM pg_replication_slots \
-         WHERE slot_name = 'powersync_standin'",
-        &[&lsn],
-    )
-    .await
-    .unwrap()
-    .get(0)
 }
 
 #[tokio::test]
