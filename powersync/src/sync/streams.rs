@@ -278,13 +278,17 @@ impl SyncStream {
         if let Some(priority) = options.priority {
             subscribe["priority"] = json!(priority);
         }
+        // Held before the core stores it: a sync iteration that starts in between must find
+        // the stream in `active_streams`, or the core may drop the stored subscription as
+        // expired (with a short TTL) before the handle exists.
+        let shared = &self.db.inner.sync.shared;
+        let subscription = StreamSubscription {
+            held: shared.streams.hold(shared, self.key.clone()),
+        };
         self.db
             .subscription_command(json!({ "subscribe": subscribe }))
             .await?;
-        let shared = &self.db.inner.sync.shared;
-        Ok(StreamSubscription {
-            held: shared.streams.hold(shared, self.key.clone()),
-        })
+        Ok(subscription)
     }
 
     /// Removes the stored subscription at once, whatever its TTL and whatever handles are
