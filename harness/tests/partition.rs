@@ -1,7 +1,10 @@
 //! The partition faults on real network namespaces (needs root and iproute2), each shown to
 //! bite:
-//! - cut off from PostgreSQL, a synced endpoint's writes stay local (the harness still reaches
-//!   it) and reach PostgreSQL after the heal;
+//! - cut off from PostgreSQL, a synced endpoint still answers and its upload cannot complete:
+//!   the entry stays in its upload queue until the heal, then PostgreSQL holds it exactly once.
+//!   The cut drops only what the node receives, as jepsen-powersync's does, so a pipelined
+//!   upload that PostgreSQL receives may commit though its answer is lost (the ledger makes the
+//!   retry after the heal a no-op);
 //! - cut off from the sync service, it sees no PostgreSQL change, while its own uploads go on;
 //!   after the heal the change arrives; its namespace goes with it.
 //!
@@ -129,6 +132,19 @@ async fn postgres_read(db: &Database, key: i64) -> Option<Vec<Element>> {
     db.state::<Lww>().await.ok()?.remove(&key)
 }
 
+/// The endpoint's upload queue: entries in `ps_crud` (read from its database file, read-only).
+fn queued(endpoint: &Endpoint) -> i64 {
+    let conn = rusqlite::Connection::open_with_flags(
+        endpoint.database_path(),
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+    )
+    .expect("open the endpoint's database read-only");
+    conn.busy_timeout(Duration::from_secs(5))
+        .expect("busy timeout");
+    conn.query_row("SELECT count(*) FROM ps_crud", [], |r| r.get(0))
+        .expect("count ps_crud")
+}
+
 /// Asserts that `read` never yields `unwanted` for [`HOLD`] (the cut holds the change back).
 async fn held_back<F: Future<Output = Option<Vec<Element>>>>(
     what: &str,
@@ -183,15 +199,37 @@ async fn a_partition_stalls_uploads_or_downloads_until_the_heal() {
         "the harness still reaches the node: {r:?}"
     );
     assert_eq!(endpoint_read(&client, 1).await, Some(vec![1, 2]));
-    held_back("an upload cut from PostgreSQL", &[1, 2], || {
-        postgres_read(db, 1)
-    })
-    .await;
+    // PostgreSQL's answers are lost, so the upload never completes: the entry stays queued.
+    // (What the node sends still arrives, so PostgreSQL may hold the append already.)
+    let until = Instant::now() + HOLD;
+    while Instant::now() < until {
+        assert!(
+            queued(&p.endpoint) >= 1,
+            "an upload cut from PostgreSQL's answers completed"
+        );
+        let in_postgres = postgres_read(db, 1).await;
+        assert!(
+            matches!(in_postgres.as_deref(), Some([1]) | Some([1, 2])),
+            "PostgreSQL holds {in_postgres:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     p.endpoint.heal_partition().expect("heal");
-    arrives("the held-back append in PostgreSQL", &[1, 2], || {
+    arrives("the held-back append in PostgreSQL, once", &[1, 2], || {
         postgres_read(db, 1)
     })
     .await;
+    testkit::eventually_async("the upload queue to drain after the heal", ARRIVAL, || {
+        let n = queued(&p.endpoint);
+        async move { n == 0 }
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        postgres_read(db, 1).await,
+        Some(vec![1, 2]),
+        "uploaded once"
+    );
 
     p.endpoint
         .partition(Cut::Sync)
