@@ -2,10 +2,13 @@
 //! process of its own so that its peak memory is only what reading and checking need:
 //!
 //! - **streaming** (`list_append::check_file`): each operation is translated into adya's
-//!   history as it is read, and the harness's `History` is never held;
-//! - **whole history** (`History::read_file`, then `list_append::check`): the history and
-//!   adya's copy of it in memory together (`harness check FILE` runs its other checkers on
-//!   the `History` and drops it before it streams the list-append checks).
+//!   history as it is read, and the harness's `History` is never held; then the fast proof
+//!   that the history has no anomaly (adya's analysis runs only if it declines);
+//! - **streaming, full analysis**: the same with `Opts::full_analysis`, so adya's analysis
+//!   always runs (what `check_file` did before the proof; the baseline of the proof's gain);
+//! - **whole history** (`History::read_file`, then `list_append::check_with`, full analysis):
+//!   the history and adya's copy of it in memory together (`harness check FILE` runs its
+//!   other checkers on the `History` and drops it before it streams the list-append checks).
 //!
 //! The parent generates a history (default 1,000,000 transactions of 4 micro-ops, 100 active
 //! keys, 100 appends per key, 10 processes; a strict-serializable store), writes it to a
@@ -35,8 +38,8 @@ use support::proc_status_mib;
 const TARGET_SECONDS: f64 = 30.0;
 const TARGET_RSS_MIB: f64 = 2048.0;
 
-/// The whole-history child: read `path` into a `History`, then check it; print one
-/// `key=value` line per figure.
+/// The whole-history child: read `path` into a `History`, then check it with adya's full
+/// analysis; print one `key=value` line per figure.
 fn child_whole(path: &Path) -> ExitCode {
     let t = Instant::now();
     let history = match History::read_file(path) {
@@ -49,7 +52,7 @@ fn child_whole(path: &Path) -> ExitCode {
     let read_s = t.elapsed().as_secs_f64();
     let read_rss = proc_status_mib("VmHWM").unwrap_or(f64::NAN);
     let t = Instant::now();
-    let verdict = match list_append::check(&history, "strict-serializable") {
+    let verdict = match list_append::check_with(&history, &full("strict-serializable")) {
         Ok(v) => v,
         Err(e) => {
             eprintln!("checking: {e}");
@@ -69,18 +72,34 @@ fn child_whole(path: &Path) -> ExitCode {
     ExitCode::SUCCESS
 }
 
+/// Options for `model` that always run adya's analysis.
+fn full(model: &str) -> list_append::Opts {
+    list_append::Opts {
+        full_analysis: true,
+        ..list_append::Opts::new(model)
+    }
+}
+
 /// The streaming child: read and check `path` in one pass; print one `key=value` line per
 /// figure.
 fn child_streaming(path: &Path) -> ExitCode {
+    streaming(path, &list_append::Opts::new("strict-serializable"))
+}
+
+/// The streaming child with adya's full analysis.
+fn child_streaming_full(path: &Path) -> ExitCode {
+    streaming(path, &full("strict-serializable"))
+}
+
+fn streaming(path: &Path, opts: &list_append::Opts) -> ExitCode {
     let t = Instant::now();
-    let verdict =
-        match list_append::check_file(path, &list_append::Opts::new("strict-serializable")) {
-            Ok(v) => v,
-            Err(e) => {
-                eprintln!("checking {}: {e}", path.display());
-                return ExitCode::from(2);
-            }
-        };
+    let verdict = match list_append::check_file(path, opts) {
+        Ok(v) => v,
+        Err(e) => {
+            eprintln!("checking {}: {e}", path.display());
+            return ExitCode::from(2);
+        }
+    };
     println!("total_s={:.3}", t.elapsed().as_secs_f64());
     println!("valid={}", verdict.is_valid());
     println!(
@@ -114,6 +133,7 @@ fn main() -> ExitCode {
     for (flag, child) in [
         ("--child-whole", child_whole as fn(&Path) -> ExitCode),
         ("--child-streaming", child_streaming),
+        ("--child-streaming-full", child_streaming_full),
     ] {
         if let Some(i) = args.iter().position(|a| a == flag) {
             return match args.get(i + 1) {
@@ -176,6 +196,9 @@ fn main() -> ExitCode {
     let Some(whole) = run_child("--child-whole", &path) else {
         return ExitCode::from(2);
     };
+    let Some(streaming_full) = run_child("--child-streaming-full", &path) else {
+        return ExitCode::from(2);
+    };
     let Some(streaming) = run_child("--child-streaming", &path) else {
         return ExitCode::from(2);
     };
@@ -193,9 +216,16 @@ fn main() -> ExitCode {
         eprintln!("the streaming child printed no figures: {streaming}");
         return ExitCode::from(2);
     };
+    let (Some(full_s), Some(full_peak)) = (
+        num(&streaming_full, "total_s"),
+        num(&streaming_full, "peak_mib"),
+    ) else {
+        eprintln!("the full-analysis streaming child printed no figures: {streaming_full}");
+        return ExitCode::from(2);
+    };
     let whole_s = read_s + check_s;
     println!(
-        "whole history (History::read_file, then list_append::check): \
+        "whole history (History::read_file, then list_append::check_with, full analysis): \
          {} ops; read {read_s:.1} s (peak RSS {} MiB), check {check_s:.1} s, valid? {}; \
          {whole_s:.1} s, peak RSS {whole_peak:.0} MiB = {:.2}x the file",
         figure(&whole, "ops").unwrap_or("?"),
@@ -204,10 +234,21 @@ fn main() -> ExitCode {
         whole_peak / size_mib,
     );
     println!(
-        "streaming (list_append::check_file): read and check {total_s:.1} s, valid? {}, \
-         peak RSS {peak:.0} MiB = {:.2}x the file",
+        "streaming, full analysis (list_append::check_file, Opts::full_analysis): \
+         read and check {full_s:.1} s, valid? {}, peak RSS {full_peak:.0} MiB = {:.2}x the file",
+        figure(&streaming_full, "valid").unwrap_or("?"),
+        full_peak / size_mib,
+    );
+    println!(
+        "streaming (list_append::check_file, the proof first): read and check {total_s:.1} s, \
+         valid? {}, peak RSS {peak:.0} MiB = {:.2}x the file",
         figure(&streaming, "valid").unwrap_or("?"),
         peak / size_mib,
+    );
+    println!(
+        "streaming vs streaming with full analysis: time {:.2}x, peak RSS {:.2}x",
+        total_s / full_s,
+        peak / full_peak
     );
     println!(
         "streaming vs whole history: time {:.2}x, peak RSS {:.2}x",

@@ -25,6 +25,11 @@
 //!   G0/G1c cycle needing an edge that is both rw and process (or real-time) order is reported
 //!   only as `strong-session-PL-2-cycle-exists` (still invalid) with no cycle. `cycles` finds
 //!   and explains the concrete `G1c-process` / `G0-process` / `-realtime` cycle, as Elle does.
+//!
+//! Before adya runs, [`proof`] tries to show quickly that the history has no anomaly at all
+//! (what a healthy run records); when it can, the verdict is `valid` without adya's analysis,
+//! which takes most of the time on a big history. It declines on anything else, and adya
+//! decides. [`Opts::full_analysis`] skips the proof.
 
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
@@ -49,6 +54,9 @@ pub struct Opts {
     pub anomalies: Vec<String>,
     /// Budget for the cycle search in each strongly connected component (Elle: 1 s).
     pub cycle_search_timeout: Duration,
+    /// Run adya's analysis even when the fast proof of validity succeeds (the verdict is the
+    /// same; for benchmarks and cross-checks).
+    pub full_analysis: bool,
 }
 
 /// The anomaly types the list-append checker detects (and accepts in [`Opts::anomalies`]).
@@ -89,6 +97,7 @@ impl Opts {
             model: model.to_owned(),
             anomalies: Vec::new(),
             cycle_search_timeout: Duration::from_secs(1),
+            full_analysis: false,
         }
     }
 }
@@ -325,9 +334,35 @@ impl Translation {
         }
     }
 
-    /// Completes the translation (an `info` completion at the end, with the same value, for
-    /// each invocation that has none, as Jepsen records them) and checks it.
-    fn check(mut self, model: &str, opts: &Opts) -> Result<Verdict> {
+    /// Completes the translation and checks it: valid if [`proof`] shows there is no anomaly,
+    /// else adya's verdict.
+    fn check(self, model: &str, opts: &Opts) -> Result<Verdict> {
+        let h = match self.finish(model)? {
+            Ok(h) => h,
+            Err(verdict) => return Ok(verdict),
+        };
+        if !opts.full_analysis && proof::proves_valid(&h) {
+            let mut verdict = Verdict::from_anomalies("list-append", Vec::new());
+            verdict.model = Some(model.to_owned());
+            return Ok(verdict);
+        }
+        let adya_opts = adya::Opts {
+            models: vec![model.to_owned()],
+            anomalies: opts.anomalies.clone(),
+            timeout: opts.cycle_search_timeout,
+            ..adya::Opts::default()
+        };
+        let report = adya::check(&h, adya::Workload::ListAppend, &adya_opts);
+        let mut verdict = from_report(report);
+        verdict.model = Some(model.to_owned());
+        make_cycles_concrete(&h, &mut verdict, opts.cycle_search_timeout);
+        Ok(verdict)
+    }
+
+    /// Completes the translation: an `info` completion at the end, with the same value, for
+    /// each invocation that has none, as Jepsen records them. A history that cannot be
+    /// analysed gives its verdict instead (`Err`), one of another workload an error.
+    fn finish(mut self, model: &str) -> Result<std::result::Result<ah::History, Verdict>> {
         let mut unfinished: Vec<Pending> =
             std::mem::take(&mut self.pending).into_values().collect();
         unfinished.sort_unstable_by_key(|p| p.position);
@@ -338,7 +373,7 @@ impl Translation {
         }
         if let Some(mut dup) = self.duplicate {
             dup.model = Some(model.to_owned());
-            return Ok(dup);
+            return Ok(Err(dup));
         }
         if let Some(e) = self.wrong_workload {
             return Err(e);
@@ -354,18 +389,7 @@ impl Translation {
                 self.ops.push(op);
             }
         }
-        let h = ah::History::from_ops(self.ops, self.interner);
-        let adya_opts = adya::Opts {
-            models: vec![model.to_owned()],
-            anomalies: opts.anomalies.clone(),
-            timeout: opts.cycle_search_timeout,
-            ..adya::Opts::default()
-        };
-        let report = adya::check(&h, adya::Workload::ListAppend, &adya_opts);
-        let mut verdict = from_report(report);
-        verdict.model = Some(model.to_owned());
-        make_cycles_concrete(&h, &mut verdict, opts.cycle_search_timeout);
-        Ok(verdict)
+        Ok(Ok(ah::History::from_ops(self.ops, self.interner)))
     }
 }
 
@@ -445,6 +469,7 @@ fn from_report(report: adya::Report) -> Verdict {
 }
 
 mod cycles;
+mod proof;
 
 #[cfg(test)]
 mod tests;

@@ -215,9 +215,9 @@ pub fn list_append_opts(opts: &RunOpts) -> Vec<list_append::Opts> {
     models
         .into_iter()
         .map(|model| list_append::Opts {
-            model,
             anomalies: anomalies.clone(),
             cycle_search_timeout: opts.checker.cycle_search_timeout,
+            ..list_append::Opts::new(&model)
         })
         .collect()
 }
