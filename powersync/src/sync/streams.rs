@@ -23,30 +23,44 @@ use crate::status::{SyncStatus, SyncStreamStatus};
 use crate::sync::control::Payload;
 use crate::sync::coordinator::SyncShared;
 
-/// One stream with one set of parameters: what the core keys a subscription by. The
-/// parameters are kept as the JSON text sent to the core, which compares them as text.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+/// One stream with one set of parameters: what the core keys a subscription by. Keys are
+/// equal when the names and the parameters' JSON text are (the core compares them as text);
+/// the parsed parameters are kept beside the text, so nothing is parsed again.
+#[derive(Debug, Clone)]
 pub(crate) struct StreamKey {
     name: String,
     params: Option<String>,
+    /// `params`, parsed (`null` without parameters).
+    value: Value,
 }
 
 impl StreamKey {
     fn new(name: &str, params: Option<&Map<String, Value>>) -> Self {
+        let value = params.map_or(Value::Null, |p| Value::Object(p.clone()));
         Self {
             name: name.to_owned(),
-            params: params.map(|p| Value::Object(p.clone()).to_string()),
+            params: params.map(|_| value.to_string()),
+            value,
         }
     }
 
     /// `{"name": …, "params": …}`, the core's `StreamKey`.
     fn to_json(&self) -> Value {
-        let params = self
-            .params
-            .as_deref()
-            .and_then(|p| serde_json::from_str::<Value>(p).ok())
-            .unwrap_or(Value::Null);
-        json!({"name": self.name, "params": params})
+        json!({"name": self.name, "params": self.value})
+    }
+}
+
+impl PartialEq for StreamKey {
+    fn eq(&self, other: &Self) -> bool {
+        (&self.name, &self.params) == (&other.name, &other.params)
+    }
+}
+
+impl Eq for StreamKey {}
+
+impl std::hash::Hash for StreamKey {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        (&self.name, &self.params).hash(state);
     }
 }
 
@@ -90,7 +104,9 @@ impl StreamTracker {
         self.changed.subscribe()
     }
 
-    /// The shared handle state of `key`, made if no handle for it is alive.
+    /// The shared handle state of `key`, made if no handle for it is alive. It does not wake
+    /// the download loop: the caller does once the core stored the subscription (one wake,
+    /// one `update_subscriptions`, per subscribe).
     fn hold(&self, shared: &Arc<SyncShared>, key: StreamKey) -> Arc<Held> {
         let mut held = self.held.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(existing) = held.get(&key).and_then(Weak::upgrade) {
@@ -101,8 +117,6 @@ impl StreamTracker {
             key: key.clone(),
         });
         held.insert(key, Arc::downgrade(&entry));
-        drop(held);
-        self.touch();
         entry
     }
 }
@@ -318,16 +332,16 @@ impl StreamSubscription {
 
     /// The subscription parameters, if any.
     pub fn parameters(&self) -> Option<Value> {
-        self.held
-            .key
-            .params
-            .as_deref()
-            .and_then(|p| serde_json::from_str(p).ok())
+        self.params().cloned()
+    }
+
+    fn params(&self) -> Option<&Value> {
+        Some(&self.held.key.value).filter(|v| !v.is_null())
     }
 
     /// This subscription's entry in `status`, if the core reports it.
     pub fn status_in<'a>(&self, status: &'a SyncStatus) -> Option<&'a SyncStreamStatus> {
-        status.for_stream(self.name(), self.parameters().as_ref())
+        status.for_stream(self.name(), self.params())
     }
 
     /// Waits until the stream has been synced at least once (its `last_synced_at` is set), at
@@ -370,13 +384,11 @@ mod tests {
         let params = json!({"list": "a"});
         let key = StreamKey::new("todos", params.as_object());
         let first = shared.streams.hold(&shared, key.clone());
-        assert!(changed.has_changed().unwrap());
-        changed.mark_unchanged();
         let second = shared.streams.hold(&shared, key.clone());
         assert!(Arc::ptr_eq(&first, &second), "one entry per key");
         assert!(
             !changed.has_changed().unwrap(),
-            "no change for a second handle"
+            "holding wakes nobody: subscribe does, once the core stored the subscription"
         );
         assert_eq!(
             shared.streams.active_json(),
@@ -384,6 +396,7 @@ mod tests {
         );
         drop(first);
         assert_eq!(shared.streams.active_json().as_array().unwrap().len(), 1);
+        changed.mark_unchanged();
         drop(second);
         assert_eq!(shared.streams.active_json(), json!([]));
         assert!(changed.has_changed().unwrap());
