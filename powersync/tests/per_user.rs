@@ -41,17 +41,12 @@ bucket_definitions:
 ";
 
 fn schema() -> Schema {
-    Schema::new(vec![
-        Table::new(
-            "lists",
-            vec![Column::text("owner_id"), Column::text("name")],
-        ),
-        Table::new(
-            "todos",
-            vec![Column::text("list_id"), Column::text("description")],
-        ),
-        Table::new("notes", vec![Column::text("team"), Column::text("body")]),
-    ])
+    let mut tables = pg::owned_lists_and_todos();
+    tables.push(Table::new(
+        "notes",
+        vec![Column::text("team"), Column::text("body")],
+    ));
+    Schema::new(tables)
 }
 
 async fn setup(seed: &str, max_buckets: usize) -> (TestPostgres, tokio_postgres::Client, StandIn) {

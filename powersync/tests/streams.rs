@@ -10,7 +10,7 @@ use std::collections::BTreeSet;
 use std::time::{Duration, SystemTime};
 
 use pg::{PgConnector, eventually, fast};
-use powersync::schema::{Column, Schema, Table};
+use powersync::schema::Schema;
 use powersync::{CoreLibrary, Error, PowerSyncDatabase, SubscribeOptions, SyncStatus};
 use serde_json::json;
 use standin::{Config, StandIn, SyncRules};
@@ -36,16 +36,7 @@ streams:
 ";
 
 fn schema() -> Schema {
-    Schema::new(vec![
-        Table::new(
-            "lists",
-            vec![Column::text("owner_id"), Column::text("name")],
-        ),
-        Table::new(
-            "todos",
-            vec![Column::text("list_id"), Column::text("description")],
-        ),
-    ])
+    Schema::new(pg::owned_lists_and_todos())
 }
 
 /// The cores with Sync Streams that download (0.4.6+) from the vendored test set.

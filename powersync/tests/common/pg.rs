@@ -23,6 +23,21 @@ pub type Rows = BTreeMap<String, (String, Option<i64>)>;
 
 pub const RULES: &str = "bucket_definitions:\n  global:\n    data:\n      - SELECT * FROM todos\n";
 
+/// The service docs' todo-list tables with owners: `lists (owner_id, name)` and
+/// `todos (list_id, description)`, for the per-user and Sync Streams tests.
+pub fn owned_lists_and_todos() -> Vec<Table> {
+    vec![
+        Table::new(
+            "lists",
+            vec![Column::text("owner_id"), Column::text("name")],
+        ),
+        Table::new(
+            "todos",
+            vec![Column::text("list_id"), Column::text("description")],
+        ),
+    ]
+}
+
 pub fn schema() -> Schema {
     Schema::new(vec![Table::new(
         "todos",
