@@ -9,12 +9,18 @@
 //! commit). Their rates are compared with the wrapper's without any subscriber, which is the cost
 //! of change notifications to a writer.
 //!
-//! Rounds of the four variants alternate (the variant that goes first rotates); the medians and
-//! the ratios are printed for `synchronous=NORMAL` and `FULL`.
+//! Rounds of the four variants alternate (the variant that goes first rotates), each from the
+//! same database state. Printed for
+//! `synchronous=NORMAL` and `FULL`: each variant's median rate, and each ratio as the median
+//! of the ratios within a round (variants measured back to back, so the disk's fsync times,
+//! which drift by more than these ratios from minute to minute on a VM, cancel out), with the
+//! lowest and highest round's ratio beside it.
 //!
 //! Run: `cargo bench -p powersync --bench write_transactions` (release build). Environment:
 //! `BENCH_TXNS` transactions per round (default 2000), `BENCH_ROUNDS` (default 5), `BENCH_SYNC`
-//! (`NORMAL` or `FULL`; default both).
+//! (`NORMAL` or `FULL`; default both), `BENCH_DIR` the directory the databases are made in
+//! (default the system's temp dir; `/dev/shm`, a tmpfs, takes the disk out of the figures, so
+//! the ratios are the CPU cost alone).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -72,6 +78,18 @@ fn seed(tx: &Transaction<'_>) -> Result<(), Error> {
         )?;
     }
     Ok(())
+}
+
+/// Puts a database back in the state every round starts from: the seeded rows with empty
+/// values, an empty upload queue, the WAL checkpointed. Appends make values and queued
+/// entries grow, so without it each round would write more than the one before, and the
+/// wrapper's database (three variants' rounds) would grow faster than the bare one.
+fn reset(conn: &Connection) {
+    conn.execute_batch(
+        "BEGIN IMMEDIATE; UPDATE lww SET v = NULL; DELETE FROM ps_crud; COMMIT;
+         PRAGMA wal_checkpoint(TRUNCATE);",
+    )
+    .unwrap();
 }
 
 fn pragmas(sync: Synchronous) -> Pragmas {
@@ -255,7 +273,10 @@ fn main() {
         _ => vec![Synchronous::Normal, Synchronous::Full],
     };
     for sync in syncs {
-        let dir = tempfile::tempdir().unwrap();
+        let dir = match std::env::var_os("BENCH_DIR") {
+            Some(parent) => tempfile::tempdir_in(parent).unwrap(),
+            None => tempfile::tempdir().unwrap(),
+        };
         let mut bare = bare_connection(core, &dir.path().join("bare.db"), sync);
         let db = rt.block_on(async {
             let options = DatabaseOptions::default()
@@ -276,33 +297,65 @@ fn main() {
             for i in 0..VARIANTS.len() {
                 let v = (round + i) % VARIANTS.len();
                 let (rate, received) = match VARIANTS[v] {
-                    Variant::Bare => (run_bare(&mut bare, txns), 0),
-                    Variant::Wrapper(subscriber) => run_wrapper(&rt, &db, txns, subscriber),
+                    Variant::Bare => {
+                        reset(&bare);
+                        (run_bare(&mut bare, txns), 0)
+                    }
+                    Variant::Wrapper(subscriber) => {
+                        rt.block_on(async { reset(&db.writer().await.unwrap()) });
+                        run_wrapper(&rt, &db, txns, subscriber)
+                    }
                 };
                 rates[v].push(rate);
                 items[v].push(received as f64);
             }
         }
+        let index = |v: Variant| VARIANTS.iter().position(|x| *x == v).unwrap();
         let rate = |v: Variant| {
-            let i = VARIANTS.iter().position(|x| *x == v).unwrap();
+            let i = index(v);
             (median(rates[i].clone()), median(items[i].clone()))
+        };
+        // The median, lowest and highest of `v`'s rate over `of`'s, round by round.
+        let ratio = |v: Variant, of: Variant| {
+            let (a, b) = (&rates[index(v)], &rates[index(of)]);
+            let xs: Vec<f64> = a.iter().zip(b).map(|(a, b)| a / b).collect();
+            let lo = xs.iter().copied().fold(f64::INFINITY, f64::min);
+            let hi = xs.iter().copied().fold(0.0, f64::max);
+            (median(xs), lo, hi)
         };
         let (b, _) = rate(Variant::Bare);
         let (w, _) = rate(Variant::Wrapper(Subscriber::None));
         let (watch, watch_items) = rate(Variant::Wrapper(Subscriber::Watch));
         let (updates, update_items) = rate(Variant::Wrapper(Subscriber::TableUpdates));
+        let none = Variant::Wrapper(Subscriber::None);
+        let ratios = [
+            ratio(none, Variant::Bare),
+            ratio(Variant::Wrapper(Subscriber::Watch), none),
+            ratio(Variant::Wrapper(Subscriber::TableUpdates), none),
+        ];
         println!(
             "{:<10} {:>10.0} {:>10.0} {:>6.3} {:>10.0} {:>6.3} {:>8.0} {:>10.0} {:>6.3} {:>8.0}",
             format!("{sync:?}"),
             b,
             w,
-            w / b,
+            ratios[0].0,
             watch,
-            watch / w,
+            ratios[1].0,
             watch_items,
             updates,
-            updates / w,
+            ratios[2].0,
             update_items
+        );
+        println!(
+            "{:<10} round ratios (lowest-highest): wrapper/bare {:.3}-{:.3}, +watch {:.3}-{:.3}, \
+             +updates {:.3}-{:.3}",
+            "",
+            ratios[0].1,
+            ratios[0].2,
+            ratios[1].1,
+            ratios[1].2,
+            ratios[2].1,
+            ratios[2].2
         );
         rt.block_on(db.close()).unwrap();
     }
