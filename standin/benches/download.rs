@@ -2,7 +2,11 @@
 //! every row (stand-in + HTTP + `powersync_control`), against the ceiling of feeding the very
 //! same sync lines straight into `powersync_control` without HTTP or replication.
 //!
-//! Run: `cargo bench -p standin --bench download` (release profile). `ROWS=N` changes the size.
+//! Both replication modes run in the same run, each over its own PostgreSQL: streaming (the
+//! default) and polling the slot every 10 ms.
+//!
+//! Run: `cargo bench -p standin --bench download` (release profile). `ROWS=N` changes the size;
+//! `MODES=streaming` or `MODES=polling` runs one mode.
 
 use std::time::{Duration, Instant};
 
@@ -12,6 +16,13 @@ mod core_client;
 mod support;
 
 use core_client::CoreClient;
+use standin::replication::ReplicationMode;
+
+/// One mode's figures: end to end and ceiling, in ops/s.
+struct Figures {
+    end_to_end: f64,
+    ceiling: f64,
+}
 
 #[tokio::main]
 async fn main() {
@@ -19,7 +30,40 @@ async fn main() {
         .ok()
         .and_then(|r| r.parse().ok())
         .unwrap_or(100_000);
-    let (_pg, db, standin, _) = support::lww_standin(Some(Duration::from_millis(10))).await;
+    let modes: Vec<String> = std::env::var("MODES")
+        .unwrap_or_else(|_| "streaming,polling".to_owned())
+        .split(',')
+        .map(|m| m.trim().to_owned())
+        .collect();
+    let mut results = Vec::new();
+    for mode in &modes {
+        let replication = match mode.as_str() {
+            "streaming" => ReplicationMode::Streaming,
+            "polling" => ReplicationMode::Polling,
+            other => panic!("MODES: streaming or polling, not {other:?}"),
+        };
+        println!("{mode}:");
+        results.push((mode.clone(), measure(replication, rows).await));
+    }
+    if let (Some((_, s)), Some((_, p))) = (
+        results.iter().find(|(m, _)| m == "streaming"),
+        results.iter().find(|(m, _)| m == "polling"),
+    ) {
+        println!(
+            "streaming / polling (same run): end to end {:.2}, ceiling {:.2}",
+            s.end_to_end / p.end_to_end,
+            s.ceiling / p.ceiling
+        );
+    }
+}
+
+/// Measures one mode over a fresh PostgreSQL and stand-in; prints its figures.
+async fn measure(mode: ReplicationMode, rows: usize) -> Figures {
+    let (_pg, db, standin, _) = support::lww_standin_with(|config| {
+        config.replication = mode;
+        config.poll_interval = Duration::from_millis(10);
+    })
+    .await;
 
     // End to end: client connected and idle, then the bulk insert.
     let mut conn = CoreClient::open();
@@ -93,4 +137,8 @@ async fn main() {
         rate(e2e) / rate(ceiling)
     );
     standin.shutdown().await;
+    Figures {
+        end_to_end: rate(e2e),
+        ceiling: rate(ceiling),
+    }
 }

@@ -9,21 +9,9 @@ use testkit::{TestKey, TestPostgres};
 
 use crate::core_client::CoreClient;
 
-/// PostgreSQL with `lww (id, k, v)` in publication `powersync`, a client of it, and the
-/// stand-in serving `SELECT * FROM lww` in one global bucket, polling every `poll` (the
-/// stand-in's default when `None`) if it polls, and the interval it polls at.
-pub async fn lww_standin(
-    poll: Option<Duration>,
-) -> (TestPostgres, tokio_postgres::Client, StandIn, Duration) {
-    lww_standin_with(|config| {
-        if let Some(poll) = poll {
-            config.poll_interval = poll;
-        }
-    })
-    .await
-}
-
-/// [`lww_standin`] with the stand-in's configuration adjusted by `configure`.
+/// PostgreSQL with `lww (id, k, v)` in publication `powersync`, a client of it, the stand-in
+/// serving `SELECT * FROM lww` in one global bucket with its configuration adjusted by
+/// `configure`, and the interval it polls at if it polls.
 pub async fn lww_standin_with(
     configure: impl FnOnce(&mut Config),
 ) -> (TestPostgres, tokio_postgres::Client, StandIn, Duration) {
