@@ -349,13 +349,7 @@ fn main() {
         println!(
             "{:<10} round ratios (lowest-highest): wrapper/bare {:.3}-{:.3}, +watch {:.3}-{:.3}, \
              +updates {:.3}-{:.3}",
-            "",
-            ratios[0].1,
-            ratios[0].2,
-            ratios[1].1,
-            ratios[1].2,
-            ratios[2].1,
-            ratios[2].2
+            "", ratios[0].1, ratios[0].2, ratios[1].1, ratios[1].2, ratios[2].1, ratios[2].2
         );
         rt.block_on(db.close()).unwrap();
     }
