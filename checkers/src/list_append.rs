@@ -26,10 +26,10 @@
 //!   only as `strong-session-PL-2-cycle-exists` (still invalid) with no cycle. `cycles` finds
 //!   and explains the concrete `G1c-process` / `G0-process` / `-realtime` cycle, as Elle does.
 //!
-//! Before adya runs, a proof (`list_append/proof.rs`) tries to show quickly that the history has no anomaly at all
-//! (what a healthy run records); when it can, the verdict is `valid` without adya's analysis,
-//! which takes most of the time on a big history. It declines on anything else, and adya
-//! decides. [`Opts::full_analysis`] skips the proof.
+//! Before adya runs, a proof (`list_append/proof.rs`) tries to show quickly that the history
+//! has no anomaly at all (what a healthy run records); when it can, the verdict is `valid`
+//! without adya's analysis, which takes most of the time on a big history. It declines on
+//! anything else, and adya decides. [`Opts::full_analysis`] skips the proof.
 
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
