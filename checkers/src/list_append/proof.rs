@@ -14,23 +14,22 @@
 //!   (the version order), which repeats no element (`incompatible-order`,
 //!   `duplicate-elements`), and every element of it was appended by an ok or info
 //!   transaction (`G1a`, `dirty-update`, and reads of elements nobody appended);
-//! - every ok transaction's reads agree with its own earlier reads and appends and never show an
+//! - no ok read ends in another transaction's intermediate append (`G1b`); every ok
+//!   transaction's reads agree with its own earlier reads and appends and never show an
 //!   element it appends later (`internal`, `future-read`);
 //! - adya's ww, wr and rw edges, computed as adya computes them, are not none at all (else
 //!   adya answers `empty-transaction-graph`), and with real-time order added they form an
 //!   acyclic graph. Every cycle adya looks for, at every model, is a cycle in that graph
 //!   (snapshot isolation's "plus one rw hop" edges are paths in it), so there is none.
 //!
-//! Three parts of adya's analysis need nothing of their own. Process order is part of real-time order
+//! Two parts of adya's analysis need nothing of their own. Process order is part of real-time order
 //! once no process has two invocations open at a time (the proof declines if one does).
 //! And a `lost-update` (two ok transactions read one state of a key, then both append to
 //! it) is a cycle: of the two appends, at most one can directly follow the state read, so
 //! the other transaction has an rw edge to the writer of the element after that state and a
-//! path of ww edges from that writer back to its own append. A `G1b` (an ok read ending in
-//! an element another transaction `T` appended to the key before appending to it again) is
-//! a cycle too: the reader has a wr edge from `T` and an rw edge either to `T` (`T`'s next
-//! append follows the state read, or nobody observed it) or to a writer with a path of ww
-//! edges to `T`'s next append.
+//! path of ww edges from that writer back to its own append. (`G1b` is not always a cycle:
+//! a version order may put a transaction's later append before its earlier one, so it is
+//! checked on its own.)
 //!
 //! Real-time order is added through barrier vertices, so that it costs edges linear in the
 //! history: the ok completions since the last barrier point to a new barrier, which points to
@@ -60,6 +59,8 @@ struct Element {
     writer: u32,
     /// Its position in its key's version order, or [`NONE`] if no read observed it.
     position: u32,
+    /// Whether its writer appended to the same key again afterwards.
+    intermediate: bool,
 }
 
 /// A key's version order and the transactions around its last observed state.
@@ -125,7 +126,7 @@ fn prove(h: &History) -> Option<()> {
 }
 
 /// Every element a completion appended and every key, with the checks that need only one
-/// pass: micro-op types and unique appends.
+/// pass: micro-op types, unique appends, intermediate appends.
 type Index = (FxHashMap<(Id, Id), Element>, FxHashMap<Id, KeyOrder>);
 
 fn index(h: &History) -> Option<Index> {
@@ -146,9 +147,13 @@ fn index(h: &History) -> Option<Index> {
                     }
                 }
                 Mop::Append { key, value } => {
+                    let later = op.value[j + 1..]
+                        .iter()
+                        .any(|m| matches!(*m, Mop::Append { key: k, .. } if k == key));
                     let element = Element {
                         writer: if possible(op) { i as u32 } else { NONE },
                         position: NONE,
+                        intermediate: later,
                     };
                     if elements.insert((key, value), element).is_some() {
                         return None;
@@ -243,6 +248,9 @@ fn transaction(
                 }
                 if let Some(&last) = xs.last() {
                     let e = elements.get(&(key, last))?;
+                    if op.kind == OpType::Ok && e.intermediate && e.writer != i {
+                        return None;
+                    }
                     if e.writer != i {
                         edges.data(e.writer, i);
                     }
