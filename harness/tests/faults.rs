@@ -390,6 +390,24 @@ async fn clock_bump_shows_in_last_synced_at_and_the_reset_undoes_it() {
         let text = std::fs::read_to_string(clock.path()).expect("clock file");
         assert_eq!(text.trim(), "+0.000");
     }
+    // libfaketime's shared memory and semaphore of the process, which it removes only on a
+    // normal exit, go with a killed endpoint.
+    let mut endpoint = synced.endpoint.lock().await;
+    let pid = endpoint.pid().expect("running");
+    let left = [
+        format!("/dev/shm/faketime_shm_{pid}"),
+        format!("/dev/shm/sem.faketime_sem_{pid}"),
+    ];
+    for path in &left {
+        assert!(
+            std::path::Path::new(path).exists(),
+            "libfaketime made {path}"
+        );
+    }
+    endpoint.kill();
+    for path in &left {
+        assert!(!std::path::Path::new(path).exists(), "{path} left behind");
+    }
 }
 
 /// Pause with target `all`: every endpoint process is stopped (state `T`) and a request times

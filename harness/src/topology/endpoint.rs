@@ -325,6 +325,7 @@ impl Endpoint {
     pub async fn restart(&mut self) -> Result<()> {
         if let Some(mut old) = self.child.take() {
             kill_and_reap(&mut old);
+            self.release_clock(old.id());
         }
         self.paused = false;
         let log_path = self.log_path();
@@ -420,7 +421,9 @@ impl Endpoint {
         if let Some(child) = self.child.as_mut()
             && let Ok(Some(status)) = child.try_wait()
         {
+            let pid = child.id();
             self.child = None;
+            self.release_clock(pid);
             return Err(Error::Startup {
                 name: self.config.name.clone(),
                 reason: format!("exited with {status}"),
@@ -441,8 +444,25 @@ impl Endpoint {
     pub fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {
             kill_and_reap(&mut child);
+            self.release_clock(child.id());
         }
         self.paused = false;
+    }
+
+    /// Removes what libfaketime left in `/dev/shm` for the ended process `pid`: it makes
+    /// `faketime_shm_<pid>` and `sem.faketime_sem_<pid>` when it starts and removes them only
+    /// on a normal exit, so every killed endpoint (and the `ip netns exec` it was started
+    /// through, which execs it under the same pid) would leave them behind.
+    fn release_clock(&self, pid: u32) {
+        if self.faketime.is_none() {
+            return;
+        }
+        for name in [
+            format!("faketime_shm_{pid}"),
+            format!("sem.faketime_sem_{pid}"),
+        ] {
+            let _ = std::fs::remove_file(Path::new("/dev/shm").join(name));
+        }
     }
 
     /// Stops the process with its database closed cleanly, as jepsen-powersync's `stop-nodes`:
@@ -459,7 +479,7 @@ impl Endpoint {
         if std::mem::take(&mut self.paused) {
             signal(&child, Signal::SIGCONT)?;
         }
-        if self.config.latest.is_some() {
+        let stopped = if self.config.latest.is_some() {
             let closed = crate::client::db_api(&self.url(), "close", CLOSE_TIMEOUT).await;
             kill_and_reap(&mut child);
             closed.map(drop).map_err(|reason| Error::Process {
@@ -469,7 +489,9 @@ impl Endpoint {
         } else {
             terminate(&mut child, STOP_GRACE).await;
             Ok(())
-        }
+        };
+        self.release_clock(child.id());
+        stopped
     }
 
     /// SIGSTOP.
